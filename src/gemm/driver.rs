@@ -1,0 +1,316 @@
+//! The BLIS loop nest: JC (NC) → PC (KC) → IC (MC) outside the target-feature
+//! region, JR (NR) → IR (MR) → microkernel inside it.
+//!
+//! * Orientation: the problem is transposed when C is row-major so the kernel
+//!   always writes contiguous columns (`C = A·B ⇔ Cᵀ = Bᵀ·Aᵀ`).
+//! * Packing is skipped where it costs more than it saves: A is read in place
+//!   when its columns are contiguous and few B panels would reuse it; B is read
+//!   in place (by broadcasts) when few A panels would reuse it. That is the
+//!   small-matrix path for MLP shapes (batch × 784 × 128 and the like).
+//! * `beta` applies on the first KC pass only; later passes accumulate.
+//! * Threads split the output over N (or M) tiles, never over K, so every
+//!   element is summed in the same order for any thread count.
+
+use super::kernel::{Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
+use super::pack::{pack_a, pack_b};
+use super::params::Params;
+use crate::simd::{Isa, Real};
+use pulp::{Simd, WithSimd};
+use std::cell::RefCell;
+
+/// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
+/// (`beta == None`: C is write-only).
+#[derive(Clone, Copy)]
+pub(crate) struct Problem<T> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: T,
+    pub a: *const T,
+    pub rsa: isize,
+    pub csa: isize,
+    pub b: *const T,
+    pub rsb: isize,
+    pub csb: isize,
+    pub beta: Option<T>,
+    pub c: *mut T,
+    pub rsc: isize,
+    pub csc: isize,
+}
+
+// SAFETY: a `Problem` is only shared between the threads of one call, which write
+// disjoint parts of C and only read A and B; the caller holds the borrows.
+unsafe impl<T: Send> Send for Problem<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Problem<T> {}
+
+/// Minimum floating-point work (2·m·n·k) per thread before a call goes parallel.
+pub const MIN_FLOPS_PER_THREAD: usize = 1 << 19;
+
+impl<T: Real> Problem<T> {
+    /// The same product with C transposed: `Cᵀ = Bᵀ·Aᵀ`.
+    pub(crate) fn transposed(self) -> Self {
+        Problem {
+            m: self.n,
+            n: self.m,
+            a: self.b,
+            rsa: self.csb,
+            csa: self.rsb,
+            b: self.a,
+            rsb: self.csa,
+            csb: self.rsa,
+            rsc: self.csc,
+            csc: self.rsc,
+            ..self
+        }
+    }
+}
+
+/// Runs the native GEMM.
+///
+/// # Safety
+/// Every element `A(i,p)`, `B(p,j)`, `C(i,j)` in range must be valid to read (and
+/// C to write), C must not overlap A or B, and distinct C elements must have
+/// distinct addresses.
+pub(crate) unsafe fn gemm_native<T: Real>(isa: Isa, prob: Problem<T>, threads: usize) {
+    let Problem { m, n, k, .. } = prob;
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || prob.alpha == T::ZERO {
+        // SAFETY: forwarded contract.
+        unsafe { scale_c(prob) };
+        return;
+    }
+    let prob = if prob.rsc != 1 && prob.csc == 1 { prob.transposed() } else { prob };
+    let p = Params::for_isa(isa, core::mem::size_of::<T>());
+
+    let n_tiles = prob.n.div_ceil(p.nr);
+    let m_tiles = prob.m.div_ceil(p.mr);
+    let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
+    let split_n = n_tiles >= m_tiles;
+    let tiles = if split_n { n_tiles } else { m_tiles };
+    let nt = threads.min((flops / MIN_FLOPS_PER_THREAD).max(1)).min(tiles).max(1);
+    if nt == 1 {
+        // SAFETY: forwarded contract.
+        unsafe { serial(isa, &p, prob) };
+        return;
+    }
+    crate::par::run_tasks(nt, |t| {
+        let t0 = t * tiles / nt;
+        let t1 = (t + 1) * tiles / nt;
+        let mut sub = prob;
+        if split_n {
+            let j0 = t0 * p.nr;
+            let j1 = (t1 * p.nr).min(prob.n);
+            sub.n = j1 - j0;
+            sub.b = prob.b.wrapping_offset(j0 as isize * prob.csb);
+            sub.c = prob.c.wrapping_offset(j0 as isize * prob.csc);
+        } else {
+            let i0 = t0 * p.mr;
+            let i1 = (t1 * p.mr).min(prob.m);
+            sub.m = i1 - i0;
+            sub.a = prob.a.wrapping_offset(i0 as isize * prob.rsa);
+            sub.c = prob.c.wrapping_offset(i0 as isize * prob.rsc);
+        }
+        // SAFETY: the sub-problems cover disjoint blocks of C inside the caller's range.
+        unsafe { serial(isa, &p, sub) };
+    });
+}
+
+/// `C = beta·C` (or zero when `beta == None`); A and B are not read.
+unsafe fn scale_c<T: Real>(prob: Problem<T>) {
+    for j in 0..prob.n {
+        for i in 0..prob.m {
+            let p = prob.c.wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            // SAFETY: (i, j) is in C's validated range.
+            unsafe {
+                match prob.beta {
+                    None => *p = T::ZERO,
+                    Some(b) if b == T::ONE => {}
+                    Some(b) => *p = b * *p,
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    static PACK_BUF: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Whether to pack A: always when its columns are not contiguous; otherwise only
+/// when enough B panels reuse it to repay the copy.
+fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
+    prob.rsa != 1 || (prob.n > 16 * p.nr && prob.k > 64)
+}
+
+/// Whether to pack B: when many A panels reuse each B panel.
+fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
+    prob.m > 8 * p.mr
+}
+
+unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
+    let pa = want_pack_a(p, &prob);
+    let pb = want_pack_b(p, &prob);
+    let kc_max = p.kc.min(prob.k);
+    let a_len = if pa { prob.m.min(p.mc).div_ceil(p.mr) * p.mr * kc_max } else { 0 };
+    let b_len = if pb { prob.n.min(p.nc).div_ceil(p.nr) * p.nr * kc_max } else { 0 };
+    let esz = core::mem::size_of::<T>();
+    // 64-byte alignment slack for each buffer, in u64 words.
+    let words = (a_len * esz).div_ceil(8) + (b_len * esz).div_ceil(8) + 16;
+    PACK_BUF.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        if guard.len() < words {
+            guard.resize(words, 0);
+        }
+        let base = guard.as_mut_ptr() as *mut u8;
+        let abuf = base.wrapping_add(base.align_offset(64)) as *mut T;
+        let bb = (abuf as *mut u8).wrapping_add(a_len * esz);
+        let bbuf = bb.wrapping_add(bb.align_offset(64)) as *mut T;
+
+        let mut jc = 0;
+        while jc < prob.n {
+            let ncur = p.nc.min(prob.n - jc);
+            let mut pc = 0;
+            while pc < prob.k {
+                let kcur = p.kc.min(prob.k - pc);
+                let beta = if pc == 0 { prob.beta } else { Some(T::ONE) };
+                let bsrc = prob.b.wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
+                let (b_ptr, b_ks, b_js, b_panel) = if pb {
+                    // SAFETY: the block is inside B; the buffer holds b_len elements.
+                    unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
+                    (bbuf as *const T, p.nr as isize, 1isize, (p.nr * kcur) as isize)
+                } else {
+                    (bsrc, prob.rsb, prob.csb, p.nr as isize * prob.csb)
+                };
+                let mut ic = 0;
+                while ic < prob.m {
+                    let mcur = p.mc.min(prob.m - ic);
+                    let asrc = prob.a.wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
+                    let (a_ptr, a_ks, a_panel) = if pa {
+                        // SAFETY: the block is inside A; the buffer holds a_len elements.
+                        unsafe { pack_a(abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
+                        (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
+                    } else {
+                        (asrc, prob.csa, p.mr as isize)
+                    };
+                    let blk = Block {
+                        mc: mcur,
+                        nc: ncur,
+                        kc: kcur,
+                        mr: p.mr,
+                        nr: p.nr,
+                        a: a_ptr,
+                        a_ks,
+                        a_panel,
+                        a_packed: pa,
+                        b: b_ptr,
+                        b_ks,
+                        b_js,
+                        b_panel,
+                        c: prob.c.wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
+                        rsc: prob.rsc,
+                        csc: prob.csc,
+                        alpha: prob.alpha,
+                        beta,
+                    };
+                    run_block(isa, blk);
+                    ic += mcur;
+                }
+                pc += kcur;
+            }
+            jc += ncur;
+        }
+    });
+}
+
+/// Loops 2 and 1 over one `mc × nc` block of C for one KC pass.
+#[derive(Clone, Copy)]
+struct Block<T> {
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    mr: usize,
+    nr: usize,
+    a: *const T,
+    a_ks: isize,
+    a_panel: isize,
+    a_packed: bool,
+    b: *const T,
+    b_ks: isize,
+    b_js: isize,
+    b_panel: isize,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+    alpha: T,
+    beta: Option<T>,
+}
+
+struct BlockOp<T, Sh>(Block<T>, core::marker::PhantomData<Sh>);
+
+impl<T: Real, Sh: Shape> WithSimd for BlockOp<T, Sh> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let b = self.0;
+        let l = T::lanes::<S>();
+        debug_assert_eq!(b.mr, Sh::MV * l);
+        debug_assert_eq!(b.nr, Sh::NR);
+        let mut j0 = 0;
+        let mut jr = 0isize;
+        while j0 < b.nc {
+            let n = b.nr.min(b.nc - j0);
+            let mut i0 = 0;
+            let mut ir = 0isize;
+            while i0 < b.mc {
+                let m = b.mr.min(b.mc - i0);
+                let t = Tile {
+                    k: b.kc,
+                    a: b.a.wrapping_offset(ir * b.a_panel),
+                    a_ks: b.a_ks,
+                    a_masked: !b.a_packed && m % l != 0,
+                    b: b.b.wrapping_offset(jr * b.b_panel),
+                    b_ks: b.b_ks,
+                    b_js: b.b_js,
+                    c: b.c.wrapping_offset(i0 as isize * b.rsc + j0 as isize * b.csc),
+                    c_rs: b.rsc,
+                    c_cs: b.csc,
+                    m,
+                    n,
+                    alpha: b.alpha,
+                    beta: b.beta,
+                };
+                // SAFETY: the tile lies inside the validated block.
+                unsafe { Sh::run::<T, S>(s, m.div_ceil(l), &t) };
+                i0 += m;
+                ir += 1;
+            }
+            j0 += n;
+            jr += 1;
+        }
+    }
+}
+
+fn run_block<T: Real>(isa: Isa, blk: Block<T>) {
+    use core::marker::PhantomData as P;
+    match isa {
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        Isa::V4 => {
+            let s = pulp::x86::V4::try_new().expect("AVX-512 block on a CPU without it");
+            Simd::vectorize(s, BlockOp::<T, Mv2Nr12>(blk, P))
+        }
+        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+        Isa::V3 => {
+            let s = pulp::x86::V3::try_new().expect("AVX2 block on a CPU without it");
+            Simd::vectorize(s, BlockOp::<T, Mv2Nr6>(blk, P))
+        }
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => {
+            let s = pulp::aarch64::Neon::try_new().expect("NEON block on a CPU without it");
+            Simd::vectorize(s, BlockOp::<T, Mv2Nr12>(blk, P))
+        }
+        Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), BlockOp::<T, Mv4Nr4>(blk, P)),
+    }
+}

@@ -1,0 +1,223 @@
+//! The register-blocked microkernel, written once over `pulp::Simd`.
+//!
+//! A tile computes `C[0..m, 0..n] (op)= alpha · A_panel · B_panel` where
+//! * the A panel holds, for each `p < k`, up to `MV` vectors of consecutive rows
+//!   (`a + p·a_ks`), either packed and zero-padded or read in place from a
+//!   column-contiguous A (the last vector then uses a masked load);
+//! * the B panel is read by broadcasts at `b + p·b_ks + j·b_js`, packed or in place;
+//! * C is written with general strides, with a vector fast path for `c_rs == 1`.
+//!
+//! Every `(mv, nr)` with `mv ≤ MV`, `nr ≤ NR` is its own monomorphised kernel
+//! (the `gemm` crate's table approach), so an edge tile runs exactly the work it
+//! needs: no scalar slow path and no wasted columns.
+//!
+//! The write-out follows the BLIS contract: with `beta == None` C is never read
+//! (NaN there is overwritten); otherwise `C = beta·C + alpha·acc`.
+
+use crate::simd::Real;
+use pulp::Simd;
+
+/// One microkernel invocation. Pointers are only dereferenced inside the ranges
+/// the driver validated.
+#[derive(Clone, Copy)]
+pub(crate) struct Tile<T> {
+    pub k: usize,
+    pub a: *const T,
+    pub a_ks: isize,
+    /// Whether the last A vector must be loaded with a mask (A read in place).
+    pub a_masked: bool,
+    pub b: *const T,
+    pub b_ks: isize,
+    pub b_js: isize,
+    pub c: *mut T,
+    pub c_rs: isize,
+    pub c_cs: isize,
+    /// Valid rows (≤ MV·lanes) and columns (≤ NR) of this tile.
+    pub m: usize,
+    pub n: usize,
+    pub alpha: T,
+    /// `None`: overwrite C without reading it.
+    pub beta: Option<T>,
+}
+
+/// Largest tile any configuration uses (elements), for the strided write-out scratch.
+const MAX_TILE: usize = 64 * 12;
+
+#[inline(always)]
+unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
+    s: S,
+    av: &[T::V<S>; MV],
+    b: *const T,
+    b_js: isize,
+    acc: &mut [[T::V<S>; MV]; NR],
+) {
+    for j in 0..NR {
+        // SAFETY: `b + j·b_js` is an element of the validated B panel.
+        let bj = T::splat(s, unsafe { *b.offset(j as isize * b_js) });
+        for i in 0..MV {
+            acc[j][i] = T::vmul_add(s, av[i], bj, acc[j][i]);
+        }
+    }
+}
+
+/// The k loop of a tile.
+///
+/// # Safety
+/// As [`ukr`]; `MASKED` only when the tile's last A vector is partial and read
+/// in place, `UNIT_JS` only when `t.b_js == 1`.
+#[inline(always)]
+unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const MASKED: bool, const UNIT_JS: bool>(
+    s: S,
+    t: &Tile<T>,
+    acc: &mut [[T::V<S>; MV]; NR],
+) {
+    let l = T::lanes::<S>();
+    let zero = T::splat(s, T::ZERO);
+    let mask = T::mask(s, if MASKED { t.m - (MV - 1) * l } else { l });
+    let js = if UNIT_JS { 1 } else { t.b_js };
+    let load_a = |a: *const T| {
+        let mut av = [zero; MV];
+        for i in 0..MV {
+            // SAFETY: full vectors are valid rows (or zero padding of a packed
+            // panel); only the valid rows of a masked last vector are enabled.
+            av[i] = unsafe {
+                if MASKED && i == MV - 1 { T::load_masked(s, mask, a.add(i * l)) } else { T::load(s, a.add(i * l)) }
+            };
+        }
+        av
+    };
+    let mut a = t.a;
+    let mut b = t.b;
+    for _ in 0..t.k {
+        let av = load_a(a);
+        // SAFETY: row p of the B panel is in range.
+        unsafe { step::<T, S, MV, NR>(s, &av, b, js, acc) };
+        a = a.wrapping_offset(t.a_ks);
+        b = b.wrapping_offset(t.b_ks);
+    }
+}
+
+/// The microkernel for an `MV`-vector × `NR`-column tile.
+///
+/// # Safety
+/// The tile's pointers must be valid for the ranges described on [`Tile`].
+#[inline(always)]
+pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) {
+    let l = T::lanes::<S>();
+    let zero = T::splat(s, T::ZERO);
+    let mut acc = [[zero; MV]; NR];
+    // Four variants of the k loop, so the common cases have compile-time
+    // constant addressing: B columns adjacent (`b_js == 1`: packed B or a
+    // row-major B read in place) and A without a masked last vector.
+    // SAFETY: forwarded contract (see `k_loop`).
+    unsafe {
+        match (t.a_masked, t.b_js == 1) {
+            (false, true) => k_loop::<T, S, MV, NR, false, true>(s, t, &mut acc),
+            (false, false) => k_loop::<T, S, MV, NR, false, false>(s, t, &mut acc),
+            (true, true) => k_loop::<T, S, MV, NR, true, true>(s, t, &mut acc),
+            (true, false) => k_loop::<T, S, MV, NR, true, false>(s, t, &mut acc),
+        }
+    }
+    // SAFETY: C tile validity is the caller's contract.
+    unsafe { write_out::<T, S, MV, NR>(s, t, &acc) };
+}
+
+#[inline(always)]
+unsafe fn write_out<T: Real, S: Simd, const MV: usize, const NR: usize>(
+    s: S,
+    t: &Tile<T>,
+    acc: &[[T::V<S>; MV]; NR],
+) {
+    let l = T::lanes::<S>();
+    let alpha = T::splat(s, t.alpha);
+    if t.c_rs == 1 {
+        let last = t.m - (MV - 1) * l;
+        for j in 0..NR {
+            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            for i in 0..MV {
+                let rows = if i == MV - 1 { last } else { l };
+                let p = cp.wrapping_add(i * l);
+                let mut v = T::vmul(s, acc[j][i], alpha);
+                // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
+                unsafe {
+                    if let Some(beta) = t.beta {
+                        let cv = if rows == l { T::load(s, p) } else { T::load_partial(s, p, rows) };
+                        v = T::vmul_add(s, cv, T::splat(s, beta), v);
+                    }
+                    if rows == l { T::store(s, p, v) } else { T::store_partial(s, p, rows, v) }
+                }
+            }
+        }
+    } else {
+        let mut buf = [T::ZERO; MAX_TILE];
+        let mr = MV * l;
+        debug_assert!(mr * NR <= MAX_TILE);
+        for j in 0..NR {
+            for i in 0..MV {
+                // SAFETY: `buf` holds MV·l·NR ≤ MAX_TILE elements.
+                unsafe { T::store(s, buf.as_mut_ptr().add(j * mr + i * l), acc[j][i]) };
+            }
+        }
+        for j in 0..t.n {
+            for i in 0..t.m {
+                let p = t.c.wrapping_offset(i as isize * t.c_rs + j as isize * t.c_cs);
+                let x = buf[j * mr + i] * t.alpha;
+                // SAFETY: (i, j) is inside the validated C tile.
+                unsafe {
+                    *p = match t.beta {
+                        Some(beta) => beta * *p + x,
+                        None => x,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// A register-tile configuration: `MV` vectors × `NR` columns, with a table of
+/// every smaller edge variant.
+pub(crate) trait Shape {
+    /// Vectors of rows per tile.
+    const MV: usize;
+    /// Columns per tile.
+    const NR: usize;
+    /// Runs the `(mv, n)` variant of the tile (`mv = ceil(t.m / lanes)`).
+    ///
+    /// # Safety
+    /// See [`ukr`].
+    unsafe fn run<T: Real, S: Simd>(s: S, mv: usize, t: &Tile<T>);
+}
+
+macro_rules! shape {
+    ($name:ident, $mv:literal, $nr:literal; $( ($a:literal, $b:literal) ),* $(,)?) => {
+        /// Register tile configuration (see [`Shape`]).
+        pub(crate) struct $name;
+        impl Shape for $name {
+            const MV: usize = $mv;
+            const NR: usize = $nr;
+            #[inline(always)]
+            unsafe fn run<T: Real, S: Simd>(s: S, mv: usize, t: &Tile<T>) {
+                // SAFETY: forwarded contract.
+                unsafe {
+                    match (mv, t.n) {
+                        $( ($a, $b) => ukr::<T, S, $a, $b>(s, t), )*
+                        _ => unreachable!("tile {}x{} outside the {}x{} table", mv, t.n, $mv, $nr),
+                    }
+                }
+            }
+        }
+    };
+}
+
+// AVX-512 (32 zmm) and NEON (32 q): 2 vectors × 12 columns = 24 accumulators.
+shape!(Mv2Nr12, 2, 12;
+    (1,1),(1,2),(1,3),(1,4),(1,5),(1,6),(1,7),(1,8),(1,9),(1,10),(1,11),(1,12),
+    (2,1),(2,2),(2,3),(2,4),(2,5),(2,6),(2,7),(2,8),(2,9),(2,10),(2,11),(2,12));
+// AVX2 (16 ymm): 2 vectors × 6 columns = 12 accumulators.
+shape!(Mv2Nr6, 2, 6;
+    (1,1),(1,2),(1,3),(1,4),(1,5),(1,6),
+    (2,1),(2,2),(2,3),(2,4),(2,5),(2,6));
+// Scalar: 4 × 4 scalars.
+shape!(Mv4Nr4, 4, 4;
+    (1,1),(1,2),(1,3),(1,4),(2,1),(2,2),(2,3),(2,4),
+    (3,1),(3,2),(3,3),(3,4),(4,1),(4,2),(4,3),(4,4));

@@ -1,0 +1,95 @@
+//! Packing of A into MR-row panels and B into NR-column panels.
+//!
+//! Panel layouts (BLIS): an A panel stores, for each `p < kc`, MR consecutive
+//! rows; a B panel stores, for each `p < kc`, NR consecutive columns. Edges are
+//! zero-padded to full MR / NR so the microkernel never reads garbage.
+
+use crate::simd::Real;
+
+/// Packs `A[0..mc, 0..kc]` (strides `rs`, `cs`) into `dst` as `ceil(mc/mr)`
+/// panels of `mr × kc`.
+///
+/// # Safety
+/// `a` must be valid for every `(i, p)` in range; `dst` for
+/// `ceil(mc/mr)·mr·kc` writes.
+pub(crate) unsafe fn pack_a<T: Real>(dst: *mut T, a: *const T, rs: isize, cs: isize, mc: usize, kc: usize, mr: usize) {
+    let mut i0 = 0;
+    let mut d = dst;
+    while i0 < mc {
+        let rows = mr.min(mc - i0);
+        let src = a.wrapping_offset(i0 as isize * rs);
+        // SAFETY: in-range reads of A and writes of this panel.
+        unsafe {
+            if rs == 1 {
+                for p in 0..kc {
+                    let s = src.wrapping_offset(p as isize * cs);
+                    let dp = d.add(p * mr);
+                    core::ptr::copy_nonoverlapping(s, dp, rows);
+                    for r in rows..mr {
+                        *dp.add(r) = T::ZERO;
+                    }
+                }
+            } else {
+                for r in 0..rows {
+                    let s = src.wrapping_offset(r as isize * rs);
+                    for p in 0..kc {
+                        *d.add(p * mr + r) = *s.wrapping_offset(p as isize * cs);
+                    }
+                }
+                if rows < mr {
+                    for p in 0..kc {
+                        for r in rows..mr {
+                            *d.add(p * mr + r) = T::ZERO;
+                        }
+                    }
+                }
+            }
+            d = d.add(mr * kc);
+        }
+        i0 += mr;
+    }
+}
+
+/// Packs `B[0..kc, 0..nc]` (strides `rs`, `cs`) into `dst` as `ceil(nc/nr)`
+/// panels of `kc × nr`.
+///
+/// # Safety
+/// `b` must be valid for every `(p, j)` in range; `dst` for
+/// `ceil(nc/nr)·nr·kc` writes.
+pub(crate) unsafe fn pack_b<T: Real>(dst: *mut T, b: *const T, rs: isize, cs: isize, kc: usize, nc: usize, nr: usize) {
+    let mut j0 = 0;
+    let mut d = dst;
+    while j0 < nc {
+        let cols = nr.min(nc - j0);
+        let src = b.wrapping_offset(j0 as isize * cs);
+        // SAFETY: in-range reads of B and writes of this panel.
+        unsafe {
+            if cs == 1 {
+                for p in 0..kc {
+                    let s = src.wrapping_offset(p as isize * rs);
+                    let dp = d.add(p * nr);
+                    core::ptr::copy_nonoverlapping(s, dp, cols);
+                    for c in cols..nr {
+                        *dp.add(c) = T::ZERO;
+                    }
+                }
+            } else {
+                for c in 0..cols {
+                    let s = src.wrapping_offset(c as isize * cs);
+                    for p in 0..kc {
+                        *d.add(p * nr + c) = *s.wrapping_offset(p as isize * rs);
+                    }
+                }
+                if cols < nr {
+                    for p in 0..kc {
+                        for c in cols..nr {
+                            *d.add(p * nr + c) = T::ZERO;
+                        }
+                    }
+                }
+            }
+            d = d.add(nr * kc);
+        }
+        j0 += nr;
+    }
+}

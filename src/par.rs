@@ -1,0 +1,118 @@
+//! Thread-count policy and the worker pool the kernels run on.
+//!
+//! * A process-wide default thread count: [`set_num_threads`] (also reachable from
+//!   C as `nnk_set_num_threads`), else the `NNK_NUM_THREADS` environment variable
+//!   (read once), else all cores.
+//! * A per-call override through [`Par`].
+//! * Kernels split work over output blocks only, never over a reduction
+//!   dimension, so every result is bit-identical for any thread count.
+//! * A call made from inside a worker of a rayon pool (ours or the caller's) runs
+//!   serially: pools are never nested.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// Parallelism of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Par {
+    /// Use the process-wide default ([`num_threads`]).
+    #[default]
+    Default,
+    /// Exactly one thread: the caller's.
+    Seq,
+    /// At most this many threads (0 means the process-wide default).
+    Threads(usize),
+}
+
+/// 0 = not set: fall back to the environment / core count.
+static GLOBAL: AtomicUsize = AtomicUsize::new(0);
+static ENV_DEFAULT: OnceLock<usize> = OnceLock::new();
+static POOL: RwLock<Option<(usize, Arc<rayon::ThreadPool>)>> = RwLock::new(None);
+
+/// Number of logical cores (at least 1).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn env_default() -> usize {
+    *ENV_DEFAULT.get_or_init(|| {
+        std::env::var("NNK_NUM_THREADS")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(available_cores)
+    })
+}
+
+/// Sets the process-wide default thread count; 0 restores the default
+/// (`NNK_NUM_THREADS`, else all cores). Values are capped at 1024.
+pub fn set_num_threads(n: usize) {
+    GLOBAL.store(n.min(1024), Ordering::Relaxed);
+}
+
+/// The process-wide default thread count now in force.
+pub fn num_threads() -> usize {
+    match GLOBAL.load(Ordering::Relaxed) {
+        0 => env_default(),
+        n => n,
+    }
+}
+
+impl Par {
+    /// The number of threads this policy allows for the calling thread (≥ 1);
+    /// 1 when called from inside a rayon worker.
+    pub fn threads(self) -> usize {
+        if rayon::current_thread_index().is_some() {
+            return 1;
+        }
+        match self {
+            Par::Seq => 1,
+            Par::Default | Par::Threads(0) => num_threads(),
+            Par::Threads(n) => n,
+        }
+        .max(1)
+    }
+}
+
+fn pool(n: usize) -> Arc<rayon::ThreadPool> {
+    if let Some((size, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if *size >= n {
+            return p.clone();
+        }
+    }
+    let mut w = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some((size, p)) = w.as_ref() {
+        if *size >= n {
+            return p.clone();
+        }
+    }
+    let p = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("nnkern-{i}"))
+            .build()
+            .expect("nnkern: cannot start worker threads"),
+    );
+    *w = Some((n, p.clone()));
+    p
+}
+
+/// Runs `f(i)` for `i in 0..tasks` on up to `tasks` threads (the caller runs
+/// task 0) and returns when all are done. `tasks <= 1` runs inline.
+pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
+    if tasks <= 1 {
+        if tasks == 1 {
+            f(0);
+        }
+        return;
+    }
+    let p = pool(tasks - 1);
+    let f = &f;
+    // The caller's thread takes task 0, the pool's workers the rest.
+    p.in_place_scope(|s| {
+        for t in 1..tasks {
+            s.spawn(move |_| f(t));
+        }
+        f(0);
+    });
+}

@@ -1,0 +1,396 @@
+//! GEMM against the f64 oracle on every ISA of this CPU, every backend, random
+//! shapes, strides, transposes, alpha/beta, NaN-filled C and guard cells.
+//!
+//! Bound asserted for every element (see `nnkern::gemm` docs):
+//! `|c − ĉ| ≤ (k + 2)·ε·(|alpha|·Σ|a·b| + |beta·c|)`.
+
+use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, gemm_reference, gemm_with};
+use nnkern::par::Par;
+use nnkern::simd::{Isa, Real};
+
+/// xorshift64*: deterministic test data without pulling rand's API into tests.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn unif(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// How an operand is laid out in its buffer.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Row,
+    Col,
+    /// Row-major with padded leading dimension.
+    RowPad(usize),
+    /// Column-major with padded leading dimension.
+    ColPad(usize),
+    /// Neither stride is 1.
+    General,
+    /// Reversed rows (negative row stride).
+    NegRows,
+}
+
+const LAYOUTS: [Layout; 6] =
+    [Layout::Row, Layout::Col, Layout::RowPad(3), Layout::ColPad(5), Layout::General, Layout::NegRows];
+
+/// (offset, rs, cs, buffer length) for an r×c operand, plus leading guard cells.
+fn geometry(l: Layout, r: usize, c: usize, guard: usize) -> (usize, isize, isize, usize) {
+    let (r1, c1) = (r.max(1), c.max(1));
+    let (off, rs, cs, len) = match l {
+        Layout::Row => (0, c1 as isize, 1, r1 * c1),
+        Layout::Col => (0, 1, r1 as isize, r1 * c1),
+        Layout::RowPad(p) => (0, (c1 + p) as isize, 1, r1 * (c1 + p)),
+        Layout::ColPad(p) => (0, 1, (r1 + p) as isize, (r1 + p) * c1),
+        Layout::General => (0, 2, (2 * r1 + 1) as isize, (2 * r1 + 1) * c1),
+        Layout::NegRows => ((r1 - 1) * c1, -(c1 as isize), 1, r1 * c1),
+    };
+    (off + guard, rs, cs, len + 2 * guard)
+}
+
+fn fill<T: Real>(rng: &mut Rng, n: usize, ints: bool) -> Vec<T> {
+    (0..n)
+        .map(|_| if ints { T::from_f64((rng.below(9) as f64) - 4.0) } else { T::from_f64(rng.unif()) })
+        .collect()
+}
+
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    la: Layout,
+    lb: Layout,
+    lc: Layout,
+    ta: bool,
+    tb: bool,
+    alpha: f64,
+    beta: f64,
+}
+
+/// Runs one case; returns C's buffer (for bit comparisons).
+fn run_case<T: Elem>(rng: &mut Rng, cs: &Case, opts: &GemmOptions, ints: bool) -> Vec<T> {
+    let &Case { m, n, k, la, lb, lc, ta, tb, alpha, beta } = cs;
+    const G: usize = 7;
+    // A is stored as k×m when transposed, then viewed through `.t()`.
+    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+    let (br, bc) = if tb { (n, k) } else { (k, n) };
+    let (ao, ars, acs, alen) = geometry(la, ar, ac, G);
+    let (bo, brs, bcs, blen) = geometry(lb, br, bc, G);
+    let (co, crs, ccs, clen) = geometry(lc, m, n, G);
+    let a: Vec<T> = fill(rng, alen, ints);
+    let b: Vec<T> = fill(rng, blen, ints);
+    // C: NaN when beta == 0 (must be overwritten, never read), random otherwise.
+    let mut c: Vec<T> = if beta == 0.0 { vec![T::from_f64(f64::NAN); clen] } else { fill(rng, clen, ints) };
+    let mut av = MatRef::new(&a, ao, ar, ac, ars, acs).unwrap();
+    if ta {
+        av = av.t();
+    }
+    let mut bv = MatRef::new(&b, bo, br, bc, brs, bcs).unwrap();
+    if tb {
+        bv = bv.t();
+    }
+    let c0 = c.clone();
+    let cref = MatRef::new(&c0, co, m, n, crs, ccs).unwrap();
+    let (want, scale) = gemm_reference(T::from_f64(alpha), av, bv, T::from_f64(beta), &cref);
+    let cv = MatMut::new(&mut c, co, m, n, crs, ccs).unwrap();
+    gemm_with(T::from_f64(alpha), av, bv, T::from_f64(beta), cv, opts).unwrap();
+
+    // Every element within the bound; every other cell bit-identical.
+    let eps = T::EPSILON.to_f64();
+    let mut touched = vec![false; clen];
+    for i in 0..m {
+        for j in 0..n {
+            let idx = (co as isize + i as isize * crs + j as isize * ccs) as usize;
+            touched[idx] = true;
+            let got = c[idx].to_f64();
+            let (w, s) = (want[i * n + j], scale[i * n + j]);
+            let tol = (k as f64 + 2.0) * eps * s;
+            assert!(
+                (got - w).abs() <= tol,
+                "{} m={m} n={n} k={k} {la:?}/{lb:?}/{lc:?} ta={ta} tb={tb} alpha={alpha} beta={beta} {opts:?}: \
+                 C({i},{j}) = {got}, want {w} (err {:e} > tol {tol:e})",
+                T::NAME,
+                (got - w).abs()
+            );
+        }
+    }
+    for (idx, t) in touched.iter().enumerate() {
+        if !t {
+            let (x, y) = (c[idx].to_f64(), c0[idx].to_f64());
+            assert!(x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "guard cell {idx} changed: {y} → {x}");
+        }
+    }
+    c
+}
+
+const DIMS: [usize; 22] = [0, 1, 2, 3, 5, 7, 8, 11, 12, 13, 16, 17, 23, 31, 32, 33, 47, 49, 64, 65, 97, 131];
+const SCALARS: [(f64, f64); 6] = [(1.0, 0.0), (1.0, 1.0), (-1.5, 2.25), (2.25, -1.5), (0.0, 2.25), (1.0, -1.5)];
+
+fn random_cases<T: Elem>(isa: Isa, backend: Backend, count: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let opts = GemmOptions { backend: Some(backend), par: Par::Seq, isa: Some(isa) };
+    for _ in 0..count {
+        let case = Case {
+            m: DIMS[rng.below(DIMS.len())],
+            n: DIMS[rng.below(DIMS.len())],
+            k: DIMS[rng.below(DIMS.len())],
+            la: LAYOUTS[rng.below(6)],
+            lb: LAYOUTS[rng.below(6)],
+            lc: LAYOUTS[rng.below(6)],
+            ta: rng.below(2) == 1,
+            tb: rng.below(2) == 1,
+            alpha: SCALARS[rng.below(6)].0,
+            beta: SCALARS[rng.below(6)].1,
+        };
+        run_case::<T>(&mut rng, &case, &opts, false);
+    }
+}
+
+/// Sizes around the blocking parameters: MR/NR edges, MC, KC, NC.
+fn blocking_cases<T: Elem>(isa: Isa) {
+    let p = nnkern::gemm::Params::for_isa(isa, std::mem::size_of::<T>());
+    let mut rng = Rng(7);
+    let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Seq, isa: Some(isa) };
+    let shapes = [
+        (p.mr - 1, p.nr + 1, 3),
+        (p.mr + 1, p.nr - 1, p.kc + 1),
+        (p.mc + 3, 2 * p.nr + 1, 17),
+        (2 * p.mc + p.mr + 1, 9, p.kc - 1),
+        (9, p.nc + p.nr + 3, 5),
+        (p.mr * 9 + 5, p.nr * 17 + 1, 2 * p.kc + 3),
+        (33, 25, 3 * p.kc + 1),
+    ];
+    for (i, &(m, n, k)) in shapes.iter().enumerate() {
+        for (t, &(la, lb, lc)) in [
+            (Layout::Col, Layout::Col, Layout::Col),
+            (Layout::Row, Layout::Row, Layout::Row),
+            (Layout::RowPad(3), Layout::ColPad(2), Layout::General),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (alpha, beta) = SCALARS[(i + t) % SCALARS.len()];
+            let case = Case { m, n, k, la, lb, lc, ta: t == 1, tb: t == 2, alpha, beta };
+            run_case::<T>(&mut rng, &case, &opts, false);
+        }
+    }
+}
+
+/// MLP shapes (batch 32 and 256) in the layouts training uses.
+fn mlp_cases<T: Elem>(isa: Isa) {
+    let mut rng = Rng(11);
+    let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Seq, isa: Some(isa) };
+    for &bs in &[32usize, 256] {
+        for &(m, n, k, ta, tb) in &[
+            (bs, 128, 784, false, false), // forward layer 1
+            (bs, 10, 128, false, false),  // forward layer 2
+            (784, 128, bs, true, false),  // Xᵀ·dZ
+            (bs, 128, 10, false, true),   // dZ·Wᵀ
+        ] {
+            let case = Case {
+                m,
+                n,
+                k,
+                la: Layout::Row,
+                lb: Layout::Row,
+                lc: Layout::Row,
+                ta,
+                tb,
+                alpha: 1.0,
+                beta: 0.0,
+            };
+            run_case::<T>(&mut rng, &case, &opts, false);
+        }
+    }
+}
+
+fn each_isa(f: impl Fn(Isa)) {
+    for &isa in Isa::all() {
+        if isa.is_available() {
+            f(isa);
+        } else {
+            println!("Skipping ISA {}: not available on this CPU", isa.name());
+        }
+    }
+}
+
+#[test]
+fn random_f32_every_isa() {
+    each_isa(|isa| random_cases::<f32>(isa, Backend::Native, 1500, 1));
+}
+
+#[test]
+fn random_f64_every_isa() {
+    each_isa(|isa| random_cases::<f64>(isa, Backend::Native, 1500, 2));
+}
+
+#[test]
+fn blocking_edges_every_isa() {
+    each_isa(|isa| {
+        blocking_cases::<f32>(isa);
+        blocking_cases::<f64>(isa);
+    });
+}
+
+#[test]
+fn mlp_shapes_every_isa() {
+    each_isa(|isa| {
+        mlp_cases::<f32>(isa);
+        mlp_cases::<f64>(isa);
+    });
+}
+
+#[test]
+fn matrixmultiply_backend() {
+    random_cases::<f32>(Isa::Scalar, Backend::MatrixMultiply, 400, 3);
+    random_cases::<f64>(Isa::Scalar, Backend::MatrixMultiply, 400, 4);
+}
+
+#[test]
+fn blas_backend() {
+    if !Backend::Blas.is_available() {
+        println!("Skipping blas backend: built without --features blas");
+        return;
+    }
+    random_cases::<f32>(Isa::detect(), Backend::Blas, 600, 5);
+    random_cases::<f64>(Isa::detect(), Backend::Blas, 600, 6);
+}
+
+/// CI sets NNK_EXPECT_ISA (e.g. "avx512") to fail loudly if the runner lacks it.
+#[test]
+fn expected_isa_is_present() {
+    if let Ok(want) = std::env::var("NNK_EXPECT_ISA") {
+        let have: Vec<_> = Isa::available().iter().map(|i| i.name()).collect();
+        assert!(have.contains(&want.as_str()), "expected ISA {want}, this CPU has {have:?}");
+    }
+    println!("available ISAs: {:?}", Isa::available());
+}
+
+/// Small integers: every ISA and every thread count gives identical bits.
+#[test]
+fn exact_integers_identical_across_isas_and_threads() {
+    for &(m, n, k) in &[(67, 45, 60), (300, 200, 64), (31, 700, 33)] {
+        let mut results: Vec<(String, Vec<f32>)> = Vec::new();
+        for &isa in &Isa::available() {
+            for &t in &[1usize, 2, 4] {
+                let mut rng = Rng(99);
+                let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Threads(t), isa: Some(isa) };
+                let case = Case {
+                    m,
+                    n,
+                    k,
+                    la: Layout::Row,
+                    lb: Layout::Col,
+                    lc: Layout::Row,
+                    ta: false,
+                    tb: false,
+                    alpha: 1.0,
+                    beta: 1.0,
+                };
+                results.push((format!("{}/{t}", isa.name()), run_case::<f32>(&mut rng, &case, &opts, true)));
+            }
+        }
+        for r in &results[1..] {
+            assert!(
+                r.1.iter().zip(&results[0].1).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} differs from {}",
+                r.0,
+                results[0].0
+            );
+        }
+    }
+}
+
+/// Random data: 1, 2, 3, 4 and 7 threads give identical bits on each ISA.
+#[test]
+fn thread_count_invariance_random() {
+    each_isa(|isa| {
+        for &(m, n, k, lc) in &[
+            (517, 389, 700, Layout::Col),
+            (64, 1500, 300, Layout::Row),
+            (1200, 40, 257, Layout::Col),
+            (32, 128, 784, Layout::Row),
+        ] {
+            let mut base: Option<Vec<f64>> = None;
+            for &t in &[1usize, 2, 3, 4, 7] {
+                let mut rng = Rng(5);
+                let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Threads(t), isa: Some(isa) };
+                let case =
+                    Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc, ta: false, tb: false, alpha: 1.0, beta: 0.5 };
+                let c: Vec<f64> = run_case::<f64>(&mut rng, &case, &opts, false);
+                match &base {
+                    None => base = Some(c),
+                    Some(b) => assert!(
+                        b.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{} {m}x{n}x{k}: {t} threads differ from 1",
+                        isa.name()
+                    ),
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn broadcast_zero_stride_inputs() {
+    // A row broadcast down the rows (rs = 0): every row of C equal.
+    let a = [1.0f32, 2.0, 3.0];
+    let b: Vec<f32> = (0..15).map(|x| x as f32).collect();
+    let mut c = [0.0f32; 20];
+    let av = MatRef::new(&a, 0, 4, 3, 0, 1).unwrap();
+    let bv = MatRef::row_major(&b, 3, 5, 5).unwrap();
+    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, 4, 5, 5).unwrap(), &GemmOptions::default()).unwrap();
+    for i in 1..4 {
+        assert_eq!(c[i * 5..i * 5 + 5], c[0..5]);
+    }
+    assert_eq!(c[0], 1.0 * 0.0 + 2.0 * 5.0 + 3.0 * 10.0);
+}
+
+#[test]
+fn bad_views_are_errors() {
+    let a = [0.0f32; 6];
+    let mut c = [0.0f32; 6];
+    assert!(MatRef::row_major(&a, 3, 3, 3).is_err(), "short slice");
+    assert!(MatRef::row_major(&a, 2, 3, 2).is_err(), "ld < cols");
+    assert!(MatRef::new(&a, 0, 2, 2, -1, 1).is_err(), "negative stride without offset");
+    assert!(MatRef::new(&a, 0, 2, 2, isize::MAX, 1).is_err(), "stride overflow");
+    assert!(MatRef::new(&a, 0, usize::MAX, 1, 1, 1).is_err(), "rows overflow");
+    assert!(MatMut::new(&mut c, 0, 2, 2, 1, 1).is_err(), "overlapping output");
+    assert!(MatMut::new(&mut c, 0, 2, 2, 0, 1).is_err(), "zero output stride");
+    assert!(MatMut::new(&mut c, 0, 2, 3, 3, 1).is_ok());
+    // Shape mismatch between operands.
+    let av = MatRef::row_major(&a, 2, 3, 3).unwrap();
+    let bv = MatRef::row_major(&a, 2, 3, 3).unwrap();
+    let cv = MatMut::row_major(&mut c, 2, 3, 3).unwrap();
+    assert!(gemm_with(1.0, av, bv, 0.0, cv, &GemmOptions::default()).is_err());
+    // Zero-sized views are fine with empty slices.
+    let e: [f32; 0] = [];
+    assert!(MatRef::row_major(&e, 0, 5, 5).is_ok());
+}
+
+#[test]
+fn alpha_zero_and_k_zero_do_not_read_inputs() {
+    // A and B full of NaN: alpha = 0 must not touch them; beta scales C.
+    let a = [f32::NAN; 6];
+    let b = [f32::NAN; 6];
+    let mut c = [1.0f32, 2.0, 3.0, 4.0];
+    let av = MatRef::row_major(&a, 2, 3, 3).unwrap();
+    let bv = MatRef::row_major(&b, 3, 2, 2).unwrap();
+    gemm_with(0.0, av, bv, 2.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &GemmOptions::default()).unwrap();
+    assert_eq!(c, [2.0, 4.0, 6.0, 8.0]);
+    let e: [f32; 0] = [];
+    let av = MatRef::row_major(&e, 2, 0, 0).unwrap();
+    let bv = MatRef::row_major(&e, 0, 2, 2).unwrap();
+    let mut c = [f32::NAN; 4];
+    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &GemmOptions::default()).unwrap();
+    assert_eq!(c, [0.0; 4]);
+}
