@@ -109,9 +109,9 @@ mod blas {
     use super::Problem;
     use std::os::raw::c_int;
 
-    pub const ROW_MAJOR: c_int = 101;
-    pub const NO_TRANS: c_int = 111;
-    pub const TRANS: c_int = 112;
+    const ROW_MAJOR: c_int = 101;
+    const NO_TRANS: c_int = 111;
+    const TRANS: c_int = 112;
 
     unsafe extern "C" {
         pub fn cblas_sgemm(

@@ -45,7 +45,7 @@ unsafe impl<T: Send> Send for Problem<T> {}
 unsafe impl<T: Sync> Sync for Problem<T> {}
 
 /// Minimum floating-point work (2·m·n·k) per thread before a call goes parallel.
-pub const MIN_FLOPS_PER_THREAD: usize = 1 << 19;
+pub(crate) const MIN_FLOPS_PER_THREAD: usize = 1 << 19;
 
 impl<T: Real> Problem<T> {
     /// The same product with C transposed: `Cᵀ = Bᵀ·Aᵀ`.

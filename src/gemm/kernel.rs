@@ -103,7 +103,6 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const MASKE
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
 pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) {
-    let l = T::lanes::<S>();
     let zero = T::splat(s, T::ZERO);
     let mut acc = [[zero; MV]; NR];
     // Four variants of the k loop, so the common cases have compile-time
