@@ -145,9 +145,11 @@ fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
     prob.rsa != 1 || (prob.n > 16 * p.nr && prob.k > 64)
 }
 
-/// Whether to pack B: when many A panels reuse each B panel.
+/// Whether to pack B: when many A panels reuse each B panel, or when B's
+/// columns are not adjacent and at least two A panels reuse it (strided
+/// broadcasts cost more than one copy).
 fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
-    prob.m > 8 * p.mr
+    prob.m > 8 * p.mr || (prob.csb != 1 && prob.n > 1 && prob.m > p.mr)
 }
 
 unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
@@ -156,9 +158,11 @@ unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
     let kc_max = p.kc.min(prob.k);
     let a_len = if pa { prob.m.min(p.mc).div_ceil(p.mr) * p.mr * kc_max } else { 0 };
     let b_len = if pb { prob.n.min(p.nc).div_ceil(p.nr) * p.nr * kc_max } else { 0 };
+    // A read in place with a partial last panel: that panel is packed (zero-padded).
+    let edge_len = if !pa && prob.m % p.mr != 0 { p.mr * kc_max } else { 0 };
     let esz = core::mem::size_of::<T>();
     // 64-byte alignment slack for each buffer, in u64 words.
-    let words = (a_len * esz).div_ceil(8) + (b_len * esz).div_ceil(8) + 16;
+    let words = (a_len * esz).div_ceil(8) + (b_len * esz).div_ceil(8) + (edge_len * esz).div_ceil(8) + 24;
     PACK_BUF.with(|cell| {
         let mut guard = cell.borrow_mut();
         if guard.len() < words {
@@ -168,6 +172,8 @@ unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
         let abuf = base.wrapping_add(base.align_offset(64)) as *mut T;
         let bb = (abuf as *mut u8).wrapping_add(a_len * esz);
         let bbuf = bb.wrapping_add(bb.align_offset(64)) as *mut T;
+        let eb = (bbuf as *mut u8).wrapping_add(b_len * esz);
+        let ebuf = eb.wrapping_add(eb.align_offset(64)) as *mut T;
 
         let mut jc = 0;
         while jc < prob.n {
@@ -195,6 +201,18 @@ unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
                     } else {
                         (asrc, prob.csa, p.mr as isize)
                     };
+                    // The partial last panel of an in-place A, packed.
+                    let a_edge = if !pa && mcur % p.mr != 0 {
+                        let i0 = mcur - mcur % p.mr;
+                        // SAFETY: rows i0..mcur of the block are inside A; the edge
+                        // buffer holds mr·kc elements.
+                        unsafe {
+                            pack_a(ebuf, asrc.wrapping_offset(i0 as isize * prob.rsa), prob.rsa, prob.csa, mcur - i0, kcur, p.mr)
+                        };
+                        ebuf as *const T
+                    } else {
+                        core::ptr::null()
+                    };
                     let blk = Block {
                         mc: mcur,
                         nc: ncur,
@@ -204,7 +222,7 @@ unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
                         a: a_ptr,
                         a_ks,
                         a_panel,
-                        a_packed: pa,
+                        a_edge,
                         b: b_ptr,
                         b_ks,
                         b_js,
@@ -236,7 +254,8 @@ struct Block<T> {
     a: *const T,
     a_ks: isize,
     a_panel: isize,
-    a_packed: bool,
+    /// Packed copy of the partial last A panel when A is read in place (else NULL).
+    a_edge: *const T,
     b: *const T,
     b_ks: isize,
     b_js: isize,
@@ -266,11 +285,15 @@ impl<T: Real, Sh: Shape> WithSimd for BlockOp<T, Sh> {
             let mut ir = 0isize;
             while i0 < b.mc {
                 let m = b.mr.min(b.mc - i0);
+                let (a, a_ks) = if m < b.mr && !b.a_edge.is_null() {
+                    (b.a_edge, b.mr as isize)
+                } else {
+                    (b.a.wrapping_offset(ir * b.a_panel), b.a_ks)
+                };
                 let t = Tile {
                     k: b.kc,
-                    a: b.a.wrapping_offset(ir * b.a_panel),
-                    a_ks: b.a_ks,
-                    a_masked: !b.a_packed && m % l != 0,
+                    a,
+                    a_ks,
                     b: b.b.wrapping_offset(jr * b.b_panel),
                     b_ks: b.b_ks,
                     b_js: b.b_js,

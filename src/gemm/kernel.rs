@@ -1,9 +1,10 @@
 //! The register-blocked microkernel, written once over `pulp::Simd`.
 //!
 //! A tile computes `C[0..m, 0..n] (op)= alpha · A_panel · B_panel` where
-//! * the A panel holds, for each `p < k`, up to `MV` vectors of consecutive rows
+//! * the A panel holds, for each `p < k`, `MV` full vectors of consecutive rows
 //!   (`a + p·a_ks`), either packed and zero-padded or read in place from a
-//!   column-contiguous A (the last vector then uses a masked load);
+//!   column-contiguous A (a partial edge panel is always packed, so loads never
+//!   pass the end of A and need no mask);
 //! * the B panel is read by broadcasts at `b + p·b_ks + j·b_js`, packed or in place;
 //! * C is written with general strides, with a vector fast path for `c_rs == 1`.
 //!
@@ -24,8 +25,6 @@ pub(crate) struct Tile<T> {
     pub k: usize,
     pub a: *const T,
     pub a_ks: isize,
-    /// Whether the last A vector must be loaded with a mask (A read in place).
-    pub a_masked: bool,
     pub b: *const T,
     pub b_ks: isize,
     pub b_js: isize,
@@ -63,26 +62,22 @@ unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
 /// The k loop of a tile.
 ///
 /// # Safety
-/// As [`ukr`]; `MASKED` only when the tile's last A vector is partial and read
-/// in place, `UNIT_JS` only when `t.b_js == 1`.
+/// As [`ukr`]; `UNIT_JS` only when `t.b_js == 1`.
 #[inline(always)]
-unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const MASKED: bool, const UNIT_JS: bool>(
+unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_JS: bool>(
     s: S,
     t: &Tile<T>,
     acc: &mut [[T::V<S>; MV]; NR],
 ) {
     let l = T::lanes::<S>();
     let zero = T::splat(s, T::ZERO);
-    let mask = T::mask(s, if MASKED { t.m - (MV - 1) * l } else { l });
     let js = if UNIT_JS { 1 } else { t.b_js };
     let load_a = |a: *const T| {
         let mut av = [zero; MV];
         for i in 0..MV {
-            // SAFETY: full vectors are valid rows (or zero padding of a packed
-            // panel); only the valid rows of a masked last vector are enabled.
-            av[i] = unsafe {
-                if MASKED && i == MV - 1 { T::load_masked(s, mask, a.add(i * l)) } else { T::load(s, a.add(i * l)) }
-            };
+            // SAFETY: every vector is either valid rows of A or the zero padding
+            // of a packed panel.
+            av[i] = unsafe { T::load(s, a.add(i * l)) };
         }
         av
     };
@@ -105,16 +100,15 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const MASKE
 pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) {
     let zero = T::splat(s, T::ZERO);
     let mut acc = [[zero; MV]; NR];
-    // Four variants of the k loop, so the common cases have compile-time
-    // constant addressing: B columns adjacent (`b_js == 1`: packed B or a
-    // row-major B read in place) and A without a masked last vector.
+    // Two variants of the k loop, so the common case has compile-time constant
+    // addressing: B columns adjacent (`b_js == 1`: packed B, or a row-major B
+    // read in place).
     // SAFETY: forwarded contract (see `k_loop`).
     unsafe {
-        match (t.a_masked, t.b_js == 1) {
-            (false, true) => k_loop::<T, S, MV, NR, false, true>(s, t, &mut acc),
-            (false, false) => k_loop::<T, S, MV, NR, false, false>(s, t, &mut acc),
-            (true, true) => k_loop::<T, S, MV, NR, true, true>(s, t, &mut acc),
-            (true, false) => k_loop::<T, S, MV, NR, true, false>(s, t, &mut acc),
+        if t.b_js == 1 {
+            k_loop::<T, S, MV, NR, true>(s, t, &mut acc)
+        } else {
+            k_loop::<T, S, MV, NR, false>(s, t, &mut acc)
         }
     }
     // SAFETY: C tile validity is the caller's contract.
