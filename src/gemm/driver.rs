@@ -149,7 +149,8 @@ fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
 /// columns are not adjacent and at least two A panels reuse it (strided
 /// broadcasts cost more than one copy).
 fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
-    prob.m > 8 * p.mr || (prob.csb != 1 && prob.n > 1 && prob.m > p.mr)
+    // With a short k, the copy costs about as much as the product itself.
+    prob.k >= 32 && (prob.m > 8 * p.mr || (prob.csb != 1 && prob.n > 1 && prob.m > p.mr))
 }
 
 unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {

@@ -98,6 +98,15 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
 pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) {
+    // Start fetching the C tile now; it is needed only after the k loop.
+    if t.c_rs == 1 {
+        let last = (MV * T::lanes::<S>()).min(t.m) - 1;
+        for j in 0..NR {
+            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            crate::simd::prefetch(cp);
+            crate::simd::prefetch(cp.wrapping_add(last));
+        }
+    }
     let zero = T::splat(s, T::ZERO);
     let mut acc = [[zero; MV]; NR];
     // Two variants of the k loop, so the common case has compile-time constant

@@ -139,6 +139,20 @@ pub fn isa_name() -> &'static str {
     Isa::current().name()
 }
 
+/// Hints the CPU to bring the cache line holding `p` into L1 (no-op where the
+/// architecture has no prefetch hint). Never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint; it never faults, even on invalid addresses,
+    // and SSE is part of the x86-64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// A floating-point element type with the vector operations the kernels need.
 ///
 /// Implemented for `f32` and `f64`; the methods are thin `#[inline(always)]`
