@@ -25,6 +25,9 @@
 //! 401st f32 bit pattern (≈10.7 M inputs, both signs, subnormals and both
 //! overflow edges) on every ISA of the test machine.
 
+// Coefficients are quoted as published (Cephes), some with more digits than f32 holds.
+#![allow(clippy::excessive_precision)]
+
 use super::Isa;
 use crate::error::shape;
 use pulp::{Simd, WithSimd};
