@@ -10,6 +10,8 @@
 //! Everything reachable from a `with_simd` body must be `#[inline(always)]`,
 //! otherwise it leaves the target-feature region and runs as scalar code.
 
+pub mod math;
+
 use pulp::{Simd, WithSimd};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
