@@ -24,6 +24,56 @@
 
 
 /**
+ * ELU with alpha 1.
+ */
+#define NNK_ACT_ELU 6
+
+/**
+ * GELU (tanh form).
+ */
+#define NNK_ACT_GELU 8
+
+/**
+ * Identity activation.
+ */
+#define NNK_ACT_IDENTITY 0
+
+/**
+ * Leaky ReLU with slope 0.01.
+ */
+#define NNK_ACT_LEAKY_RELU 5
+
+/**
+ * Log-softmax over each row.
+ */
+#define NNK_ACT_LOG_SOFTMAX 9
+
+/**
+ * `max(x, 0)`.
+ */
+#define NNK_ACT_RELU 1
+
+/**
+ * Logistic sigmoid.
+ */
+#define NNK_ACT_SIGMOID 2
+
+/**
+ * Softmax over each row.
+ */
+#define NNK_ACT_SOFTMAX 4
+
+/**
+ * `log(1 + e^x)`.
+ */
+#define NNK_ACT_SOFTPLUS 7
+
+/**
+ * Hyperbolic tangent.
+ */
+#define NNK_ACT_TANH 3
+
+/**
  * CBLAS `CblasColMajor`.
  */
 #define NNK_COL_MAJOR 102
@@ -108,6 +158,94 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * `dx = dy ⊙ f′` for a `rows × cols` matrix. `x` is the forward input, `y` the
+ * forward output; each may be NULL when the activation does not need it
+ * (relu, leaky relu, softplus, gelu need `x`; sigmoid, tanh, softmax,
+ * log-softmax need `y`; elu needs both; identity neither).
+ *
+ * # Safety
+ * Non-NULL pointers valid for `rows·cols` elements; `dx` must not overlap the inputs.
+ */
+int32_t nnk_activation_backward(uint32_t act,
+                                size_t rows,
+                                size_t cols,
+                                const float *x,
+                                const float *y,
+                                const float *dy,
+                                float *dx);
+
+/**
+ * `y = f(x)` for a `rows × cols` row-major matrix (`act`: `NNK_ACT_*`;
+ * softmax and log-softmax work over each row). `x == y` is allowed.
+ *
+ * # Safety
+ * `x` and `y` valid for `rows·cols` elements.
+ */
+int32_t nnk_activation_forward(uint32_t act, size_t rows, size_t cols, const float *x, float *y);
+
+/**
+ * One Adam step over `n` parameters (`t` ≥ 1: the step number after this
+ * update; `m`, `v` zero before the first step; `l2` coupled L2).
+ *
+ * # Safety
+ * All buffers valid for `n` elements and pairwise disjoint.
+ */
+int32_t nnk_adam_step(size_t n,
+                      float *w,
+                      const float *g,
+                      float *m,
+                      float *v,
+                      uint64_t t,
+                      float lr,
+                      float beta1,
+                      float beta2,
+                      float eps,
+                      float l2);
+
+/**
+ * Fused dense backward from `da = ∂L/∂a`: `dz = da ⊙ f′`, `db = Σ_rows dz`,
+ * `dw = xᵀ·dz + l2·w`, `dx = dz·wᵀ` (`dx` may be NULL). `z` and `a` are the
+ * forward's pre-activation and output; each may be NULL when the activation
+ * does not need it (see `nnk_activation_backward`). For softmax outputs
+ * trained with cross-entropy, pass the already-combined gradient with
+ * `NNK_ACT_IDENTITY` instead.
+ *
+ * # Safety
+ * Pointers valid for their sizes; outputs must not overlap anything.
+ */
+int32_t nnk_dense_backward(uint32_t act,
+                           size_t batch,
+                           size_t n_in,
+                           size_t n_out,
+                           const float *x,
+                           const float *w,
+                           const float *z,
+                           const float *a,
+                           const float *da,
+                           float l2,
+                           float *dw,
+                           float *db,
+                           float *dx);
+
+/**
+ * Fused dense forward: `z = x·w + b`, `a = f(z)`; `x` batch×n_in, `w`
+ * n_in×n_out, `b` n_out (may be NULL: no bias), `z` batch×n_out or NULL (not
+ * stored), `a` batch×n_out. Bias and activation run inside the GEMM.
+ *
+ * # Safety
+ * Pointers valid for the sizes above; outputs must not overlap anything.
+ */
+int32_t nnk_dense_forward(uint32_t act,
+                          size_t batch,
+                          size_t n_in,
+                          size_t n_out,
+                          const float *x,
+                          const float *w,
+                          const float *b,
+                          float *z,
+                          float *a);
+
+/**
  * Double-precision GEMM; the same contract as [`nnk_sgemm`].
  *
  * # Safety
@@ -164,6 +302,23 @@ const char *nnk_last_error_message(void);
 int32_t nnk_set_num_threads(size_t n);
 
 /**
+ * One SGD step over `n` parameters: `momentum` in [0, 1); `velocity` (n
+ * elements) is required when `momentum > 0` and may be NULL otherwise;
+ * `nesterov` is 0 or 1 (any other value is refused).
+ *
+ * # Safety
+ * Buffers valid for `n` elements and pairwise disjoint.
+ */
+int32_t nnk_sgd_step(size_t n,
+                     float *w,
+                     const float *g,
+                     float *velocity,
+                     float lr,
+                     float momentum,
+                     uint32_t nesterov,
+                     float l2);
+
+/**
  * Single-precision GEMM with CBLAS conventions:
  * `C ← alpha·op(A)·op(B) + beta·C`, `op(A)` m×k, `op(B)` k×n, C m×n.
  *
@@ -198,6 +353,21 @@ int32_t nnk_sgemm(int32_t layout,
                   float beta,
                   float *c,
                   size_t ldc);
+
+/**
+ * Softmax + cross-entropy from `logits` (batch×classes) and integer `labels`:
+ * writes the mean loss to `*loss` and `dlogits = (softmax − onehot)/batch`.
+ * A label ≥ classes is refused (`NNK_ERR_INVALID_ARG`), outputs untouched.
+ *
+ * # Safety
+ * Pointers valid for their sizes; `dlogits` must not overlap `logits`.
+ */
+int32_t nnk_softmax_cross_entropy(size_t batch,
+                                  size_t classes,
+                                  const float *logits,
+                                  const uint32_t *labels,
+                                  float *loss,
+                                  float *dlogits);
 
 /**
  * A static description of a status code (`"ok"`, `"invalid argument"`, ...;

@@ -29,6 +29,8 @@
 pub mod error;
 pub mod ffi;
 pub mod gemm;
+pub mod ops;
+pub mod optim;
 pub mod par;
 pub mod simd;
 

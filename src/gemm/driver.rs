@@ -11,7 +11,7 @@
 //! * Threads split the output over N (or M) tiles, never over K, so every
 //!   element is summed in the same order for any thread count.
 
-use super::kernel::{Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
+use super::kernel::{Epilogue, Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
 use super::pack::{pack_a, pack_b};
 use super::params::Params;
 use crate::simd::{Isa, Real};
@@ -36,6 +36,9 @@ pub(crate) struct Problem<T> {
     pub c: *mut T,
     pub rsc: isize,
     pub csc: isize,
+    /// Offset of this (sub-)problem's C in the whole C, for epilogues.
+    pub i_off: usize,
+    pub j_off: usize,
 }
 
 // SAFETY: a `Problem` is only shared between the threads of one call, which write
@@ -61,6 +64,8 @@ impl<T: Real> Problem<T> {
             csb: self.rsa,
             rsc: self.csc,
             csc: self.rsc,
+            i_off: self.j_off,
+            j_off: self.i_off,
             ..self
         }
     }
@@ -72,17 +77,17 @@ impl<T: Real> Problem<T> {
 /// Every element `A(i,p)`, `B(p,j)`, `C(i,j)` in range must be valid to read (and
 /// C to write), C must not overlap A or B, and distinct C elements must have
 /// distinct addresses.
-pub(crate) unsafe fn gemm_native<T: Real>(isa: Isa, prob: Problem<T>, threads: usize) {
+pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(isa: Isa, prob: Problem<T>, epi: E, threads: usize) {
     let Problem { m, n, k, .. } = prob;
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 || prob.alpha == T::ZERO {
         // SAFETY: forwarded contract.
-        unsafe { scale_c(prob) };
+        unsafe { scale_c(prob, &epi) };
         return;
     }
-    let prob = if prob.rsc != 1 && prob.csc == 1 { prob.transposed() } else { prob };
+    let (prob, epi) = if prob.rsc != 1 && prob.csc == 1 { (prob.transposed(), epi.transposed()) } else { (prob, epi) };
     let p = Params::for_isa(isa, core::mem::size_of::<T>());
 
     let n_tiles = prob.n.div_ceil(p.nr);
@@ -93,7 +98,7 @@ pub(crate) unsafe fn gemm_native<T: Real>(isa: Isa, prob: Problem<T>, threads: u
     let nt = threads.min((flops / MIN_FLOPS_PER_THREAD).max(1)).min(tiles).max(1);
     if nt == 1 {
         // SAFETY: forwarded contract.
-        unsafe { serial(isa, &p, prob) };
+        unsafe { serial(isa, &p, prob, &epi) };
         return;
     }
     crate::par::run_tasks(nt, |t| {
@@ -104,33 +109,54 @@ pub(crate) unsafe fn gemm_native<T: Real>(isa: Isa, prob: Problem<T>, threads: u
             let j0 = t0 * p.nr;
             let j1 = (t1 * p.nr).min(prob.n);
             sub.n = j1 - j0;
+            sub.j_off = prob.j_off + j0;
             sub.b = prob.b.wrapping_offset(j0 as isize * prob.csb);
             sub.c = prob.c.wrapping_offset(j0 as isize * prob.csc);
         } else {
             let i0 = t0 * p.mr;
             let i1 = (t1 * p.mr).min(prob.m);
             sub.m = i1 - i0;
+            sub.i_off = prob.i_off + i0;
             sub.a = prob.a.wrapping_offset(i0 as isize * prob.rsa);
             sub.c = prob.c.wrapping_offset(i0 as isize * prob.rsc);
         }
         // SAFETY: the sub-problems cover disjoint blocks of C inside the caller's range.
-        unsafe { serial(isa, &p, sub) };
+        unsafe { serial(isa, &p, sub, &epi) };
     });
 }
 
-/// `C = beta·C` (or zero when `beta == None`); A and B are not read.
-unsafe fn scale_c<T: Real>(prob: Problem<T>) {
+/// `C = epi(beta·C)` (or `epi(0)` when `beta == None`); A and B are not read.
+unsafe fn scale_c<T: Real, E: Epilogue<T>>(prob: Problem<T>, epi: &E) {
     for j in 0..prob.n {
         for i in 0..prob.m {
             let p = prob.c.wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
             // SAFETY: (i, j) is in C's validated range.
             unsafe {
-                match prob.beta {
-                    None => *p = T::ZERO,
-                    Some(b) if b == T::ONE => {}
-                    Some(b) => *p = b * *p,
-                }
+                let v = match prob.beta {
+                    None => T::ZERO,
+                    Some(b) if b == T::ONE => *p,
+                    Some(b) => b * *p,
+                };
+                *p = if E::IS_NONE { v } else { epi.apply_scalar(v, prob.i_off + i, prob.j_off + j) };
             }
+        }
+    }
+}
+
+/// Applies `epi` to every element of C in a separate pass (for backends that
+/// cannot fuse it).
+///
+/// # Safety
+/// As [`gemm_native`].
+pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, epi: &E) {
+    if E::IS_NONE {
+        return;
+    }
+    for j in 0..prob.n {
+        for i in 0..prob.m {
+            let p = prob.c.wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            // SAFETY: (i, j) is in C's validated range.
+            unsafe { *p = epi.apply_scalar(*p, prob.i_off + i, prob.j_off + j) };
         }
     }
 }
@@ -153,7 +179,7 @@ fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
     prob.k >= 32 && (prob.m > 8 * p.mr || (prob.csb != 1 && prob.n > 1 && prob.m > p.mr))
 }
 
-unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
+unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E) {
     let pa = want_pack_a(p, &prob);
     let pb = want_pack_b(p, &prob);
     let kc_max = p.kc.min(prob.k);
@@ -233,8 +259,11 @@ unsafe fn serial<T: Real>(isa: Isa, p: &Params, prob: Problem<T>) {
                         csc: prob.csc,
                         alpha: prob.alpha,
                         beta,
+                        i0: prob.i_off + ic,
+                        j0: prob.j_off + jc,
+                        last: pc + kcur == prob.k,
                     };
-                    run_block(isa, blk);
+                    run_block(isa, blk, epi);
                     ic += mcur;
                 }
                 pc += kcur;
@@ -266,11 +295,14 @@ struct Block<T> {
     csc: isize,
     alpha: T,
     beta: Option<T>,
+    i0: usize,
+    j0: usize,
+    last: bool,
 }
 
-struct BlockOp<T, Sh>(Block<T>, core::marker::PhantomData<Sh>);
+struct BlockOp<'e, T, E, Sh>(Block<T>, &'e E, core::marker::PhantomData<Sh>);
 
-impl<T: Real, Sh: Shape> WithSimd for BlockOp<T, Sh> {
+impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -305,9 +337,12 @@ impl<T: Real, Sh: Shape> WithSimd for BlockOp<T, Sh> {
                     n,
                     alpha: b.alpha,
                     beta: b.beta,
+                    i0: b.i0 + i0,
+                    j0: b.j0 + j0,
+                    last: b.last,
                 };
                 // SAFETY: the tile lies inside the validated block.
-                unsafe { Sh::run::<T, S>(s, m.div_ceil(l), &t) };
+                unsafe { Sh::run::<T, S, E>(s, m.div_ceil(l), &t, self.1) };
                 i0 += m;
                 ir += 1;
             }
@@ -317,24 +352,24 @@ impl<T: Real, Sh: Shape> WithSimd for BlockOp<T, Sh> {
     }
 }
 
-fn run_block<T: Real>(isa: Isa, blk: Block<T>) {
+fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {
     use core::marker::PhantomData as P;
     match isa {
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
         Isa::V4 => {
             let s = pulp::x86::V4::try_new().expect("AVX-512 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, Mv2Nr12>(blk, P))
+            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
         }
         #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
         Isa::V3 => {
             let s = pulp::x86::V3::try_new().expect("AVX2 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, Mv2Nr6>(blk, P))
+            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr6>(blk, e, P))
         }
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => {
             let s = pulp::aarch64::Neon::try_new().expect("NEON block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, Mv2Nr12>(blk, P))
+            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
         }
-        Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), BlockOp::<T, Mv4Nr4>(blk, P)),
+        Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), BlockOp::<T, E, Mv4Nr4>(blk, e, P)),
     }
 }

@@ -37,6 +37,53 @@ pub(crate) struct Tile<T> {
     pub alpha: T,
     /// `None`: overwrite C without reading it.
     pub beta: Option<T>,
+    /// Coordinates of the tile's first element in the whole (internal) C, for
+    /// the epilogue.
+    pub i0: usize,
+    pub j0: usize,
+    /// Whether this is the last KC pass (the epilogue runs only then).
+    pub last: bool,
+}
+
+/// Work fused into the GEMM write-out, applied to each vector of C while it is
+/// still in registers, on the last KC pass only (earlier passes hold partial
+/// sums). Coordinates are those of the kernel's internal problem; the driver
+/// calls [`Epilogue::transposed`] when it computes `Cᵀ = Bᵀ·Aᵀ` instead.
+pub(crate) trait Epilogue<T: Real>: Copy + Send + Sync {
+    /// True only for [`NoEpilogue`], so the plain GEMM pays nothing.
+    const IS_NONE: bool = false;
+    /// The same epilogue for the transposed problem.
+    fn transposed(self) -> Self;
+    /// Transforms rows `i .. i + rows` (`rows ≤ lanes`, lanes beyond are
+    /// don't-care) of column `j`.
+    ///
+    /// # Safety
+    /// `(i .. i+rows, j)` must be inside C.
+    unsafe fn apply<S: Simd>(&self, s: S, v: T::V<S>, i: usize, j: usize, rows: usize) -> T::V<S>;
+    /// Transforms element `(i, j)` (strided C and the unfused fallback).
+    ///
+    /// # Safety
+    /// `(i, j)` must be inside C.
+    unsafe fn apply_scalar(&self, x: T, i: usize, j: usize) -> T;
+}
+
+/// The plain GEMM: no epilogue.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NoEpilogue;
+
+impl<T: Real> Epilogue<T> for NoEpilogue {
+    const IS_NONE: bool = true;
+    fn transposed(self) -> Self {
+        self
+    }
+    #[inline(always)]
+    unsafe fn apply<S: Simd>(&self, _s: S, v: T::V<S>, _i: usize, _j: usize, _rows: usize) -> T::V<S> {
+        v
+    }
+    #[inline(always)]
+    unsafe fn apply_scalar(&self, x: T, _i: usize, _j: usize) -> T {
+        x
+    }
 }
 
 /// Largest tile any configuration uses (elements), for the strided write-out scratch.
@@ -97,7 +144,11 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
 /// # Safety
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
-pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) {
+pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(
+    s: S,
+    t: &Tile<T>,
+    e: &E,
+) {
     // Start fetching the C tile now; it is needed only after the k loop.
     if t.c_rs == 1 {
         let last = (MV * T::lanes::<S>()).min(t.m) - 1;
@@ -121,13 +172,14 @@ pub(crate) unsafe fn ukr<T: Real, S: Simd, const MV: usize, const NR: usize>(s: 
         }
     }
     // SAFETY: C tile validity is the caller's contract.
-    unsafe { write_out::<T, S, MV, NR>(s, t, &acc) };
+    unsafe { write_out::<T, S, E, MV, NR>(s, t, e, &acc) };
 }
 
 #[inline(always)]
-unsafe fn write_out<T: Real, S: Simd, const MV: usize, const NR: usize>(
+unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(
     s: S,
     t: &Tile<T>,
+    e: &E,
     acc: &[[T::V<S>; MV]; NR],
 ) {
     let l = T::lanes::<S>();
@@ -145,6 +197,9 @@ unsafe fn write_out<T: Real, S: Simd, const MV: usize, const NR: usize>(
                     if let Some(beta) = t.beta {
                         let cv = if rows == l { T::load(s, p) } else { T::load_partial(s, p, rows) };
                         v = T::vmul_add(s, cv, T::splat(s, beta), v);
+                    }
+                    if !E::IS_NONE && t.last {
+                        v = e.apply(s, v, t.i0 + i * l, t.j0 + j, rows);
                     }
                     if rows == l { T::store(s, p, v) } else { T::store_partial(s, p, rows, v) }
                 }
@@ -166,10 +221,14 @@ unsafe fn write_out<T: Real, S: Simd, const MV: usize, const NR: usize>(
                 let x = buf[j * mr + i] * t.alpha;
                 // SAFETY: (i, j) is inside the validated C tile.
                 unsafe {
-                    *p = match t.beta {
+                    let mut v = match t.beta {
                         Some(beta) => beta * *p + x,
                         None => x,
                     };
+                    if !E::IS_NONE && t.last {
+                        v = e.apply_scalar(v, t.i0 + i, t.j0 + j);
+                    }
+                    *p = v;
                 }
             }
         }
@@ -187,7 +246,7 @@ pub(crate) trait Shape {
     ///
     /// # Safety
     /// See [`ukr`].
-    unsafe fn run<T: Real, S: Simd>(s: S, mv: usize, t: &Tile<T>);
+    unsafe fn run<T: Real, S: Simd, E: Epilogue<T>>(s: S, mv: usize, t: &Tile<T>, e: &E);
 }
 
 macro_rules! shape {
@@ -198,11 +257,11 @@ macro_rules! shape {
             const MV: usize = $mv;
             const NR: usize = $nr;
             #[inline(always)]
-            unsafe fn run<T: Real, S: Simd>(s: S, mv: usize, t: &Tile<T>) {
+            unsafe fn run<T: Real, S: Simd, E: Epilogue<T>>(s: S, mv: usize, t: &Tile<T>, e: &E) {
                 // SAFETY: forwarded contract.
                 unsafe {
                     match (mv, t.n) {
-                        $( ($a, $b) => ukr::<T, S, $a, $b>(s, t), )*
+                        $( ($a, $b) => ukr::<T, S, E, $a, $b>(s, t, e), )*
                         _ => unreachable!("tile {}x{} outside the {}x{} table", mv, t.n, $mv, $nr),
                     }
                 }

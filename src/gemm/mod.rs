@@ -92,7 +92,21 @@ pub fn gemm_with<T: Elem>(
     a: MatRef<'_, T>,
     b: MatRef<'_, T>,
     beta: T,
+    c: MatMut<'_, T>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    gemm_epilogue(alpha, a, b, beta, c, kernel::NoEpilogue, opts)
+}
+
+/// `C ← epi(alpha·A·B + beta·C)`: the GEMM with `epi` fused into the native
+/// write-out (other backends apply it in a second pass over C).
+pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
     mut c: MatMut<'_, T>,
+    epi: E,
     opts: &GemmOptions,
 ) -> Result<()> {
     let (m, n, k) = (c.rows, c.cols, a.cols);
@@ -131,20 +145,27 @@ pub fn gemm_with<T: Elem>(
         c: c.ptr_mut(),
         rsc: c.rs,
         csc: c.cs,
+        i_off: 0,
+        j_off: 0,
     };
     // SAFETY: the views were validated at construction (every element in range,
     // C injective), the borrows guarantee C does not overlap A or B.
     unsafe {
         match backend {
-            Backend::Native => driver::gemm_native(isa, prob, opts.par.threads()),
+            Backend::Native => driver::gemm_native(isa, prob, epi, opts.par.threads()),
             Backend::MatrixMultiply => {
                 if m > 0 && n > 0 {
-                    T::mm_gemm(prob)
+                    T::mm_gemm(prob);
+                    driver::apply_epilogue(prob, &epi);
                 }
             }
             Backend::Blas => {
-                if m > 0 && n > 0 && !T::blas_gemm(prob) {
-                    driver::gemm_native(isa, prob, opts.par.threads())
+                if m > 0 && n > 0 {
+                    if T::blas_gemm(prob) {
+                        driver::apply_epilogue(prob, &epi);
+                    } else {
+                        driver::gemm_native(isa, prob, epi, opts.par.threads())
+                    }
                 }
             }
         }

@@ -1,0 +1,369 @@
+//! C entry points of the kernels: vector math, activations, fused dense
+//! steps, softmax cross-entropy and optimizer steps (f32, row-major, contiguous).
+
+use super::{boundary, check_ptr, overlaps};
+use crate::error::{Error, Result};
+use crate::gemm::GemmOptions;
+use crate::ops::act::{Activation, activation_backward, activation_forward};
+use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
+use crate::ops::loss::softmax_cross_entropy_sparse;
+use crate::optim::{AdamParams, adam_step, sgd_step};
+use std::cell::RefCell;
+
+/// Identity activation.
+pub const NNK_ACT_IDENTITY: u32 = 0;
+/// `max(x, 0)`.
+pub const NNK_ACT_RELU: u32 = 1;
+/// Logistic sigmoid.
+pub const NNK_ACT_SIGMOID: u32 = 2;
+/// Hyperbolic tangent.
+pub const NNK_ACT_TANH: u32 = 3;
+/// Softmax over each row.
+pub const NNK_ACT_SOFTMAX: u32 = 4;
+/// Leaky ReLU with slope 0.01.
+pub const NNK_ACT_LEAKY_RELU: u32 = 5;
+/// ELU with alpha 1.
+pub const NNK_ACT_ELU: u32 = 6;
+/// `log(1 + e^x)`.
+pub const NNK_ACT_SOFTPLUS: u32 = 7;
+/// GELU (tanh form).
+pub const NNK_ACT_GELU: u32 = 8;
+/// Log-softmax over each row.
+pub const NNK_ACT_LOG_SOFTMAX: u32 = 9;
+
+/// A read-only slice from C: NULL only with `len == 0`.
+///
+/// # Safety
+/// `p` valid for `len` reads (checked for NULL, alignment, extent).
+unsafe fn rd<'a>(p: *const f32, len: usize, name: &str) -> Result<&'a [f32]> {
+    check_ptr(p, len, name)?;
+    // SAFETY: checked above; the caller guarantees validity.
+    Ok(if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(p, len) } })
+}
+
+/// A writable slice from C.
+///
+/// # Safety
+/// `p` valid for `len` writes; it must not overlap any other slice in use.
+unsafe fn wr<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a mut [f32]> {
+    check_ptr(p as *const f32, len, name)?;
+    // SAFETY: checked above; the caller guarantees validity and no overlap.
+    Ok(if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(p, len) } })
+}
+
+fn no_overlap(outs: &[(*const f32, usize, &str)], ins: &[(*const f32, usize, &str)]) -> Result<()> {
+    for (i, &(o, ol, on)) in outs.iter().enumerate() {
+        for &(p, pl, pn) in ins.iter().chain(&outs[i + 1..]) {
+            if overlaps(o, ol, p, pl) {
+                return Err(Error::InvalidArgument(format!("output '{on}' overlaps '{pn}'")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn elems(rows: usize, cols: usize) -> Result<usize> {
+    rows.checked_mul(cols).ok_or_else(|| Error::Overflow(format!("{rows} × {cols} overflows size_t")))
+}
+
+macro_rules! vmath {
+    ($(#[$doc:meta])* $name:ident, $f:path) => {
+        $(#[$doc])*
+        ///
+        /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any
+        /// other overlap is refused. NULL is allowed only with `n == 0`.
+        ///
+        /// # Safety
+        /// `x` and `y` must be valid for `n` elements.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(x: *const f32, y: *mut f32, n: usize) -> i32 {
+            boundary(|| {
+                check_ptr(x, n, "x")?;
+                check_ptr(y as *const f32, n, "y")?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if x == y as *const f32 {
+                    // SAFETY: checked; in place is one exclusive slice.
+                    let v = unsafe { std::slice::from_raw_parts_mut(y, n) };
+                    let tmp = v.to_vec();
+                    return $f(&tmp, v);
+                }
+                if overlaps(x, n, y, n) {
+                    return Err(Error::InvalidArgument("'y' partially overlaps 'x'".into()));
+                }
+                // SAFETY: checked, disjoint.
+                let (xs, ys) = unsafe { (std::slice::from_raw_parts(x, n), std::slice::from_raw_parts_mut(y, n)) };
+                $f(xs, ys)
+            })
+        }
+    };
+}
+
+vmath!(
+    /// Vector `exp` (≤ 2 ULP; overflow to +Inf above 88.72, 0 or subnormal below −87.3).
+    nnk_vexp_f32, crate::simd::math::vexp_f32);
+vmath!(
+    /// Vector natural `log` (≤ 2 ULP; `log(0) = −Inf`, negative → NaN).
+    nnk_vlog_f32, crate::simd::math::vlog_f32);
+vmath!(
+    /// Vector `tanh` (≤ 4 ULP or 1e-6 relative).
+    nnk_vtanh_f32, crate::simd::math::vtanh_f32);
+vmath!(
+    /// Vector logistic sigmoid (≤ 4 ULP or 1e-6 relative).
+    nnk_vsigmoid_f32, crate::simd::math::vsigmoid_f32);
+vmath!(
+    /// Vector softplus `log(1 + e^x)`, stable.
+    nnk_vsoftplus_f32, crate::simd::math::vsoftplus_f32);
+vmath!(
+    /// Vector GELU (tanh form).
+    nnk_vgelu_f32, crate::simd::math::vgelu_f32);
+
+/// `y = f(x)` for a `rows × cols` row-major matrix (`act`: `NNK_ACT_*`;
+/// softmax and log-softmax work over each row). `x == y` is allowed.
+///
+/// # Safety
+/// `x` and `y` valid for `rows·cols` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usize, x: *const f32, y: *mut f32) -> i32 {
+    boundary(|| {
+        let act = Activation::from_code(act)?;
+        let n = elems(rows, cols)?;
+        // SAFETY: checked by `rd`; in place handled through a copy of x.
+        let xs = unsafe { rd(x, n, "x")? };
+        if x != y as *const f32 {
+            no_overlap(&[(y, n, "y")], &[(x, n, "x")])?;
+        }
+        let tmp;
+        let xs = if x == y as *const f32 {
+            tmp = xs.to_vec();
+            &tmp[..]
+        } else {
+            xs
+        };
+        // SAFETY: checked by `wr`; disjoint from the input (or the input was copied).
+        let ys = unsafe { wr(y, n, "y")? };
+        activation_forward(act, rows, cols, xs, ys)
+    })
+}
+
+/// `dx = dy ⊙ f′` for a `rows × cols` matrix. `x` is the forward input, `y` the
+/// forward output; each may be NULL when the activation does not need it
+/// (relu, leaky relu, softplus, gelu need `x`; sigmoid, tanh, softmax,
+/// log-softmax need `y`; elu needs both; identity neither).
+///
+/// # Safety
+/// Non-NULL pointers valid for `rows·cols` elements; `dx` must not overlap the inputs.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_activation_backward(
+    act: u32,
+    rows: usize,
+    cols: usize,
+    x: *const f32,
+    y: *const f32,
+    dy: *const f32,
+    dx: *mut f32,
+) -> i32 {
+    boundary(|| {
+        let act = Activation::from_code(act)?;
+        let n = elems(rows, cols)?;
+        let need = act.backward_needs();
+        // SAFETY: each checked by `rd`/`wr`; overlap refused below.
+        unsafe {
+            let xs = if need.x && n > 0 { Some(rd(x, n, "x")?) } else { None };
+            let ys = if need.y && n > 0 { Some(rd(y, n, "y")?) } else { None };
+            let dys = rd(dy, n, "dy")?;
+            no_overlap(&[(dx, n, "dx")], &[(x, if need.x { n } else { 0 }, "x"), (y, if need.y { n } else { 0 }, "y"), (dy, n, "dy")])?;
+            let dxs = wr(dx, n, "dx")?;
+            if n == 0 {
+                return Ok(());
+            }
+            activation_backward(act, rows, cols, xs, ys, dys, dxs)
+        }
+    })
+}
+
+/// Fused dense forward: `z = x·w + b`, `a = f(z)`; `x` batch×n_in, `w`
+/// n_in×n_out, `b` n_out (may be NULL: no bias), `z` batch×n_out or NULL (not
+/// stored), `a` batch×n_out. Bias and activation run inside the GEMM.
+///
+/// # Safety
+/// Pointers valid for the sizes above; outputs must not overlap anything.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_dense_forward(
+    act: u32,
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+    x: *const f32,
+    w: *const f32,
+    b: *const f32,
+    z: *mut f32,
+    a: *mut f32,
+) -> i32 {
+    boundary(|| {
+        let act = Activation::from_code(act)?;
+        let (nx, nw, nz) = (elems(batch, n_in)?, elems(n_in, n_out)?, elems(batch, n_out)?);
+        let nb = if b.is_null() { 0 } else { n_out };
+        let nzs = if z.is_null() { 0 } else { nz };
+        no_overlap(&[(a, nz, "a"), (z, nzs, "z")], &[(x, nx, "x"), (w, nw, "w"), (b, nb, "b")])?;
+        // SAFETY: checked by `rd`/`wr`; outputs disjoint from everything.
+        unsafe {
+            let (xs, ws, bs) = (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(b, nb, "b")?);
+            let zs = if z.is_null() { None } else { Some(wr(z, nz, "z")?) };
+            let as_ = wr(a, nz, "a")?;
+            dense_forward(act, DenseShape { batch, n_in, n_out }, xs, ws, bs, zs, as_, &GemmOptions::default())
+        }
+    })
+}
+
+thread_local! {
+    static DZ_SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Fused dense backward from `da = ∂L/∂a`: `dz = da ⊙ f′`, `db = Σ_rows dz`,
+/// `dw = xᵀ·dz + l2·w`, `dx = dz·wᵀ` (`dx` may be NULL). `z` and `a` are the
+/// forward's pre-activation and output; each may be NULL when the activation
+/// does not need it (see `nnk_activation_backward`). For softmax outputs
+/// trained with cross-entropy, pass the already-combined gradient with
+/// `NNK_ACT_IDENTITY` instead.
+///
+/// # Safety
+/// Pointers valid for their sizes; outputs must not overlap anything.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_dense_backward(
+    act: u32,
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+    x: *const f32,
+    w: *const f32,
+    z: *const f32,
+    a: *const f32,
+    da: *const f32,
+    l2: f32,
+    dw: *mut f32,
+    db: *mut f32,
+    dx: *mut f32,
+) -> i32 {
+    boundary(|| {
+        let act = Activation::from_code(act)?;
+        let (nx, nw, nz) = (elems(batch, n_in)?, elems(n_in, n_out)?, elems(batch, n_out)?);
+        let need = act.backward_needs();
+        let (nzz, naa) = (if need.x { nz } else { 0 }, if need.y { nz } else { 0 });
+        let ndx = if dx.is_null() { 0 } else { nx };
+        no_overlap(
+            &[(dw, nw, "dw"), (db, n_out, "db"), (dx, ndx, "dx")],
+            &[(x, nx, "x"), (w, nw, "w"), (z, nzz, "z"), (a, naa, "a"), (da, nz, "da")],
+        )?;
+        // SAFETY: checked by `rd`/`wr`; outputs disjoint from everything.
+        unsafe {
+            let (xs, ws, zs, as_, das) = (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(z, nzz, "z")?, rd(a, naa, "a")?, rd(da, nz, "da")?);
+            let (dws, dbs) = (wr(dw, nw, "dw")?, wr(db, n_out, "db")?);
+            let dxs = if dx.is_null() { None } else { Some(wr(dx, nx, "dx")?) };
+            DZ_SCRATCH.with(|cell| {
+                let mut scratch = cell.borrow_mut();
+                scratch.resize(nz, 0.0);
+                let g = DenseGrads { dw: dws, db: dbs, dx: dxs, dz: &mut scratch[..] };
+                dense_backward(act, DenseShape { batch, n_in, n_out }, xs, ws, zs, as_, das, l2, g, &GemmOptions::default())
+            })
+        }
+    })
+}
+
+/// Softmax + cross-entropy from `logits` (batch×classes) and integer `labels`:
+/// writes the mean loss to `*loss` and `dlogits = (softmax − onehot)/batch`.
+/// A label ≥ classes is refused (`NNK_ERR_INVALID_ARG`), outputs untouched.
+///
+/// # Safety
+/// Pointers valid for their sizes; `dlogits` must not overlap `logits`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_softmax_cross_entropy(
+    batch: usize,
+    classes: usize,
+    logits: *const f32,
+    labels: *const u32,
+    loss: *mut f32,
+    dlogits: *mut f32,
+) -> i32 {
+    boundary(|| {
+        let n = elems(batch, classes)?;
+        if loss.is_null() {
+            return Err(Error::NullPointer("'loss' is NULL".into()));
+        }
+        check_ptr(loss as *const f32, 1, "loss")?;
+        check_ptr(labels, batch, "labels")?;
+        no_overlap(&[(dlogits, n, "dlogits"), (loss, 1, "loss")], &[(logits, n, "logits"), (labels as *const f32, batch, "labels")])?;
+        // SAFETY: checked; disjoint.
+        unsafe {
+            let zs = rd(logits, n, "logits")?;
+            let ls = if batch == 0 { &[][..] } else { std::slice::from_raw_parts(labels, batch) };
+            let ds = wr(dlogits, n, "dlogits")?;
+            let l = softmax_cross_entropy_sparse(batch, classes, zs, ls, ds)?;
+            *loss = l;
+        }
+        Ok(())
+    })
+}
+
+/// One Adam step over `n` parameters (`t` ≥ 1: the step number after this
+/// update; `m`, `v` zero before the first step; `l2` coupled L2).
+///
+/// # Safety
+/// All buffers valid for `n` elements and pairwise disjoint.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_adam_step(
+    n: usize,
+    w: *mut f32,
+    g: *const f32,
+    m: *mut f32,
+    v: *mut f32,
+    t: u64,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    l2: f32,
+) -> i32 {
+    boundary(|| {
+        no_overlap(&[(w, n, "w"), (m, n, "m"), (v, n, "v")], &[(g, n, "g")])?;
+        // SAFETY: checked; disjoint.
+        unsafe {
+            let (ws, gs, ms, vs) = (wr(w, n, "w")?, rd(g, n, "g")?, wr(m, n, "m")?, wr(v, n, "v")?);
+            adam_step(ws, gs, ms, vs, t, &AdamParams { lr, beta1, beta2, eps }, l2)
+        }
+    })
+}
+
+/// One SGD step over `n` parameters: `momentum` in [0, 1); `velocity` (n
+/// elements) is required when `momentum > 0` and may be NULL otherwise;
+/// `nesterov` is 0 or 1 (any other value is refused).
+///
+/// # Safety
+/// Buffers valid for `n` elements and pairwise disjoint.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_sgd_step(
+    n: usize,
+    w: *mut f32,
+    g: *const f32,
+    velocity: *mut f32,
+    lr: f32,
+    momentum: f32,
+    nesterov: u32,
+    l2: f32,
+) -> i32 {
+    boundary(|| {
+        let nesterov = match nesterov {
+            0 => false,
+            1 => true,
+            x => return Err(Error::InvalidArgument(format!("nesterov must be 0 or 1, got {x}"))),
+        };
+        let nv = if momentum > 0.0 { n } else { 0 };
+        no_overlap(&[(w, n, "w"), (velocity, nv, "velocity")], &[(g, n, "g")])?;
+        // SAFETY: checked; disjoint.
+        unsafe {
+            let (ws, gs, vs) = (wr(w, n, "w")?, rd(g, n, "g")?, wr(velocity, nv, "velocity")?);
+            sgd_step(ws, gs, vs, lr, momentum, nesterov, l2)
+        }
+    })
+}

@@ -1,0 +1,57 @@
+//! Deterministic reductions: fixed chunks, each summed with vector
+//! accumulators in index order, chunk results combined in f64 in index order.
+//! The result depends only on the data and the ISA, never on threads.
+
+use crate::simd::Isa;
+use pulp::{Simd, WithSimd};
+
+/// Elements per chunk (fixed: changing it changes the rounding).
+pub(crate) const CHUNK: usize = 4096;
+
+struct Sum<'a> {
+    x: &'a [f32],
+    square: bool,
+}
+
+impl WithSimd for Sum<'_> {
+    type Output = f64;
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) -> f64 {
+        let mut total = 0.0f64;
+        for chunk in self.x.chunks(CHUNK) {
+            let (head, tail) = S::as_simd_f32s(chunk);
+            let mut acc = [s.splat_f32s(0.0); 4];
+            let mut it = head.chunks_exact(4);
+            for q in &mut it {
+                for i in 0..4 {
+                    acc[i] = if self.square { s.mul_add_e_f32s(q[i], q[i], acc[i]) } else { s.add_f32s(acc[i], q[i]) };
+                }
+            }
+            for (i, &v) in it.remainder().iter().enumerate() {
+                acc[i] = if self.square { s.mul_add_e_f32s(v, v, acc[i]) } else { s.add_f32s(acc[i], v) };
+            }
+            let v = s.add_f32s(s.add_f32s(acc[0], acc[1]), s.add_f32s(acc[2], acc[3]));
+            let mut c = s.reduce_sum_f32s(v) as f64;
+            for &t in tail {
+                c += if self.square { (t as f64) * (t as f64) } else { t as f64 };
+            }
+            total += c;
+        }
+        total
+    }
+}
+
+/// Σ x, deterministic (see the module docs).
+pub fn sum(x: &[f32]) -> f64 {
+    Isa::current().dispatch(Sum { x, square: false })
+}
+
+/// Σ x², deterministic.
+pub fn sum_sq(x: &[f32]) -> f64 {
+    Isa::current().dispatch(Sum { x, square: true })
+}
+
+/// Whether every element is finite.
+pub fn all_finite(x: &[f32]) -> bool {
+    x.iter().all(|v| v.is_finite())
+}

@@ -1,0 +1,235 @@
+//! Optimizer updates in one pass over flat parameter buffers, L2 included.
+//!
+//! Every step reads the gradient, adds the L2 term `l2·w` (coupled L2, as
+//! scikit-learn's `alpha` once scaled by the caller), updates the optimizer
+//! state and the weights, all in one vectorised pass. Elementwise, so results
+//! do not depend on threads; [`clip_grad_norm`] reduces in a fixed order.
+//!
+//! * SGD: `g' = g + l2·w`; without momentum `w −= lr·g'`; with momentum μ
+//!   (scikit-learn/PyTorch form) `v = μ·v − lr·g'`, `w += v`, Nesterov
+//!   `w += μ·v − lr·g'`.
+//! * Adam: `m = β1·m + (1−β1)·g'`, `v = β2·v + (1−β2)·g'²`,
+//!   `w −= lr·m̂/(√v̂ + ε)` with bias correction `m̂ = m/(1−β1ᵗ)`, `v̂ = v/(1−β2ᵗ)`.
+//! * AdamW: Adam on `g` with decoupled decay `w −= lr·wd·w`.
+//! * RMSprop: `s = ρ·s + (1−ρ)·g'²`, `w −= lr·g'/(√s + ε)`.
+
+use crate::error::{Error, Result, invalid, shape};
+use crate::simd::Isa;
+use pulp::{Simd, WithSimd};
+
+fn same_len(n: usize, others: &[(&str, usize)]) -> Result<()> {
+    for &(name, len) in others {
+        if len != n {
+            return Err(shape(format!("'{name}' has {len} elements, the parameters have {n}")));
+        }
+    }
+    Ok(())
+}
+
+fn finite(vals: &[(&str, f32)]) -> Result<()> {
+    for &(name, v) in vals {
+        if !v.is_finite() {
+            return Err(Error::NonFinite(format!("hyper-parameter {name} = {v}")));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Rule {
+    Sgd { lr: f32, l2: f32 },
+    Momentum { lr: f32, mu: f32, nesterov: bool, l2: f32 },
+    Adam { lr_t: f32, b1: f32, b2: f32, eps_t: f32, l2: f32, decay: f32 },
+    RmsProp { lr: f32, rho: f32, eps: f32, l2: f32 },
+}
+
+struct Step<'a> {
+    rule: Rule,
+    w: &'a mut [f32],
+    g: &'a [f32],
+    s1: &'a mut [f32],
+    s2: &'a mut [f32],
+}
+
+impl WithSimd for Step<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Step { rule, w, g, s1, s2 } = self;
+        let n = w.len();
+        let l = S::F32_LANES;
+        let sp = |x: f32| s.splat_f32s(x);
+        let mut i = 0;
+        while i < n {
+            let len = l.min(n - i);
+            let ld = |v: &[f32]| {
+                if v.is_empty() {
+                    sp(0.0)
+                } else if len == l {
+                    // SAFETY: i..i+l is inside v (same length as w).
+                    unsafe { core::ptr::read_unaligned(v.as_ptr().add(i) as *const S::f32s) }
+                } else {
+                    s.partial_load_f32s(&v[i..i + len])
+                }
+            };
+            let st = |v: &mut [f32], x: S::f32s| {
+                if len == l {
+                    // SAFETY: i..i+l is inside v.
+                    unsafe { core::ptr::write_unaligned(v.as_mut_ptr().add(i) as *mut S::f32s, x) }
+                } else {
+                    s.partial_store_f32s(&mut v[i..i + len], x)
+                }
+            };
+            let wv = ld(w);
+            let gv = ld(g);
+            let nw = match rule {
+                Rule::Sgd { lr, l2 } => {
+                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                    s.negate_mul_add_e_f32s(sp(lr), g2, wv)
+                }
+                Rule::Momentum { lr, mu, nesterov, l2 } => {
+                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                    let step = s.negate_mul_add_e_f32s(sp(lr), g2, sp(0.0));
+                    let v = s.mul_add_e_f32s(sp(mu), ld(s1), step);
+                    st(s1, v);
+                    if nesterov {
+                        s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step))
+                    } else {
+                        s.add_f32s(wv, v)
+                    }
+                }
+                Rule::Adam { lr_t, b1, b2, eps_t, l2, decay } => {
+                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                    let m = s.mul_add_e_f32s(sp(b1), ld(s1), s.mul_f32s(sp(1.0 - b1), g2));
+                    let v = s.mul_add_e_f32s(sp(b2), ld(s2), s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
+                    st(s1, m);
+                    st(s2, v);
+                    // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
+                    let upd = s.div_f32s(m, s.add_f32s(s.sqrt_f32s(v), sp(eps_t)));
+                    let w1 = s.negate_mul_add_e_f32s(sp(decay), wv, wv);
+                    s.negate_mul_add_e_f32s(sp(lr_t), upd, w1)
+                }
+                Rule::RmsProp { lr, rho, eps, l2 } => {
+                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                    let q = s.mul_add_e_f32s(sp(rho), ld(s1), s.mul_f32s(sp(1.0 - rho), s.mul_f32s(g2, g2)));
+                    st(s1, q);
+                    let upd = s.div_f32s(g2, s.add_f32s(s.sqrt_f32s(q), sp(eps)));
+                    s.negate_mul_add_e_f32s(sp(lr), upd, wv)
+                }
+            };
+            st(w, nw);
+            i += len;
+        }
+    }
+}
+
+fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
+    Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+}
+
+/// One SGD step. `velocity` (same length as `w`) is required when
+/// `momentum > 0` and ignored otherwise (pass `&mut []`).
+pub fn sgd_step(w: &mut [f32], g: &[f32], velocity: &mut [f32], lr: f32, momentum: f32, nesterov: bool, l2: f32) -> Result<()> {
+    finite(&[("lr", lr), ("momentum", momentum), ("l2", l2)])?;
+    if !(0.0..1.0).contains(&momentum) {
+        return Err(invalid(format!("momentum {momentum} must be in [0, 1)")));
+    }
+    same_len(w.len(), &[("g", g.len())])?;
+    if momentum > 0.0 {
+        same_len(w.len(), &[("velocity", velocity.len())])?;
+        run(Rule::Momentum { lr, mu: momentum, nesterov, l2 }, w, g, velocity, &mut [])
+    } else {
+        run(Rule::Sgd { lr, l2 }, w, g, &mut [], &mut [])
+    }
+    Ok(())
+}
+
+/// Adam hyper-parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamParams {
+    /// Learning rate (scikit-learn `learning_rate_init`, default 1e-3).
+    pub lr: f32,
+    /// β1 (default 0.9).
+    pub beta1: f32,
+    /// β2 (default 0.999).
+    pub beta2: f32,
+    /// ε (default 1e-8).
+    pub eps: f32,
+}
+
+impl Default for AdamParams {
+    fn default() -> Self {
+        AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+fn adam_rule(p: &AdamParams, t: u64, l2: f32, decay: f32) -> Result<Rule> {
+    finite(&[("lr", p.lr), ("beta1", p.beta1), ("beta2", p.beta2), ("eps", p.eps), ("l2", l2), ("weight_decay", decay)])?;
+    if t == 0 {
+        return Err(invalid("Adam step counter t starts at 1"));
+    }
+    if !(0.0..1.0).contains(&p.beta1) || !(0.0..1.0).contains(&p.beta2) || p.eps <= 0.0 {
+        return Err(invalid(format!("Adam needs 0 ≤ beta1, beta2 < 1 and eps > 0 (got {p:?})")));
+    }
+    // Bias corrections in f64: lr_t = lr·√(1−β2ᵗ)/(1−β1ᵗ), eps_t = eps·√(1−β2ᵗ)
+    // (the scikit-learn / Kingma-Ba "efficient" form, exact algebraically).
+    let ti = t.min(i32::MAX as u64) as i32;
+    let c1 = 1.0 - (p.beta1 as f64).powi(ti);
+    let c2 = 1.0 - (p.beta2 as f64).powi(ti);
+    Ok(Rule::Adam {
+        lr_t: (p.lr as f64 * c2.sqrt() / c1) as f32,
+        b1: p.beta1,
+        b2: p.beta2,
+        eps_t: (p.eps as f64 * c2.sqrt()) as f32,
+        l2,
+        decay: p.lr * decay,
+    })
+}
+
+/// One Adam step (`t` ≥ 1 is the step number after this update; `m`, `v` the
+/// moment buffers, zero before the first step).
+pub fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: u64, p: &AdamParams, l2: f32) -> Result<()> {
+    let rule = adam_rule(p, t, l2, 0.0)?;
+    same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
+    run(rule, w, g, m, v);
+    Ok(())
+}
+
+/// One AdamW step: Adam on `g` plus decoupled weight decay `w −= lr·wd·w`.
+pub fn adamw_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: u64, p: &AdamParams, weight_decay: f32) -> Result<()> {
+    let rule = adam_rule(p, t, 0.0, weight_decay)?;
+    same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
+    run(rule, w, g, m, v);
+    Ok(())
+}
+
+/// One RMSprop step (`sq`: running mean of squared gradients).
+pub fn rmsprop_step(w: &mut [f32], g: &[f32], sq: &mut [f32], lr: f32, rho: f32, eps: f32, l2: f32) -> Result<()> {
+    finite(&[("lr", lr), ("rho", rho), ("eps", eps), ("l2", l2)])?;
+    if !(0.0..1.0).contains(&rho) || eps <= 0.0 {
+        return Err(invalid(format!("RMSprop needs 0 ≤ rho < 1 and eps > 0 (got {rho}, {eps})")));
+    }
+    same_len(w.len(), &[("g", g.len()), ("sq", sq.len())])?;
+    run(Rule::RmsProp { lr, rho, eps, l2 }, w, g, sq, &mut []);
+    Ok(())
+}
+
+/// Global gradient-norm clipping: if `‖g‖₂ > max_norm`, scales `g` by
+/// `max_norm/‖g‖₂`. Returns the norm before clipping (deterministic reduction).
+pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> Result<f32> {
+    if !(max_norm > 0.0) || !max_norm.is_finite() {
+        return Err(invalid(format!("max_norm {max_norm} must be positive and finite")));
+    }
+    // f64 accumulation in index order: deterministic for any thread count.
+    let norm = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    if !norm.is_finite() {
+        return Err(Error::NonFinite("gradient norm is not finite".into()));
+    }
+    if norm > max_norm as f64 {
+        let scale = (max_norm as f64 / norm) as f32;
+        for x in g.iter_mut() {
+            *x *= scale;
+        }
+    }
+    Ok(norm as f32)
+}

@@ -1,0 +1,501 @@
+//! Activations, losses, fused dense steps and optimizers against float64
+//! references and central finite differences; fused vs unfused; thread
+//! invariance.
+//!
+//! Bounds asserted: forward values within `4 ULP + 1e-6·|x|`-style relative
+//! tolerances stated per check; analytic gradients within 2e-3 relative
+//! (+1e-5 absolute) of f64 central differences (h = 1e-3 on inputs of O(1)).
+
+use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
+use nnkern::ops::act::{Activation, activation_backward_isa, activation_forward_isa};
+use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
+use nnkern::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy, softmax_cross_entropy_sparse};
+use nnkern::optim::{AdamParams, adam_step, adamw_step, clip_grad_norm, rmsprop_step, sgd_step};
+use nnkern::par::Par;
+use nnkern::simd::Isa;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn unif(&mut self) -> f32 {
+        ((self.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unif() * scale).collect()
+    }
+}
+
+const ACTS: [Activation; 10] = [
+    Activation::Identity,
+    Activation::Relu,
+    Activation::Sigmoid,
+    Activation::Tanh,
+    Activation::Softmax,
+    Activation::LeakyRelu(0.01),
+    Activation::Elu(1.0),
+    Activation::Softplus,
+    Activation::Gelu,
+    Activation::LogSoftmax,
+];
+
+/// f64 reference forward of a whole row.
+fn ref_fwd(act: Activation, x: &[f64]) -> Vec<f64> {
+    let e = |v: f64| match act {
+        Activation::Identity => v,
+        Activation::Relu => v.max(0.0),
+        Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        Activation::Tanh => v.tanh(),
+        Activation::LeakyRelu(a) => if v > 0.0 { v } else { a as f64 * v },
+        Activation::Elu(a) => if v > 0.0 { v } else { a as f64 * (v.exp() - 1.0) },
+        Activation::Softplus => v.max(0.0) + (-v.abs()).exp().ln_1p(),
+        Activation::Gelu => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
+        _ => unreachable!(),
+    };
+    match act {
+        Activation::Softmax | Activation::LogSoftmax => {
+            let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
+            x.iter()
+                .map(|v| if act == Activation::Softmax { (v - m).exp() / s } else { v - m - s.ln() })
+                .collect()
+        }
+        _ => x.iter().map(|&v| e(v)).collect(),
+    }
+}
+
+fn close(got: f32, want: f64, rel: f64, abs: f64) -> bool {
+    (got as f64 - want).abs() <= rel * want.abs() + abs
+}
+
+fn each_isa(mut f: impl FnMut(Isa)) {
+    for &isa in Isa::all() {
+        if isa.is_available() {
+            f(isa)
+        } else {
+            println!("Skipping ISA {}: not available", isa.name());
+        }
+    }
+}
+
+#[test]
+fn activation_forward_matches_f64() {
+    let mut rng = Rng(1);
+    each_isa(|isa| {
+        for act in ACTS {
+            for &(rows, cols) in &[(0usize, 5usize), (1, 1), (3, 7), (5, 17), (4, 33), (2, 100)] {
+                let x = rng.vec(rows * cols, 6.0);
+                let mut y = vec![f32::NAN; rows * cols];
+                activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
+                for r in 0..rows {
+                    let xr: Vec<f64> = x[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+                    let want = ref_fwd(act, &xr);
+                    for c in 0..cols {
+                        let g = y[r * cols + c];
+                        assert!(close(g, want[c], 2e-6, 2e-7), "{} {:?} x={} got {g} want {}", isa.name(), act, xr[c], want[c]);
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn activation_backward_matches_finite_differences() {
+    let mut rng = Rng(2);
+    each_isa(|isa| {
+        for act in ACTS {
+            let (rows, cols) = (3usize, 13usize);
+            let mut x = rng.vec(rows * cols, 3.0);
+            if matches!(act, Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_)) {
+                // Keep away from the kink at 0, where the derivative jumps.
+                for v in x.iter_mut() {
+                    if v.abs() < 0.05 {
+                        *v += 0.1;
+                    }
+                }
+            }
+            let dy = rng.vec(rows * cols, 1.0);
+            let mut y = vec![0.0; rows * cols];
+            activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
+            let mut dx = vec![f32::NAN; rows * cols];
+            activation_backward_isa(isa, act, rows, cols, Some(&x), Some(&y), &dy, &mut dx).unwrap();
+            // L(x) = Σ dy·f(x) in f64; dL/dx by central differences.
+            let loss = |xx: &[f64]| -> f64 {
+                (0..rows)
+                    .map(|r| {
+                        let f = ref_fwd(act, &xx[r * cols..(r + 1) * cols]);
+                        f.iter().zip(&dy[r * cols..]).map(|(a, &b)| a * b as f64).sum::<f64>()
+                    })
+                    .sum()
+            };
+            let mut xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let h = 1e-4;
+            for i in 0..rows * cols {
+                let x0 = xd[i];
+                xd[i] = x0 + h;
+                let lp = loss(&xd);
+                xd[i] = x0 - h;
+                let lm = loss(&xd);
+                xd[i] = x0;
+                let fd = (lp - lm) / (2.0 * h);
+                assert!(close(dx[i], fd, 2e-3, 1e-5), "{} {:?} i={i} x={x0}: analytic {} vs fd {fd}", isa.name(), act, dx[i]);
+            }
+        }
+    });
+}
+
+#[test]
+fn activation_special_values() {
+    let x = [-100.0f32, 100.0, f32::NEG_INFINITY, f32::INFINITY, 0.0, -0.0];
+    let mut y = [0.0f32; 6];
+    activation_forward_isa(Isa::current(), Activation::Sigmoid, 1, 6, &x, &mut y).unwrap();
+    // sigmoid(−100) = e^−100 ≈ 3.7e-44 is a subnormal: tiny, never NaN.
+    assert!(y[0] >= 0.0 && y[0] < 1e-40, "sigmoid(-100) = {}", y[0]);
+    assert_eq!(&y[1..4], &[1.0, 0.0, 1.0]);
+    activation_forward_isa(Isa::current(), Activation::Tanh, 1, 6, &x, &mut y).unwrap();
+    assert_eq!(&y[..4], &[-1.0, 1.0, -1.0, 1.0]);
+    // Softmax of huge logits stays finite and sums to 1.
+    let z = [1000.0f32, 1000.0, -1000.0];
+    let mut p = [0.0f32; 3];
+    activation_forward_isa(Isa::current(), Activation::Softmax, 1, 3, &z, &mut p).unwrap();
+    assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6 && p[2] == 0.0);
+    // NaN propagates.
+    let mut q = [0.0f32; 1];
+    activation_forward_isa(Isa::current(), Activation::Relu, 1, 1, &[f32::NAN], &mut q).unwrap();
+    assert!(q[0].is_nan() || q[0] == 0.0);
+    assert!(Activation::from_code(10).is_err());
+}
+
+fn ref_softmax_xent(z: &[f32], y: &[f32], rows: usize, cols: usize) -> f64 {
+    (0..rows)
+        .map(|r| {
+            let zr: Vec<f64> = z[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+            let ls = ref_fwd(Activation::LogSoftmax, &zr);
+            -ls.iter().zip(&y[r * cols..]).map(|(l, &t)| l * t as f64).sum::<f64>()
+        })
+        .sum::<f64>()
+        / rows as f64
+}
+
+#[test]
+fn losses_match_f64_and_finite_differences() {
+    let mut rng = Rng(3);
+    let (rows, cols) = (7usize, 11usize);
+    let z = rng.vec(rows * cols, 4.0);
+    let labels: Vec<u32> = (0..rows).map(|i| (i * 5 % cols) as u32).collect();
+    let mut y = vec![0.0f32; rows * cols];
+    for (r, &l) in labels.iter().enumerate() {
+        y[r * cols + l as usize] = 1.0;
+    }
+    let mut d1 = vec![0.0; rows * cols];
+    let mut d2 = vec![0.0; rows * cols];
+    let l1 = softmax_cross_entropy(rows, cols, &z, &y, &mut d1).unwrap();
+    let l2 = softmax_cross_entropy_sparse(rows, cols, &z, &labels, &mut d2).unwrap();
+    let want = ref_softmax_xent(&z, &y, rows, cols);
+    assert!(close(l1, want, 1e-5, 1e-6) && close(l2, want, 1e-5, 1e-6), "{l1} {l2} vs {want}");
+    let h = 1e-3f32;
+    for i in 0..rows * cols {
+        let mut zp = z.clone();
+        zp[i] += h;
+        let mut zm = z.clone();
+        zm[i] -= h;
+        let fd = (ref_softmax_xent(&zp, &y, rows, cols) - ref_softmax_xent(&zm, &y, rows, cols)) / (2.0 * h as f64);
+        assert!(close(d1[i], fd, 2e-3, 1e-5) && close(d2[i], fd, 2e-3, 1e-5), "i={i}: {} {} vs {fd}", d1[i], d2[i]);
+    }
+    // Label out of range: error, output untouched.
+    let mut d3 = vec![7.0; rows * cols];
+    let mut bad = labels.clone();
+    bad[3] = cols as u32;
+    assert!(softmax_cross_entropy_sparse(rows, cols, &z, &bad, &mut d3).is_err());
+    assert!(d3.iter().all(|&v| v == 7.0));
+
+    // Squared error and binary cross-entropy from logits.
+    let t: Vec<f32> = (0..rows * cols).map(|i| (i % 2) as f32).collect();
+    for kind in [Loss::SquaredError, Loss::BinaryCrossEntropy] {
+        let reff = |p: &[f32]| -> f64 {
+            p.iter()
+                .zip(&t)
+                .map(|(&a, &b)| {
+                    let (a, b) = (a as f64, b as f64);
+                    if kind == Loss::SquaredError { 0.5 * (a - b) * (a - b) } else { a.max(0.0) - a * b + (-a.abs()).exp().ln_1p() }
+                })
+                .sum::<f64>()
+                / rows as f64
+        };
+        let mut g = vec![0.0; rows * cols];
+        let l = elementwise_loss(kind, rows, cols, &z, &t, Some(&mut g)).unwrap();
+        assert!(close(l, reff(&z), 1e-5, 1e-6));
+        for i in 0..rows * cols {
+            let mut zp = z.clone();
+            zp[i] += h;
+            let mut zm = z.clone();
+            zm[i] -= h;
+            let fd = (reff(&zp) - reff(&zm)) / (2.0 * h as f64);
+            assert!(close(g[i], fd, 2e-3, 1e-5), "{kind:?} i={i}: {} vs {fd}", g[i]);
+        }
+    }
+}
+
+/// f64 dense layer: a = f(x·w + b).
+fn ref_dense(act: Activation, s: DenseShape, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; s.batch * s.n_out];
+    for r in 0..s.batch {
+        let mut zr = vec![0.0; s.n_out];
+        for j in 0..s.n_out {
+            zr[j] = b[j] + (0..s.n_in).map(|p| x[r * s.n_in + p] * w[p * s.n_out + j]).sum::<f64>();
+        }
+        out[r * s.n_out..(r + 1) * s.n_out].copy_from_slice(&ref_fwd(act, &zr));
+    }
+    out
+}
+
+fn f64v(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+#[test]
+fn dense_forward_fused_equals_unfused_and_f64() {
+    let mut rng = Rng(4);
+    for act in ACTS {
+        for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (5, 7, 3), (32, 64, 10), (33, 40, 129), (4, 0, 6)] {
+            let s = DenseShape { batch, n_in, n_out };
+            let x = rng.vec(batch * n_in, 1.0);
+            let w = rng.vec(n_in * n_out, 0.5);
+            let b = rng.vec(n_out, 0.5);
+            let mut z = vec![f32::NAN; batch * n_out];
+            let mut a = vec![f32::NAN; batch * n_out];
+            dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &GemmOptions::default()).unwrap();
+            // Unfused: GEMM, bias pass, activation pass.
+            let mut zu = vec![0.0f32; batch * n_out];
+            gemm_with(
+                1.0,
+                MatRef::row_major(&x, batch, n_in, n_in).unwrap(),
+                MatRef::row_major(&w, n_in, n_out, n_out).unwrap(),
+                0.0,
+                MatMut::row_major(&mut zu, batch, n_out, n_out).unwrap(),
+                &GemmOptions::default(),
+            )
+            .unwrap();
+            for r in 0..batch {
+                for j in 0..n_out {
+                    zu[r * n_out + j] += b[j];
+                }
+            }
+            let mut au = vec![0.0f32; batch * n_out];
+            activation_forward_isa(Isa::current(), act, batch, n_out, &zu, &mut au).unwrap();
+            let want = ref_dense(act, s, &f64v(&x), &f64v(&w), &f64v(&b));
+            for i in 0..batch * n_out {
+                assert!(close(z[i], zu[i] as f64, 1e-5, 1e-6), "{act:?} z[{i}] {} vs {}", z[i], zu[i]);
+                assert!(close(a[i], au[i] as f64, 1e-5, 1e-6), "{act:?} fused {} vs unfused {}", a[i], au[i]);
+                assert!(close(a[i], want[i], 1e-4, 1e-5), "{act:?} {s:?} a[{i}] {} vs f64 {}", a[i], want[i]);
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_backward_matches_finite_differences() {
+    let mut rng = Rng(5);
+    for act in ACTS {
+        let s = DenseShape { batch: 4, n_in: 5, n_out: 3 };
+        let l2 = 0.3f32;
+        let x = rng.vec(20, 1.0);
+        let w = rng.vec(15, 0.7);
+        let b = rng.vec(3, 0.5);
+        let da = rng.vec(12, 1.0);
+        let mut z = vec![0.0; 12];
+        let mut a = vec![0.0; 12];
+        dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &GemmOptions::default()).unwrap();
+        let (mut dw, mut db, mut dx, mut dz) = (vec![0.0; 15], vec![0.0; 3], vec![0.0; 20], vec![0.0; 12]);
+        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz };
+        dense_backward(act, s, &x, &w, &z, &a, &da, l2, g, &GemmOptions::default()).unwrap();
+        // L = Σ da·f(xw+b) + l2/2·‖w‖²
+        let loss = |x: &[f64], w: &[f64], b: &[f64]| -> f64 {
+            let out = ref_dense(act, s, x, w, b);
+            out.iter().zip(&da).map(|(o, &d)| o * d as f64).sum::<f64>()
+                + 0.5 * l2 as f64 * w.iter().map(|v| v * v).sum::<f64>()
+        };
+        let (xd, wd, bd) = (f64v(&x), f64v(&w), f64v(&b));
+        let h = 1e-5;
+        let fd = |which: usize, i: usize| {
+            let (mut xp, mut wp, mut bp) = (xd.clone(), wd.clone(), bd.clone());
+            let (mut xm, mut wm, mut bm) = (xd.clone(), wd.clone(), bd.clone());
+            match which {
+                0 => {
+                    xp[i] += h;
+                    xm[i] -= h
+                }
+                1 => {
+                    wp[i] += h;
+                    wm[i] -= h
+                }
+                _ => {
+                    bp[i] += h;
+                    bm[i] -= h
+                }
+            }
+            (loss(&xp, &wp, &bp) - loss(&xm, &wm, &bm)) / (2.0 * h)
+        };
+        for i in 0..15 {
+            assert!(close(dw[i], fd(1, i), 2e-3, 1e-5), "{act:?} dw[{i}] {} vs {}", dw[i], fd(1, i));
+        }
+        for i in 0..3 {
+            assert!(close(db[i], fd(2, i), 2e-3, 1e-5), "{act:?} db[{i}] {} vs {}", db[i], fd(2, i));
+        }
+        for i in 0..20 {
+            assert!(close(dx[i], fd(0, i), 2e-3, 1e-5), "{act:?} dx[{i}] {} vs {}", dx[i], fd(0, i));
+        }
+    }
+}
+
+/// A whole two-layer step: x → dense(relu) → dense(identity) → softmax CE;
+/// gradients of every parameter against f64 finite differences of the loss.
+#[test]
+fn two_layer_step_matches_finite_differences() {
+    let mut rng = Rng(6);
+    let (batch, n_in, hid, k) = (6usize, 5usize, 7usize, 4usize);
+    let x = rng.vec(batch * n_in, 1.0);
+    let w1 = rng.vec(n_in * hid, 0.6);
+    let b1 = rng.vec(hid, 0.3);
+    let w2 = rng.vec(hid * k, 0.6);
+    let b2 = rng.vec(k, 0.3);
+    let labels: Vec<u32> = (0..batch).map(|i| (i % k) as u32).collect();
+    let l2 = 0.05f32;
+    let o = GemmOptions::default();
+    let (s1, s2) = (DenseShape { batch, n_in, n_out: hid }, DenseShape { batch, n_in: hid, n_out: k });
+    let (mut z1, mut a1, mut z2) = (vec![0.0; batch * hid], vec![0.0; batch * hid], vec![0.0; batch * k]);
+    dense_forward(Activation::Relu, s1, &x, &w1, &b1, Some(&mut z1), &mut a1, &o).unwrap();
+    let mut logits = vec![0.0; batch * k];
+    dense_forward(Activation::Identity, s2, &a1, &w2, &b2, Some(&mut z2), &mut logits, &o).unwrap();
+    let mut dlog = vec![0.0; batch * k];
+    softmax_cross_entropy_sparse(batch, k, &logits, &labels, &mut dlog).unwrap();
+    let (mut dw2, mut db2, mut da1, mut dz2) = (vec![0.0; hid * k], vec![0.0; k], vec![0.0; batch * hid], vec![0.0; batch * k]);
+    dense_backward(Activation::Identity, s2, &a1, &w2, &z2, &logits, &dlog, l2, DenseGrads { dw: &mut dw2, db: &mut db2, dx: Some(&mut da1), dz: &mut dz2 }, &o).unwrap();
+    let (mut dw1, mut db1, mut dz1) = (vec![0.0; n_in * hid], vec![0.0; hid], vec![0.0; batch * hid]);
+    dense_backward(Activation::Relu, s1, &x, &w1, &z1, &a1, &da1, l2, DenseGrads { dw: &mut dw1, db: &mut db1, dx: None, dz: &mut dz1 }, &o).unwrap();
+
+    let loss = |p: &[Vec<f64>]| -> f64 {
+        let h1 = ref_dense(Activation::Relu, s1, &f64v(&x), &p[0], &p[1]);
+        let lg = ref_dense(Activation::Identity, s2, &h1, &p[2], &p[3]);
+        let mut l = 0.0;
+        for r in 0..batch {
+            let ls = ref_fwd(Activation::LogSoftmax, &lg[r * k..(r + 1) * k]);
+            l -= ls[labels[r] as usize];
+        }
+        l / batch as f64 + 0.5 * l2 as f64 * (p[0].iter().map(|v| v * v).sum::<f64>() + p[2].iter().map(|v| v * v).sum::<f64>())
+    };
+    let params = vec![f64v(&w1), f64v(&b1), f64v(&w2), f64v(&b2)];
+    let grads = [&dw1, &db1, &dw2, &db2];
+    let h = 1e-5;
+    for (pi, g) in grads.iter().enumerate() {
+        for i in 0..g.len() {
+            let mut pp = params.clone();
+            pp[pi][i] += h;
+            let mut pm = params.clone();
+            pm[pi][i] -= h;
+            let fd = (loss(&pp) - loss(&pm)) / (2.0 * h);
+            assert!(close(g[i], fd, 3e-3, 2e-5), "param {pi}[{i}]: analytic {} vs fd {fd}", g[i]);
+        }
+    }
+}
+
+#[test]
+fn fused_steps_identical_across_thread_counts() {
+    let mut rng = Rng(7);
+    let s = DenseShape { batch: 256, n_in: 784, n_out: 128 };
+    let x = rng.vec(256 * 784, 1.0);
+    let w = rng.vec(784 * 128, 0.05);
+    let b = rng.vec(128, 0.1);
+    let da = rng.vec(256 * 128, 0.1);
+    let mut base: Option<(Vec<f32>, Vec<f32>, Vec<f32>)> = None;
+    for t in [1usize, 2, 4] {
+        let o = GemmOptions { par: Par::Threads(t), ..Default::default() };
+        let (mut z, mut a) = (vec![0.0; 256 * 128], vec![0.0; 256 * 128]);
+        dense_forward(Activation::Relu, s, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
+        let (mut dw, mut db, mut dx, mut dz) = (vec![0.0; 784 * 128], vec![0.0; 128], vec![0.0; 256 * 784], vec![0.0; 256 * 128]);
+        dense_backward(Activation::Relu, s, &x, &w, &z, &a, &da, 1e-4, DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz }, &o).unwrap();
+        let cur = (a, dw, dx);
+        match &base {
+            None => base = Some(cur),
+            Some(b0) => {
+                let same = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits());
+                assert!(same(&b0.0, &cur.0) && same(&b0.1, &cur.1) && same(&b0.2, &cur.2), "{t} threads differ");
+            }
+        }
+    }
+}
+
+#[test]
+fn optimizers_match_f64_reference() {
+    let mut rng = Rng(8);
+    let n = 1003;
+    let w0 = rng.vec(n, 1.0);
+    let g = rng.vec(n, 0.5);
+    let l2 = 0.01f32;
+    // SGD with Nesterov momentum, two steps.
+    let (mut w, mut v) = (w0.clone(), vec![0.0f32; n]);
+    let (mut wr, mut vr) = (f64v(&w0), vec![0.0f64; n]);
+    for _ in 0..2 {
+        sgd_step(&mut w, &g, &mut v, 0.1, 0.9, true, l2).unwrap();
+        for i in 0..n {
+            let gg = g[i] as f64 + l2 as f64 * wr[i];
+            vr[i] = 0.9 * vr[i] - 0.1 * gg;
+            wr[i] += 0.9 * vr[i] - 0.1 * gg;
+        }
+    }
+    for i in 0..n {
+        assert!(close(w[i], wr[i], 1e-5, 1e-6), "sgd {i}");
+    }
+    // Adam, three steps, and AdamW.
+    let p = AdamParams::default();
+    for decoupled in [false, true] {
+        let (mut w, mut m, mut vv) = (w0.clone(), vec![0.0; n], vec![0.0; n]);
+        let (mut wr, mut mr, mut vr) = (f64v(&w0), vec![0.0f64; n], vec![0.0f64; n]);
+        for t in 1..=3u64 {
+            if decoupled {
+                adamw_step(&mut w, &g, &mut m, &mut vv, t, &p, l2).unwrap();
+            } else {
+                adam_step(&mut w, &g, &mut m, &mut vv, t, &p, l2).unwrap();
+            }
+            for i in 0..n {
+                let gg = g[i] as f64 + if decoupled { 0.0 } else { l2 as f64 * wr[i] };
+                mr[i] = 0.9 * mr[i] + 0.1 * gg;
+                vr[i] = 0.999 * vr[i] + 0.001 * gg * gg;
+                let mh = mr[i] / (1.0 - 0.9f64.powi(t as i32));
+                let vh = vr[i] / (1.0 - 0.999f64.powi(t as i32));
+                if decoupled {
+                    wr[i] -= 1e-3 * l2 as f64 * wr[i];
+                }
+                wr[i] -= 1e-3 * mh / (vh.sqrt() + 1e-8);
+            }
+        }
+        for i in 0..n {
+            assert!(close(w[i], wr[i], 1e-5, 1e-6), "adam(w={decoupled}) {i}: {} vs {}", w[i], wr[i]);
+        }
+    }
+    // RMSprop.
+    let (mut w, mut sq) = (w0.clone(), vec![0.0; n]);
+    rmsprop_step(&mut w, &g, &mut sq, 0.01, 0.9, 1e-8, l2).unwrap();
+    for i in 0..n {
+        let gg = g[i] as f64 + l2 as f64 * w0[i] as f64;
+        let s = 0.1 * gg * gg;
+        assert!(close(w[i], w0[i] as f64 - 0.01 * gg / (s.sqrt() + 1e-8), 1e-5, 1e-6));
+    }
+    // Clipping.
+    let mut gc = vec![3.0f32, 4.0];
+    assert_eq!(clip_grad_norm(&mut gc, 1.0).unwrap(), 5.0);
+    assert!((gc[0] - 0.6).abs() < 1e-6 && (gc[1] - 0.8).abs() < 1e-6);
+    // Bad hyper-parameters.
+    assert!(adam_step(&mut w, &g, &mut m_zero(n), &mut m_zero(n), 0, &p, 0.0).is_err());
+    assert!(sgd_step(&mut w, &g, &mut [], f32::NAN, 0.0, false, 0.0).is_err());
+    assert!(sgd_step(&mut w, &g[1..], &mut [], 0.1, 0.0, false, 0.0).is_err());
+}
+
+fn m_zero(n: usize) -> Vec<f32> {
+    vec![0.0; n]
+}
