@@ -29,6 +29,7 @@
 pub mod error;
 pub mod ffi;
 pub mod gemm;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod par;

@@ -1,0 +1,269 @@
+//! Data loading and preparation: CSV and MNIST-style IDX readers (gzip or
+//! not), standardisation and min-max scaling fitted on training data, one-hot
+//! encoding and seeded splits.
+
+use crate::error::{Error, Result, invalid};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use std::io::Read;
+use std::path::Path;
+
+/// A dense data set: `n × d` features (row-major) and one target per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Features, `n × d`.
+    pub x: Vec<f32>,
+    /// Targets (the label column of a CSV, or IDX labels).
+    pub y: Vec<f32>,
+    /// Rows.
+    pub n: usize,
+    /// Features per row.
+    pub d: usize,
+}
+
+impl Dataset {
+    /// The targets as class labels; errors unless every target is an integer ≥ 0.
+    pub fn labels(&self) -> Result<Vec<u32>> {
+        self.y
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v >= 0.0 && v.fract() == 0.0 && v < u32::MAX as f32 {
+                    Ok(v as u32)
+                } else {
+                    Err(invalid(format!("target of row {i} is {v}, not a class label")))
+                }
+            })
+            .collect()
+    }
+
+    /// The rows `idx`, in that order.
+    pub fn take(&self, idx: &[usize]) -> Dataset {
+        let mut x = Vec::with_capacity(idx.len() * self.d);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * self.d..(i + 1) * self.d]);
+        }
+        Dataset { x, y: idx.iter().map(|&i| self.y[i]).collect(), n: idx.len(), d: self.d }
+    }
+
+    /// A seeded shuffle split: `(train, test)` with `round(test_fraction·n)` test rows.
+    pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+        let (a, b) = train_test_split(self.n, test_fraction, seed)?;
+        Ok((self.take(&a), self.take(&b)))
+    }
+}
+
+/// Seeded shuffle split of `0..n` into `(train, test)` index lists.
+pub fn train_test_split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(invalid(format!("test fraction {test_fraction} must be in (0, 1)")));
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut StdRng::seed_from_u64(seed));
+    let nt = ((n as f64 * test_fraction).round() as usize).clamp(1.min(n), n.saturating_sub(1).max(1.min(n)));
+    let test = idx.split_off(n - nt);
+    Ok((idx, test))
+}
+
+/// Reads a CSV file of numbers: `label_column` (0-based; negative counts from
+/// the end, −1 = last) is the target, every other column a feature. A first
+/// line that does not parse as numbers is taken as a header. Errors name the
+/// line and column of a bad value or a row of the wrong width.
+pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+    parse_csv(&text, label_column).map_err(|e| match e {
+        Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+        e => e,
+    })
+}
+
+/// [`read_csv`] on text already in memory.
+pub fn parse_csv(text: &str, label_column: isize) -> Result<Dataset> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut width: Option<usize> = None;
+    let mut n = 0;
+    for (ln, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(|c| c.trim()).collect();
+        if n == 0 && width.is_none() && cells.iter().any(|c| c.parse::<f32>().is_err()) {
+            width = Some(cells.len()); // header
+            continue;
+        }
+        let w = *width.get_or_insert(cells.len());
+        if cells.len() != w {
+            return Err(Error::Format(format!("line {}: {} columns, expected {w}", ln + 1, cells.len())));
+        }
+        let lc = if label_column < 0 { w as isize + label_column } else { label_column };
+        if lc < 0 || lc as usize >= w {
+            return Err(invalid(format!("label column {label_column} is outside the {w} columns")));
+        }
+        for (c, cell) in cells.iter().enumerate() {
+            let v: f32 = cell
+                .parse()
+                .map_err(|_| Error::Format(format!("line {}, column {}: '{cell}' is not a number", ln + 1, c + 1)))?;
+            if !v.is_finite() {
+                return Err(Error::Format(format!("line {}, column {}: '{cell}' is not finite", ln + 1, c + 1)));
+            }
+            if c == lc as usize { y.push(v) } else { x.push(v) }
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Err(Error::Format("no data rows".into()));
+    }
+    let d = width.unwrap_or(1) - 1;
+    Ok(Dataset { x, y, n, d })
+}
+
+/// An IDX array: dimensions and unsigned-byte data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idx {
+    /// Dimensions, outermost first.
+    pub dims: Vec<usize>,
+    /// The bytes, row-major.
+    pub data: Vec<u8>,
+}
+
+/// Reads an IDX file of unsigned bytes (type 0x08), gzip-compressed or not.
+pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
+    let path = path.as_ref();
+    let raw = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+    parse_idx(&raw).map_err(|e| Error::Format(format!("{}: {}", path.display(), e.message())))
+}
+
+/// [`read_idx`] on bytes in memory.
+pub fn parse_idx(raw: &[u8]) -> Result<Idx> {
+    let bytes: Vec<u8>;
+    let b: &[u8] = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        // Bound the decompressed size: 4 GiB is beyond any IDX we accept.
+        flate2::read::GzDecoder::new(raw)
+            .take(1 << 32)
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Format(format!("bad gzip stream: {e}")))?;
+        bytes = out;
+        &bytes
+    } else {
+        raw
+    };
+    if b.len() < 4 || b[0] != 0 || b[1] != 0 {
+        return Err(Error::Format("not an IDX file (bad magic)".into()));
+    }
+    if b[2] != 0x08 {
+        return Err(Error::Format(format!("IDX element type 0x{:02x} unsupported (only unsigned bytes)", b[2])));
+    }
+    let nd = b[3] as usize;
+    if nd == 0 || b.len() < 4 + 4 * nd {
+        return Err(Error::Format("truncated IDX header".into()));
+    }
+    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4")) as usize).collect();
+    let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::Format("IDX size overflows".into()))?;
+    let body = &b[4 + 4 * nd..];
+    if body.len() != total {
+        return Err(Error::Format(format!("IDX body has {} bytes, the header implies {total} (truncated?)", body.len())));
+    }
+    Ok(Idx { dims, data: body.to_vec() })
+}
+
+/// Loads MNIST from `dir` (the four standard file names, `.gz` or not) as
+/// `(train, test)` with pixels scaled to [0, 1].
+pub fn load_mnist(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
+    let dir = dir.as_ref();
+    let find = |stem: &str| -> Result<std::path::PathBuf> {
+        for cand in [format!("{stem}.gz"), stem.to_string(), stem.replacen("-idx", ".idx", 1)] {
+            let p = dir.join(&cand);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        Err(Error::Io(format!("'{}' has no {stem}[.gz]", dir.display())))
+    };
+    let pair = |img: &str, lab: &str| -> Result<Dataset> {
+        let i = read_idx(find(img)?)?;
+        let l = read_idx(find(lab)?)?;
+        if i.dims.len() != 3 || l.dims.len() != 1 || i.dims[0] != l.dims[0] {
+            return Err(Error::Format(format!("{img}/{lab}: shapes {:?} and {:?} do not match", i.dims, l.dims)));
+        }
+        let d = i.dims[1] * i.dims[2];
+        Ok(Dataset {
+            x: i.data.iter().map(|&p| p as f32 / 255.0).collect(),
+            y: l.data.iter().map(|&v| v as f32).collect(),
+            n: i.dims[0],
+            d,
+        })
+    };
+    Ok((pair("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?, pair("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?))
+}
+
+/// Per-feature affine scaling `x' = (x − shift)·scale`, fitted on training
+/// data and applied to any data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scaler {
+    /// Subtracted per feature.
+    pub shift: Vec<f32>,
+    /// Multiplied per feature.
+    pub scale: Vec<f32>,
+}
+
+impl Scaler {
+    /// Standardisation: zero mean, unit variance (constant features: scale 1).
+    pub fn standard(x: &[f32], d: usize) -> Scaler {
+        let n = if d == 0 { 0 } else { x.len() / d };
+        let mut shift = vec![0.0; d];
+        let mut scale = vec![1.0; d];
+        for j in 0..d {
+            let mean = (0..n).map(|i| x[i * d + j] as f64).sum::<f64>() / n.max(1) as f64;
+            let var = (0..n).map(|i| (x[i * d + j] as f64 - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
+            shift[j] = mean as f32;
+            scale[j] = if var > 0.0 { (1.0 / var.sqrt()) as f32 } else { 1.0 };
+        }
+        Scaler { shift, scale }
+    }
+
+    /// Min-max scaling to [0, 1] (constant features: scale 1).
+    pub fn min_max(x: &[f32], d: usize) -> Scaler {
+        let n = if d == 0 { 0 } else { x.len() / d };
+        let mut shift = vec![0.0; d];
+        let mut scale = vec![1.0; d];
+        for j in 0..d {
+            let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+            for i in 0..n {
+                lo = lo.min(x[i * d + j]);
+                hi = hi.max(x[i * d + j]);
+            }
+            if n > 0 {
+                shift[j] = lo;
+                scale[j] = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
+            }
+        }
+        Scaler { shift, scale }
+    }
+
+    /// Applies the scaling in place to rows of width `shift.len()`.
+    pub fn transform(&self, x: &mut [f32]) {
+        let d = self.shift.len().max(1);
+        for row in x.chunks_mut(d) {
+            for ((v, s), c) in row.iter_mut().zip(&self.shift).zip(&self.scale) {
+                *v = (*v - s) * c;
+            }
+        }
+    }
+}
+
+/// One-hot rows (`labels.len() × k`); labels ≥ k are an error.
+pub fn one_hot(labels: &[u32], k: usize) -> Result<Vec<f32>> {
+    let mut out = vec![0.0; labels.len() * k];
+    for (i, &l) in labels.iter().enumerate() {
+        if l as usize >= k {
+            return Err(invalid(format!("label {l} at row {i} is not below {k}")));
+        }
+        out[i * k + l as usize] = 1.0;
+    }
+    Ok(out)
+}

@@ -1,0 +1,14 @@
+//! The layer API: a multilayer perceptron ([`Mlp`]) trained with
+//! [`Mlp::fit`] under a [`TrainConfig`] (scikit-learn names and defaults),
+//! versioned model files ([`io`]) and data loaders ([`data`]).
+//!
+//! Safe Rust only: every kernel call goes through the checked APIs of
+//! [`crate::ops`], [`crate::gemm`] and [`crate::optim`].
+
+pub mod data;
+pub mod io;
+pub mod model;
+pub mod train;
+
+pub use model::{Layer, Mlp, Targets, Task, Workspace};
+pub use train::{EpochRecord, History, Schedule, Solver, TrainConfig, Validation};

@@ -1,0 +1,362 @@
+//! The multilayer perceptron: layer stack, flat parameters, initialisation,
+//! and prediction with a reusable workspace.
+
+use crate::error::{Error, Result, invalid, shape};
+use crate::gemm::GemmOptions;
+use crate::ops::act::Activation;
+use crate::ops::fused::{DenseShape, dense_forward};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+/// What the output layer predicts; decides the output activation and the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// One of K classes: softmax output, categorical cross-entropy.
+    MultiClass,
+    /// Independent yes/no outputs (binary is one output): sigmoid, log-loss.
+    MultiLabel,
+    /// Real values: identity output, squared error.
+    Regression,
+}
+
+impl Task {
+    /// The output activation of the task.
+    pub fn output_activation(self) -> Activation {
+        match self {
+            Task::MultiClass => Activation::Softmax,
+            Task::MultiLabel => Activation::Sigmoid,
+            Task::Regression => Activation::Identity,
+        }
+    }
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Task::MultiClass => 0,
+            Task::MultiLabel => 1,
+            Task::Regression => 2,
+        }
+    }
+    pub(crate) fn from_code(c: u32) -> Result<Task> {
+        Ok(match c {
+            0 => Task::MultiClass,
+            1 => Task::MultiLabel,
+            2 => Task::Regression,
+            x => return Err(invalid(format!("unknown task code {x}"))),
+        })
+    }
+}
+
+/// One dense layer: `units` outputs followed by `activation`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layer {
+    /// Output width.
+    pub units: usize,
+    /// Activation applied to the layer's output.
+    pub activation: Activation,
+}
+
+/// A multilayer perceptron. Parameters live in one flat buffer (`W₀, b₀, W₁,
+/// b₁, …`, each `W` row-major `n_in × n_out`), so an optimizer step is one
+/// pass. Prediction takes `&self`: many threads may predict concurrently, each
+/// with its own [`Workspace`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mlp {
+    pub(crate) n_inputs: usize,
+    pub(crate) layers: Vec<Layer>,
+    pub(crate) task: Task,
+    pub(crate) params: Vec<f32>,
+    /// Offsets of `(W, b)` of each layer in `params`.
+    pub(crate) offsets: Vec<(usize, usize)>,
+    /// Optimizer state kept for `warm_start` / `partial_fit`.
+    pub(crate) state: Option<super::train::OptState>,
+}
+
+/// Largest width accepted for any layer or input (guards allocations).
+pub const MAX_WIDTH: usize = 1 << 24;
+/// Largest total parameter count accepted.
+pub const MAX_PARAMS: usize = 1 << 30;
+
+impl Mlp {
+    /// A network of `n_inputs` inputs, the `hidden` layers, and an output layer
+    /// of `n_outputs` units whose activation follows from `task`. Weights are
+    /// drawn uniformly from ±√(f/(fan_in+fan_out)) (Glorot; f = 6, or 2 before a
+    /// sigmoid as scikit-learn does; He-style f = 12 for relu-family layers,
+    /// unlike scikit-learn) with a generator seeded by `seed`; biases likewise.
+    pub fn new(n_inputs: usize, hidden: &[Layer], n_outputs: usize, task: Task, seed: u64) -> Result<Mlp> {
+        let mut layers = hidden.to_vec();
+        layers.push(Layer { units: n_outputs, activation: task.output_activation() });
+        Mlp::from_layers(n_inputs, layers, task, seed)
+    }
+
+    /// A network from its full layer list (the last one is the output layer and
+    /// must carry `task`'s output activation).
+    pub fn from_layers(n_inputs: usize, layers: Vec<Layer>, task: Task, seed: u64) -> Result<Mlp> {
+        if n_inputs == 0 || n_inputs > MAX_WIDTH {
+            return Err(invalid(format!("n_inputs = {n_inputs} must be in 1..={MAX_WIDTH}")));
+        }
+        let Some(last) = layers.last() else {
+            return Err(invalid("a network needs at least an output layer"));
+        };
+        if last.activation != task.output_activation() {
+            return Err(invalid(format!(
+                "the output layer of a {task:?} network must use {}, not {}",
+                task.output_activation().name(),
+                last.activation.name()
+            )));
+        }
+        for (i, l) in layers.iter().enumerate() {
+            if l.units == 0 || l.units > MAX_WIDTH {
+                return Err(invalid(format!("layer {i} has {} units; must be in 1..={MAX_WIDTH}", l.units)));
+            }
+            if i + 1 < layers.len() && l.activation.is_rowwise() {
+                return Err(invalid(format!("layer {i}: {} is only allowed on the output layer", l.activation.name())));
+            }
+            if let Activation::LeakyRelu(a) | Activation::Elu(a) = l.activation {
+                if !a.is_finite() {
+                    return Err(Error::NonFinite(format!("layer {i}: activation parameter {a}")));
+                }
+            }
+        }
+        if task == Task::MultiClass && last.units < 2 {
+            return Err(invalid("a multi-class output needs at least 2 units"));
+        }
+        let mut offsets = Vec::with_capacity(layers.len());
+        let mut total = 0usize;
+        let mut fan_in = n_inputs;
+        for l in &layers {
+            let w = fan_in.checked_mul(l.units).ok_or_else(|| Error::Overflow("parameter count overflows".into()))?;
+            offsets.push((total, total + w));
+            total = total.checked_add(w + l.units).ok_or_else(|| Error::Overflow("parameter count overflows".into()))?;
+            fan_in = l.units;
+        }
+        if total > MAX_PARAMS {
+            return Err(invalid(format!("{total} parameters exceed the limit of {MAX_PARAMS}")));
+        }
+        let mut m = Mlp { n_inputs, layers, task, params: vec![0.0; total], offsets, state: None };
+        m.reinitialize(seed);
+        Ok(m)
+    }
+
+    /// Draws fresh weights and biases from `seed` (see [`Mlp::new`]) and forgets
+    /// the optimizer state.
+    pub fn reinitialize(&mut self, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut fan_in = self.n_inputs;
+        for (i, l) in self.layers.iter().enumerate() {
+            let factor = match l.activation {
+                Activation::Sigmoid => 2.0,
+                Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_) | Activation::Gelu => 12.0,
+                _ => 6.0,
+            };
+            let fan = if factor == 12.0 { (2 * fan_in) as f64 } else { (fan_in + l.units) as f64 };
+            let bound = (factor / fan).sqrt() as f32;
+            let (w0, b0) = self.offsets[i];
+            for v in &mut self.params[w0..b0 + l.units] {
+                *v = rng.random_range(-bound..bound);
+            }
+            fan_in = l.units;
+        }
+        self.state = None;
+    }
+
+    /// Input width.
+    pub fn n_inputs(&self) -> usize {
+        self.n_inputs
+    }
+    /// Output width.
+    pub fn n_outputs(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.units)
+    }
+    /// The layers (the last is the output layer).
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    /// The task.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+    /// All parameters, flat (`W₀, b₀, W₁, b₁, …`).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+    /// Mutable parameters (forgets nothing; the caller keeps them finite).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+    /// `(W, b)` of layer `i` (`W` row-major `n_in × n_out`), like scikit-learn's
+    /// `coefs_[i]`, `intercepts_[i]`.
+    pub fn layer_params(&self, i: usize) -> (&[f32], &[f32]) {
+        let (w, b) = self.offsets[i];
+        (&self.params[w..b], &self.params[b..b + self.layers[i].units])
+    }
+
+    pub(crate) fn fan_in(&self, i: usize) -> usize {
+        if i == 0 { self.n_inputs } else { self.layers[i - 1].units }
+    }
+
+    /// Checks `x` holds `n_samples × n_inputs` finite values.
+    pub(crate) fn check_input(&self, x: &[f32], n_samples: usize) -> Result<()> {
+        let need = n_samples.checked_mul(self.n_inputs).ok_or_else(|| Error::Overflow("n_samples × n_inputs overflows".into()))?;
+        if x.len() != need {
+            return Err(shape(format!(
+                "x has {} values; {n_samples} samples × {} features need {need}",
+                x.len(),
+                self.n_inputs
+            )));
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("x[{}][{}] = {} is not finite", i / self.n_inputs, i % self.n_inputs, x[i])));
+        }
+        Ok(())
+    }
+
+    /// Output activations (`n_samples × n_outputs`: class probabilities,
+    /// sigmoid probabilities, or regression values) into `out`.
+    pub fn predict_into(&self, x: &[f32], n_samples: usize, ws: &mut Workspace, out: &mut [f32]) -> Result<()> {
+        self.check_input(x, n_samples)?;
+        let k = self.n_outputs();
+        if out.len() != n_samples * k {
+            return Err(shape(format!("out has {} values, need {}", out.len(), n_samples * k)));
+        }
+        let chunk = ws.batch.max(1);
+        let opts = GemmOptions { par: ws.par, ..Default::default() };
+        let mut s0 = 0;
+        while s0 < n_samples {
+            let b = chunk.min(n_samples - s0);
+            let xin = &x[s0 * self.n_inputs..(s0 + b) * self.n_inputs];
+            ws.ensure(self, b);
+            for (i, l) in self.layers.iter().enumerate() {
+                let n_in = self.fan_in(i);
+                let (w, bias) = self.layer_params(i);
+                let shp = DenseShape { batch: b, n_in, n_out: l.units };
+                let last = i + 1 == self.layers.len();
+                let (prev, cur) = ws.pingpong(i);
+                let input = if i == 0 { xin } else { &prev[..b * n_in] };
+                let dst = if last { &mut out[s0 * k..(s0 + b) * k] } else { &mut cur[..b * l.units] };
+                dense_forward(l.activation, shp, input, w, bias, None, dst, &opts)?;
+            }
+            s0 += b;
+        }
+        Ok(())
+    }
+
+    /// Output activations as a new vector (see [`Mlp::predict_into`]).
+    pub fn predict_proba(&self, x: &[f32], n_samples: usize) -> Result<Vec<f32>> {
+        let mut ws = Workspace::new(self, 256);
+        let mut out = vec![0.0; n_samples * self.n_outputs()];
+        self.predict_into(x, n_samples, &mut ws, &mut out)?;
+        Ok(out)
+    }
+
+    /// Predicted class per sample: the arg-max of the outputs (multi-class), or
+    /// output ≥ 0.5 for a single sigmoid output. Errors for regression.
+    pub fn predict_class(&self, x: &[f32], n_samples: usize) -> Result<Vec<u32>> {
+        let p = self.predict_proba(x, n_samples)?;
+        classes_of(self.task, &p, self.n_outputs())
+    }
+
+    /// Accuracy on labelled data (classifiers) or R² (regression, `y` is
+    /// `n_samples × n_outputs` targets encoded as f32).
+    pub fn score(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<f64> {
+        let p = self.predict_proba(x, n_samples)?;
+        score_of(self.task, &p, self.n_outputs(), y)
+    }
+}
+
+/// Training or evaluation targets.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// Class labels `0..K` (multi-class; binary with one sigmoid output: 0/1).
+    Labels(&'a [u32]),
+    /// Dense targets, `n_samples × n_outputs` (regression values, multi-label 0/1).
+    Dense(&'a [f32]),
+}
+
+pub(crate) fn classes_of(task: Task, p: &[f32], k: usize) -> Result<Vec<u32>> {
+    match task {
+        Task::Regression => Err(invalid("a regression model has no classes")),
+        Task::MultiLabel if k == 1 => Ok(p.iter().map(|&v| (v >= 0.5) as u32).collect()),
+        Task::MultiLabel => Err(invalid("a multi-label model predicts one 0/1 per output: use predict_proba")),
+        Task::MultiClass => Ok(p
+            .chunks(k)
+            .map(|r| {
+                let mut best = 0;
+                for (j, &v) in r.iter().enumerate() {
+                    if v > r[best] {
+                        best = j;
+                    }
+                }
+                best as u32
+            })
+            .collect()),
+    }
+}
+
+pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Result<f64> {
+    let n = p.len() / k.max(1);
+    match (task, y) {
+        (Task::Regression, Targets::Dense(t)) | (Task::MultiLabel, Targets::Dense(t)) => {
+            if t.len() != p.len() {
+                return Err(shape("targets and predictions differ in length"));
+            }
+            if task == Task::MultiLabel {
+                let ok = p.iter().zip(t.iter()).filter(|&(&a, &b)| (a >= 0.5) == (b >= 0.5)).count();
+                return Ok(ok as f64 / p.len().max(1) as f64);
+            }
+            // R² averaged over outputs (scikit-learn's uniform average).
+            let mut r2 = 0.0;
+            for j in 0..k {
+                let mean = (0..n).map(|i| t[i * k + j] as f64).sum::<f64>() / n.max(1) as f64;
+                let ss_res: f64 = (0..n).map(|i| (t[i * k + j] as f64 - p[i * k + j] as f64).powi(2)).sum();
+                let ss_tot: f64 = (0..n).map(|i| (t[i * k + j] as f64 - mean).powi(2)).sum();
+                r2 += if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else if ss_res == 0.0 { 1.0 } else { 0.0 };
+            }
+            Ok(r2 / k.max(1) as f64)
+        }
+        (_, Targets::Labels(l)) => {
+            if l.len() != n {
+                return Err(shape(format!("{} labels for {n} samples", l.len())));
+            }
+            let c = classes_of(task, p, k)?;
+            Ok(c.iter().zip(l.iter()).filter(|(a, b)| a == b).count() as f64 / n.max(1) as f64)
+        }
+        (Task::MultiClass, Targets::Dense(_)) => Err(invalid("a multi-class model is scored on labels")),
+    }
+}
+
+/// Scratch buffers for prediction (and, inside the trainer, training). Sized
+/// once for a batch size; reuse it across calls to avoid allocation.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub(crate) batch: usize,
+    pub(crate) bufs: [Vec<f32>; 2],
+    pub(crate) par: crate::par::Par,
+}
+
+impl Workspace {
+    /// A workspace for `model` processing up to `batch` samples at a time.
+    pub fn new(model: &Mlp, batch: usize) -> Workspace {
+        let mut ws = Workspace { batch: batch.max(1), bufs: [Vec::new(), Vec::new()], par: crate::par::Par::Default };
+        ws.ensure(model, ws.batch);
+        ws
+    }
+
+    /// Threads for the GEMMs of calls using this workspace.
+    pub fn with_par(mut self, par: crate::par::Par) -> Self {
+        self.par = par;
+        self
+    }
+
+    fn ensure(&mut self, model: &Mlp, b: usize) {
+        let widest = model.layers.iter().map(|l| l.units).max().unwrap_or(1);
+        for v in &mut self.bufs {
+            if v.len() < b * widest {
+                v.resize(b * widest, 0.0);
+            }
+        }
+    }
+
+    fn pingpong(&mut self, i: usize) -> (&[f32], &mut [f32]) {
+        let [a, b] = &mut self.bufs;
+        if i % 2 == 0 { (&*b, &mut a[..]) } else { (&*a, &mut b[..]) }
+    }
+}

@@ -1,0 +1,640 @@
+//! Training: mini-batch gradient descent with the solvers, schedules, L2/L1,
+//! validation and early stopping of scikit-learn's `MLPClassifier` /
+//! `MLPRegressor` (same names and defaults unless a doc says otherwise).
+
+use super::model::{Mlp, Targets, Task, score_of};
+use crate::error::{Error, Result, invalid, shape};
+use crate::gemm::GemmOptions;
+use crate::ops::act::Activation;
+use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
+use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
+use crate::optim::{AdamParams, adam_step, adamw_step, clip_grad_norm, rmsprop_step, sgd_step};
+use crate::par::Par;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use std::time::Instant;
+
+/// Optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Solver {
+    /// SGD with `momentum` and `nesterovs_momentum` (code 0).
+    Sgd,
+    /// Adam (code 1).
+    Adam,
+    /// AdamW: Adam with decoupled weight decay `alpha` (code 2).
+    AdamW,
+    /// RMSprop (code 3).
+    RmsProp,
+}
+
+impl Solver {
+    /// From the C code `NNK_SOLVER_*`.
+    pub fn from_code(c: u32) -> Result<Solver> {
+        Ok(match c {
+            0 => Solver::Sgd,
+            1 => Solver::Adam,
+            2 => Solver::AdamW,
+            3 => Solver::RmsProp,
+            x => return Err(invalid(format!("unknown solver code {x} (0 sgd, 1 adam, 2 adamw, 3 rmsprop)"))),
+        })
+    }
+    /// From a name (`"sgd"`, `"adam"`, `"adamw"`, `"rmsprop"`).
+    pub fn from_name(s: &str) -> Result<Solver> {
+        match s {
+            "sgd" => Ok(Solver::Sgd),
+            "adam" => Ok(Solver::Adam),
+            "adamw" => Ok(Solver::AdamW),
+            "rmsprop" => Ok(Solver::RmsProp),
+            _ => Err(invalid(format!("unknown solver '{s}'"))),
+        }
+    }
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Schedule {
+    /// `learning_rate_init` throughout.
+    Constant,
+    /// `lr = learning_rate_init / tᵖ` with `t` the samples seen (scikit-learn "invscaling").
+    InvScaling {
+        /// Exponent `power_t` (scikit-learn default 0.5).
+        power_t: f32,
+    },
+    /// Divide by 5 each time the training loss (or validation score) fails to
+    /// improve by `tol` for `n_iter_no_change` epochs (scikit-learn "adaptive").
+    Adaptive,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Epochs per step.
+        every: usize,
+        /// Factor per step.
+        gamma: f32,
+    },
+    /// Cosine decay from `learning_rate_init` to 0 over `max_iter` epochs.
+    Cosine,
+}
+
+/// Training configuration; names and defaults follow scikit-learn's
+/// `MLPClassifier` (deviations are noted per field).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Optimizer (default Adam).
+    pub solver: Solver,
+    /// Initial learning rate (1e-3).
+    pub learning_rate_init: f32,
+    /// Schedule (constant).
+    pub learning_rate: Schedule,
+    /// L2 penalty: `0.5·alpha·‖W‖²/batch` added to the loss, biases excluded (1e-4).
+    /// For AdamW it is the decoupled weight decay instead.
+    pub alpha: f32,
+    /// L1 penalty `l1·‖W‖₁/batch`, subgradient, biases excluded (0; not in scikit-learn).
+    pub l1: f32,
+    /// Mini-batch size; 0 means scikit-learn's "auto" = min(200, n_samples).
+    pub batch_size: usize,
+    /// Epochs (200).
+    pub max_iter: usize,
+    /// Reshuffle every epoch (true).
+    pub shuffle: bool,
+    /// Seed of the shuffling and the validation split (0).
+    pub random_state: u64,
+    /// Improvement threshold (1e-4).
+    pub tol: f32,
+    /// Epochs without improvement before stopping (10).
+    pub n_iter_no_change: usize,
+    /// Hold out `validation_fraction` and stop on its score, restoring the best weights (false).
+    pub early_stopping: bool,
+    /// Fraction held out when `early_stopping` and no explicit validation set (0.1).
+    pub validation_fraction: f32,
+    /// SGD momentum (0.9).
+    pub momentum: f32,
+    /// Nesterov momentum for SGD (true).
+    pub nesterovs_momentum: bool,
+    /// Adam β1 (0.9).
+    pub beta_1: f32,
+    /// Adam β2 (0.999).
+    pub beta_2: f32,
+    /// Adam/RMSprop ε (1e-8).
+    pub epsilon: f32,
+    /// RMSprop decay ρ (0.9; not in scikit-learn).
+    pub rho: f32,
+    /// Clip the global gradient norm to this value (None; not in scikit-learn).
+    pub clip_norm: Option<f32>,
+    /// Keep the optimizer state and weights of a previous fit (false).
+    pub warm_start: bool,
+    /// Threads for the kernels (Default: the process-wide count).
+    pub par: Par,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            solver: Solver::Adam,
+            learning_rate_init: 1e-3,
+            learning_rate: Schedule::Constant,
+            alpha: 1e-4,
+            l1: 0.0,
+            batch_size: 0,
+            max_iter: 200,
+            shuffle: true,
+            random_state: 0,
+            tol: 1e-4,
+            n_iter_no_change: 10,
+            early_stopping: false,
+            validation_fraction: 0.1,
+            momentum: 0.9,
+            nesterovs_momentum: true,
+            beta_1: 0.9,
+            beta_2: 0.999,
+            epsilon: 1e-8,
+            rho: 0.9,
+            clip_norm: None,
+            warm_start: false,
+            par: Par::Default,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Validates every field.
+    pub fn validate(&self) -> Result<()> {
+        let finite = [
+            ("learning_rate_init", self.learning_rate_init),
+            ("alpha", self.alpha),
+            ("l1", self.l1),
+            ("tol", self.tol),
+            ("validation_fraction", self.validation_fraction),
+            ("momentum", self.momentum),
+            ("beta_1", self.beta_1),
+            ("beta_2", self.beta_2),
+            ("epsilon", self.epsilon),
+            ("rho", self.rho),
+        ];
+        for (n, v) in finite {
+            if !v.is_finite() {
+                return Err(Error::NonFinite(format!("{n} = {v}")));
+            }
+        }
+        if self.learning_rate_init <= 0.0 {
+            return Err(invalid("learning_rate_init must be > 0"));
+        }
+        if self.alpha < 0.0 || self.l1 < 0.0 {
+            return Err(invalid("alpha and l1 must be ≥ 0"));
+        }
+        if self.max_iter == 0 {
+            return Err(invalid("max_iter must be ≥ 1"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.beta_1) || !(0.0..1.0).contains(&self.beta_2) {
+            return Err(invalid("momentum, beta_1 and beta_2 must be in [0, 1)"));
+        }
+        if !(0.0..1.0).contains(&self.rho) || self.epsilon <= 0.0 {
+            return Err(invalid("rho must be in [0, 1) and epsilon > 0"));
+        }
+        if self.early_stopping && !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(invalid("validation_fraction must be in (0, 1)"));
+        }
+        if let Some(c) = self.clip_norm {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(invalid("clip_norm must be positive"));
+            }
+        }
+        if let Schedule::Step { every, gamma } = self.learning_rate {
+            if every == 0 || !(gamma > 0.0 && gamma.is_finite()) {
+                return Err(invalid("step schedule needs every ≥ 1 and gamma > 0"));
+            }
+        }
+        if let Schedule::InvScaling { power_t } = self.learning_rate {
+            if !power_t.is_finite() || power_t < 0.0 {
+                return Err(invalid("power_t must be ≥ 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One epoch of history (scikit-learn's `loss_curve_` / `validation_scores_`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochRecord {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss including the L2 term.
+    pub loss: f64,
+    /// Validation loss (without penalty), if a validation set is used.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy (classifiers) or R² (regression), if used.
+    pub val_score: Option<f64>,
+    /// Learning rate used in this epoch.
+    pub learning_rate: f32,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// What [`fit`](Mlp::fit) returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// One record per epoch run.
+    pub epochs: Vec<EpochRecord>,
+    /// Best training loss (`best_loss_`).
+    pub best_loss: f64,
+    /// Whether training stopped early (no improvement, or the callback).
+    pub stopped_early: bool,
+}
+
+/// Optimizer state kept between `fit` calls for `warm_start`/`partial_fit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptState {
+    s1: Vec<f32>,
+    s2: Vec<f32>,
+    t: u64,
+    samples_seen: u64,
+    lr: f32,
+}
+
+/// Buffers sized once per fit: no allocation per batch.
+struct TrainBufs {
+    xb: Vec<f32>,
+    yl: Vec<u32>,
+    yd: Vec<f32>,
+    z: Vec<Vec<f32>>,
+    a: Vec<Vec<f32>>,
+    da: Vec<Vec<f32>>,
+    dz: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+/// Validation data given explicitly.
+#[derive(Debug, Clone, Copy)]
+pub struct Validation<'a> {
+    /// Samples, `n × n_inputs`.
+    pub x: &'a [f32],
+    /// Number of samples.
+    pub n: usize,
+    /// Targets.
+    pub y: Targets<'a>,
+}
+
+impl Mlp {
+    fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
+        let k = self.n_outputs();
+        match (self.task, y) {
+            (Task::MultiClass, Targets::Labels(l)) | (Task::MultiLabel, Targets::Labels(l)) => {
+                if self.task == Task::MultiLabel && k != 1 {
+                    return Err(invalid("labels need a single sigmoid output; use dense 0/1 targets for multi-label"));
+                }
+                if l.len() != n {
+                    return Err(shape(format!("{} labels for {n} samples", l.len())));
+                }
+                let bound = if self.task == Task::MultiClass { k } else { 2 };
+                if let Some((i, &v)) = l.iter().enumerate().find(|&(_, &v)| v as usize >= bound) {
+                    return Err(invalid(format!("label {v} of sample {i} is not below {bound}")));
+                }
+            }
+            (Task::Regression, Targets::Dense(t)) | (Task::MultiLabel, Targets::Dense(t)) => {
+                if t.len() != n * k {
+                    return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
+                }
+                if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFinite(format!("target {i} is not finite")));
+                }
+            }
+            (Task::MultiClass, Targets::Dense(_)) => return Err(invalid("a multi-class model trains on labels")),
+            (Task::Regression, Targets::Labels(_)) => return Err(invalid("a regression model trains on dense targets")),
+        }
+        Ok(())
+    }
+
+    /// Trains on `n_samples` rows of `x` (`n_samples × n_inputs`, finite) with
+    /// targets `y`. Validation data: `val`, else with `early_stopping` a seeded
+    /// `validation_fraction` split of the training data. `callback` is called
+    /// after every epoch and may return `false` to stop.
+    ///
+    /// A non-finite loss stops training with [`Error::Diverged`] and restores
+    /// the weights of the start of that epoch. With `early_stopping`, the
+    /// weights of the best validation epoch are restored at the end.
+    pub fn fit(
+        &mut self,
+        x: &[f32],
+        n_samples: usize,
+        y: Targets<'_>,
+        cfg: &TrainConfig,
+        val: Option<Validation<'_>>,
+        mut callback: Option<&mut dyn FnMut(&EpochRecord) -> bool>,
+    ) -> Result<History> {
+        cfg.validate()?;
+        self.check_input(x, n_samples)?;
+        self.check_targets(&y, n_samples)?;
+        if n_samples == 0 {
+            return Err(invalid("no training samples"));
+        }
+        if let Some(v) = &val {
+            self.check_input(v.x, v.n)?;
+            self.check_targets(&v.y, v.n)?;
+        }
+        if !cfg.warm_start {
+            self.state = None;
+        }
+        // Training / validation index split.
+        let mut idx: Vec<usize> = (0..n_samples).collect();
+        let mut val_idx: Vec<usize> = Vec::new();
+        if val.is_none() && cfg.early_stopping {
+            let mut rng = StdRng::seed_from_u64(cfg.random_state ^ 0x5eed_5eed);
+            idx.shuffle(&mut rng);
+            let nv = ((n_samples as f64 * cfg.validation_fraction as f64).ceil() as usize).clamp(1, n_samples - 1);
+            val_idx = idx.split_off(n_samples - nv);
+            idx.sort_unstable();
+        }
+        let n_train = idx.len();
+        let batch = if cfg.batch_size == 0 { n_train.min(200) } else { cfg.batch_size.min(n_train) };
+        let mut bufs = self.train_buffers(batch);
+        let n_par = self.params.len();
+        let mut state = self.state.take().filter(|s| s.s1.len() == n_par || s.s1.is_empty()).unwrap_or(OptState {
+            s1: Vec::new(),
+            s2: Vec::new(),
+            t: 0,
+            samples_seen: 0,
+            lr: cfg.learning_rate_init,
+        });
+        let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
+            || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
+        if need_s1 && state.s1.len() != n_par {
+            state.s1 = vec![0.0; n_par];
+        }
+        if matches!(cfg.solver, Solver::Adam | Solver::AdamW) && state.s2.len() != n_par {
+            state.s2 = vec![0.0; n_par];
+        }
+        let mut rng = StdRng::seed_from_u64(cfg.random_state);
+        let mut hist = History { best_loss: f64::INFINITY, ..Default::default() };
+        let mut best_score = f64::NEG_INFINITY;
+        let mut best_params: Option<Vec<f32>> = None;
+        let mut no_improve = 0usize;
+        let opts = GemmOptions { par: cfg.par, ..Default::default() };
+        let mut epoch_start = self.params.clone();
+        let k = self.n_outputs();
+        for epoch in 1..=cfg.max_iter {
+            let t0 = Instant::now();
+            if cfg.shuffle {
+                idx.shuffle(&mut rng);
+            }
+            epoch_start.copy_from_slice(&self.params);
+            let lr_epoch = match cfg.learning_rate {
+                Schedule::Constant | Schedule::InvScaling { .. } => cfg.learning_rate_init,
+                Schedule::Adaptive => state.lr,
+                Schedule::Step { every, gamma } => cfg.learning_rate_init * gamma.powi(((epoch - 1) / every) as i32),
+                Schedule::Cosine => {
+                    let f = (epoch - 1) as f64 / cfg.max_iter as f64;
+                    (cfg.learning_rate_init as f64 * 0.5 * (1.0 + (std::f64::consts::PI * f).cos())) as f32
+                }
+            };
+            let mut total = 0.0f64;
+            for chunk in idx.chunks(batch) {
+                let b = chunk.len();
+                let mut lr = lr_epoch;
+                if let Schedule::InvScaling { power_t } = cfg.learning_rate {
+                    lr = (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
+                }
+                let loss = self.train_batch(x, &y, chunk, &mut bufs, cfg, &mut state, lr, &opts)?;
+                if !loss.is_finite() {
+                    self.params.copy_from_slice(&epoch_start);
+                    self.state = Some(state);
+                    return Err(Error::Diverged(format!(
+                        "the training loss became {loss} in epoch {epoch}; the weights of the start of that epoch were kept \
+                         (lower the learning rate or scale the inputs)"
+                    )));
+                }
+                total += loss * b as f64;
+                state.samples_seen += b as u64;
+            }
+            let loss = total / n_train as f64;
+            // Validation.
+            let (mut val_loss, mut val_score) = (None, None);
+            if val.is_some() || !val_idx.is_empty() {
+                let (vl, vs) = match &val {
+                    Some(v) => self.evaluate(v.x, v.n, &v.y)?,
+                    None => {
+                        let (vx, vy) = gather(x, &y, &val_idx, self.n_inputs, k);
+                        let vt = match &vy {
+                            Gathered::L(l) => Targets::Labels(l),
+                            Gathered::D(d) => Targets::Dense(d),
+                        };
+                        self.evaluate(&vx, val_idx.len(), &vt)?
+                    }
+                };
+                val_loss = Some(vl);
+                val_score = Some(vs);
+            }
+            let rec = EpochRecord { epoch, loss, val_loss, val_score, learning_rate: lr_epoch, seconds: t0.elapsed().as_secs_f64() };
+            hist.epochs.push(rec);
+            // Improvement bookkeeping (scikit-learn's _update_no_improvement_count).
+            let improved = if cfg.early_stopping {
+                let s = val_score.unwrap_or(f64::NEG_INFINITY);
+                let imp = s > best_score + cfg.tol as f64;
+                if s > best_score {
+                    best_score = s;
+                    best_params = Some(self.params.clone());
+                }
+                imp
+            } else {
+                loss < hist.best_loss - cfg.tol as f64
+            };
+            hist.best_loss = hist.best_loss.min(loss);
+            no_improve = if improved { 0 } else { no_improve + 1 };
+            let mut stop = false;
+            if no_improve > cfg.n_iter_no_change {
+                if cfg.learning_rate == Schedule::Adaptive && state.lr / 5.0 > 1e-6 {
+                    state.lr /= 5.0;
+                    no_improve = 0;
+                } else {
+                    stop = true;
+                }
+            }
+            if let Some(cb) = callback.as_mut() {
+                if !cb(&rec) {
+                    stop = true;
+                }
+            }
+            if stop {
+                hist.stopped_early = true;
+                break;
+            }
+        }
+        if let Some(bp) = best_params {
+            self.params = bp;
+        }
+        self.state = Some(state);
+        Ok(hist)
+    }
+
+    /// One pass over the data keeping the optimizer state (scikit-learn's
+    /// `partial_fit`): `fit` with `max_iter = 1`, `warm_start = true`.
+    pub fn partial_fit(&mut self, x: &[f32], n_samples: usize, y: Targets<'_>, cfg: &TrainConfig) -> Result<History> {
+        let c = TrainConfig { max_iter: 1, warm_start: true, early_stopping: false, ..cfg.clone() };
+        self.fit(x, n_samples, y, &c, None, None)
+    }
+
+    /// Mean loss (without penalty) and score (accuracy, or R² for regression)
+    /// on labelled data.
+    pub fn evaluate(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<(f64, f64)> {
+        self.check_targets(y, n_samples)?;
+        let p = self.predict_proba(x, n_samples)?;
+        let k = self.n_outputs();
+        let score = score_of(self.task, &p, k, y)?;
+        let n = n_samples.max(1) as f64;
+        let loss = match (self.task, y) {
+            (Task::MultiClass, Targets::Labels(l)) => {
+                l.iter().enumerate().map(|(i, &c)| -((p[i * k + c as usize] as f64).max(1e-30)).ln()).sum::<f64>() / n
+            }
+            (Task::MultiLabel, Targets::Labels(l)) => {
+                l.iter().enumerate().map(|(i, &c)| bce(p[i] as f64, c as f64)).sum::<f64>() / n
+            }
+            (Task::MultiLabel, Targets::Dense(t)) => p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n,
+            (_, Targets::Dense(t)) => p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n,
+            _ => return Err(invalid("targets do not match the task")),
+        };
+        Ok((loss, score))
+    }
+
+    fn train_buffers(&self, batch: usize) -> TrainBufs {
+        let k = self.n_outputs();
+        let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
+        TrainBufs {
+            xb: vec![0.0; batch * self.n_inputs],
+            yl: vec![0; batch],
+            yd: vec![0.0; batch * k],
+            z: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
+            a: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
+            da: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
+            dz: vec![0.0; batch * widest],
+            grad: vec![0.0; self.params.len()],
+        }
+    }
+
+    /// Forward, loss, backward and optimizer step on the samples `rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn train_batch(
+        &mut self,
+        x: &[f32],
+        y: &Targets<'_>,
+        rows: &[usize],
+        bf: &mut TrainBufs,
+        cfg: &TrainConfig,
+        st: &mut OptState,
+        lr: f32,
+        opts: &GemmOptions,
+    ) -> Result<f64> {
+        let b = rows.len();
+        let (ni, k, nl) = (self.n_inputs, self.n_outputs(), self.layers.len());
+        for (r, &i) in rows.iter().enumerate() {
+            bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
+            match y {
+                Targets::Labels(l) => bf.yl[r] = l[i],
+                Targets::Dense(d) => bf.yd[r * k..(r + 1) * k].copy_from_slice(&d[i * k..(i + 1) * k]),
+            }
+        }
+        // Forward; the output layer yields logits (its activation is folded into the loss).
+        for i in 0..nl {
+            let l = self.layers[i];
+            let n_in = self.fan_in(i);
+            let shp = DenseShape { batch: b, n_in, n_out: l.units };
+            let (w, bias) = self.layer_params(i);
+            let (before, rest) = bf.a.split_at_mut(i);
+            let input = if i == 0 { &bf.xb[..b * ni] } else { &before[i - 1][..b * n_in] };
+            let act = if i + 1 == nl { Activation::Identity } else { l.activation };
+            let keep_z = act.backward_needs().x;
+            let z = if keep_z { Some(&mut bf.z[i][..b * l.units]) } else { None };
+            dense_forward(act, shp, input, w, bias, z, &mut rest[0][..b * l.units], opts)?;
+        }
+        // Loss and ∂L/∂logits.
+        let logits = &bf.a[nl - 1][..b * k];
+        let dlog = &mut bf.da[nl - 1][..b * k];
+        let mut loss = match (self.task, y) {
+            (Task::MultiClass, _) => softmax_cross_entropy_sparse(b, k, logits, &bf.yl[..b], dlog)? as f64,
+            (Task::MultiLabel, Targets::Labels(_)) => {
+                for r in 0..b {
+                    bf.yd[r] = bf.yl[r] as f32;
+                }
+                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b], Some(dlog))? as f64
+            }
+            (Task::MultiLabel, _) => elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64,
+            (Task::Regression, _) => elementwise_loss(Loss::SquaredError, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64,
+        };
+        // Penalties (scikit-learn scaling: per batch size; biases excluded).
+        let coupled_l2 = if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha };
+        let l2 = coupled_l2 / b as f32;
+        if coupled_l2 > 0.0 {
+            // Vectorised, fixed-order reduction (deterministic).
+            let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
+            loss += 0.5 * coupled_l2 as f64 * sq / b as f64;
+        }
+        if cfg.l1 > 0.0 {
+            let ab: f64 = (0..nl).map(|i| self.layer_params(i).0.iter().map(|&v| (v as f64).abs()).sum::<f64>()).sum();
+            loss += cfg.l1 as f64 * ab / b as f64;
+        }
+        // Backward, last layer first; gradients land in the flat buffer.
+        for i in (0..nl).rev() {
+            let l = self.layers[i];
+            let n_in = self.fan_in(i);
+            let shp = DenseShape { batch: b, n_in, n_out: l.units };
+            let (w0, b0) = self.offsets[i];
+            let (w, _) = self.layer_params(i);
+            let act = if i + 1 == nl { Activation::Identity } else { l.activation };
+            let (gw, rest) = bf.grad[w0..].split_at_mut(b0 - w0);
+            let gb = &mut rest[..l.units];
+            let (da_lo, da_hi) = bf.da.split_at_mut(i);
+            let da = &da_hi[0][..b * l.units];
+            let dx = if i == 0 { None } else { Some(&mut da_lo[i - 1][..b * n_in]) };
+            let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
+            let g = DenseGrads { dw: gw, db: gb, dx, dz: &mut bf.dz[..b * l.units] };
+            dense_backward(act, shp, input, w, &bf.z[i][..b * l.units], &bf.a[i][..b * l.units], da, l2, g, opts)?;
+            if cfg.l1 > 0.0 {
+                let c = cfg.l1 / b as f32;
+                let (wv, _) = self.layer_params(i);
+                for (g, &v) in bf.grad[w0..b0].iter_mut().zip(wv) {
+                    if v != 0.0 {
+                        *g += c * v.signum();
+                    }
+                }
+            }
+        }
+        if let Some(c) = cfg.clip_norm {
+            clip_grad_norm(&mut bf.grad, c)?;
+        }
+        // One fused optimizer pass over all parameters (L2 already in the gradient).
+        let w = &mut self.params[..];
+        match cfg.solver {
+            Solver::Sgd => sgd_step(w, &bf.grad, &mut st.s1, lr, cfg.momentum, cfg.nesterovs_momentum, 0.0)?,
+            Solver::Adam | Solver::AdamW => {
+                st.t += 1;
+                let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
+                if cfg.solver == Solver::Adam {
+                    adam_step(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, 0.0)?
+                } else {
+                    adamw_step(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, cfg.alpha)?
+                }
+            }
+            Solver::RmsProp => rmsprop_step(w, &bf.grad, &mut st.s1, lr, cfg.rho, cfg.epsilon, 0.0)?,
+        }
+        Ok(loss)
+    }
+}
+
+fn bce(p: f64, t: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+}
+
+enum Gathered {
+    L(Vec<u32>),
+    D(Vec<f32>),
+}
+
+fn gather(x: &[f32], y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> (Vec<f32>, Gathered) {
+    let mut xv = Vec::with_capacity(idx.len() * ni);
+    for &i in idx {
+        xv.extend_from_slice(&x[i * ni..(i + 1) * ni]);
+    }
+    let yv = match y {
+        Targets::Labels(l) => Gathered::L(idx.iter().map(|&i| l[i]).collect()),
+        Targets::Dense(d) => Gathered::D(idx.iter().flat_map(|&i| d[i * k..(i + 1) * k].iter().copied()).collect()),
+    };
+    (xv, yv)
+}

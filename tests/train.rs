@@ -1,0 +1,288 @@
+//! The trainer end to end: accuracy on the bundled digits, regression,
+//! reproducibility across runs and thread counts, the L2 convention against a
+//! hand-computed gradient, model files, data readers and bad input.
+
+use nnkern::Error;
+use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
+use nnkern::nn::{Layer, Mlp, Schedule, Solver, Targets, Task, TrainConfig, Validation};
+use nnkern::ops::Activation;
+use nnkern::par::Par;
+
+fn digits() -> (Vec<f32>, Vec<u32>, Vec<f32>, Vec<u32>, usize, usize, usize) {
+    let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
+    let (mut tr, mut te) = ds.split(0.2, 0).unwrap();
+    let sc = Scaler::standard(&tr.x, tr.d);
+    sc.transform(&mut tr.x);
+    sc.transform(&mut te.x);
+    let (ytr, yte) = (tr.labels().unwrap(), te.labels().unwrap());
+    (tr.x, ytr, te.x, yte, tr.n, te.n, tr.d)
+}
+
+fn relu(units: usize) -> Layer {
+    Layer { units, activation: Activation::Relu }
+}
+
+#[test]
+fn digits_reach_96_percent() {
+    let (xtr, ytr, xte, yte, ntr, nte, d) = digits();
+    let mut m = Mlp::new(d, &[relu(64)], 10, Task::MultiClass, 0).unwrap();
+    let cfg = TrainConfig { batch_size: 32, max_iter: 30, n_iter_no_change: 100, ..Default::default() };
+    let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    assert_eq!(h.epochs.len(), 30);
+    assert!(h.epochs.last().unwrap().loss < h.epochs[0].loss / 10.0);
+    let acc = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
+    println!("digits test accuracy {acc:.4}");
+    assert!(acc >= 0.96, "test accuracy {acc}");
+    // Every solver and a few schedules learn too (shorter runs).
+    for (solver, sched) in [
+        (Solver::Sgd, Schedule::InvScaling { power_t: 0.25 }),
+        (Solver::AdamW, Schedule::Cosine),
+        (Solver::RmsProp, Schedule::Step { every: 5, gamma: 0.5 }),
+        (Solver::Adam, Schedule::Adaptive),
+    ] {
+        let mut m = Mlp::new(d, &[Layer { units: 32, activation: Activation::Tanh }], 10, Task::MultiClass, 1).unwrap();
+        let lr = if solver == Solver::Sgd { 0.1 } else { 2e-3 };
+        let cfg = TrainConfig { solver, learning_rate: sched, learning_rate_init: lr, batch_size: 32, max_iter: 15, ..Default::default() };
+        m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+        let acc = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
+        assert!(acc >= 0.9, "{solver:?}/{sched:?}: accuracy {acc}");
+    }
+}
+
+#[test]
+fn regression_converges() {
+    let n = 512;
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let a = (i as f32 * 0.731).sin() * 2.0;
+        let b = (i as f32 * 0.377).cos() * 2.0;
+        x.extend_from_slice(&[a, b]);
+        y.push(a.sin() + 0.5 * b);
+    }
+    let mut m = Mlp::new(2, &[Layer { units: 32, activation: Activation::Tanh }], 1, Task::Regression, 3).unwrap();
+    let cfg = TrainConfig { learning_rate_init: 1e-2, batch_size: 32, max_iter: 200, ..Default::default() };
+    m.fit(&x, n, Targets::Dense(&y), &cfg, None, None).unwrap();
+    let r2 = m.score(&x, n, &Targets::Dense(&y)).unwrap();
+    assert!(r2 > 0.95, "R² = {r2}");
+}
+
+#[test]
+fn same_seed_same_bits_any_thread_count() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    let mut base: Option<Vec<f32>> = None;
+    for t in [1usize, 2, 4, 1] {
+        let mut m = Mlp::new(d, &[relu(48), relu(24)], 10, Task::MultiClass, 7).unwrap();
+        let cfg = TrainConfig { batch_size: 64, max_iter: 3, random_state: 7, par: Par::Threads(t), ..Default::default() };
+        m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+        match &base {
+            None => base = Some(m.params().to_vec()),
+            Some(b) => assert!(b.iter().zip(m.params()).all(|(x, y)| x.to_bits() == y.to_bits()), "{t} threads differ"),
+        }
+    }
+    // A different seed gives different weights.
+    let mut m = Mlp::new(d, &[relu(48), relu(24)], 10, Task::MultiClass, 8).unwrap();
+    m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { batch_size: 64, max_iter: 3, random_state: 8, ..Default::default() }, None, None)
+        .unwrap();
+    assert_ne!(base.unwrap(), m.params());
+}
+
+/// scikit-learn's L2: loss += 0.5·alpha·‖W‖²/batch, gradient += alpha·W/batch,
+/// biases excluded. One plain SGD step on a linear regression, by hand.
+#[test]
+fn l2_follows_scikit_learn_scaling() {
+    let x = [1.0f32, 2.0, -1.0, 0.5, 0.0, 3.0, 2.0, -2.0]; // 4 samples × 2
+    let y = [1.0f32, -1.0, 2.0, 0.5];
+    let mut m = Mlp::new(2, &[], 1, Task::Regression, 0).unwrap();
+    let w0 = m.params().to_vec(); // w(2), b(1)
+    let (alpha, lr) = (0.5f32, 0.1f32);
+    let cfg = TrainConfig {
+        solver: Solver::Sgd,
+        momentum: 0.0,
+        learning_rate_init: lr,
+        alpha,
+        batch_size: 4,
+        max_iter: 1,
+        shuffle: false,
+        ..Default::default()
+    };
+    m.fit(&x, 4, Targets::Dense(&y), &cfg, None, None).unwrap();
+    let b = 4.0f64;
+    let mut gw = [0.0f64; 2];
+    let mut gb = 0.0f64;
+    for i in 0..4 {
+        let p = x[2 * i] as f64 * w0[0] as f64 + x[2 * i + 1] as f64 * w0[1] as f64 + w0[2] as f64;
+        let e = (p - y[i] as f64) / b;
+        gw[0] += x[2 * i] as f64 * e;
+        gw[1] += x[2 * i + 1] as f64 * e;
+        gb += e;
+    }
+    for j in 0..2 {
+        gw[j] += alpha as f64 * w0[j] as f64 / b;
+        let want = w0[j] as f64 - lr as f64 * gw[j];
+        assert!((m.params()[j] as f64 - want).abs() < 1e-6, "w{j}: {} vs {want}", m.params()[j]);
+    }
+    let want_b = w0[2] as f64 - lr as f64 * gb; // no penalty on the bias
+    assert!((m.params()[2] as f64 - want_b).abs() < 1e-6);
+}
+
+#[test]
+fn save_load_predict_is_bit_identical_and_bad_files_are_refused() {
+    let (xtr, ytr, xte, _, ntr, nte, d) = digits();
+    let mut m = Mlp::new(d, &[relu(32), Layer { units: 16, activation: Activation::LeakyRelu(0.05) }], 10, Task::MultiClass, 2).unwrap();
+    m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { max_iter: 2, ..Default::default() }, None, None).unwrap();
+    let dir = std::env::temp_dir().join(format!("nnkern-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.nnk");
+    m.save(&path).unwrap();
+    let l = Mlp::load(&path).unwrap();
+    assert_eq!(l.layers(), m.layers());
+    let (p1, p2) = (m.predict_proba(&xte, nte).unwrap(), l.predict_proba(&xte, nte).unwrap());
+    assert!(p1.iter().zip(&p2).all(|(a, b)| a.to_bits() == b.to_bits()));
+
+    let good = std::fs::read(&path).unwrap();
+    let expect_format = |bytes: &[u8], what: &str| {
+        let p = dir.join("bad.nnk");
+        std::fs::write(&p, bytes).unwrap();
+        match Mlp::load(&p) {
+            Err(Error::Format(msg)) => println!("{what}: {msg}"),
+            other => panic!("{what}: expected a format error, got {other:?}"),
+        }
+    };
+    for cut in [0, 4, 8, 20, 40, good.len() / 2, good.len() - 1] {
+        expect_format(&good[..cut], &format!("truncated at {cut}"));
+    }
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    expect_format(&flipped, "corrupt byte");
+    let mut future = good.clone();
+    future[8] = 99;
+    expect_format(&future, "future version");
+    expect_format(b"GIF89a this is not a model at all", "foreign file");
+    let mut huge = good.clone();
+    huge[16..24].copy_from_slice(&u64::MAX.to_le_bytes()); // absurd input width
+    expect_format(&huge, "absurd header");
+    let mut extra = good.clone();
+    extra.push(0);
+    expect_format(&extra, "trailing bytes");
+    assert!(matches!(Mlp::load(&dir), Err(Error::Io(_))), "a directory");
+    assert!(matches!(Mlp::load(dir.join("missing")), Err(Error::Io(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_and_lose_nothing() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    let mut m = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 0).unwrap();
+    let before = m.params().to_vec();
+    let cfg = TrainConfig { max_iter: 1, ..Default::default() };
+    let mut xn = xtr.clone();
+    xn[5] = f32::NAN;
+    assert!(matches!(m.fit(&xn, ntr, Targets::Labels(&ytr), &cfg, None, None), Err(Error::NonFinite(_))));
+    let mut yb = ytr.clone();
+    yb[3] = 10;
+    assert!(matches!(m.fit(&xtr, ntr, Targets::Labels(&yb), &cfg, None, None), Err(Error::InvalidArgument(_))));
+    assert!(matches!(m.fit(&xtr[1..], ntr, Targets::Labels(&ytr), &cfg, None, None), Err(Error::ShapeMismatch(_))));
+    assert!(m.fit(&[], 0, Targets::Labels(&[]), &cfg, None, None).is_err());
+    let bad_cfg = TrainConfig { learning_rate_init: -1.0, ..Default::default() };
+    assert!(m.fit(&xtr, ntr, Targets::Labels(&ytr), &bad_cfg, None, None).is_err());
+    assert_eq!(m.params(), &before[..], "failed fits must not touch the weights");
+    assert!(m.predict_proba(&xtr[..d - 1], 1).is_err());
+    assert!(Mlp::new(0, &[], 2, Task::MultiClass, 0).is_err());
+    assert!(Mlp::new(4, &[relu(0)], 2, Task::MultiClass, 0).is_err());
+    assert!(Mlp::new(4, &[Layer { units: 3, activation: Activation::Softmax }], 2, Task::MultiClass, 0).is_err());
+}
+
+#[test]
+fn divergence_stops_and_keeps_last_good_weights() {
+    let x: Vec<f32> = (0..64).map(|i| (i as f32) * 100.0).collect();
+    let y: Vec<f32> = (0..32).map(|i| (i as f32) * 1e4).collect();
+    let mut m = Mlp::new(2, &[relu(8)], 1, Task::Regression, 0).unwrap();
+    let cfg = TrainConfig { solver: Solver::Sgd, learning_rate_init: 10.0, momentum: 0.0, batch_size: 4, max_iter: 50, ..Default::default() };
+    match m.fit(&x, 32, Targets::Dense(&y), &cfg, None, None) {
+        Err(Error::Diverged(msg)) => println!("{msg}"),
+        other => panic!("expected divergence, got {other:?}"),
+    }
+    assert!(m.params().iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn early_stopping_callback_partial_fit_and_validation() {
+    let (xtr, ytr, xte, yte, ntr, nte, d) = digits();
+    let mut m = Mlp::new(d, &[relu(32)], 10, Task::MultiClass, 0).unwrap();
+    let cfg = TrainConfig { early_stopping: true, n_iter_no_change: 3, max_iter: 200, tol: 0.01, batch_size: 32, ..Default::default() };
+    let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    assert!(h.stopped_early && h.epochs.len() < 200);
+    let best = h.epochs.iter().map(|r| r.val_score.unwrap()).fold(0.0, f64::max);
+    assert!(best > 0.8);
+    // Callback stops after 3 epochs.
+    let mut seen = 0;
+    let mut cb = |r: &nnkern::nn::EpochRecord| {
+        seen = r.epoch;
+        r.epoch < 3
+    };
+    let val = Validation { x: &xte, n: nte, y: Targets::Labels(&yte) };
+    let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig::default(), Some(val), Some(&mut cb)).unwrap();
+    assert_eq!(h.epochs.len(), 3);
+    assert_eq!(seen, 3);
+    assert!(h.epochs[0].val_loss.is_some());
+    // partial_fit keeps going from the current weights.
+    let before = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
+    for _ in 0..3 {
+        m.partial_fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig::default()).unwrap();
+    }
+    let after = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
+    assert!(after >= before - 0.02, "{before} → {after}");
+}
+
+#[test]
+fn data_readers_report_bad_input() {
+    let ok = parse_csv("a,b,label\n1,2,0\n3,4,1\n", -1).unwrap();
+    assert_eq!((ok.n, ok.d, ok.y.clone()), (2, 2, vec![0.0, 1.0]));
+    let ok0 = parse_csv("0,1,2\n1,3,4\n", 0).unwrap();
+    assert_eq!(ok0.x, vec![1.0, 2.0, 3.0, 4.0]);
+    let e = parse_csv("1,2,0\n3,x,1\n", -1).unwrap_err();
+    assert!(e.to_string().contains("line 2") && e.to_string().contains("column 2"), "{e}");
+    let e = parse_csv("1,2,0\n3,1\n", -1).unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+    assert!(parse_csv("", -1).is_err());
+    assert!(parse_csv("1,2\n", 5).is_err());
+    // IDX: plain, gzip, truncated, foreign.
+    let mut idx = vec![0u8, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+    idx.extend_from_slice(&[1, 2, 3, 4, 5, 6]);
+    let a = parse_idx(&idx).unwrap();
+    assert_eq!((a.dims.clone(), a.data.clone()), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+    let mut gz = Vec::new();
+    {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(&mut gz, flate2::Compression::fast());
+        enc.write_all(&idx).unwrap();
+        enc.finish().unwrap();
+    }
+    assert_eq!(parse_idx(&gz).unwrap(), a);
+    assert!(parse_idx(&idx[..idx.len() - 1]).is_err());
+    assert!(parse_idx(&gz[..gz.len() / 2]).is_err());
+    assert!(parse_idx(b"PK\x03\x04zip").is_err());
+    assert_eq!(one_hot(&[2, 0], 3).unwrap(), vec![0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+    assert!(one_hot(&[3], 3).is_err());
+    let mut x = vec![0.0f32, 10.0, 2.0, 30.0];
+    let s = Scaler::min_max(&x, 2);
+    s.transform(&mut x);
+    assert_eq!(x, vec![0.0, 0.0, 1.0, 1.0]);
+}
+
+#[test]
+fn concurrent_predictions_share_one_model() {
+    let (xtr, ytr, xte, _, ntr, nte, d) = digits();
+    let mut m = Mlp::new(d, &[relu(32)], 10, Task::MultiClass, 0).unwrap();
+    m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { max_iter: 2, ..Default::default() }, None, None).unwrap();
+    let want = m.predict_proba(&xte, nte).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let got = m.predict_proba(&xte, nte).unwrap();
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+            });
+        }
+    });
+}
