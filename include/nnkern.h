@@ -149,9 +149,95 @@
 #define NNK_ROW_MAJOR 101
 
 /**
+ * Divide by 5 when progress stalls (scikit-learn "adaptive").
+ */
+#define NNK_SCHEDULE_ADAPTIVE 2
+
+/**
+ * Constant learning rate.
+ */
+#define NNK_SCHEDULE_CONSTANT 0
+
+/**
+ * Cosine decay over the epochs.
+ */
+#define NNK_SCHEDULE_COSINE 4
+
+/**
+ * `lr / t^param` with t the samples seen (param = power_t, 0.5 in scikit-learn).
+ */
+#define NNK_SCHEDULE_INVSCALING 1
+
+/**
+ * Halve every `param` epochs.
+ */
+#define NNK_SCHEDULE_STEP 3
+
+/**
+ * Adam.
+ */
+#define NNK_SOLVER_ADAM 1
+
+/**
+ * AdamW (alpha is the decoupled weight decay).
+ */
+#define NNK_SOLVER_ADAMW 2
+
+/**
+ * RMSprop.
+ */
+#define NNK_SOLVER_RMSPROP 3
+
+/**
+ * SGD (with `momentum` and Nesterov by default).
+ */
+#define NNK_SOLVER_SGD 0
+
+/**
  * CBLAS `CblasTrans`.
  */
 #define NNK_TRANS 112
+
+/**
+ * A multilayer perceptron (opaque). See the module notes for thread-safety.
+ */
+typedef struct nnk_mlp nnk_mlp;
+
+/**
+ * Training hyper-parameters (opaque); defaults as scikit-learn's MLPClassifier,
+ * except the ones noted on each setter.
+ */
+typedef struct nnk_train_config nnk_train_config;
+
+/**
+ * What the epoch callback receives.
+ */
+typedef struct nnk_epoch_info {
+  /**
+   * Epoch number, from 1.
+   */
+  size_t epoch;
+  /**
+   * Mean training loss (with the L2 term).
+   */
+  double loss;
+  /**
+   * Validation loss, NaN without validation data.
+   */
+  double val_loss;
+  /**
+   * Validation accuracy (R² for regression), NaN without validation data.
+   */
+  double val_score;
+  /**
+   * Learning rate of the epoch.
+   */
+  double learning_rate;
+  /**
+   * Seconds the epoch took.
+   */
+  double seconds;
+} nnk_epoch_info;
 
 #ifdef __cplusplus
 extern "C" {
@@ -295,6 +381,126 @@ size_t nnk_last_error(char *buf, size_t cap);
 const char *nnk_last_error_message(void);
 
 /**
+ * Trains a classifier (softmax output, or one sigmoid output for 0/1 labels)
+ * on `n_samples × n_features` finite inputs and labels `< classes`. Bad input
+ * is refused before any weight changes; a non-finite loss returns
+ * `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch.
+ *
+ * # Safety
+ * `m` a live model used by no other thread; `c` a live config; `x`, `labels`
+ * valid for their sizes.
+ */
+int32_t nnk_mlp_fit_classifier(struct nnk_mlp *m,
+                               const struct nnk_train_config *c,
+                               const float *x,
+                               size_t n_samples,
+                               size_t n_features,
+                               const uint32_t *labels);
+
+/**
+ * Trains a regressor (identity output) or multi-label model (sigmoid
+ * outputs, 0/1 targets) on dense targets `y` (`n_samples × n_targets`,
+ * `n_targets` = output units).
+ *
+ * # Safety
+ * As `nnk_mlp_fit_classifier`.
+ */
+int32_t nnk_mlp_fit_regressor(struct nnk_mlp *m,
+                              const struct nnk_train_config *c,
+                              const float *x,
+                              size_t n_samples,
+                              size_t n_features,
+                              const float *y,
+                              size_t n_targets);
+
+/**
+ * Frees a model (NULL is fine). Call exactly once per handle.
+ *
+ * # Safety
+ * `m` is NULL or a handle from `nnk_mlp_new`/`nnk_mlp_load` not yet freed.
+ */
+void nnk_mlp_free(struct nnk_mlp *m);
+
+/**
+ * Loads a model saved by `nnk_mlp_save`; `*out` owns it on success. Truncated,
+ * corrupt, foreign or future-version files give `NNK_ERR_FORMAT`; missing
+ * files and directories `NNK_ERR_IO`.
+ *
+ * # Safety
+ * `path` NUL-terminated; `out` writable.
+ */
+int32_t nnk_mlp_load(const char *path, struct nnk_mlp **out);
+
+/**
+ * Input width of a model (0 for NULL).
+ *
+ * # Safety
+ * `m` NULL or a live model.
+ */
+size_t nnk_mlp_n_inputs(const struct nnk_mlp *m);
+
+/**
+ * Output width of a model (0 for NULL).
+ *
+ * # Safety
+ * `m` NULL or a live model.
+ */
+size_t nnk_mlp_n_outputs(const struct nnk_mlp *m);
+
+/**
+ * Creates a network of `n_inputs` inputs and `n_layers` dense layers with
+ * `units[i]` outputs and activation `activations[i]` (`NNK_ACT_*`). The last
+ * layer is the output: `NNK_ACT_SOFTMAX` (classification; units = classes ≥ 2),
+ * `NNK_ACT_SIGMOID` (binary / multi-label) or `NNK_ACT_IDENTITY` (regression).
+ * Weights are drawn from `seed`. On success `*out` owns the model.
+ *
+ * # Safety
+ * `units` and `activations` valid for `n_layers` elements; `out` writable.
+ */
+int32_t nnk_mlp_new(size_t n_inputs,
+                    size_t n_layers,
+                    const size_t *units,
+                    const uint32_t *activations,
+                    uint64_t seed,
+                    struct nnk_mlp **out);
+
+/**
+ * Predicted class per sample into `out` (`out_len` = `n_samples`).
+ *
+ * # Safety
+ * As `nnk_mlp_predict_proba`.
+ */
+int32_t nnk_mlp_predict_class(const struct nnk_mlp *m,
+                              const float *x,
+                              size_t n_samples,
+                              size_t n_features,
+                              uint32_t *out,
+                              size_t out_len);
+
+/**
+ * Output activations (`n_samples × n_outputs`: probabilities, or regression
+ * values) into `out` (`out_len` must be exactly that). Concurrent calls on one
+ * model are fine.
+ *
+ * # Safety
+ * `m` a live model; `x` valid for `n_samples·n_features`, `out` for `out_len`.
+ */
+int32_t nnk_mlp_predict_proba(const struct nnk_mlp *m,
+                              const float *x,
+                              size_t n_samples,
+                              size_t n_features,
+                              float *out,
+                              size_t out_len);
+
+/**
+ * Saves the model atomically (temporary file + rename) to `path`.
+ *
+ * # Safety
+ * `m` a live model; `path` a NUL-terminated string.
+ */
+int32_t nnk_mlp_save(const struct nnk_mlp *m, const char *path);
+
+/**
  * Sets the number of threads kernels may use in this process; `0` means all
  * cores. Returns [`NNK_ERR_INVALID_ARG`] above 1024. Results never depend on
  * the thread count. Thread-safe.
@@ -374,6 +580,122 @@ int32_t nnk_softmax_cross_entropy(size_t batch,
  * `"unknown status"` for codes nnkern never returns). Never NULL.
  */
 const char *nnk_status_str(int32_t status);
+
+/**
+ * Frees a config (NULL is fine). Call exactly once per handle.
+ *
+ * # Safety
+ * `c` is NULL or a handle from `nnk_train_config_new` not yet freed.
+ */
+void nnk_train_config_free(struct nnk_train_config *c);
+
+/**
+ * Creates a config with scikit-learn's defaults (adam, lr 1e-3, alpha 1e-4,
+ * batch min(200, n), 200 epochs, seed 0). On success `*out` owns it.
+ *
+ * # Safety
+ * `out` writable.
+ */
+int32_t nnk_train_config_new(struct nnk_train_config **out);
+
+/**
+ * L2 penalty `alpha` (≥ 0; scikit-learn scaling; default 1e-4).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_alpha(struct nnk_train_config *c, double l2);
+
+/**
+ * Mini-batch size (0 = min(200, n_samples), the default).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch);
+
+/**
+ * Per-epoch callback (NULL removes it); `user` is passed back unchanged.
+ *
+ * # Safety
+ * `c` is a live config; the callback must be safe to call from the fitting thread.
+ */
+int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
+                                      int32_t (*callback)(const struct nnk_epoch_info *info,
+                                                          void *user),
+                                      void *user);
+
+/**
+ * Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
+ * `n_iter_no_change` and `tol`; the best weights are restored.
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_early_stopping(struct nnk_train_config *c,
+                                            uint32_t enable,
+                                            double validation_fraction,
+                                            size_t n_iter_no_change,
+                                            double tol);
+
+/**
+ * Epochs (`max_iter`, ≥ 1; default 200).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_epochs(struct nnk_train_config *c, size_t epochs);
+
+/**
+ * Initial learning rate (> 0; default 1e-3).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_learning_rate(struct nnk_train_config *c, double lr);
+
+/**
+ * SGD momentum in [0, 1) (default 0.9) and Nesterov (0 or 1; default 1).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_momentum(struct nnk_train_config *c,
+                                      double momentum,
+                                      uint32_t nesterov);
+
+/**
+ * Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for
+ * invscaling, epochs per halving for step; ignored otherwise).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_schedule(struct nnk_train_config *c, uint32_t schedule, double param);
+
+/**
+ * Seed of shuffling and validation split (default 0).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_seed(struct nnk_train_config *c, uint64_t seed);
+
+/**
+ * Solver: `NNK_SOLVER_SGD`, `_ADAM` (default), `_ADAMW`, `_RMSPROP`.
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver);
+
+/**
+ * Kernel threads for fits with this config (0 = the process-wide count).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_threads(struct nnk_train_config *c, size_t threads);
 
 /**
  * The library version, e.g. `"0.1.0"` (static, never NULL).

@@ -34,6 +34,10 @@ fn static_lib() -> PathBuf {
 const NATIVE_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
 fn compile_and_run(compiler: &str, std: &str, src: &str, out_name: &str) {
+    compile_and_run_args(compiler, std, src, out_name, &[]);
+}
+
+fn compile_and_run_args(compiler: &str, std: &str, src: &str, out_name: &str, args: &[&std::ffi::OsStr]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = static_lib();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(out_name);
@@ -48,7 +52,7 @@ fn compile_and_run(compiler: &str, std: &str, src: &str, out_name: &str) {
         .arg(&out);
     let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
     assert!(o.status.success(), "{compiler} failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    let r = Command::new(&out).output().unwrap();
+    let r = Command::new(&out).args(args).output().unwrap();
     print!("{}", String::from_utf8_lossy(&r.stdout));
     assert!(
         r.status.success(),
@@ -61,6 +65,15 @@ fn compile_and_run(compiler: &str, std: &str, src: &str, out_name: &str) {
 #[test]
 fn c99_gemm_smoke() {
     compile_and_run("cc", "c99", "tests/c/gemm_smoke.c", "gemm_smoke_c");
+}
+
+#[test]
+fn c99_trainer_and_bad_input_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_train");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let csv = root.join("data/digits.csv");
+    compile_and_run_args("cc", "c99", "tests/c/train_smoke.c", "train_smoke_c", &[csv.as_os_str(), scratch.as_os_str()]);
 }
 
 #[test]

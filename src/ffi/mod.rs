@@ -14,6 +14,7 @@
 //! * nothing is ever printed.
 
 pub mod gemm;
+pub mod model;
 pub mod ops;
 
 use crate::error::Error;
