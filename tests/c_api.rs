@@ -68,6 +68,11 @@ fn c99_gemm_smoke() {
 }
 
 #[test]
+fn c99_kernel_entry_points() {
+    compile_and_run("cc", "c99", "tests/c/ops_smoke.c", "ops_smoke_c");
+}
+
+#[test]
 fn c99_trainer_and_bad_input_table() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_train");
