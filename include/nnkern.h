@@ -702,6 +702,72 @@ int32_t nnk_train_config_set_threads(struct nnk_train_config *c, size_t threads)
  */
 const char *nnk_version(void);
 
+/**
+ * Vector `exp` (≤ 2 ULP; overflow to +Inf above 88.72, 0 or subnormal below −87.3).
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vexp_f32(const float *x, float *y, size_t n);
+
+/**
+ * Vector GELU, tanh form.
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vgelu_f32(const float *x, float *y, size_t n);
+
+/**
+ * Vector natural `log` (≤ 2 ULP; `log(0) = −Inf`, negative → NaN).
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vlog_f32(const float *x, float *y, size_t n);
+
+/**
+ * Vector logistic sigmoid (≤ 4 ULP).
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vsigmoid_f32(const float *x, float *y, size_t n);
+
+/**
+ * Vector softplus `log(1 + e^x)`, stable (≤ 4 ULP).
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vsoftplus_f32(const float *x, float *y, size_t n);
+
+/**
+ * Vector `tanh` (≤ 4 ULP).
+ *
+ * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+ * overlap is refused. NULL is allowed only with `n == 0`.
+ *
+ * # Safety
+ * `x` and `y` must be valid for `n` elements.
+ */
+int32_t nnk_vtanh_f32(const float *x, float *y, size_t n);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

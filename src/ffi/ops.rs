@@ -66,58 +66,110 @@ fn elems(rows: usize, cols: usize) -> Result<usize> {
     rows.checked_mul(cols).ok_or_else(|| Error::Overflow(format!("{rows} × {cols} overflows size_t")))
 }
 
-macro_rules! vmath {
-    ($(#[$doc:meta])* $name:ident, $f:path) => {
-        $(#[$doc])*
-        ///
-        /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any
-        /// other overlap is refused. NULL is allowed only with `n == 0`.
-        ///
-        /// # Safety
-        /// `x` and `y` must be valid for `n` elements.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn $name(x: *const f32, y: *mut f32, n: usize) -> i32 {
-            boundary(|| {
-                check_ptr(x, n, "x")?;
-                check_ptr(y as *const f32, n, "y")?;
-                if n == 0 {
-                    return Ok(());
-                }
-                if x == y as *const f32 {
-                    // SAFETY: checked; in place is one exclusive slice.
-                    let v = unsafe { std::slice::from_raw_parts_mut(y, n) };
-                    let tmp = v.to_vec();
-                    return $f(&tmp, v);
-                }
-                if overlaps(x, n, y, n) {
-                    return Err(Error::InvalidArgument("'y' partially overlaps 'x'".into()));
-                }
-                // SAFETY: checked, disjoint.
-                let (xs, ys) = unsafe { (std::slice::from_raw_parts(x, n), std::slice::from_raw_parts_mut(y, n)) };
-                $f(xs, ys)
-            })
+/// Shared body of the `nnk_v*_f32` entry points: `y[i] = f(x[i])`, in place
+/// allowed, any other overlap refused, NULL only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` valid for `n` elements.
+unsafe fn vmath(x: *const f32, y: *mut f32, n: usize, f: fn(&[f32], &mut [f32]) -> Result<()>) -> i32 {
+    boundary(|| {
+        check_ptr(x, n, "x")?;
+        check_ptr(y as *const f32, n, "y")?;
+        if n == 0 {
+            return Ok(());
         }
-    };
+        if x == y as *const f32 {
+            // SAFETY: checked; in place is one exclusive slice, read through a copy.
+            let v = unsafe { std::slice::from_raw_parts_mut(y, n) };
+            let tmp = v.to_vec();
+            return f(&tmp, v);
+        }
+        if overlaps(x, n, y, n) {
+            return Err(Error::InvalidArgument("'y' partially overlaps 'x'".into()));
+        }
+        // SAFETY: checked, disjoint.
+        let (xs, ys) = unsafe { (std::slice::from_raw_parts(x, n), std::slice::from_raw_parts_mut(y, n)) };
+        f(xs, ys)
+    })
 }
 
-vmath!(
-    /// Vector `exp` (≤ 2 ULP; overflow to +Inf above 88.72, 0 or subnormal below −87.3).
-    nnk_vexp_f32, crate::simd::math::vexp_f32);
-vmath!(
-    /// Vector natural `log` (≤ 2 ULP; `log(0) = −Inf`, negative → NaN).
-    nnk_vlog_f32, crate::simd::math::vlog_f32);
-vmath!(
-    /// Vector `tanh` (≤ 4 ULP or 1e-6 relative).
-    nnk_vtanh_f32, crate::simd::math::vtanh_f32);
-vmath!(
-    /// Vector logistic sigmoid (≤ 4 ULP or 1e-6 relative).
-    nnk_vsigmoid_f32, crate::simd::math::vsigmoid_f32);
-vmath!(
-    /// Vector softplus `log(1 + e^x)`, stable.
-    nnk_vsoftplus_f32, crate::simd::math::vsoftplus_f32);
-vmath!(
-    /// Vector GELU (tanh form).
-    nnk_vgelu_f32, crate::simd::math::vgelu_f32);
+/// Vector `exp` (≤ 2 ULP; overflow to +Inf above 88.72, 0 or subnormal below −87.3).
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vexp_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vexp_f32) }
+}
+
+/// Vector natural `log` (≤ 2 ULP; `log(0) = −Inf`, negative → NaN).
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vlog_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vlog_f32) }
+}
+
+/// Vector `tanh` (≤ 4 ULP).
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vtanh_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vtanh_f32) }
+}
+
+/// Vector logistic sigmoid (≤ 4 ULP).
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vsigmoid_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vsigmoid_f32) }
+}
+
+/// Vector softplus `log(1 + e^x)`, stable (≤ 4 ULP).
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vsoftplus_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vsoftplus_f32) }
+}
+
+/// Vector GELU, tanh form.
+///
+/// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
+/// overlap is refused. NULL is allowed only with `n == 0`.
+///
+/// # Safety
+/// `x` and `y` must be valid for `n` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_vgelu_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
+    // SAFETY: forwarded contract.
+    unsafe { vmath(x, y, n, crate::simd::math::vgelu_f32) }
+}
 
 /// `y = f(x)` for a `rows × cols` row-major matrix (`act`: `NNK_ACT_*`;
 /// softmax and log-softmax work over each row). `x == y` is allowed.
