@@ -39,3 +39,37 @@ fn cpp17_wrappers_train_errors_save_load() {
         String::from_utf8_lossy(&r.stderr)
     );
 }
+
+/// The C++ example in the README compiles with -Wall -Wextra -Werror and prints
+/// what its comments say.
+#[test]
+fn readme_cpp_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("```cpp\n").expect("README has a C++ example") + 7;
+    let end = start + readme[start..].find("```").unwrap();
+    let dir = tmp.join("readme_cpp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("example.cpp");
+    std::fs::write(&src, &readme[start..end]).unwrap();
+    let exe = dir.join("example");
+    let o = Command::new("c++")
+        .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root.join("include"))
+        .arg("-I")
+        .arg(root.join("bindings/cpp"))
+        .arg(&src)
+        .arg(static_lib())
+        .args(NATIVE_LIBS)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = Command::new(&exe).current_dir(&dir).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let out = String::from_utf8_lossy(&r.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines, ["0 1 1 0", "58 64 139 154", "3 shape mismatch: n_features = 3, the model takes 2"]);
+}
