@@ -4,34 +4,11 @@
 //! The link line is the one `--print native-static-libs` reports for this target
 //! and the README documents.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{NATIVE_LIBS, static_lib};
+use std::path::Path;
 use std::process::Command;
-
-/// `target/<profile>`: the test binary lives in `target/<profile>/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// The static library, (re)built with cargo if missing or older than the sources.
-fn static_lib() -> PathBuf {
-    let dir = profile_dir();
-    let lib = dir.join("libnnkern.a");
-    let release = dir.file_name().unwrap() == "release";
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--lib", "--quiet"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cmd.arg("--release");
-    }
-    let st = cmd.status().expect("cargo build");
-    assert!(st.success(), "cargo build --lib failed");
-    assert!(lib.exists(), "{} missing after build", lib.display());
-    lib
-}
-
-/// Native libraries the static library needs on Linux (from
-/// `rustc --print native-static-libs`, see README).
-const NATIVE_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
 fn compile_and_run(compiler: &str, std: &str, src: &str, out_name: &str) {
     compile_and_run_args(compiler, std, src, out_name, &[]);

@@ -1,0 +1,174 @@
+// Tests nnkern.hpp: trains on the digits (argv[1] = data/digits.csv), checks the
+// accuracy, errors as nnkern::Error (code + library message), move-only
+// handles, callbacks, and a save/load round trip (argv[2] = scratch directory).
+// Built by tests/cpp_bindings.rs with -std=c++17 -Wall -Wextra -Werror.
+#include "nnkern.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+static int failures = 0;
+#define CHECK(cond, what)                                                              \
+    do {                                                                               \
+        if (!(cond)) {                                                                 \
+            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, std::string(what).c_str()); \
+            failures++;                                                                \
+        }                                                                              \
+    } while (0)
+
+static_assert(!std::is_copy_constructible_v<nnkern::Mlp> && std::is_nothrow_move_constructible_v<nnkern::Mlp>);
+static_assert(!std::is_copy_assignable_v<nnkern::TrainConfig> &&
+              std::is_nothrow_move_assignable_v<nnkern::TrainConfig>);
+
+// Runs `f`, expects nnkern::Error with `code` and a message containing `needle`.
+template <class F>
+static void expect_error(const char* what, int32_t code, const std::string& needle, F&& f) {
+    try {
+        f();
+        CHECK(false, std::string(what) + ": no exception");
+    } catch (const nnkern::Error& e) {
+        CHECK(e.code() == code, std::string(what) + ": code " + std::to_string(e.code()) + " (" + e.what() + ")");
+        CHECK(std::string(e.what()).find(needle) != std::string::npos,
+              std::string(what) + ": message '" + e.what() + "' lacks '" + needle + "'");
+    }
+}
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: test_nnkern digits.csv scratch_dir\n");
+        return 2;
+    }
+    // Digits: 64 pixels 0..16, then the label.
+    std::vector<float> x;
+    std::vector<uint32_t> y;
+    {
+        std::ifstream in(argv[1]);
+        std::string line;
+        std::getline(in, line);  // header
+        while (std::getline(in, line)) {
+            std::stringstream ss(line);
+            std::string cell;
+            for (int j = 0; std::getline(ss, cell, ','); j++) {
+                if (j < 64) x.push_back(std::stof(cell) / 16.0f);
+                else y.push_back(static_cast<uint32_t>(std::stoul(cell)));
+            }
+        }
+    }
+    CHECK(y.size() == 1797 && x.size() == 1797 * 64, "read " + std::to_string(y.size()) + " rows");
+    const size_t d = 64, ntr = 1400, nte = y.size() - ntr;
+    std::vector<float> xtr(x.begin(), x.begin() + ntr * d), xte(x.begin() + ntr * d, x.end());
+    std::vector<uint32_t> ytr(y.begin(), y.begin() + ntr), yte(y.begin() + ntr, y.end());
+
+    // sgemm helpers.
+    std::vector<float> a{1, 2, 3, 4, 5, 6}, b{7, 8, 9, 10, 11, 12};
+    std::vector<float> c = nnkern::sgemm(a, b, 2, 2, 3);
+    CHECK(c == (std::vector<float>{58, 64, 139, 154}), "sgemm");
+    double da[4] = {1, 2, 3, 4}, dc[4] = {1, 1, 1, 1};
+    nnkern::dgemm(true, false, 2, 2, 2, 1.0, da, 2, da, 2, 1.0, dc, 2);  // aᵀa + 1
+    CHECK(dc[0] == 11 && dc[1] == 15 && dc[2] == 15 && dc[3] == 21, "dgemm");
+    expect_error("sgemm ldc too small", NNK_ERR_INVALID_ARG, "invalid argument", [&] {
+        nnkern::sgemm(false, false, 2, 2, 3, 1.0f, a.data(), 3, b.data(), 2, 0.0f, c.data(), 1);
+    });
+    CHECK(c == (std::vector<float>{58, 64, 139, 154}), "C untouched on error");
+    expect_error("sgemm vector sizes", NNK_ERR_SHAPE, "a has 6 values (need 4)", [&] { nnkern::sgemm(a, b, 2, 2, 2); });
+
+    // Train.
+    nnkern::Mlp model(d, {{64, nnkern::Activation::Relu}, {10, nnkern::Activation::Softmax}}, 0);
+    CHECK(model.n_inputs() == 64 && model.n_outputs() == 10, "getters");
+    nnkern::TrainConfig cfg;
+    size_t epochs = 0;
+    double first_loss = 0, last_loss = 0;
+    cfg.epochs(40).batch_size(32).learning_rate(2e-3).solver(nnkern::Solver::Adam).seed(0).on_epoch(
+        [&](const nnk_epoch_info& info) {
+            epochs = info.epoch;
+            if (info.epoch == 1) first_loss = info.loss;
+            last_loss = info.loss;
+            return false;
+        });
+    nnkern::TrainConfig moved = std::move(cfg);  // the callback state moves with it
+    model.fit_classifier(moved, xtr, d, ytr);
+    CHECK(epochs >= 10 && last_loss < first_loss, "callback saw " + std::to_string(epochs) + " epochs");
+    std::vector<uint32_t> pred = model.predict_class(xte, d);
+    size_t ok = 0;
+    for (size_t i = 0; i < nte; i++) ok += pred[i] == yte[i];
+    double acc = static_cast<double>(ok) / static_cast<double>(nte);
+    std::printf("C++ wrapper: digits test accuracy %.4f\n", acc);
+    CHECK(acc >= 0.90, "accuracy " + std::to_string(acc));
+    std::vector<float> proba = model.predict_proba(xte, d);
+    float s = 0;
+    for (size_t j = 0; j < 10; j++) s += proba[j];
+    CHECK(proba.size() == nte * 10 && std::fabs(s - 1.0f) < 1e-5f, "probabilities");
+
+    // Errors: code and the library's message.
+    expect_error("moved-from config", NNK_ERR_NULL_POINTER, "'config' is NULL", [&] { cfg.epochs(3); });
+    expect_error("bad learning rate", NNK_ERR_INVALID_ARG, "invalid argument: learning rate = -1 is out of range",
+                 [&] { moved.learning_rate(-1); });
+    expect_error("hidden softmax", NNK_ERR_INVALID_ARG, "invalid argument",
+                 [&] { nnkern::Mlp bad(4, {{3, nnkern::Activation::Softmax}, {2, nnkern::Activation::Softmax}}); });
+    expect_error("unknown activation", NNK_ERR_INVALID_ARG, "unknown activation code 99",
+                 [&] { nnkern::Mlp bad(4, {{3, static_cast<nnkern::Activation>(99)}, {2, nnkern::Activation::Softmax}}); });
+    expect_error("wrong n_features", NNK_ERR_SHAPE, "shape mismatch: n_features = 63, the model takes 64", [&] {
+        std::vector<float> x63(63 * 2, 0.0f);
+        model.predict_proba(x63, 63);
+    });
+    expect_error("labels/x size mismatch", NNK_ERR_SHAPE, "5 labels", [&] {
+        model.fit_classifier(moved, std::vector<float>(64 * 4), 64, std::vector<uint32_t>(5));
+    });
+    expect_error("NaN in x", NNK_ERR_NON_FINITE, "x[0][3] = NaN is not finite", [&] {
+        std::vector<float> xn(xtr.begin(), xtr.begin() + 4 * d);
+        xn[3] = NAN;
+        model.fit_classifier(moved, xn, d, std::vector<uint32_t>(ytr.begin(), ytr.begin() + 4));
+    });
+    expect_error("missing file", NNK_ERR_IO, "cannot open", [&] { nnkern::Mlp::load("/nonexistent/model.nnk"); });
+    {
+        std::string bad = std::string(argv[2]) + "/bad_cpp.nnk";
+        std::ofstream(bad) << "garbage garbage garbage";
+        expect_error("garbage file", NNK_ERR_FORMAT, bad, [&] { nnkern::Mlp::load(bad); });
+    }
+    try {
+        moved.learning_rate(0);
+    } catch (const nnkern::Error& e) {
+        CHECK(std::string(e.status()) == "invalid argument", "status()");
+    }
+
+    // A callback that throws: the exception crosses fit, not the library.
+    {
+        nnkern::TrainConfig c2;
+        c2.epochs(5).on_epoch([](const nnk_epoch_info& info) -> bool {
+            if (info.epoch == 2) throw std::runtime_error("stop from callback");
+            return false;
+        });
+        nnkern::Mlp m2(d, {{8, nnkern::Activation::Tanh}, {10, nnkern::Activation::Softmax}}, 1);
+        bool caught = false;
+        try {
+            m2.fit_classifier(c2, xtr, d, ytr);
+        } catch (const std::runtime_error& e) {
+            caught = std::string(e.what()) == "stop from callback";
+        }
+        CHECK(caught, "callback exception rethrown by fit");
+        c2.on_epoch(nullptr).epochs(1);
+        m2.fit_classifier(c2, xtr, d, ytr);  // works again, no stale exception
+    }
+
+    // Save / load round trip; a moved model keeps working.
+    std::string path = std::string(argv[2]) + "/cpp_model.nnk";
+    model.save(path);
+    nnkern::Mlp loaded = nnkern::Mlp::load(path);
+    CHECK(loaded.predict_proba(xte, d) == proba, "save/load changed predictions");
+    nnkern::Mlp other = std::move(loaded);
+    CHECK(other.n_inputs() == 64 && loaded.get() == nullptr && loaded.n_inputs() == 0, "move");
+    expect_error("moved-from model", NNK_ERR_NULL_POINTER, "'model' is NULL", [&] { loaded.predict_class(xte, d); });
+
+    if (failures) {
+        std::fprintf(stderr, "%d failure(s)\n", failures);
+        return 1;
+    }
+    std::printf("test_nnkern: all checks passed (nnkern %s, %s)\n", nnkern::version().c_str(), nnkern::isa().c_str());
+    return 0;
+}

@@ -1,0 +1,206 @@
+import pickle
+
+import numpy as np
+import pytest
+
+import nnkern
+from nnkern import MLPClassifier, NnkError
+
+
+def test_digits_accuracy(split):
+    Xtr, ytr, Xte, yte = split
+    clf = MLPClassifier(random_state=0).fit(Xtr, ytr)
+    acc = clf.score(Xte, yte)
+    print(f"python MLPClassifier digits accuracy {acc:.4f}")
+    assert acc >= 0.9
+    assert clf.n_iter_ == 10 and len(clf.loss_curve_) == 10 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.classes_.tolist() == list(range(10)) and clf.n_features_in_ == 64
+    p = clf.predict_proba(Xte)
+    assert p.dtype == np.float32 and p.shape == (len(yte), 10)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert (clf.classes_[p.argmax(axis=1)] == clf.predict(Xte)).mean() > 0.99
+
+
+def test_seeded_fit_is_deterministic(split):
+    Xtr, ytr, Xte, _ = split
+    a = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=3).fit(Xtr, ytr).predict_proba(Xte)
+    b = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=3).fit(Xtr, ytr).predict_proba(Xte)
+    assert np.array_equal(a, b)
+
+
+def test_arbitrary_labels_and_other_solvers(split):
+    Xtr, ytr, Xte, yte = split
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = MLPClassifier(hidden_layer_sizes=(64, 32), activation="tanh", solver="sgd", learning_rate_init=0.05,
+                        max_iter=15, batch_size="auto", momentum=0.9)
+    clf.fit(Xtr, names[ytr])
+    assert sorted(clf.classes_.tolist()) == clf.classes_.tolist() and set(clf.classes_) == set(names)
+    assert clf.predict(Xte[:5]).dtype.kind == "U"
+    assert clf.score(Xte, names[yte]) >= 0.85
+    # Two classes (softmax over 2 units); early stopping records validation scores.
+    mask = (ytr == 3) | (ytr == 8)
+    b = MLPClassifier(hidden_layer_sizes=(8,), solver="rmsprop", early_stopping=True, max_iter=30,
+                      n_iter_no_change=3).fit(Xtr[mask], ytr[mask] == 3)
+    assert b.classes_.tolist() == [False, True] and b.predict_proba(Xtr[:3]).shape == (3, 2)
+    assert len(b.validation_scores_) == b.n_iter_ <= 30
+
+
+def test_params_protocol_and_clone():
+    clf = MLPClassifier(hidden_layer_sizes=(7,), alpha=0.5)
+    p = clf.get_params()
+    assert p["hidden_layer_sizes"] == (7,) and p["alpha"] == 0.5 and p["max_iter"] == 10
+    assert clf.set_params(max_iter=3, solver="sgd") is clf and clf.max_iter == 3
+    with pytest.raises(ValueError, match="invalid parameter 'nope'"):
+        clf.set_params(nope=1)
+    clone = type(clf)(**clf.get_params())  # what sklearn.base.clone does
+    assert clone.get_params() == clf.get_params()
+    try:
+        from sklearn.base import clone as sk_clone
+    except ImportError:
+        return
+    assert sk_clone(clf).get_params() == clf.get_params()
+
+
+def test_save_load_and_pickle(split, tmp_path):
+    Xtr, ytr, Xte, _ = split
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=3).fit(Xtr, ytr + 100)
+    path = tmp_path / "digits.nnk"
+    clf.save(path)
+    back = MLPClassifier.load(path)
+    assert np.array_equal(back.predict_proba(Xte), clf.predict_proba(Xte))
+    assert back.classes_.tolist() == list(range(100, 110)) and back.get_params() == clf.get_params()
+    # The model file alone is the library's format: loadable without the sidecar.
+    (tmp_path / "digits.nnk.json").unlink()
+    raw = MLPClassifier.load(path)
+    assert raw.classes_.tolist() == list(range(10))
+    assert np.array_equal(raw.predict(Xte) + 100, clf.predict(Xte))
+    m = nnkern.Mlp.load(path)
+    assert (m.n_inputs, m.n_outputs) == (64, 10)
+    p2 = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(p2.predict_proba(Xte), clf.predict_proba(Xte))
+
+
+def test_low_level_regressor():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-1, 1, (256, 2)).astype(np.float32)
+    Y = (X[:, :1] * 2 - X[:, 1:]).astype(np.float32)
+    m = nnkern.Mlp(2, [(16, nnkern.ACTIVATIONS["tanh"]), (1, 0)], seed=1)
+    seen = []
+    cfg = nnkern.TrainConfig().epochs(50).learning_rate(1e-2).batch_size(32)
+    m.fit_regressor(cfg, X, Y)
+    cfg.callback(lambda info: seen.append(info.loss) or info.epoch >= 4)  # a truthy return stops
+    m.fit_regressor(cfg, X, Y)
+    assert len(seen) == 4
+    assert float(np.mean((m.predict_proba(X) - Y) ** 2)) < 0.05
+
+
+# ---- error paths -----------------------------------------------------------------------
+
+def test_bad_names_are_value_errors(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        MLPClassifier(activation="swish").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="unknown solver 'lbfgs'"):
+        MLPClassifier(solver="lbfgs").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        MLPClassifier(hidden_layer_sizes=(0,)).fit(X[:50], y[:50])
+
+
+def test_bad_numbers_carry_the_library_message(digits):
+    X, y = digits
+    with pytest.raises(NnkError) as e:
+        MLPClassifier(learning_rate_init=-1.0).fit(X[:50], y[:50])
+    assert e.value.code == 1 and e.value.message == "invalid argument: learning rate = -1 is out of range"
+    with pytest.raises(NnkError, match="alpha = NaN is out of range"):
+        MLPClassifier(alpha=float("nan")).fit(X[:50], y[:50])
+    with pytest.raises(NnkError, match="epochs must be"):
+        MLPClassifier(max_iter=0).fit(X[:50], y[:50])
+
+
+def test_nan_in_x(digits):
+    X, y = digits
+    Xn = X[:50].copy()
+    Xn[3, 7] = np.nan
+    with pytest.raises(NnkError) as e:
+        MLPClassifier().fit(Xn, y[:50])
+    assert e.value.code == 5 and e.value.status == "non-finite value"
+    assert "x[3][7] = NaN is not finite" in e.value.message
+    clf = MLPClassifier(max_iter=1).fit(X[:50], y[:50])
+    with pytest.raises(NnkError, match=r"x\[3\]\[7\] = NaN is not finite") as e:
+        clf.predict(Xn)
+    assert e.value.code == 5
+
+
+def test_wrong_n_features_at_predict(digits):
+    X, y = digits
+    clf = MLPClassifier(max_iter=1).fit(X[:50], y[:50])
+    for call in (clf.predict, clf.predict_proba):
+        with pytest.raises(NnkError) as e:
+            call(X[:5, :63])
+        assert e.value.code == 3 and e.value.message == "shape mismatch: n_features = 63, the model takes 64"
+    with pytest.raises(ValueError, match="2-D"):
+        clf.predict(X[0])
+
+
+def test_label_count_mismatch(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="X has 50 samples but y has 49 labels"):
+        MLPClassifier().fit(X[:50], y[:49])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        MLPClassifier().fit(X[:5], np.zeros(5))
+    with pytest.raises(ValueError, match="labels has shape"):
+        nnkern.Mlp(64, [(10, 4)]).fit_classifier(nnkern.TrainConfig(), X[:5], y[:4])
+    # A label >= classes through the low-level API: the library refuses it.
+    with pytest.raises(NnkError) as e:
+        nnkern.Mlp(64, [(2, 4)]).fit_classifier(nnkern.TrainConfig(), X[:5], np.array([0, 1, 2, 0, 1]))
+    assert e.value.code == 1
+
+
+def test_predict_before_fit(digits):
+    X, _ = digits
+    clf = MLPClassifier()
+    for call in (clf.predict, clf.predict_proba, lambda X: clf.score(X, np.zeros(len(X)))):
+        with pytest.raises(nnkern.NotFittedError, match="not fitted"):
+            call(X[:3])
+    with pytest.raises(ValueError):  # NotFittedError is a ValueError, as in scikit-learn
+        clf.save("/nonexistent")
+
+
+def test_bad_model_files(tmp_path):
+    for i, body in enumerate([b"garbage garbage garbage", b"NNKMLP", b""]):
+        p = tmp_path / f"bad{i}.nnk"
+        p.write_bytes(body)
+        with pytest.raises(NnkError) as e:
+            MLPClassifier.load(p)
+        assert e.value.code == 8 and e.value.status == "bad file format" and str(p) in e.value.message, e.value
+    with pytest.raises(NnkError) as e:
+        MLPClassifier.load(tmp_path / "missing.nnk")
+    assert e.value.code == 7 and "cannot open" in e.value.message
+    with pytest.raises(NnkError) as e:
+        nnkern.Mlp.load(tmp_path)
+    assert e.value.code == 7 and "is a directory" in e.value.message
+
+
+def test_bad_layer_spec_is_refused_by_the_library():
+    with pytest.raises(NnkError) as e:
+        nnkern.Mlp(4, [(3, 99), (2, 4)])
+    assert e.value.code == 1 and "unknown activation code 99" in e.value.message
+
+
+def test_callback_exception_propagates(digits):
+    X, y = digits
+    clf = MLPClassifier(max_iter=5, verbose=True)
+    orig = print
+
+    import builtins
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    builtins.print = boom
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            clf.fit(X[:100], y[:100])
+    finally:
+        builtins.print = orig
+    assert not hasattr(clf, "classes_")
