@@ -119,6 +119,12 @@ SIGNATURES: dict = {
                             c_double, _f64p, c_size_t, _f64p, c_size_t, c_double, _f64p, c_size_t]),
     # kernels
     "nnk_activation_forward": (c_int32, [c_uint32, c_size_t, c_size_t, _f32p, _f32p]),
+    "nnk_vexp_f32": (c_int32, [_f32p, _f32p, c_size_t]),
+    "nnk_vlog_f32": (c_int32, [_f32p, _f32p, c_size_t]),
+    "nnk_vtanh_f32": (c_int32, [_f32p, _f32p, c_size_t]),
+    "nnk_vsigmoid_f32": (c_int32, [_f32p, _f32p, c_size_t]),
+    "nnk_vsoftplus_f32": (c_int32, [_f32p, _f32p, c_size_t]),
+    "nnk_vgelu_f32": (c_int32, [_f32p, _f32p, c_size_t]),
     "nnk_activation_backward": (c_int32, [c_uint32, c_size_t, c_size_t, _f32p, _f32p, _f32p, _f32p]),
     "nnk_dense_forward": (c_int32, [c_uint32, c_size_t, c_size_t, c_size_t, _f32p, _f32p, _f32p, _f32p, _f32p]),
     "nnk_dense_backward": (c_int32, [c_uint32, c_size_t, c_size_t, c_size_t, _f32p, _f32p, _f32p, _f32p, _f32p,
