@@ -147,13 +147,66 @@ fn exp_clamped<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     s.mul_f32s(s.mul_f32s(p, s1), s2)
 }
 
-/// `e^x` for `x` in `[−87, 88]` (normal results only): one scale factor.
+/// `|x| ≤ FAST_LIM` (and not NaN) selects the fast exponential path
+/// ([`exp_fast`]): there `n = round(x·log₂e) ∈ [−125, 125]`, so `e^r·2ⁿ` is a
+/// normal number and `2ⁿ` can be applied by an integer add to the exponent field.
+const FAST_LIM: f32 = 86.5;
+
+/// Sign bit set in the lanes where `x` is outside `[−FAST_LIM, FAST_LIM]` or NaN
+/// (`bits(FAST_LIM) − bits(|x|)` goes negative exactly there).
 #[inline(always)]
-fn exp_normal<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let (p, kf) = exp_reduce(s, x);
-    let kb = s.sub_u32s(bits(s, kf), s.splat_u32s(MAGIC_BITS.wrapping_sub(127)));
-    let scale = from_bits(s, s.wrapping_dyn_shl_u32s(kb, s.splat_u32s(23)));
-    s.mul_f32s(p, scale)
+fn out_of_fast_range<S: Simd>(s: S, x: S::f32s) -> S::u32s {
+    s.sub_u32s(s.splat_u32s(FAST_LIM.to_bits()), s.and_u32s(bits(s, x), s.splat_u32s(0x7FFF_FFFF)))
+}
+
+/// Whether any lane of `v` has its sign bit set (one `vmovmskps` + test on x86).
+#[inline(always)]
+fn any_sign<S: Simd>(v: S::u32s) -> bool {
+    let lanes: &[u32] = pulp::bytemuck::cast_slice(std::slice::from_ref(&v));
+    lanes.iter().fold(false, |acc, &l| acc | ((l as i32) < 0))
+}
+
+/// Mask of the lanes that [`exp_fast`] handles (`|x| ≤ FAST_LIM`; false for NaN).
+#[inline(always)]
+fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
+    s.less_than_or_equal_f32s(abs(s, x), splat(s, FAST_LIM))
+}
+
+/// `e^r` for `r ∈ [−ln2/2, ln2/2]`: `1 + (r + r²·q(r))`, `q` a degree-4 minimax
+/// fit of `(e^r − 1 − r)/r²` (relative error of the polynomial 3.1e-9), evaluated
+/// Estrin-style so that the dependency chain is 5 FMAs deep instead of 7.
+#[inline(always)]
+fn exp_poly<S: Simd>(s: S, r: S::f32s) -> S::f32s {
+    let r2 = s.mul_f32s(r, r);
+    let b = fma(s, splat(s, 1.666_652_1e-1), r, splat(s, 4.999_999_4e-1));
+    let c = fma(s, splat(s, 8.368_728_7e-3), r, splat(s, 4.166_838_9e-2));
+    let d = fma(s, splat(s, 1.381_447_8e-3), r2, c);
+    let q = fma(s, d, r2, b);
+    let t = fma(s, q, r2, r);
+    s.add_f32s(t, splat(s, 1.0))
+}
+
+/// `e^x` for `|x| ≤ FAST_LIM` (garbage elsewhere, NaN included): Cody–Waite
+/// reduction, [`exp_poly`], and `2ⁿ` applied as an integer add of `n << 23` to the
+/// bits of the (normal, `[0.7, 1.42]`) polynomial value. Error ≤ 1 ULP (sweep).
+#[inline(always)]
+fn exp_fast<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    let kf = fma(s, x, splat(s, LOG2E), splat(s, MAGIC));
+    let n = s.sub_f32s(kf, splat(s, MAGIC));
+    let r = fma(s, n, splat(s, -LN2_HI), x);
+    let r = fma(s, n, splat(s, -LN2_LO), r);
+    let p = exp_poly(s, r);
+    // (MAGIC_BITS + n) << 23 ≡ n << 23 (mod 2³²): MAGIC's bits all shift out.
+    let scale = s.wrapping_dyn_shl_u32s(bits(s, kf), s.splat_u32s(23));
+    from_bits(s, s.add_u32s(bits(s, p), scale))
+}
+
+/// `e^x` over all of f32 (the slow path, used only for vectors with a lane out of
+/// the fast range): clamp, two-factor scaling for subnormal results, NaN.
+#[inline(always)]
+fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    let xc = s.min_f32s(s.max_f32s(x, splat(s, EXP_LO)), splat(s, EXP_HI));
+    keep_nan(s, x, exp_clamped(s, xc))
 }
 
 /// `e^x` on one vector.
@@ -161,10 +214,19 @@ fn exp_normal<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// **Error ≤ 2 ULP** over all of f32 (measured max 0.98 ULP), including subnormal results for
 /// `x ∈ [−103.97, −87.34]`. `exp(x) = +Inf` for `x > 88.7228` (and `+Inf`),
 /// `+0` for `x < −103.973` (and `−Inf`); NaN propagates.
+///
+/// Vectors whose lanes all lie in `[−86.5, 86.5]` take a short branch-free path;
+/// any other vector (a lane that overflows, underflows towards subnormals, or is
+/// NaN/Inf) also runs the full path and blends it into those lanes only, so every
+/// lane's result depends on that lane alone.
 #[inline(always)]
 pub fn exp_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let xc = s.min_f32s(s.max_f32s(x, splat(s, EXP_LO)), splat(s, EXP_HI));
-    keep_nan(s, x, exp_clamped(s, xc))
+    let fast = exp_fast(s, x);
+    if any_sign::<S>(out_of_fast_range(s, x)) {
+        s.select_f32s(in_fast_range(s, x), fast, exp_full(s, x))
+    } else {
+        fast
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -253,15 +315,16 @@ pub fn tanh_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     let z = s.mul_f32s(x, x);
     let p = horner!(s, z, -5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1,);
     let small = fma(s, s.mul_f32s(p, z), a, a);
-    // Large branch.
+    // Large branch: 2|x| ≤ 19 is inside the fast exp range.
     let ac = s.min_f32s(a, splat(s, 9.5));
-    let e = exp_normal(s, s.add_f32s(ac, ac));
+    let e = exp_fast(s, s.add_f32s(ac, ac));
     let q = s.div_f32s(splat(s, 2.0), s.add_f32s(e, splat(s, 1.0)));
     let large = s.sub_f32s(splat(s, 1.0), q);
     // Both branches are computed on |x|; the sign is restored last (so tanh(−0) = −0).
-    let r = s.select_f32s(s.less_than_f32s(a, splat(s, 0.625)), small, large);
+    // NaN fails the comparison and takes the small branch, which propagates it.
+    let r = s.select_f32s(s.greater_than_or_equal_f32s(a, splat(s, 0.625)), large, small);
     let sign = s.and_u32s(bits(s, x), s.splat_u32s(0x8000_0000));
-    keep_nan(s, x, from_bits(s, s.or_u32s(bits(s, r), sign)))
+    from_bits(s, s.or_u32s(bits(s, r), sign))
 }
 
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
@@ -281,7 +344,14 @@ fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
 pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    keep_nan(s, x, sigmoid_core(s, x))
+    // Fast path, |x| ≤ 86.5: e^{−x} is a normal number and 1/(1 + e^{−x}) loses nothing.
+    let neg_x = from_bits(s, s.xor_u32s(bits(s, x), s.splat_u32s(0x8000_0000)));
+    let fast = s.div_f32s(splat(s, 1.0), s.add_f32s(exp_fast(s, neg_x), splat(s, 1.0)));
+    if any_sign::<S>(out_of_fast_range(s, x)) {
+        s.select_f32s(in_fast_range(s, x), fast, keep_nan(s, x, sigmoid_core(s, x)))
+    } else {
+        fast
+    }
 }
 
 /// Softplus `log(1 + e^x)` on one vector, computed stably as
