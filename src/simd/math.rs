@@ -172,33 +172,44 @@ fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
     s.less_than_or_equal_f32s(abs(s, x), splat(s, FAST_LIM))
 }
 
-/// `e^r` for `r ∈ [−ln2/2, ln2/2]`: `1 + (r + r²·q(r))`, `q` a degree-4 minimax
+/// `e^r − 1` for `r ∈ [−ln2/2, ln2/2]`: `r + r²·q(r)`, `q` a degree-4 minimax
 /// fit of `(e^r − 1 − r)/r²` (relative error of the polynomial 3.1e-9), evaluated
-/// Estrin-style so that the dependency chain is 5 FMAs deep instead of 7.
+/// Estrin-style (`r + r²·(c2 + c3·r) + r⁴·(c4 + c5·r + c6·r²)`) so that the
+/// dependency chain after `r` is 3 multiplies/FMAs deep instead of 6.
 #[inline(always)]
-fn exp_poly<S: Simd>(s: S, r: S::f32s) -> S::f32s {
+fn expm1_poly<S: Simd>(s: S, r: S::f32s) -> S::f32s {
     let r2 = s.mul_f32s(r, r);
+    let r4 = s.mul_f32s(r2, r2);
     let b = fma(s, splat(s, 1.666_652_1e-1), r, splat(s, 4.999_999_4e-1));
     let c = fma(s, splat(s, 8.368_728_7e-3), r, splat(s, 4.166_838_9e-2));
     let d = fma(s, splat(s, 1.381_447_8e-3), r2, c);
-    let q = fma(s, d, r2, b);
-    let t = fma(s, q, r2, r);
-    s.add_f32s(t, splat(s, 1.0))
+    let e = fma(s, b, r2, r);
+    fma(s, d, r4, e)
 }
 
-/// `e^x` for `|x| ≤ FAST_LIM` (garbage elsewhere, NaN included): Cody–Waite
-/// reduction, [`exp_poly`], and `2ⁿ` applied as an integer add of `n << 23` to the
-/// bits of the (normal, `[0.7, 1.42]`) polynomial value. Error ≤ 1 ULP (sweep).
+/// Reduction for the fast path: `x = n·ln2 + r`, returns `(t, sc)` with
+/// `t = e^r − 1` ([`expm1_poly`]) and `sc = 2ⁿ`, so that `e^x = sc + sc·t`
+/// (one FMA, one rounding). Valid for `|x| ≤ FAST_LIM` (`n ∈ [−125, 125]`, so
+/// `2ⁿ` is a normal number built directly in the exponent field).
 #[inline(always)]
-fn exp_fast<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+fn exp_fast_parts<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
     let kf = fma(s, x, splat(s, LOG2E), splat(s, MAGIC));
     let n = s.sub_f32s(kf, splat(s, MAGIC));
+    // Cody–Waite: n·LN2_HI is exact and so is x − n·LN2_HI; the low part is
+    // multiplied in parallel and added once.
     let r = fma(s, n, splat(s, -LN2_HI), x);
-    let r = fma(s, n, splat(s, -LN2_LO), r);
-    let p = exp_poly(s, r);
-    // (MAGIC_BITS + n) << 23 ≡ n << 23 (mod 2³²): MAGIC's bits all shift out.
-    let scale = s.wrapping_dyn_shl_u32s(bits(s, kf), s.splat_u32s(23));
-    from_bits(s, s.add_u32s(bits(s, p), scale))
+    let r = s.add_f32s(r, s.mul_f32s(n, splat(s, -LN2_LO)));
+    let t = expm1_poly(s, r);
+    // (MAGIC_BITS + n + 127) << 23 ≡ (n + 127) << 23 (mod 2³²): MAGIC's bits all shift out.
+    let sc = s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf), s.splat_u32s(127)), s.splat_u32s(23));
+    (t, from_bits(s, sc))
+}
+
+/// `e^x` for `|x| ≤ FAST_LIM` (garbage elsewhere, NaN included).
+#[inline(always)]
+fn exp_fast<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    let (t, sc) = exp_fast_parts(s, x);
+    fma(s, t, sc, sc)
 }
 
 /// `e^x` over all of f32 (the slow path, used only for vectors with a lane out of
@@ -221,12 +232,20 @@ fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// lane's result depends on that lane alone.
 #[inline(always)]
 pub fn exp_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let fast = exp_fast(s, x);
-    if any_sign::<S>(out_of_fast_range(s, x)) {
-        s.select_f32s(in_fast_range(s, x), fast, exp_full(s, x))
-    } else {
-        fast
-    }
+    let (fast, flags) = exp_flagged(s, x);
+    if any_sign::<S>(flags) { exp_fixup(s, x, fast) } else { fast }
+}
+
+/// Fast-path `e^x` and the lanes (sign bit set) that need [`exp_fixup`].
+#[inline(always)]
+fn exp_flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
+    (exp_fast(s, x), out_of_fast_range(s, x))
+}
+
+/// Replaces the lanes of `fast` outside the fast range by the full-range result.
+#[inline(always)]
+fn exp_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+    s.select_f32s(in_fast_range(s, x), fast, exp_full(s, x))
 }
 
 // ---------------------------------------------------------------------------
@@ -344,14 +363,25 @@ fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
 pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    // Fast path, |x| ≤ 86.5: e^{−x} is a normal number and 1/(1 + e^{−x}) loses nothing.
+    let (fast, flags) = sigmoid_flagged(s, x);
+    if any_sign::<S>(flags) { sigmoid_fixup(s, x, fast) } else { fast }
+}
+
+/// Fast path, `|x| ≤ 86.5`: `e^{−x} = sc·(1 + t)` is a normal number and
+/// `1/(1 + e^{−x}) = 1/fma(t, sc, sc + 1)` loses nothing. Also returns the lanes
+/// (sign bit set) that need [`sigmoid_fixup`].
+#[inline(always)]
+fn sigmoid_flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
     let neg_x = from_bits(s, s.xor_u32s(bits(s, x), s.splat_u32s(0x8000_0000)));
-    let fast = s.div_f32s(splat(s, 1.0), s.add_f32s(exp_fast(s, neg_x), splat(s, 1.0)));
-    if any_sign::<S>(out_of_fast_range(s, x)) {
-        s.select_f32s(in_fast_range(s, x), fast, keep_nan(s, x, sigmoid_core(s, x)))
-    } else {
-        fast
-    }
+    let (t, sc) = exp_fast_parts(s, neg_x);
+    let den = fma(s, t, sc, s.add_f32s(sc, splat(s, 1.0)));
+    (s.div_f32s(splat(s, 1.0), den), out_of_fast_range(s, x))
+}
+
+/// Replaces the lanes of `fast` outside the fast range by the stable full-range form.
+#[inline(always)]
+fn sigmoid_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+    s.select_f32s(in_fast_range(s, x), fast, keep_nan(s, x, sigmoid_core(s, x)))
 }
 
 /// Softplus `log(1 + e^x)` on one vector, computed stably as
@@ -407,6 +437,17 @@ trait F32Map {
     const NAME: &'static str;
     /// Applies the function to one vector.
     fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s;
+    /// Fast-path result and a flag vector whose sign bit marks the lanes that
+    /// [`F32Map::fixup`] must redo (none by default: `apply` is the whole function).
+    #[inline(always)]
+    fn flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
+        (Self::apply(s, x), s.splat_u32s(0))
+    }
+    /// The full result from the fast one, for a vector with a flagged lane.
+    #[inline(always)]
+    fn fixup<S: Simd>(_s: S, _x: S::f32s, fast: S::f32s) -> S::f32s {
+        fast
+    }
 }
 
 macro_rules! map_type {
@@ -420,14 +461,52 @@ macro_rules! map_type {
             }
         }
     };
+    ($ty:ident, $name:literal, $f:ident, $flagged:ident, $fixup:ident) => {
+        struct $ty;
+        impl F32Map for $ty {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+                $f(s, x)
+            }
+            #[inline(always)]
+            fn flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
+                $flagged(s, x)
+            }
+            #[inline(always)]
+            fn fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+                $fixup(s, x, fast)
+            }
+        }
+    };
 }
 
-map_type!(Exp, "vexp_f32", exp_f32s);
+map_type!(Exp, "vexp_f32", exp_f32s, exp_flagged, exp_fixup);
 map_type!(Log, "vlog_f32", log_f32s);
 map_type!(Tanh, "vtanh_f32", tanh_f32s);
-map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s);
+map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s, sigmoid_flagged, sigmoid_fixup);
 map_type!(Softplus, "vsoftplus_f32", softplus_f32s);
 map_type!(Gelu, "vgelu_f32", gelu_tanh_f32s);
+
+/// `F` on `UNROLL` independent vectors: fast paths first, then one test of the
+/// OR-ed flags, so the common case has a single well-predicted branch.
+#[inline(always)]
+fn apply_block<S: Simd, F: F32Map>(s: S, x: &[S::f32s], y: &mut [S::f32s]) {
+    let r: [(S::f32s, S::u32s); UNROLL] = std::array::from_fn(|i| F::flagged(s, x[i]));
+    // Separate tests OR-ed as booleans (LLVM turns an OR-ed vector into a horizontal reduction).
+    if r.iter().fold(false, |acc, ri| acc | any_sign::<S>(ri.1)) {
+        for i in 0..UNROLL {
+            y[i] = if any_sign::<S>(r[i].1) { F::fixup(s, x[i], r[i].0) } else { r[i].0 };
+        }
+    } else {
+        for i in 0..UNROLL {
+            y[i] = r[i].0;
+        }
+    }
+}
+
+/// Vectors processed per iteration by the slice kernels (independent dependency chains).
+const UNROLL: usize = 4;
 
 /// `y[i] = F(x[i])`.
 struct MapOp<'a, F> {
@@ -442,7 +521,13 @@ impl<F: F32Map> WithSimd for MapOp<'_, F> {
     fn with_simd<S: Simd>(self, s: S) {
         let (xv, xt) = S::as_simd_f32s(self.x);
         let (yv, yt) = S::as_mut_simd_f32s(self.y);
-        for (y, &x) in yv.iter_mut().zip(xv) {
+        // UNROLL independent vectors per iteration.
+        let mut xc = xv.chunks_exact(UNROLL);
+        let mut yc = yv.chunks_exact_mut(UNROLL);
+        for (y, x) in yc.by_ref().zip(xc.by_ref()) {
+            apply_block::<S, F>(s, x, y);
+        }
+        for (y, &x) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
             *y = F::apply(s, x);
         }
         if !xt.is_empty() {
@@ -463,7 +548,12 @@ impl<F: F32Map> WithSimd for MapInPlace<'_, F> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let (xv, xt) = S::as_mut_simd_f32s(self.x);
-        for x in xv.iter_mut() {
+        let mut xc = xv.chunks_exact_mut(UNROLL);
+        for x in xc.by_ref() {
+            let v: [S::f32s; UNROLL] = std::array::from_fn(|i| x[i]);
+            apply_block::<S, F>(s, &v, x);
+        }
+        for x in xc.into_remainder() {
             *x = F::apply(s, *x);
         }
         if !xt.is_empty() {
