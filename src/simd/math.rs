@@ -86,6 +86,26 @@ macro_rules! horner {
     }};
 }
 
+/// `[f(0), …, f(N−1)]` for an `N`-array of `f32s` (or `u32s` with `u32`), built
+/// with a plain loop: `std::array::from_fn` takes a closure that is not
+/// guaranteed to be inlined, which would leave the target-feature region.
+macro_rules! map_n {
+    ($s:expr, $n:expr, |$i:ident| $e:expr) => {{
+        let mut a = [$s.splat_f32s(0.0); $n];
+        for $i in 0..$n {
+            a[$i] = $e;
+        }
+        a
+    }};
+    ($s:expr, $n:expr, u32, |$i:ident| $e:expr) => {{
+        let mut a = [$s.splat_u32s(0); $n];
+        for $i in 0..$n {
+            a[$i] = $e;
+        }
+        a
+    }};
+}
+
 // ---------------------------------------------------------------------------
 // exp
 // ---------------------------------------------------------------------------
@@ -148,7 +168,7 @@ fn exp_clamped<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 }
 
 /// `|x| ≤ FAST_LIM` (and not NaN) selects the fast exponential path
-/// ([`exp_fast`]): there `n = round(x·log₂e) ∈ [−125, 125]`, so `e^r·2ⁿ` is a
+/// ([`exp_fast_parts_n`]): there `n = round(x·log₂e) ∈ [−125, 125]`, so `e^r·2ⁿ` is a
 /// normal number and `2ⁿ` can be applied by an integer add to the exponent field.
 const FAST_LIM: f32 = 86.5;
 
@@ -166,51 +186,48 @@ fn any_sign<S: Simd>(v: S::u32s) -> bool {
     lanes.iter().fold(false, |acc, &l| acc | ((l as i32) < 0))
 }
 
-/// Mask of the lanes that [`exp_fast`] handles (`|x| ≤ FAST_LIM`; false for NaN).
+/// Mask of the lanes that [`exp_fast_parts_n`] handles (`|x| ≤ FAST_LIM`; false for NaN).
 #[inline(always)]
 fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
     s.less_than_or_equal_f32s(abs(s, x), splat(s, FAST_LIM))
 }
 
-/// `e^r − 1` for `r ∈ [−ln2/2, ln2/2]`: `r + r²·q(r)`, `q` a degree-4 minimax
+/// `e^r − 1` for `r ∈ [−ln2/2, ln2/2]` on `N` vectors: `r + r²·q(r)`, `q` a degree-4 minimax
 /// fit of `(e^r − 1 − r)/r²` (relative error of the polynomial 3.1e-9), evaluated
 /// Estrin-style (`q = (c2 + c3·r) + r²·(c4 + c5·r + c6·r²)`) so that the dependency
 /// chain after `r` is 4 multiplies/FMAs deep instead of 6, with a single rounding
 /// of the result relative to `r` (the last FMA), which keeps `e^r − 1` accurate to
 /// about half an ULP for small `r` too (tanh relies on that).
 #[inline(always)]
-fn expm1_poly<S: Simd>(s: S, r: S::f32s) -> S::f32s {
-    let r2 = s.mul_f32s(r, r);
-    let b = fma(s, splat(s, 1.666_652_1e-1), r, splat(s, 4.999_999_4e-1));
-    let c = fma(s, splat(s, 8.368_728_7e-3), r, splat(s, 4.166_838_9e-2));
-    let d = fma(s, splat(s, 1.381_447_8e-3), r2, c);
-    let q = fma(s, d, r2, b);
-    fma(s, q, r2, r)
+fn expm1_poly_n<S: Simd, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] {
+    let r2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(r[i], r[i]));
+    let b: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.666_652_1e-1), r[i], splat(s, 4.999_999_4e-1)));
+    let c: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 8.368_728_7e-3), r[i], splat(s, 4.166_838_9e-2)));
+    let d: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.381_447_8e-3), r2[i], c[i]));
+    let q: [S::f32s; N] = map_n!(s, N, |i| fma(s, d[i], r2[i], b[i]));
+    map_n!(s, N, |i| fma(s, q[i], r2[i], r[i]))
 }
 
-/// Reduction for the fast path: `x = n·ln2 + r`, returns `(t, sc)` with
-/// `t = e^r − 1` ([`expm1_poly`]) and `sc = 2ⁿ`, so that `e^x = sc + sc·t`
-/// (one FMA, one rounding). Valid for `|x| ≤ FAST_LIM` (`n ∈ [−125, 125]`, so
-/// `2ⁿ` is a normal number built directly in the exponent field).
+/// Reduction for the fast path, on `N` independent vectors stage by stage (so the
+/// chains are interleaved in program order and the out-of-order window covers
+/// several of them): `x = n·ln2 + r`, returns `(t, sc)` with `t = e^r − 1`
+/// ([`expm1_poly_n`]) and `sc = 2ⁿ`, so that `e^x = sc + sc·t` (one FMA, one
+/// rounding). Valid for `|x| ≤ FAST_LIM` (`n ∈ [−125, 125]`, so `2ⁿ` is a normal
+/// number built directly in the exponent field).
 #[inline(always)]
-fn exp_fast_parts<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
-    let kf = fma(s, x, splat(s, LOG2E), splat(s, MAGIC));
-    let n = s.sub_f32s(kf, splat(s, MAGIC));
+fn exp_fast_parts_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::f32s; N]) {
+    let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, x[i], splat(s, LOG2E), splat(s, MAGIC)));
+    let n: [S::f32s; N] = map_n!(s, N, |i| s.sub_f32s(kf[i], splat(s, MAGIC)));
     // Cody–Waite: n·LN2_HI is exact and so is x − n·LN2_HI; the low part is
     // multiplied in parallel and added once.
-    let r = fma(s, n, splat(s, -LN2_HI), x);
-    let r = s.add_f32s(r, s.mul_f32s(n, splat(s, -LN2_LO)));
-    let t = expm1_poly(s, r);
+    let r: [S::f32s; N] = map_n!(s, N, |i| fma(s, n[i], splat(s, -LN2_HI), x[i]));
+    let r: [S::f32s; N] = map_n!(s, N, |i| s.add_f32s(r[i], s.mul_f32s(n[i], splat(s, -LN2_LO))));
+    let t = expm1_poly_n(s, r);
     // (MAGIC_BITS + n + 127) << 23 ≡ (n + 127) << 23 (mod 2³²): MAGIC's bits all shift out.
-    let sc = s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf), s.splat_u32s(127)), s.splat_u32s(23));
-    (t, from_bits(s, sc))
-}
-
-/// `e^x` for `|x| ≤ FAST_LIM` (garbage elsewhere, NaN included).
-#[inline(always)]
-fn exp_fast<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let (t, sc) = exp_fast_parts(s, x);
-    fma(s, t, sc, sc)
+    let sc = map_n!(s, N, |i| {
+        from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(127)), s.splat_u32s(23)))
+    });
+    (t, sc)
 }
 
 /// `e^x` over all of f32 (the slow path, used only for vectors with a lane out of
@@ -233,14 +250,15 @@ fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// lane's result depends on that lane alone.
 #[inline(always)]
 pub fn exp_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let (fast, flags) = exp_flagged(s, x);
+    let ([fast], [flags]) = exp_flagged_n(s, [x]);
     if any_sign::<S>(flags) { exp_fixup(s, x, fast) } else { fast }
 }
 
-/// Fast-path `e^x` and the lanes (sign bit set) that need [`exp_fixup`].
+/// Fast-path `e^x` on `N` vectors and the lanes (sign bit set) that need [`exp_fixup`].
 #[inline(always)]
-fn exp_flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
-    (exp_fast(s, x), out_of_fast_range(s, x))
+fn exp_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+    let (t, sc) = exp_fast_parts_n(s, x);
+    (map_n!(s, N, |i| fma(s, t[i], sc[i], sc[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
 }
 
 /// Replaces the lanes of `fast` outside the fast range by the full-range result.
@@ -330,18 +348,26 @@ fn log1p_unit<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 /// whole range without cancellation. `|x| < 2⁻¹²` returns `x` (exact to
 /// < 2⁻²⁵ relative), which also keeps `tanh(±0) = ±0` and propagates NaN.
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
-/// max 1.29 ULP). `tanh(±Inf) = ±1`.
+/// max 2.48 ULP; analytically ≤ 3 ULP plus the polynomial's 0.05). `tanh(±Inf) = ±1`.
 #[inline(always)]
 pub fn tanh_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let y = s.mul_f32s(x, splat(s, -2.0));
-    let y = s.min_f32s(s.max_f32s(y, splat(s, -19.0)), splat(s, 19.0));
-    let (t, sc) = exp_fast_parts(s, y);
-    let m = fma(s, t, sc, s.sub_f32s(sc, splat(s, 1.0)));
-    let r = s.div_f32s(m, s.sub_f32s(splat(s, -2.0), m));
-    s.select_f32s(s.greater_than_or_equal_f32s(abs(s, x), splat(s, TANH_TINY)), r, x)
+    tanh_n(s, [x])[0]
 }
 
-/// Below this `|x|`, `tanh x` rounds to `x`... to within 2⁻²⁵ relative: returned as is.
+/// [`tanh_f32s`] on `N` vectors, stage by stage.
+#[inline(always)]
+fn tanh_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
+    let y: [S::f32s; N] = map_n!(s, N, |i| {
+        let y = s.mul_f32s(x[i], splat(s, -2.0));
+        s.min_f32s(s.max_f32s(y, splat(s, -19.0)), splat(s, 19.0))
+    });
+    let (t, sc) = exp_fast_parts_n(s, y);
+    let m: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.sub_f32s(sc[i], splat(s, 1.0))));
+    let r: [S::f32s; N] = map_n!(s, N, |i| s.div_f32s(m[i], s.sub_f32s(splat(s, -2.0), m[i])));
+    map_n!(s, N, |i| s.select_f32s(s.greater_than_or_equal_f32s(abs(s, x[i]), splat(s, TANH_TINY)), r[i], x[i]))
+}
+
+/// Below this `|x|`, `tanh x = x·(1 − x²/3 + …)` is within 2⁻²⁵ relative of `x`: returned as is.
 const TANH_TINY: f32 = 1.0 / 4096.0;
 
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
@@ -353,15 +379,19 @@ fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
     s.div_f32s(num, s.add_f32s(e, splat(s, 1.0)))
 }
 
-/// Logistic sigmoid `1/(1 + e^{−x})` on one vector, computed stably as
-/// `1/(1 + e^{−|x|})` or `e^{−|x|}/(1 + e^{−|x|})` so nothing overflows.
+/// Logistic sigmoid `1/(1 + e^{−x})` on one vector.
+///
+/// Vectors with every lane in `[−86.5, 86.5]` compute `1/(1 + e^{−x})` directly
+/// (nothing overflows there) with one FMA for the denominator; any other vector
+/// also runs the stable form `1/(1 + e^{−|x|})` or `e^{−|x|}/(1 + e^{−|x|})` and
+/// blends it into the lanes outside that range.
 ///
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
-/// max 2.18 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
+/// max 2.34 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
 pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let (fast, flags) = sigmoid_flagged(s, x);
+    let ([fast], [flags]) = sigmoid_flagged_n(s, [x]);
     if any_sign::<S>(flags) { sigmoid_fixup(s, x, fast) } else { fast }
 }
 
@@ -369,11 +399,11 @@ pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// `1/(1 + e^{−x}) = 1/fma(t, sc, sc + 1)` loses nothing. Also returns the lanes
 /// (sign bit set) that need [`sigmoid_fixup`].
 #[inline(always)]
-fn sigmoid_flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
-    let neg_x = from_bits(s, s.xor_u32s(bits(s, x), s.splat_u32s(0x8000_0000)));
-    let (t, sc) = exp_fast_parts(s, neg_x);
-    let den = fma(s, t, sc, s.add_f32s(sc, splat(s, 1.0)));
-    (s.div_f32s(splat(s, 1.0), den), out_of_fast_range(s, x))
+fn sigmoid_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+    let neg_x: [S::f32s; N] = map_n!(s, N, |i| from_bits(s, s.xor_u32s(bits(s, x[i]), s.splat_u32s(0x8000_0000))));
+    let (t, sc) = exp_fast_parts_n(s, neg_x);
+    let den: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.add_f32s(sc[i], splat(s, 1.0))));
+    (map_n!(s, N, |i| s.div_f32s(splat(s, 1.0), den[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
 }
 
 /// Replaces the lanes of `fast` outside the fast range by the stable full-range form.
@@ -435,11 +465,12 @@ trait F32Map {
     const NAME: &'static str;
     /// Applies the function to one vector.
     fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s;
-    /// Fast-path result and a flag vector whose sign bit marks the lanes that
-    /// [`F32Map::fixup`] must redo (none by default: `apply` is the whole function).
+    /// Fast-path results on a block of vectors, and flag vectors whose sign bit
+    /// marks the lanes that [`F32Map::fixup`] must redo (none by default: `apply`
+    /// is the whole function).
     #[inline(always)]
-    fn flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
-        (Self::apply(s, x), s.splat_u32s(0))
+    fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+        (map_n!(s, UNROLL, |i| Self::apply(s, x[i])), [s.splat_u32s(0); UNROLL])
     }
     /// The full result from the fast one, for a vector with a flagged lane.
     #[inline(always)]
@@ -459,6 +490,20 @@ macro_rules! map_type {
             }
         }
     };
+    ($ty:ident, $name:literal, $f:ident, $block:ident) => {
+        struct $ty;
+        impl F32Map for $ty {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+                $f(s, x)
+            }
+            #[inline(always)]
+            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+                ($block(s, x), [s.splat_u32s(0); UNROLL])
+            }
+        }
+    };
     ($ty:ident, $name:literal, $f:ident, $flagged:ident, $fixup:ident) => {
         struct $ty;
         impl F32Map for $ty {
@@ -468,7 +513,7 @@ macro_rules! map_type {
                 $f(s, x)
             }
             #[inline(always)]
-            fn flagged<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::u32s) {
+            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
                 $flagged(s, x)
             }
             #[inline(always)]
@@ -479,10 +524,10 @@ macro_rules! map_type {
     };
 }
 
-map_type!(Exp, "vexp_f32", exp_f32s, exp_flagged, exp_fixup);
+map_type!(Exp, "vexp_f32", exp_f32s, exp_flagged_n, exp_fixup);
 map_type!(Log, "vlog_f32", log_f32s);
-map_type!(Tanh, "vtanh_f32", tanh_f32s);
-map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s, sigmoid_flagged, sigmoid_fixup);
+map_type!(Tanh, "vtanh_f32", tanh_f32s, tanh_n);
+map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s, sigmoid_flagged_n, sigmoid_fixup);
 map_type!(Softplus, "vsoftplus_f32", softplus_f32s);
 map_type!(Gelu, "vgelu_f32", gelu_tanh_f32s);
 
@@ -490,16 +535,14 @@ map_type!(Gelu, "vgelu_f32", gelu_tanh_f32s);
 /// OR-ed flags, so the common case has a single well-predicted branch.
 #[inline(always)]
 fn apply_block<S: Simd, F: F32Map>(s: S, x: &[S::f32s], y: &mut [S::f32s]) {
-    let r: [(S::f32s, S::u32s); UNROLL] = std::array::from_fn(|i| F::flagged(s, x[i]));
+    let (r, flags) = F::block(s, map_n!(s, UNROLL, |i| x[i]));
     // Separate tests OR-ed as booleans (LLVM turns an OR-ed vector into a horizontal reduction).
-    if r.iter().fold(false, |acc, ri| acc | any_sign::<S>(ri.1)) {
+    if flags.iter().fold(false, |acc, &f| acc | any_sign::<S>(f)) {
         for i in 0..UNROLL {
-            y[i] = if any_sign::<S>(r[i].1) { F::fixup(s, x[i], r[i].0) } else { r[i].0 };
+            y[i] = if any_sign::<S>(flags[i]) { F::fixup(s, x[i], r[i]) } else { r[i] };
         }
     } else {
-        for i in 0..UNROLL {
-            y[i] = r[i].0;
-        }
+        y.copy_from_slice(&r);
     }
 }
 
@@ -548,7 +591,7 @@ impl<F: F32Map> WithSimd for MapInPlace<'_, F> {
         let (xv, xt) = S::as_mut_simd_f32s(self.x);
         let mut xc = xv.chunks_exact_mut(UNROLL);
         for x in xc.by_ref() {
-            let v: [S::f32s; UNROLL] = std::array::from_fn(|i| x[i]);
+            let v: [S::f32s; UNROLL] = map_n!(s, UNROLL, |i| x[i]);
             apply_block::<S, F>(s, &v, x);
         }
         for x in xc.into_remainder() {
