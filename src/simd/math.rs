@@ -86,6 +86,26 @@ macro_rules! horner {
     }};
 }
 
+/// `[f(0), …, f(N−1)]` for an `N`-array of `f32s` (or `u32s` with `u32`), built
+/// with a plain loop: `std::array::from_fn` takes a closure that is not
+/// guaranteed to be inlined, which would leave the target-feature region.
+macro_rules! map_n {
+    ($s:expr, $n:expr, |$i:ident| $e:expr) => {{
+        let mut a = [$s.splat_f32s(0.0); $n];
+        for $i in 0..$n {
+            a[$i] = $e;
+        }
+        a
+    }};
+    ($s:expr, $n:expr, u32, |$i:ident| $e:expr) => {{
+        let mut a = [$s.splat_u32s(0); $n];
+        for $i in 0..$n {
+            a[$i] = $e;
+        }
+        a
+    }};
+}
+
 // ---------------------------------------------------------------------------
 // exp
 // ---------------------------------------------------------------------------
@@ -147,13 +167,75 @@ fn exp_clamped<S: Simd>(s: S, x: S::f32s) -> S::f32s {
     s.mul_f32s(s.mul_f32s(p, s1), s2)
 }
 
-/// `e^x` for `x` in `[−87, 88]` (normal results only): one scale factor.
+/// `|x| ≤ FAST_LIM` (and not NaN) selects the fast exponential path
+/// ([`exp_fast_parts_n`]): there `n = round(x·log₂e) ∈ [−125, 125]`, so `e^r·2ⁿ` is a
+/// normal number and `2ⁿ` can be applied by an integer add to the exponent field.
+const FAST_LIM: f32 = 86.5;
+
+/// Sign bit set in the lanes where `x` is outside `[−FAST_LIM, FAST_LIM]` or NaN
+/// (`bits(FAST_LIM) − bits(|x|)` goes negative exactly there).
 #[inline(always)]
-fn exp_normal<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let (p, kf) = exp_reduce(s, x);
-    let kb = s.sub_u32s(bits(s, kf), s.splat_u32s(MAGIC_BITS.wrapping_sub(127)));
-    let scale = from_bits(s, s.wrapping_dyn_shl_u32s(kb, s.splat_u32s(23)));
-    s.mul_f32s(p, scale)
+fn out_of_fast_range<S: Simd>(s: S, x: S::f32s) -> S::u32s {
+    s.sub_u32s(s.splat_u32s(FAST_LIM.to_bits()), s.and_u32s(bits(s, x), s.splat_u32s(0x7FFF_FFFF)))
+}
+
+/// Whether any lane of `v` has its sign bit set (one `vmovmskps` + test on x86).
+#[inline(always)]
+fn any_sign<S: Simd>(v: S::u32s) -> bool {
+    let lanes: &[u32] = pulp::bytemuck::cast_slice(std::slice::from_ref(&v));
+    lanes.iter().fold(false, |acc, &l| acc | ((l as i32) < 0))
+}
+
+/// Mask of the lanes that [`exp_fast_parts_n`] handles (`|x| ≤ FAST_LIM`; false for NaN).
+#[inline(always)]
+fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
+    s.less_than_or_equal_f32s(abs(s, x), splat(s, FAST_LIM))
+}
+
+/// `e^r − 1` for `r ∈ [−ln2/2, ln2/2]` on `N` vectors: `r + r²·q(r)`, `q` a degree-4 minimax
+/// fit of `(e^r − 1 − r)/r²` (relative error of the polynomial 3.1e-9), evaluated
+/// Estrin-style (`q = (c2 + c3·r) + r²·(c4 + c5·r + c6·r²)`) so that the dependency
+/// chain after `r` is 4 multiplies/FMAs deep instead of 6, with a single rounding
+/// of the result relative to `r` (the last FMA), which keeps `e^r − 1` accurate to
+/// about half an ULP for small `r` too (tanh relies on that).
+#[inline(always)]
+fn expm1_poly_n<S: Simd, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] {
+    let r2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(r[i], r[i]));
+    let b: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.666_652_1e-1), r[i], splat(s, 4.999_999_4e-1)));
+    let c: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 8.368_728_7e-3), r[i], splat(s, 4.166_838_9e-2)));
+    let d: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.381_447_8e-3), r2[i], c[i]));
+    let q: [S::f32s; N] = map_n!(s, N, |i| fma(s, d[i], r2[i], b[i]));
+    map_n!(s, N, |i| fma(s, q[i], r2[i], r[i]))
+}
+
+/// Reduction for the fast path, on `N` independent vectors stage by stage (so the
+/// chains are interleaved in program order and the out-of-order window covers
+/// several of them): `x = n·ln2 + r`, returns `(t, sc)` with `t = e^r − 1`
+/// ([`expm1_poly_n`]) and `sc = 2ⁿ`, so that `e^x = sc + sc·t` (one FMA, one
+/// rounding). Valid for `|x| ≤ FAST_LIM` (`n ∈ [−125, 125]`, so `2ⁿ` is a normal
+/// number built directly in the exponent field).
+#[inline(always)]
+fn exp_fast_parts_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::f32s; N]) {
+    let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, x[i], splat(s, LOG2E), splat(s, MAGIC)));
+    let n: [S::f32s; N] = map_n!(s, N, |i| s.sub_f32s(kf[i], splat(s, MAGIC)));
+    // Cody–Waite: n·LN2_HI is exact and so is x − n·LN2_HI; the low part is
+    // multiplied in parallel and added once.
+    let r: [S::f32s; N] = map_n!(s, N, |i| fma(s, n[i], splat(s, -LN2_HI), x[i]));
+    let r: [S::f32s; N] = map_n!(s, N, |i| s.add_f32s(r[i], s.mul_f32s(n[i], splat(s, -LN2_LO))));
+    let t = expm1_poly_n(s, r);
+    // (MAGIC_BITS + n + 127) << 23 ≡ (n + 127) << 23 (mod 2³²): MAGIC's bits all shift out.
+    let sc = map_n!(s, N, |i| {
+        from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(127)), s.splat_u32s(23)))
+    });
+    (t, sc)
+}
+
+/// `e^x` over all of f32 (the slow path, used only for vectors with a lane out of
+/// the fast range): clamp, two-factor scaling for subnormal results, NaN.
+#[inline(always)]
+fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+    let xc = s.min_f32s(s.max_f32s(x, splat(s, EXP_LO)), splat(s, EXP_HI));
+    keep_nan(s, x, exp_clamped(s, xc))
 }
 
 /// `e^x` on one vector.
@@ -161,10 +243,28 @@ fn exp_normal<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// **Error ≤ 2 ULP** over all of f32 (measured max 0.98 ULP), including subnormal results for
 /// `x ∈ [−103.97, −87.34]`. `exp(x) = +Inf` for `x > 88.7228` (and `+Inf`),
 /// `+0` for `x < −103.973` (and `−Inf`); NaN propagates.
+///
+/// Vectors whose lanes all lie in `[−86.5, 86.5]` take a short branch-free path;
+/// any other vector (a lane that overflows, underflows towards subnormals, or is
+/// NaN/Inf) also runs the full path and blends it into those lanes only, so every
+/// lane's result depends on that lane alone.
 #[inline(always)]
 pub fn exp_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let xc = s.min_f32s(s.max_f32s(x, splat(s, EXP_LO)), splat(s, EXP_HI));
-    keep_nan(s, x, exp_clamped(s, xc))
+    let ([fast], [flags]) = exp_flagged_n(s, [x]);
+    if any_sign::<S>(flags) { exp_fixup(s, x, fast) } else { fast }
+}
+
+/// Fast-path `e^x` on `N` vectors and the lanes (sign bit set) that need [`exp_fixup`].
+#[inline(always)]
+fn exp_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+    let (t, sc) = exp_fast_parts_n(s, x);
+    (map_n!(s, N, |i| fma(s, t[i], sc[i], sc[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
+}
+
+/// Replaces the lanes of `fast` outside the fast range by the full-range result.
+#[inline(always)]
+fn exp_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+    s.select_f32s(in_fast_range(s, x), fast, exp_full(s, x))
 }
 
 // ---------------------------------------------------------------------------
@@ -241,28 +341,34 @@ fn log1p_unit<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 
 /// Hyperbolic tangent on one vector.
 ///
-/// `|x| < 0.625`: odd minimax polynomial (Cephes tanhf); otherwise
-/// `1 − 2/(e^{2|x|} + 1)` with the sign of `x` restored, `|x|` clamped to 9.5
-/// (the result rounds to ±1 from `|x| > 9.011` on). **Error ≤ 4 ULP** over all
-/// of f32 (ULP bound, not a relative one; measured max 1.29 ULP).
-/// `tanh(±0) = ±0`, `tanh(±Inf) = ±1`; NaN propagates.
+/// `tanh x = −m/(2 + m)` with `m = e^{−2x} − 1`, `−2x` clamped to `[−19, 19]`
+/// (the result rounds to ±1 from `|x| > 9.011` on). `m` comes from the fast
+/// exponential's parts as `sc·t + (sc − 1)` in one FMA, which is accurate for
+/// small arguments too (it is `t` itself when `n = 0`), so one formula covers the
+/// whole range without cancellation. `|x| < 2⁻¹²` returns `x` (exact to
+/// < 2⁻²⁵ relative), which also keeps `tanh(±0) = ±0` and propagates NaN.
+/// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
+/// max 2.48 ULP; analytically ≤ 3 ULP plus the polynomial's 0.05). `tanh(±Inf) = ±1`.
 #[inline(always)]
 pub fn tanh_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    let a = abs(s, x);
-    // Small branch.
-    let z = s.mul_f32s(x, x);
-    let p = horner!(s, z, -5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1,);
-    let small = fma(s, s.mul_f32s(p, z), a, a);
-    // Large branch.
-    let ac = s.min_f32s(a, splat(s, 9.5));
-    let e = exp_normal(s, s.add_f32s(ac, ac));
-    let q = s.div_f32s(splat(s, 2.0), s.add_f32s(e, splat(s, 1.0)));
-    let large = s.sub_f32s(splat(s, 1.0), q);
-    // Both branches are computed on |x|; the sign is restored last (so tanh(−0) = −0).
-    let r = s.select_f32s(s.less_than_f32s(a, splat(s, 0.625)), small, large);
-    let sign = s.and_u32s(bits(s, x), s.splat_u32s(0x8000_0000));
-    keep_nan(s, x, from_bits(s, s.or_u32s(bits(s, r), sign)))
+    tanh_n(s, [x])[0]
 }
+
+/// [`tanh_f32s`] on `N` vectors, stage by stage.
+#[inline(always)]
+fn tanh_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
+    let y: [S::f32s; N] = map_n!(s, N, |i| {
+        let y = s.mul_f32s(x[i], splat(s, -2.0));
+        s.min_f32s(s.max_f32s(y, splat(s, -19.0)), splat(s, 19.0))
+    });
+    let (t, sc) = exp_fast_parts_n(s, y);
+    let m: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.sub_f32s(sc[i], splat(s, 1.0))));
+    let r: [S::f32s; N] = map_n!(s, N, |i| s.div_f32s(m[i], s.sub_f32s(splat(s, -2.0), m[i])));
+    map_n!(s, N, |i| s.select_f32s(s.greater_than_or_equal_f32s(abs(s, x[i]), splat(s, TANH_TINY)), r[i], x[i]))
+}
+
+/// Below this `|x|`, `tanh x = x·(1 − x²/3 + …)` is within 2⁻²⁵ relative of `x`: returned as is.
+const TANH_TINY: f32 = 1.0 / 4096.0;
 
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
 /// `e = e^{−|u|}` and `num = 1` (u ≥ 0) or `e` (u < 0).
@@ -273,15 +379,37 @@ fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
     s.div_f32s(num, s.add_f32s(e, splat(s, 1.0)))
 }
 
-/// Logistic sigmoid `1/(1 + e^{−x})` on one vector, computed stably as
-/// `1/(1 + e^{−|x|})` or `e^{−|x|}/(1 + e^{−|x|})` so nothing overflows.
+/// Logistic sigmoid `1/(1 + e^{−x})` on one vector.
+///
+/// Vectors with every lane in `[−86.5, 86.5]` compute `1/(1 + e^{−x})` directly
+/// (nothing overflows there) with one FMA for the denominator; any other vector
+/// also runs the stable form `1/(1 + e^{−|x|})` or `e^{−|x|}/(1 + e^{−|x|})` and
+/// blends it into the lanes outside that range.
 ///
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
-/// max 2.18 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
+/// max 2.34 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
 pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
-    keep_nan(s, x, sigmoid_core(s, x))
+    let ([fast], [flags]) = sigmoid_flagged_n(s, [x]);
+    if any_sign::<S>(flags) { sigmoid_fixup(s, x, fast) } else { fast }
+}
+
+/// Fast path, `|x| ≤ 86.5`: `e^{−x} = sc·(1 + t)` is a normal number and
+/// `1/(1 + e^{−x}) = 1/fma(t, sc, sc + 1)` loses nothing. Also returns the lanes
+/// (sign bit set) that need [`sigmoid_fixup`].
+#[inline(always)]
+fn sigmoid_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+    let neg_x: [S::f32s; N] = map_n!(s, N, |i| from_bits(s, s.xor_u32s(bits(s, x[i]), s.splat_u32s(0x8000_0000))));
+    let (t, sc) = exp_fast_parts_n(s, neg_x);
+    let den: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.add_f32s(sc[i], splat(s, 1.0))));
+    (map_n!(s, N, |i| s.div_f32s(splat(s, 1.0), den[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
+}
+
+/// Replaces the lanes of `fast` outside the fast range by the stable full-range form.
+#[inline(always)]
+fn sigmoid_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+    s.select_f32s(in_fast_range(s, x), fast, keep_nan(s, x, sigmoid_core(s, x)))
 }
 
 /// Softplus `log(1 + e^x)` on one vector, computed stably as
@@ -337,6 +465,18 @@ trait F32Map {
     const NAME: &'static str;
     /// Applies the function to one vector.
     fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s;
+    /// Fast-path results on a block of vectors, and flag vectors whose sign bit
+    /// marks the lanes that [`F32Map::fixup`] must redo (none by default: `apply`
+    /// is the whole function).
+    #[inline(always)]
+    fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+        (map_n!(s, UNROLL, |i| Self::apply(s, x[i])), [s.splat_u32s(0); UNROLL])
+    }
+    /// The full result from the fast one, for a vector with a flagged lane.
+    #[inline(always)]
+    fn fixup<S: Simd>(_s: S, _x: S::f32s, fast: S::f32s) -> S::f32s {
+        fast
+    }
 }
 
 macro_rules! map_type {
@@ -350,14 +490,64 @@ macro_rules! map_type {
             }
         }
     };
+    ($ty:ident, $name:literal, $f:ident, $block:ident) => {
+        struct $ty;
+        impl F32Map for $ty {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+                $f(s, x)
+            }
+            #[inline(always)]
+            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+                ($block(s, x), [s.splat_u32s(0); UNROLL])
+            }
+        }
+    };
+    ($ty:ident, $name:literal, $f:ident, $flagged:ident, $fixup:ident) => {
+        struct $ty;
+        impl F32Map for $ty {
+            const NAME: &'static str = $name;
+            #[inline(always)]
+            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+                $f(s, x)
+            }
+            #[inline(always)]
+            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+                $flagged(s, x)
+            }
+            #[inline(always)]
+            fn fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+                $fixup(s, x, fast)
+            }
+        }
+    };
 }
 
-map_type!(Exp, "vexp_f32", exp_f32s);
+map_type!(Exp, "vexp_f32", exp_f32s, exp_flagged_n, exp_fixup);
 map_type!(Log, "vlog_f32", log_f32s);
-map_type!(Tanh, "vtanh_f32", tanh_f32s);
-map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s);
+map_type!(Tanh, "vtanh_f32", tanh_f32s, tanh_n);
+map_type!(Sigmoid, "vsigmoid_f32", sigmoid_f32s, sigmoid_flagged_n, sigmoid_fixup);
 map_type!(Softplus, "vsoftplus_f32", softplus_f32s);
 map_type!(Gelu, "vgelu_f32", gelu_tanh_f32s);
+
+/// `F` on `UNROLL` independent vectors: fast paths first, then one test of the
+/// OR-ed flags, so the common case has a single well-predicted branch.
+#[inline(always)]
+fn apply_block<S: Simd, F: F32Map>(s: S, x: &[S::f32s], y: &mut [S::f32s]) {
+    let (r, flags) = F::block(s, map_n!(s, UNROLL, |i| x[i]));
+    // Separate tests OR-ed as booleans (LLVM turns an OR-ed vector into a horizontal reduction).
+    if flags.iter().fold(false, |acc, &f| acc | any_sign::<S>(f)) {
+        for i in 0..UNROLL {
+            y[i] = if any_sign::<S>(flags[i]) { F::fixup(s, x[i], r[i]) } else { r[i] };
+        }
+    } else {
+        y.copy_from_slice(&r);
+    }
+}
+
+/// Vectors processed per iteration by the slice kernels (independent dependency chains).
+const UNROLL: usize = 4;
 
 /// `y[i] = F(x[i])`.
 struct MapOp<'a, F> {
@@ -372,7 +562,13 @@ impl<F: F32Map> WithSimd for MapOp<'_, F> {
     fn with_simd<S: Simd>(self, s: S) {
         let (xv, xt) = S::as_simd_f32s(self.x);
         let (yv, yt) = S::as_mut_simd_f32s(self.y);
-        for (y, &x) in yv.iter_mut().zip(xv) {
+        // UNROLL independent vectors per iteration.
+        let mut xc = xv.chunks_exact(UNROLL);
+        let mut yc = yv.chunks_exact_mut(UNROLL);
+        for (y, x) in yc.by_ref().zip(xc.by_ref()) {
+            apply_block::<S, F>(s, x, y);
+        }
+        for (y, &x) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
             *y = F::apply(s, x);
         }
         if !xt.is_empty() {
@@ -393,7 +589,12 @@ impl<F: F32Map> WithSimd for MapInPlace<'_, F> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let (xv, xt) = S::as_mut_simd_f32s(self.x);
-        for x in xv.iter_mut() {
+        let mut xc = xv.chunks_exact_mut(UNROLL);
+        for x in xc.by_ref() {
+            let v: [S::f32s; UNROLL] = map_n!(s, UNROLL, |i| x[i]);
+            apply_block::<S, F>(s, &v, x);
+        }
+        for x in xc.into_remainder() {
             *x = F::apply(s, *x);
         }
         if !xt.is_empty() {
