@@ -55,7 +55,8 @@ fn dense(c: &mut Criterion) {
         g.finish();
 
         let da = vec(batch * n_out, 0.1);
-        let (mut dw, mut db, mut dx, mut dz) = (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_in], vec![0.0; batch * n_out]);
+        let (mut dw, mut db, mut dx, mut dz) =
+            (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_in], vec![0.0; batch * n_out]);
         let mut g = c.benchmark_group(format!("fused_dense_bwd/{batch}x{n_in}x{n_out}"));
         g.throughput(Throughput::Elements(2 * flops as u64));
         g.sample_size(30).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
@@ -121,7 +122,8 @@ fn softmax_xent(c: &mut Criterion) {
                     let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                     let s: f32 = row.iter().map(|v| (v - m).exp()).sum();
                     for j in 0..k {
-                        d[r * k + j] = ((row[j] - m).exp() / s - (j == labels[r] as usize) as u32 as f32) / batch as f32;
+                        d[r * k + j] =
+                            ((row[j] - m).exp() / s - (j == labels[r] as usize) as u32 as f32) / batch as f32;
                     }
                     loss += (s.ln() + m - row[labels[r] as usize]) as f64;
                 }
@@ -162,7 +164,9 @@ fn adam(c: &mut Criterion) {
     // Bandwidth bound: copying 3.5 × 4 MiB (read + write = 7 × 4 MiB moved).
     let src = vec(n * 7 / 2, 1.0);
     let mut dst = vec![0.0f32; n * 7 / 2];
-    g.bench_function(BenchmarkId::from_parameter("copy_bound"), |bch| bch.iter(|| dst.copy_from_slice(black_box(&src))));
+    g.bench_function(BenchmarkId::from_parameter("copy_bound"), |bch| {
+        bch.iter(|| dst.copy_from_slice(black_box(&src)))
+    });
     g.finish();
 }
 

@@ -79,8 +79,16 @@ fn transpose<T: Copy>(x: &[T], r: usize, c: usize) -> Vec<T> {
 }
 
 fn views<'a, T: Elem>(s: &Shape, a: &'a [T], b: &'a [T]) -> (MatRef<'a, T>, MatRef<'a, T>) {
-    let av = if s.ta { MatRef::row_major(a, s.k, s.m, s.m).unwrap().t() } else { MatRef::row_major(a, s.m, s.k, s.k).unwrap() };
-    let bv = if s.tb { MatRef::row_major(b, s.n, s.k, s.k).unwrap().t() } else { MatRef::row_major(b, s.k, s.n, s.n).unwrap() };
+    let av = if s.ta {
+        MatRef::row_major(a, s.k, s.m, s.m).unwrap().t()
+    } else {
+        MatRef::row_major(a, s.m, s.k, s.k).unwrap()
+    };
+    let bv = if s.tb {
+        MatRef::row_major(b, s.n, s.k, s.k).unwrap().t()
+    } else {
+        MatRef::row_major(b, s.k, s.n, s.n).unwrap()
+    };
     (av, bv)
 }
 
@@ -107,8 +115,25 @@ fn gemm_crate<T: Elem>(s: &Shape, d: &mut Data<T>, threads: usize) {
     // SAFETY: buffers hold exactly the described matrices; dst does not alias.
     unsafe {
         gemm::gemm(
-            s.m, s.n, s.k, d.c.as_mut_ptr(), 1, s.n as isize, false, d.a.as_ptr(), lcs, lrs, d.b.as_ptr(), rcs, rrs,
-            T::ZERO, T::ONE, false, false, false, par,
+            s.m,
+            s.n,
+            s.k,
+            d.c.as_mut_ptr(),
+            1,
+            s.n as isize,
+            false,
+            d.a.as_ptr(),
+            lcs,
+            lrs,
+            d.b.as_ptr(),
+            rcs,
+            rrs,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            par,
         )
     }
 }

@@ -25,9 +25,7 @@ fn group(c: &mut Criterion, name: &str, ours: Kernel, naive: fn(f32) -> f32, lo:
         let mut y = vec![0f32; n];
         g.throughput(Throughput::Elements(n as u64));
         g.sample_size(if n >= 1 << 20 { 10 } else { 50 });
-        g.bench_function(BenchmarkId::new("nnkern", n), |b| {
-            b.iter(|| ours(black_box(&x), black_box(&mut y)).unwrap())
-        });
+        g.bench_function(BenchmarkId::new("nnkern", n), |b| b.iter(|| ours(black_box(&x), black_box(&mut y)).unwrap()));
         g.bench_function(BenchmarkId::new("naive", n), |b| {
             b.iter(|| {
                 for (o, &v) in y.iter_mut().zip(black_box(&x)) {

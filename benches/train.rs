@@ -50,7 +50,15 @@ impl Naive {
     fn new() -> Naive {
         let p = D * H + H + H * K + K;
         let f = |n: usize, s: f32| (0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * s).collect::<Vec<_>>();
-        Naive { w1: f(D * H, 0.05), b1: vec![0.0; H], w2: f(H * K, 0.1), b2: vec![0.0; K], m: vec![0.0; p], v: vec![0.0; p], t: 0 }
+        Naive {
+            w1: f(D * H, 0.05),
+            b1: vec![0.0; H],
+            w2: f(H * K, 0.1),
+            b2: vec![0.0; K],
+            m: vec![0.0; p],
+            v: vec![0.0; p],
+            t: 0,
+        }
     }
 
     fn epoch(&mut self, x: &[f32], y: &[u32], bs: usize) {
@@ -78,7 +86,8 @@ impl Naive {
                 }
                 let sum: f32 = (0..K).map(|j| (o[r * K + j] - mx).exp()).sum();
                 for j in 0..K {
-                    o[r * K + j] = ((o[r * K + j] - mx).exp() / sum - (j as u32 == y[start + r]) as u32 as f32) / b as f32;
+                    o[r * K + j] =
+                        ((o[r * K + j] - mx).exp() / sum - (j as u32 == y[start + r]) as u32 as f32) / b as f32;
                 }
             }
             let mut g = vec![0.0f32; self.m.len()];
@@ -131,7 +140,8 @@ fn epoch(c: &mut Criterion) {
         g.throughput(Throughput::Elements(N as u64));
         g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
         for &(tag, threads) in &[("nnkern_1t", 1usize), ("nnkern_all", all)] {
-            let mut m = Mlp::new(D, &[Layer { units: H, activation: Activation::Relu }], K, Task::MultiClass, 0).unwrap();
+            let mut m =
+                Mlp::new(D, &[Layer { units: H, activation: Activation::Relu }], K, Task::MultiClass, 0).unwrap();
             let cfg = TrainConfig {
                 batch_size: bs,
                 max_iter: 1,

@@ -46,18 +46,23 @@ fn main() {
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
         let mut c = vec![0.0f32; m * n];
         // Xᵀ·dZ reads A transposed, as the weight gradient does.
-        let av = || if ta { MatRef::row_major(&a, k, m, m).unwrap().t() } else { MatRef::row_major(&a, m, k, k).unwrap() };
+        let av =
+            || if ta { MatRef::row_major(&a, k, m, m).unwrap().t() } else { MatRef::row_major(&a, m, k, k).unwrap() };
         let bv = || MatRef::row_major(&b, k, n, n).unwrap();
         let flop = (m * n * k) as f64;
         let reps = ((2e8 / flop) as usize).clamp(1, 20000);
         let naive = if flop <= 1.1e8 {
-            gflops(m, n, k, (reps / 20).max(1), || gemm_naive(1.0, av(), bv(), 0.0, MatMut::row_major(&mut c, m, n, n).unwrap()))
+            gflops(m, n, k, (reps / 20).max(1), || {
+                gemm_naive(1.0, av(), bv(), 0.0, MatMut::row_major(&mut c, m, n, n).unwrap())
+            })
         } else {
             f64::NAN
         };
         let mut run = |backend, par| {
             let o = GemmOptions { backend: Some(backend), par, isa: None };
-            gflops(m, n, k, reps, || gemm_with(1.0, av(), bv(), 0.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &o).unwrap())
+            gflops(m, n, k, reps, || {
+                gemm_with(1.0, av(), bv(), 0.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &o).unwrap()
+            })
         };
         let mm = run(Backend::MatrixMultiply, Par::Seq);
         let one = run(Backend::Native, Par::Seq);

@@ -55,7 +55,13 @@ fn c99_trainer_and_bad_input_table() {
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_train");
     std::fs::create_dir_all(&scratch).unwrap();
     let csv = root.join("data/digits.csv");
-    compile_and_run_args("cc", "c99", "tests/c/train_smoke.c", "train_smoke_c", &[csv.as_os_str(), scratch.as_os_str()]);
+    compile_and_run_args(
+        "cc",
+        "c99",
+        "tests/c/train_smoke.c",
+        "train_smoke_c",
+        &[csv.as_os_str(), scratch.as_os_str()],
+    );
 }
 
 #[test]
@@ -68,7 +74,17 @@ fn cpp17_header_and_link() {
 fn native_static_libs_line_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let o = Command::new(env!("CARGO"))
-        .args(["rustc", "--lib", "--quiet", "--crate-type", "staticlib", "--release", "--", "--print", "native-static-libs"])
+        .args([
+            "rustc",
+            "--lib",
+            "--quiet",
+            "--crate-type",
+            "staticlib",
+            "--release",
+            "--",
+            "--print",
+            "native-static-libs",
+        ])
         .current_dir(root)
         .env("CARGO_TARGET_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("nsl"))
         .output()

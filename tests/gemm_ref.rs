@@ -58,9 +58,7 @@ fn geometry(l: Layout, r: usize, c: usize, guard: usize) -> (usize, isize, isize
 }
 
 fn fill<T: Real>(rng: &mut Rng, n: usize, ints: bool) -> Vec<T> {
-    (0..n)
-        .map(|_| if ints { T::from_f64((rng.below(9) as f64) - 4.0) } else { T::from_f64(rng.unif()) })
-        .collect()
+    (0..n).map(|_| if ints { T::from_f64((rng.below(9) as f64) - 4.0) } else { T::from_f64(rng.unif()) }).collect()
 }
 
 struct Case {
@@ -196,18 +194,8 @@ fn mlp_cases<T: Elem>(isa: Isa) {
             (784, 128, bs, true, false),  // Xᵀ·dZ
             (bs, 128, 10, false, true),   // dZ·Wᵀ
         ] {
-            let case = Case {
-                m,
-                n,
-                k,
-                la: Layout::Row,
-                lb: Layout::Row,
-                lc: Layout::Row,
-                ta,
-                tb,
-                alpha: 1.0,
-                beta: 0.0,
-            };
+            let case =
+                Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc: Layout::Row, ta, tb, alpha: 1.0, beta: 0.0 };
             run_case::<T>(&mut rng, &case, &opts, false);
         }
     }

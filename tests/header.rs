@@ -14,7 +14,9 @@ fn header_is_current() {
     if !ok {
         // CI installs the pinned version (.ci/run), so there it must be present.
         assert!(std::env::var_os("CI").is_none(), "cbindgen {PINNED} is required in CI");
-        println!("SKIPPING header check: cbindgen {PINNED} not installed (cargo install cbindgen --locked --version {PINNED})");
+        println!(
+            "SKIPPING header check: cbindgen {PINNED} not installed (cargo install cbindgen --locked --version {PINNED})"
+        );
         return;
     }
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nnkern.h");

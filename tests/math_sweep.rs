@@ -172,9 +172,7 @@ fn sweep_softplus() {
 fn sweep_gelu() {
     // 4 ULP where well conditioned; below −1 the result is x·e^u with u rounded
     // in f32, so the error grows with |u| (the condition number).
-    sweep("gelu", vgelu_f32_with_isa, ref_gelu, |x| {
-        if x >= -1.0 { 4.0 } else { 4.0 + 3.0 * gelu_u(x as f64).abs() }
-    });
+    sweep("gelu", vgelu_f32_with_isa, ref_gelu, |x| if x >= -1.0 { 4.0 } else { 4.0 + 3.0 * gelu_u(x as f64).abs() });
 }
 
 /// Runs `k` on single values on every ISA.
@@ -353,8 +351,7 @@ fn gelu_negative_abs_error() {
     let mut y = vec![0f32; xs.len()];
     for isa in isas() {
         vgelu_f32_with_isa(isa, &xs, &mut y).unwrap();
-        let max_abs =
-            xs.iter().zip(&y).map(|(&x, &yi)| (yi as f64 - ref_gelu(x as f64)).abs()).fold(0.0, f64::max);
+        let max_abs = xs.iter().zip(&y).map(|(&x, &yi)| (yi as f64 - ref_gelu(x as f64)).abs()).fold(0.0, f64::max);
         println!("gelu [{:>6}]: max abs error on [-20, -1]: {max_abs:.3e} ({} inputs)", isa.name(), xs.len());
         assert!(max_abs <= 1e-7, "gelu [{}]: {max_abs:e}", isa.name());
     }

@@ -50,8 +50,20 @@ fn ref_fwd(act: Activation, x: &[f64]) -> Vec<f64> {
         Activation::Relu => v.max(0.0),
         Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
         Activation::Tanh => v.tanh(),
-        Activation::LeakyRelu(a) => if v > 0.0 { v } else { a as f64 * v },
-        Activation::Elu(a) => if v > 0.0 { v } else { a as f64 * (v.exp() - 1.0) },
+        Activation::LeakyRelu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a as f64 * v
+            }
+        }
+        Activation::Elu(a) => {
+            if v > 0.0 {
+                v
+            } else {
+                a as f64 * (v.exp() - 1.0)
+            }
+        }
         Activation::Softplus => v.max(0.0) + (-v.abs()).exp().ln_1p(),
         Activation::Gelu => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
         _ => unreachable!(),
@@ -60,9 +72,7 @@ fn ref_fwd(act: Activation, x: &[f64]) -> Vec<f64> {
         Activation::Softmax | Activation::LogSoftmax => {
             let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let s: f64 = x.iter().map(|v| (v - m).exp()).sum();
-            x.iter()
-                .map(|v| if act == Activation::Softmax { (v - m).exp() / s } else { v - m - s.ln() })
-                .collect()
+            x.iter().map(|v| if act == Activation::Softmax { (v - m).exp() / s } else { v - m - s.ln() }).collect()
         }
         _ => x.iter().map(|&v| e(v)).collect(),
     }
@@ -96,7 +106,14 @@ fn activation_forward_matches_f64() {
                     let want = ref_fwd(act, &xr);
                     for c in 0..cols {
                         let g = y[r * cols + c];
-                        assert!(close(g, want[c], 2e-6, 2e-7), "{} {:?} x={} got {g} want {}", isa.name(), act, xr[c], want[c]);
+                        assert!(
+                            close(g, want[c], 2e-6, 2e-7),
+                            "{} {:?} x={} got {g} want {}",
+                            isa.name(),
+                            act,
+                            xr[c],
+                            want[c]
+                        );
                     }
                 }
             }
@@ -143,7 +160,13 @@ fn activation_backward_matches_finite_differences() {
                 let lm = loss(&xd);
                 xd[i] = x0;
                 let fd = (lp - lm) / (2.0 * h);
-                assert!(close(dx[i], fd, 2e-3, 1e-5), "{} {:?} i={i} x={x0}: analytic {} vs fd {fd}", isa.name(), act, dx[i]);
+                assert!(
+                    close(dx[i], fd, 2e-3, 1e-5),
+                    "{} {:?} i={i} x={x0}: analytic {} vs fd {fd}",
+                    isa.name(),
+                    act,
+                    dx[i]
+                );
             }
         }
     });
@@ -222,7 +245,11 @@ fn losses_match_f64_and_finite_differences() {
                 .zip(&t)
                 .map(|(&a, &b)| {
                     let (a, b) = (a as f64, b as f64);
-                    if kind == Loss::SquaredError { 0.5 * (a - b) * (a - b) } else { a.max(0.0) - a * b + (-a.abs()).exp().ln_1p() }
+                    if kind == Loss::SquaredError {
+                        0.5 * (a - b) * (a - b)
+                    } else {
+                        a.max(0.0) - a * b + (-a.abs()).exp().ln_1p()
+                    }
                 })
                 .sum::<f64>()
                 / rows as f64
@@ -374,10 +401,35 @@ fn two_layer_step_matches_finite_differences() {
     dense_forward(Activation::Identity, s2, &a1, &w2, &b2, Some(&mut z2), &mut logits, &o).unwrap();
     let mut dlog = vec![0.0; batch * k];
     softmax_cross_entropy_sparse(batch, k, &logits, &labels, &mut dlog).unwrap();
-    let (mut dw2, mut db2, mut da1, mut dz2) = (vec![0.0; hid * k], vec![0.0; k], vec![0.0; batch * hid], vec![0.0; batch * k]);
-    dense_backward(Activation::Identity, s2, &a1, &w2, &z2, &logits, &dlog, l2, DenseGrads { dw: &mut dw2, db: &mut db2, dx: Some(&mut da1), dz: &mut dz2 }, &o).unwrap();
+    let (mut dw2, mut db2, mut da1, mut dz2) =
+        (vec![0.0; hid * k], vec![0.0; k], vec![0.0; batch * hid], vec![0.0; batch * k]);
+    dense_backward(
+        Activation::Identity,
+        s2,
+        &a1,
+        &w2,
+        &z2,
+        &logits,
+        &dlog,
+        l2,
+        DenseGrads { dw: &mut dw2, db: &mut db2, dx: Some(&mut da1), dz: &mut dz2 },
+        &o,
+    )
+    .unwrap();
     let (mut dw1, mut db1, mut dz1) = (vec![0.0; n_in * hid], vec![0.0; hid], vec![0.0; batch * hid]);
-    dense_backward(Activation::Relu, s1, &x, &w1, &z1, &a1, &da1, l2, DenseGrads { dw: &mut dw1, db: &mut db1, dx: None, dz: &mut dz1 }, &o).unwrap();
+    dense_backward(
+        Activation::Relu,
+        s1,
+        &x,
+        &w1,
+        &z1,
+        &a1,
+        &da1,
+        l2,
+        DenseGrads { dw: &mut dw1, db: &mut db1, dx: None, dz: &mut dz1 },
+        &o,
+    )
+    .unwrap();
 
     let loss = |p: &[Vec<f64>]| -> f64 {
         let h1 = ref_dense(Activation::Relu, s1, &f64v(&x), &p[0], &p[1]);
@@ -387,7 +439,8 @@ fn two_layer_step_matches_finite_differences() {
             let ls = ref_fwd(Activation::LogSoftmax, &lg[r * k..(r + 1) * k]);
             l -= ls[labels[r] as usize];
         }
-        l / batch as f64 + 0.5 * l2 as f64 * (p[0].iter().map(|v| v * v).sum::<f64>() + p[2].iter().map(|v| v * v).sum::<f64>())
+        l / batch as f64
+            + 0.5 * l2 as f64 * (p[0].iter().map(|v| v * v).sum::<f64>() + p[2].iter().map(|v| v * v).sum::<f64>())
     };
     let params = vec![f64v(&w1), f64v(&b1), f64v(&w2), f64v(&b2)];
     let grads = [&dw1, &db1, &dw2, &db2];
@@ -417,8 +470,21 @@ fn fused_steps_identical_across_thread_counts() {
         let o = GemmOptions { par: Par::Threads(t), ..Default::default() };
         let (mut z, mut a) = (vec![0.0; 256 * 128], vec![0.0; 256 * 128]);
         dense_forward(Activation::Relu, s, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
-        let (mut dw, mut db, mut dx, mut dz) = (vec![0.0; 784 * 128], vec![0.0; 128], vec![0.0; 256 * 784], vec![0.0; 256 * 128]);
-        dense_backward(Activation::Relu, s, &x, &w, &z, &a, &da, 1e-4, DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz }, &o).unwrap();
+        let (mut dw, mut db, mut dx, mut dz) =
+            (vec![0.0; 784 * 128], vec![0.0; 128], vec![0.0; 256 * 784], vec![0.0; 256 * 128]);
+        dense_backward(
+            Activation::Relu,
+            s,
+            &x,
+            &w,
+            &z,
+            &a,
+            &da,
+            1e-4,
+            DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz },
+            &o,
+        )
+        .unwrap();
         let cur = (a, dw, dx);
         match &base {
             None => base = Some(cur),

@@ -15,7 +15,9 @@ fn python_bindings_pytest() {
     let probe = Command::new("python3").args(["-c", "import numpy, pytest"]).output();
     let missing = match &probe {
         Err(e) => Some(format!("python3 not runnable: {e}")),
-        Ok(o) if !o.status.success() => Some(format!("python3 lacks numpy or pytest: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Ok(o) if !o.status.success() => {
+            Some(format!("python3 lacks numpy or pytest: {}", String::from_utf8_lossy(&o.stderr).trim()))
+        }
         Ok(_) => None,
     };
     if let Some(why) = missing {
@@ -23,7 +25,8 @@ fn python_bindings_pytest() {
             panic!("CI is set but the Python bindings cannot be tested: {why} (pip install numpy pytest)");
         }
         // Straight to the process's stderr: libtest captures eprintln! of passing tests.
-        let line = format!("\n!!!!!!!! SKIPPING the Python bindings tests: {why} (pip install numpy pytest) !!!!!!!!\n");
+        let line =
+            format!("\n!!!!!!!! SKIPPING the Python bindings tests: {why} (pip install numpy pytest) !!!!!!!!\n");
         let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         return;
     }

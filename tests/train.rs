@@ -42,7 +42,14 @@ fn digits_reach_96_percent() {
     ] {
         let mut m = Mlp::new(d, &[Layer { units: 32, activation: Activation::Tanh }], 10, Task::MultiClass, 1).unwrap();
         let lr = if solver == Solver::Sgd { 0.1 } else { 2e-3 };
-        let cfg = TrainConfig { solver, learning_rate: sched, learning_rate_init: lr, batch_size: 32, max_iter: 15, ..Default::default() };
+        let cfg = TrainConfig {
+            solver,
+            learning_rate: sched,
+            learning_rate_init: lr,
+            batch_size: 32,
+            max_iter: 15,
+            ..Default::default()
+        };
         m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
         let acc = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
         assert!(acc >= 0.9, "{solver:?}/{sched:?}: accuracy {acc}");
@@ -73,7 +80,8 @@ fn same_seed_same_bits_any_thread_count() {
     let mut base: Option<Vec<f32>> = None;
     for t in [1usize, 2, 4, 1] {
         let mut m = Mlp::new(d, &[relu(48), relu(24)], 10, Task::MultiClass, 7).unwrap();
-        let cfg = TrainConfig { batch_size: 64, max_iter: 3, random_state: 7, par: Par::Threads(t), ..Default::default() };
+        let cfg =
+            TrainConfig { batch_size: 64, max_iter: 3, random_state: 7, par: Par::Threads(t), ..Default::default() };
         m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
         match &base {
             None => base = Some(m.params().to_vec()),
@@ -82,8 +90,15 @@ fn same_seed_same_bits_any_thread_count() {
     }
     // A different seed gives different weights.
     let mut m = Mlp::new(d, &[relu(48), relu(24)], 10, Task::MultiClass, 8).unwrap();
-    m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { batch_size: 64, max_iter: 3, random_state: 8, ..Default::default() }, None, None)
-        .unwrap();
+    m.fit(
+        &xtr,
+        ntr,
+        Targets::Labels(&ytr),
+        &TrainConfig { batch_size: 64, max_iter: 3, random_state: 8, ..Default::default() },
+        None,
+        None,
+    )
+    .unwrap();
     assert_ne!(base.unwrap(), m.params());
 }
 
@@ -129,7 +144,9 @@ fn l2_follows_scikit_learn_scaling() {
 #[test]
 fn save_load_predict_is_bit_identical_and_bad_files_are_refused() {
     let (xtr, ytr, xte, _, ntr, nte, d) = digits();
-    let mut m = Mlp::new(d, &[relu(32), Layer { units: 16, activation: Activation::LeakyRelu(0.05) }], 10, Task::MultiClass, 2).unwrap();
+    let mut m =
+        Mlp::new(d, &[relu(32), Layer { units: 16, activation: Activation::LeakyRelu(0.05) }], 10, Task::MultiClass, 2)
+            .unwrap();
     m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { max_iter: 2, ..Default::default() }, None, None).unwrap();
     let dir = std::env::temp_dir().join(format!("nnkern-io-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -198,7 +215,14 @@ fn divergence_stops_and_keeps_last_good_weights() {
     let x: Vec<f32> = (0..64).map(|i| (i as f32) * 100.0).collect();
     let y: Vec<f32> = (0..32).map(|i| (i as f32) * 1e4).collect();
     let mut m = Mlp::new(2, &[relu(8)], 1, Task::Regression, 0).unwrap();
-    let cfg = TrainConfig { solver: Solver::Sgd, learning_rate_init: 10.0, momentum: 0.0, batch_size: 4, max_iter: 50, ..Default::default() };
+    let cfg = TrainConfig {
+        solver: Solver::Sgd,
+        learning_rate_init: 10.0,
+        momentum: 0.0,
+        batch_size: 4,
+        max_iter: 50,
+        ..Default::default()
+    };
     match m.fit(&x, 32, Targets::Dense(&y), &cfg, None, None) {
         Err(Error::Diverged(msg)) => println!("{msg}"),
         other => panic!("expected divergence, got {other:?}"),
@@ -210,7 +234,14 @@ fn divergence_stops_and_keeps_last_good_weights() {
 fn early_stopping_callback_partial_fit_and_validation() {
     let (xtr, ytr, xte, yte, ntr, nte, d) = digits();
     let mut m = Mlp::new(d, &[relu(32)], 10, Task::MultiClass, 0).unwrap();
-    let cfg = TrainConfig { early_stopping: true, n_iter_no_change: 3, max_iter: 200, tol: 0.01, batch_size: 32, ..Default::default() };
+    let cfg = TrainConfig {
+        early_stopping: true,
+        n_iter_no_change: 3,
+        max_iter: 200,
+        tol: 0.01,
+        batch_size: 32,
+        ..Default::default()
+    };
     let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
     assert!(h.stopped_early && h.epochs.len() < 200);
     let best = h.epochs.iter().map(|r| r.val_score.unwrap()).fold(0.0, f64::max);

@@ -135,10 +135,7 @@ pub(crate) fn check_ptr<T>(p: *const T, len: usize, name: &str) -> crate::Result
         return Err(Error::NullPointer(format!("'{name}' is NULL but {len} elements must be accessed")));
     }
     if (p as usize) % std::mem::align_of::<T>() != 0 {
-        return Err(Error::InvalidArgument(format!(
-            "'{name}' is not aligned to {} bytes",
-            std::mem::align_of::<T>()
-        )));
+        return Err(Error::InvalidArgument(format!("'{name}' is not aligned to {} bytes", std::mem::align_of::<T>())));
     }
     let bytes = len
         .checked_mul(std::mem::size_of::<T>())

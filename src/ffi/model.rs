@@ -153,7 +153,8 @@ pub unsafe extern "C" fn nnk_mlp_new(
         check_ptr(units, n_layers, "units")?;
         check_ptr(activations, n_layers, "activations")?;
         // SAFETY: checked above.
-        let (u, a) = unsafe { (std::slice::from_raw_parts(units, n_layers), std::slice::from_raw_parts(activations, n_layers)) };
+        let (u, a) =
+            unsafe { (std::slice::from_raw_parts(units, n_layers), std::slice::from_raw_parts(activations, n_layers)) };
         let layers = u
             .iter()
             .zip(a)
@@ -413,13 +414,18 @@ fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Res
     if n_features != m.n_inputs() {
         return Err(Error::ShapeMismatch(format!("n_features = {n_features}, the model takes {}", m.n_inputs())));
     }
-    let len = n_samples.checked_mul(n_features).ok_or_else(|| Error::Overflow("n_samples × n_features overflows".into()))?;
+    let len =
+        n_samples.checked_mul(n_features).ok_or_else(|| Error::Overflow("n_samples × n_features overflows".into()))?;
     check_ptr(x, len, "x")?;
     // SAFETY: checked non-NULL/aligned/extent; caller guarantees validity.
     Ok(if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(x, len) } })
 }
 
-fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, f: impl FnOnce(&mut Mlp, &TrainConfig, &mut dyn FnMut(&EpochRecord) -> bool) -> Result<()>) -> i32 {
+fn fit_common(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    f: impl FnOnce(&mut Mlp, &TrainConfig, &mut dyn FnMut(&EpochRecord) -> bool) -> Result<()>,
+) -> i32 {
     boundary(|| {
         // SAFETY: non-NULL configs come from `nnk_train_config_new`.
         let c = unsafe { c.as_ref() }.ok_or_else(|| null("config"))?;
@@ -490,9 +496,14 @@ pub unsafe extern "C" fn nnk_mlp_fit_regressor(
     fit_common(m, c, |model, cfg, cb| {
         let xs = input(x, n_samples, n_features, model)?;
         if n_targets != model.n_outputs() {
-            return Err(Error::ShapeMismatch(format!("n_targets = {n_targets}, the model has {} outputs", model.n_outputs())));
+            return Err(Error::ShapeMismatch(format!(
+                "n_targets = {n_targets}, the model has {} outputs",
+                model.n_outputs()
+            )));
         }
-        let len = n_samples.checked_mul(n_targets).ok_or_else(|| Error::Overflow("n_samples × n_targets overflows".into()))?;
+        let len = n_samples
+            .checked_mul(n_targets)
+            .ok_or_else(|| Error::Overflow("n_samples × n_targets overflows".into()))?;
         check_ptr(y, len, "y")?;
         // SAFETY: checked above.
         let ys = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(y, len) } };
@@ -518,7 +529,9 @@ pub unsafe extern "C" fn nnk_mlp_predict_proba(
     boundary(|| {
         with_model(m, |h| {
             let xs = input(x, n_samples, n_features, &h.model)?;
-            let need = n_samples.checked_mul(h.model.n_outputs()).ok_or_else(|| Error::Overflow("output size overflows".into()))?;
+            let need = n_samples
+                .checked_mul(h.model.n_outputs())
+                .ok_or_else(|| Error::Overflow("output size overflows".into()))?;
             if out_len != need {
                 return Err(Error::ShapeMismatch(format!("out_len = {out_len}, need {need}")));
             }

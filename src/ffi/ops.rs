@@ -225,7 +225,10 @@ pub unsafe extern "C" fn nnk_activation_backward(
             let xs = if need.x && n > 0 { Some(rd(x, n, "x")?) } else { None };
             let ys = if need.y && n > 0 { Some(rd(y, n, "y")?) } else { None };
             let dys = rd(dy, n, "dy")?;
-            no_overlap(&[(dx, n, "dx")], &[(x, if need.x { n } else { 0 }, "x"), (y, if need.y { n } else { 0 }, "y"), (dy, n, "dy")])?;
+            no_overlap(
+                &[(dx, n, "dx")],
+                &[(x, if need.x { n } else { 0 }, "x"), (y, if need.y { n } else { 0 }, "y"), (dy, n, "dy")],
+            )?;
             let dxs = wr(dx, n, "dx")?;
             if n == 0 {
                 return Ok(());
@@ -310,14 +313,26 @@ pub unsafe extern "C" fn nnk_dense_backward(
         )?;
         // SAFETY: checked by `rd`/`wr`; outputs disjoint from everything.
         unsafe {
-            let (xs, ws, zs, as_, das) = (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(z, nzz, "z")?, rd(a, naa, "a")?, rd(da, nz, "da")?);
+            let (xs, ws, zs, as_, das) =
+                (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(z, nzz, "z")?, rd(a, naa, "a")?, rd(da, nz, "da")?);
             let (dws, dbs) = (wr(dw, nw, "dw")?, wr(db, n_out, "db")?);
             let dxs = if dx.is_null() { None } else { Some(wr(dx, nx, "dx")?) };
             DZ_SCRATCH.with(|cell| {
                 let mut scratch = cell.borrow_mut();
                 scratch.resize(nz, 0.0);
                 let g = DenseGrads { dw: dws, db: dbs, dx: dxs, dz: &mut scratch[..] };
-                dense_backward(act, DenseShape { batch, n_in, n_out }, xs, ws, zs, as_, das, l2, g, &GemmOptions::default())
+                dense_backward(
+                    act,
+                    DenseShape { batch, n_in, n_out },
+                    xs,
+                    ws,
+                    zs,
+                    as_,
+                    das,
+                    l2,
+                    g,
+                    &GemmOptions::default(),
+                )
             })
         }
     })
@@ -345,7 +360,10 @@ pub unsafe extern "C" fn nnk_softmax_cross_entropy(
         }
         check_ptr(loss as *const f32, 1, "loss")?;
         check_ptr(labels, batch, "labels")?;
-        no_overlap(&[(dlogits, n, "dlogits"), (loss, 1, "loss")], &[(logits, n, "logits"), (labels as *const f32, batch, "labels")])?;
+        no_overlap(
+            &[(dlogits, n, "dlogits"), (loss, 1, "loss")],
+            &[(logits, n, "logits"), (labels as *const f32, batch, "labels")],
+        )?;
         // SAFETY: checked; disjoint.
         unsafe {
             let zs = rd(logits, n, "logits")?;

@@ -50,18 +50,18 @@ pub(crate) mod sealed {
     use super::Problem;
     /// The backend hooks of an element type (not nameable outside the crate).
     pub trait Backends: Sized {
-    /// Runs matrixmultiply.
-    ///
-    /// # Safety
-    /// As [`super::driver::gemm_native`].
-    #[doc(hidden)]
-    unsafe fn mm_gemm(p: Problem<Self>);
-    /// Runs CBLAS; returns `false` when the layout is not expressible in CBLAS.
-    ///
-    /// # Safety
-    /// As [`super::driver::gemm_native`].
-    #[doc(hidden)]
-    unsafe fn blas_gemm(p: Problem<Self>) -> bool;
+        /// Runs matrixmultiply.
+        ///
+        /// # Safety
+        /// As [`super::driver::gemm_native`].
+        #[doc(hidden)]
+        unsafe fn mm_gemm(p: Problem<Self>);
+        /// Runs CBLAS; returns `false` when the layout is not expressible in CBLAS.
+        ///
+        /// # Safety
+        /// As [`super::driver::gemm_native`].
+        #[doc(hidden)]
+        unsafe fn blas_gemm(p: Problem<Self>) -> bool;
     }
 }
 
@@ -87,8 +87,20 @@ macro_rules! impl_elem {
                     // a CBLAS operand with a valid leading dimension.
                     unsafe {
                         blas::$cblas(
-                            l.order, l.ta, l.tb, l.m, l.n, l.k, p.alpha, p.a, l.lda, p.b, l.ldb,
-                            p.beta.unwrap_or(0.0), p.c, l.ldc,
+                            l.order,
+                            l.ta,
+                            l.tb,
+                            l.m,
+                            l.n,
+                            l.k,
+                            p.alpha,
+                            p.a,
+                            l.lda,
+                            p.b,
+                            l.ldb,
+                            p.beta.unwrap_or(0.0),
+                            p.c,
+                            l.ldc,
                         )
                     };
                     true
@@ -115,12 +127,36 @@ mod blas {
 
     unsafe extern "C" {
         pub fn cblas_sgemm(
-            order: c_int, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: f32,
-            a: *const f32, lda: c_int, b: *const f32, ldb: c_int, beta: f32, c: *mut f32, ldc: c_int,
+            order: c_int,
+            ta: c_int,
+            tb: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f32,
+            a: *const f32,
+            lda: c_int,
+            b: *const f32,
+            ldb: c_int,
+            beta: f32,
+            c: *mut f32,
+            ldc: c_int,
         );
         pub fn cblas_dgemm(
-            order: c_int, ta: c_int, tb: c_int, m: c_int, n: c_int, k: c_int, alpha: f64,
-            a: *const f64, lda: c_int, b: *const f64, ldb: c_int, beta: f64, c: *mut f64, ldc: c_int,
+            order: c_int,
+            ta: c_int,
+            tb: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f64,
+            a: *const f64,
+            lda: c_int,
+            b: *const f64,
+            ldb: c_int,
+            beta: f64,
+            c: *mut f64,
+            ldc: c_int,
         );
     }
 

@@ -234,7 +234,15 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                         // SAFETY: rows i0..mcur of the block are inside A; the edge
                         // buffer holds mr·kc elements.
                         unsafe {
-                            pack_a(ebuf, asrc.wrapping_offset(i0 as isize * prob.rsa), prob.rsa, prob.csa, mcur - i0, kcur, p.mr)
+                            pack_a(
+                                ebuf,
+                                asrc.wrapping_offset(i0 as isize * prob.rsa),
+                                prob.rsa,
+                                prob.csa,
+                                mcur - i0,
+                                kcur,
+                                p.mr,
+                            )
                         };
                         ebuf as *const T
                     } else {

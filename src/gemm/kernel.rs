@@ -144,11 +144,7 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
 /// # Safety
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
-pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(
-    s: S,
-    t: &Tile<T>,
-    e: &E,
-) {
+pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(s: S, t: &Tile<T>, e: &E) {
     // Start fetching the C tile now; it is needed only after the k loop.
     if t.c_rs == 1 {
         let last = (MV * T::lanes::<S>()).min(t.m) - 1;

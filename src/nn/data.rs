@@ -72,7 +72,8 @@ pub fn train_test_split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<
 /// line and column of a bad value or a row of the wrong width.
 pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
     parse_csv(&text, label_column).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
@@ -162,11 +163,18 @@ pub fn parse_idx(raw: &[u8]) -> Result<Idx> {
     if nd == 0 || b.len() < 4 + 4 * nd {
         return Err(Error::Format("truncated IDX header".into()));
     }
-    let dims: Vec<usize> = (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4")) as usize).collect();
-    let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| Error::Format("IDX size overflows".into()))?;
+    let dims: Vec<usize> =
+        (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4")) as usize).collect();
+    let total = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| Error::Format("IDX size overflows".into()))?;
     let body = &b[4 + 4 * nd..];
     if body.len() != total {
-        return Err(Error::Format(format!("IDX body has {} bytes, the header implies {total} (truncated?)", body.len())));
+        return Err(Error::Format(format!(
+            "IDX body has {} bytes, the header implies {total} (truncated?)",
+            body.len()
+        )));
     }
     Ok(Idx { dims, data: body.to_vec() })
 }
@@ -198,7 +206,10 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
             d,
         })
     };
-    Ok((pair("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?, pair("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?))
+    Ok((
+        pair("train-images-idx3-ubyte", "train-labels-idx1-ubyte")?,
+        pair("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?,
+    ))
 }
 
 /// Per-feature affine scaling `x' = (x − shift)·scale`, fitted on training

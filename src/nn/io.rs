@@ -132,11 +132,13 @@ impl Mlp {
         if stored != fnv1a(&b[..body_end]) {
             return Err(bad("checksum mismatch: the model file is corrupt"));
         }
-        let params: Vec<f32> = b[r.pos..body_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let params: Vec<f32> =
+            b[r.pos..body_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         if let Some(i) = params.iter().position(|p| !p.is_finite()) {
             return Err(Error::Format(format!("parameter {i} is not finite")));
         }
-        let mut m = Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| Error::Format(e.message().to_string()))?;
+        let mut m =
+            Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| Error::Format(e.message().to_string()))?;
         m.params = params;
         Ok(m)
     }

@@ -125,7 +125,8 @@ impl Mlp {
         for l in &layers {
             let w = fan_in.checked_mul(l.units).ok_or_else(|| Error::Overflow("parameter count overflows".into()))?;
             offsets.push((total, total + w));
-            total = total.checked_add(w + l.units).ok_or_else(|| Error::Overflow("parameter count overflows".into()))?;
+            total =
+                total.checked_add(w + l.units).ok_or_else(|| Error::Overflow("parameter count overflows".into()))?;
             fan_in = l.units;
         }
         if total > MAX_PARAMS {
@@ -195,7 +196,9 @@ impl Mlp {
 
     /// Checks `x` holds `n_samples × n_inputs` finite values.
     pub(crate) fn check_input(&self, x: &[f32], n_samples: usize) -> Result<()> {
-        let need = n_samples.checked_mul(self.n_inputs).ok_or_else(|| Error::Overflow("n_samples × n_inputs overflows".into()))?;
+        let need = n_samples
+            .checked_mul(self.n_inputs)
+            .ok_or_else(|| Error::Overflow("n_samples × n_inputs overflows".into()))?;
         if x.len() != need {
             return Err(shape(format!(
                 "x has {} values; {n_samples} samples × {} features need {need}",
@@ -204,7 +207,12 @@ impl Mlp {
             )));
         }
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!("x[{}][{}] = {} is not finite", i / self.n_inputs, i % self.n_inputs, x[i])));
+            return Err(Error::NonFinite(format!(
+                "x[{}][{}] = {} is not finite",
+                i / self.n_inputs,
+                i % self.n_inputs,
+                x[i]
+            )));
         }
         Ok(())
     }
@@ -308,7 +316,13 @@ pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Resu
                 let mean = (0..n).map(|i| t[i * k + j] as f64).sum::<f64>() / n.max(1) as f64;
                 let ss_res: f64 = (0..n).map(|i| (t[i * k + j] as f64 - p[i * k + j] as f64).powi(2)).sum();
                 let ss_tot: f64 = (0..n).map(|i| (t[i * k + j] as f64 - mean).powi(2)).sum();
-                r2 += if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else if ss_res == 0.0 { 1.0 } else { 0.0 };
+                r2 += if ss_tot > 0.0 {
+                    1.0 - ss_res / ss_tot
+                } else if ss_res == 0.0 {
+                    1.0
+                } else {
+                    0.0
+                };
             }
             Ok(r2 / k.max(1) as f64)
         }

@@ -184,7 +184,10 @@ impl TrainConfig {
         if self.max_iter == 0 {
             return Err(invalid("max_iter must be ≥ 1"));
         }
-        if !(0.0..1.0).contains(&self.momentum) || !(0.0..1.0).contains(&self.beta_1) || !(0.0..1.0).contains(&self.beta_2) {
+        if !(0.0..1.0).contains(&self.momentum)
+            || !(0.0..1.0).contains(&self.beta_1)
+            || !(0.0..1.0).contains(&self.beta_2)
+        {
             return Err(invalid("momentum, beta_1 and beta_2 must be in [0, 1)"));
         }
         if !(0.0..1.0).contains(&self.rho) || self.epsilon <= 0.0 {
@@ -298,7 +301,9 @@ impl Mlp {
                 }
             }
             (Task::MultiClass, Targets::Dense(_)) => return Err(invalid("a multi-class model trains on labels")),
-            (Task::Regression, Targets::Labels(_)) => return Err(invalid("a regression model trains on dense targets")),
+            (Task::Regression, Targets::Labels(_)) => {
+                return Err(invalid("a regression model trains on dense targets"));
+            }
         }
         Ok(())
     }
@@ -390,7 +395,8 @@ impl Mlp {
                 let b = chunk.len();
                 let mut lr = lr_epoch;
                 if let Schedule::InvScaling { power_t } = cfg.learning_rate {
-                    lr = (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
+                    lr =
+                        (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
                 }
                 let loss = self.train_batch(x, &y, chunk, &mut bufs, cfg, &mut state, lr, &opts)?;
                 if !loss.is_finite() {
@@ -422,7 +428,14 @@ impl Mlp {
                 val_loss = Some(vl);
                 val_score = Some(vs);
             }
-            let rec = EpochRecord { epoch, loss, val_loss, val_score, learning_rate: lr_epoch, seconds: t0.elapsed().as_secs_f64() };
+            let rec = EpochRecord {
+                epoch,
+                loss,
+                val_loss,
+                val_score,
+                learning_rate: lr_epoch,
+                seconds: t0.elapsed().as_secs_f64(),
+            };
             hist.epochs.push(rec);
             // Improvement bookkeeping (scikit-learn's _update_no_improvement_count).
             let improved = if cfg.early_stopping {
@@ -486,8 +499,12 @@ impl Mlp {
             (Task::MultiLabel, Targets::Labels(l)) => {
                 l.iter().enumerate().map(|(i, &c)| bce(p[i] as f64, c as f64)).sum::<f64>() / n
             }
-            (Task::MultiLabel, Targets::Dense(t)) => p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n,
-            (_, Targets::Dense(t)) => p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n,
+            (Task::MultiLabel, Targets::Dense(t)) => {
+                p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n
+            }
+            (_, Targets::Dense(t)) => {
+                p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n
+            }
             _ => return Err(invalid("targets do not match the task")),
         };
         Ok((loss, score))
@@ -554,8 +571,12 @@ impl Mlp {
                 }
                 elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b], Some(dlog))? as f64
             }
-            (Task::MultiLabel, _) => elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64,
-            (Task::Regression, _) => elementwise_loss(Loss::SquaredError, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64,
+            (Task::MultiLabel, _) => {
+                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
+            }
+            (Task::Regression, _) => {
+                elementwise_loss(Loss::SquaredError, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
+            }
         };
         // Penalties (scikit-learn scaling: per batch size; biases excluded).
         let coupled_l2 = if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha };

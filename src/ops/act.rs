@@ -161,7 +161,10 @@ pub(crate) fn act_fwd<S: Simd>(s: S, act: Activation, x: S::f32s) -> S::f32s {
         }
         Activation::Elu(a) => {
             let pos = s.greater_than_f32s(x, s.splat_f32s(0.0));
-            let neg = s.mul_f32s(s.splat_f32s(a), s.sub_f32s(exp_f32s(s, s.min_f32s(x, s.splat_f32s(0.0))), s.splat_f32s(1.0)));
+            let neg = s.mul_f32s(
+                s.splat_f32s(a),
+                s.sub_f32s(exp_f32s(s, s.min_f32s(x, s.splat_f32s(0.0))), s.splat_f32s(1.0)),
+            );
             s.select_f32s(pos, x, neg)
         }
         Activation::Sigmoid => sigmoid_f32s(s, x),
@@ -179,9 +182,7 @@ pub(crate) fn act_bwd<S: Simd>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy
     match act {
         Activation::Identity | Activation::Softmax | Activation::LogSoftmax => dy,
         Activation::Relu => s.select_f32s(s.greater_than_f32s(x, zero), dy, zero),
-        Activation::LeakyRelu(a) => {
-            s.select_f32s(s.greater_than_f32s(x, zero), dy, s.mul_f32s(dy, s.splat_f32s(a)))
-        }
+        Activation::LeakyRelu(a) => s.select_f32s(s.greater_than_f32s(x, zero), dy, s.mul_f32s(dy, s.splat_f32s(a))),
         Activation::Elu(a) => {
             s.select_f32s(s.greater_than_f32s(x, zero), dy, s.mul_f32s(dy, s.add_f32s(y, s.splat_f32s(a))))
         }
@@ -192,7 +193,8 @@ pub(crate) fn act_bwd<S: Simd>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy
             // d/dx 0.5·x·(1 + t), t = tanh(u), u = c0·(x + c1·x³):
             // 0.5·(1 + t) + 0.5·x·(1 − t²)·c0·(1 + 3·c1·x²)
             let x2 = s.mul_f32s(x, x);
-            let u = s.mul_f32s(s.splat_f32s(SQRT_2_OVER_PI), s.mul_add_e_f32s(s.mul_f32s(s.splat_f32s(GELU_C), x2), x, x));
+            let u =
+                s.mul_f32s(s.splat_f32s(SQRT_2_OVER_PI), s.mul_add_e_f32s(s.mul_f32s(s.splat_f32s(GELU_C), x2), x, x));
             let t = tanh_f32s(s, u);
             let half = s.splat_f32s(0.5);
             let du = s.mul_f32s(s.splat_f32s(SQRT_2_OVER_PI), s.mul_add_e_f32s(s.splat_f32s(3.0 * GELU_C), x2, one));
@@ -389,7 +391,14 @@ pub fn activation_forward(act: Activation, rows: usize, cols: usize, x: &[f32], 
 }
 
 /// [`activation_forward`] on a chosen ISA (tests and benches).
-pub fn activation_forward_isa(isa: Isa, act: Activation, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
+pub fn activation_forward_isa(
+    isa: Isa,
+    act: Activation,
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     act.check()?;
     let n = count(rows, cols)?;
     check_len("x", x.len(), n)?;
@@ -420,12 +429,21 @@ impl WithSimd for Bwd<'_> {
                 let o = r * cols;
                 // SAFETY: row r has `cols` elements in every buffer (checked by the caller).
                 unsafe {
-                    softmax_row_bwd(s, cols, yp.add(o), dy.as_ptr().add(o), dx.as_mut_ptr().add(o), act == Activation::LogSoftmax)
+                    softmax_row_bwd(
+                        s,
+                        cols,
+                        yp.add(o),
+                        dy.as_ptr().add(o),
+                        dx.as_mut_ptr().add(o),
+                        act == Activation::LogSoftmax,
+                    )
                 };
             }
         } else {
             // SAFETY: every non-NULL buffer holds rows·cols elements.
-            unsafe { map3(s, rows * cols, xp, yp, dy.as_ptr(), dx.as_mut_ptr(), |xv, yv, g| act_bwd(s, act, xv, yv, g)) };
+            unsafe {
+                map3(s, rows * cols, xp, yp, dy.as_ptr(), dx.as_mut_ptr(), |xv, yv, g| act_bwd(s, act, xv, yv, g))
+            };
         }
     }
 }

@@ -264,7 +264,14 @@ impl WithSimd for DzDb<'_> {
             if act.is_rowwise() {
                 // SAFETY: row r holds `cols` elements in a, da and dz.
                 unsafe {
-                    softmax_row_bwd(s, cols, a.as_ptr().add(o), da.as_ptr().add(o), dz.as_mut_ptr().add(o), act == Activation::LogSoftmax)
+                    softmax_row_bwd(
+                        s,
+                        cols,
+                        a.as_ptr().add(o),
+                        da.as_ptr().add(o),
+                        dz.as_mut_ptr().add(o),
+                        act == Activation::LogSoftmax,
+                    )
                 };
                 let (head, tail) = S::as_mut_simd_f32s(db);
                 let (dh, dt) = S::as_simd_f32s(&dz[o..o + cols]);

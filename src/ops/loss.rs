@@ -147,7 +147,11 @@ impl WithSimd for SoftmaxXent<'_> {
                     let sv = s.splat_f32s(scale);
                     let dp = d[o..].as_mut_ptr();
                     // SAFETY: row r has `cols` elements in d and t.
-                    unsafe { map3(s, cols, dp, tr.as_ptr(), core::ptr::null(), dp, |p, t, _| s.negate_mul_add_e_f32s(t, sv, p)) };
+                    unsafe {
+                        map3(s, cols, dp, tr.as_ptr(), core::ptr::null(), dp, |p, t, _| {
+                            s.negate_mul_add_e_f32s(t, sv, p)
+                        })
+                    };
                 }
             }
         }
@@ -158,7 +162,13 @@ impl WithSimd for SoftmaxXent<'_> {
 /// Fused softmax + categorical cross-entropy from `logits` (`batch × classes`)
 /// and dense targets `y` (one-hot or probabilities, rows summing to 1).
 /// Writes `dlogits = (softmax(logits) − y)/batch` and returns the mean loss.
-pub fn softmax_cross_entropy(batch: usize, classes: usize, logits: &[f32], y: &[f32], dlogits: &mut [f32]) -> Result<f32> {
+pub fn softmax_cross_entropy(
+    batch: usize,
+    classes: usize,
+    logits: &[f32],
+    y: &[f32],
+    dlogits: &mut [f32],
+) -> Result<f32> {
     let n = count(batch, classes)?;
     check("logits", logits.len(), n)?;
     check("y", y.len(), n)?;
@@ -169,7 +179,8 @@ pub fn softmax_cross_entropy(batch: usize, classes: usize, logits: &[f32], y: &[
     if classes == 0 {
         return Err(invalid("softmax cross-entropy needs at least one class"));
     }
-    Ok(Isa::current().dispatch(SoftmaxXent { rows: batch, cols: classes, z: logits, y: Targets::Dense(y), d: dlogits }) as f32)
+    Ok(Isa::current().dispatch(SoftmaxXent { rows: batch, cols: classes, z: logits, y: Targets::Dense(y), d: dlogits })
+        as f32)
 }
 
 /// Fused softmax + cross-entropy with integer labels (`labels[i] < classes`);
@@ -192,5 +203,11 @@ pub fn softmax_cross_entropy_sparse(
     if batch == 0 {
         return Ok(0.0);
     }
-    Ok(Isa::current().dispatch(SoftmaxXent { rows: batch, cols: classes, z: logits, y: Targets::Sparse(labels), d: dlogits }) as f32)
+    Ok(Isa::current().dispatch(SoftmaxXent {
+        rows: batch,
+        cols: classes,
+        z: logits,
+        y: Targets::Sparse(labels),
+        d: dlogits,
+    }) as f32)
 }

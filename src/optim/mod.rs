@@ -92,11 +92,7 @@ impl WithSimd for Step<'_> {
                     let step = s.negate_mul_add_e_f32s(sp(lr), g2, sp(0.0));
                     let v = s.mul_add_e_f32s(sp(mu), ld(s1), step);
                     st(s1, v);
-                    if nesterov {
-                        s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step))
-                    } else {
-                        s.add_f32s(wv, v)
-                    }
+                    if nesterov { s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step)) } else { s.add_f32s(wv, v) }
                 }
                 Rule::Adam { lr_t, b1, b2, eps_t, l2, decay } => {
                     let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
@@ -129,7 +125,15 @@ fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
 
 /// One SGD step. `velocity` (same length as `w`) is required when
 /// `momentum > 0` and ignored otherwise (pass `&mut []`).
-pub fn sgd_step(w: &mut [f32], g: &[f32], velocity: &mut [f32], lr: f32, momentum: f32, nesterov: bool, l2: f32) -> Result<()> {
+pub fn sgd_step(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    l2: f32,
+) -> Result<()> {
     finite(&[("lr", lr), ("momentum", momentum), ("l2", l2)])?;
     if !(0.0..1.0).contains(&momentum) {
         return Err(invalid(format!("momentum {momentum} must be in [0, 1)")));
@@ -164,7 +168,14 @@ impl Default for AdamParams {
 }
 
 fn adam_rule(p: &AdamParams, t: u64, l2: f32, decay: f32) -> Result<Rule> {
-    finite(&[("lr", p.lr), ("beta1", p.beta1), ("beta2", p.beta2), ("eps", p.eps), ("l2", l2), ("weight_decay", decay)])?;
+    finite(&[
+        ("lr", p.lr),
+        ("beta1", p.beta1),
+        ("beta2", p.beta2),
+        ("eps", p.eps),
+        ("l2", l2),
+        ("weight_decay", decay),
+    ])?;
     if t == 0 {
         return Err(invalid("Adam step counter t starts at 1"));
     }
@@ -188,7 +199,15 @@ fn adam_rule(p: &AdamParams, t: u64, l2: f32, decay: f32) -> Result<Rule> {
 
 /// One Adam step (`t` ≥ 1 is the step number after this update; `m`, `v` the
 /// moment buffers, zero before the first step).
-pub fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: u64, p: &AdamParams, l2: f32) -> Result<()> {
+pub fn adam_step(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    t: u64,
+    p: &AdamParams,
+    l2: f32,
+) -> Result<()> {
     let rule = adam_rule(p, t, l2, 0.0)?;
     same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
     run(rule, w, g, m, v);
@@ -196,7 +215,15 @@ pub fn adam_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: u64,
 }
 
 /// One AdamW step: Adam on `g` plus decoupled weight decay `w −= lr·wd·w`.
-pub fn adamw_step(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], t: u64, p: &AdamParams, weight_decay: f32) -> Result<()> {
+pub fn adamw_step(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    t: u64,
+    p: &AdamParams,
+    weight_decay: f32,
+) -> Result<()> {
     let rule = adam_rule(p, t, 0.0, weight_decay)?;
     same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
     run(rule, w, g, m, v);

@@ -131,16 +131,8 @@ fn exp_reduce<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
     let r = fma(s, n, splat(s, -LN2_LO), r);
     let r2 = s.mul_f32s(r, r);
     // Cephes expf minimax: e^r ≈ 1 + r + r²·P(r), P of degree 5.
-    let p = horner!(
-        s,
-        r,
-        1.987_569_1e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        5.000_000_1e-1,
-    );
+    let p =
+        horner!(s, r, 1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1,);
     let p = fma(s, r2, p, r);
     (s.add_f32s(p, splat(s, 1.0)), kf)
 }
@@ -649,33 +641,9 @@ macro_rules! slice_kernels {
     };
 }
 
-slice_kernels!(
-    Exp,
-    "exp",
-    "exp_f32s",
-    vexp_f32,
-    vexp_f32_with_isa,
-    vexp_f32_inplace,
-    vexp_f32_inplace_with_isa
-);
-slice_kernels!(
-    Log,
-    "ln",
-    "log_f32s",
-    vlog_f32,
-    vlog_f32_with_isa,
-    vlog_f32_inplace,
-    vlog_f32_inplace_with_isa
-);
-slice_kernels!(
-    Tanh,
-    "tanh",
-    "tanh_f32s",
-    vtanh_f32,
-    vtanh_f32_with_isa,
-    vtanh_f32_inplace,
-    vtanh_f32_inplace_with_isa
-);
+slice_kernels!(Exp, "exp", "exp_f32s", vexp_f32, vexp_f32_with_isa, vexp_f32_inplace, vexp_f32_inplace_with_isa);
+slice_kernels!(Log, "ln", "log_f32s", vlog_f32, vlog_f32_with_isa, vlog_f32_inplace, vlog_f32_inplace_with_isa);
+slice_kernels!(Tanh, "tanh", "tanh_f32s", vtanh_f32, vtanh_f32_with_isa, vtanh_f32_inplace, vtanh_f32_inplace_with_isa);
 slice_kernels!(
     Sigmoid,
     "sigmoid",

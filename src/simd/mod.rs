@@ -306,7 +306,35 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, f32s, F32_LANES, splat_f32s, mul_add_e_f32s, mul_f32s, add_f32s,
-    partial_load_f32s, partial_store_f32s, f32::EPSILON, m32s, mask_between_m32s, mask_load_ptr_f32s, u32);
-impl_real!(f64, f64s, F64_LANES, splat_f64s, mul_add_e_f64s, mul_f64s, add_f64s,
-    partial_load_f64s, partial_store_f64s, f64::EPSILON, m64s, mask_between_m64s, mask_load_ptr_f64s, u64);
+impl_real!(
+    f32,
+    f32s,
+    F32_LANES,
+    splat_f32s,
+    mul_add_e_f32s,
+    mul_f32s,
+    add_f32s,
+    partial_load_f32s,
+    partial_store_f32s,
+    f32::EPSILON,
+    m32s,
+    mask_between_m32s,
+    mask_load_ptr_f32s,
+    u32
+);
+impl_real!(
+    f64,
+    f64s,
+    F64_LANES,
+    splat_f64s,
+    mul_add_e_f64s,
+    mul_f64s,
+    add_f64s,
+    partial_load_f64s,
+    partial_store_f64s,
+    f64::EPSILON,
+    m64s,
+    mask_between_m64s,
+    mask_load_ptr_f64s,
+    u64
+);
