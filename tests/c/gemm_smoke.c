@@ -6,16 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);          \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fprintf(stderr, " [last error: %s]\n", nnk_last_error_message()); \
-            failures++;                                                   \
-        }                                                                 \
-    } while (0)
+#include "check.h"
 
 /* Reference: op(A) m×k, op(B) k×n in the given layout, double accumulation. */
 static double at(const float *x, int row_major, size_t ld, size_t i, size_t j) {

@@ -7,16 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-#define CHECK(cond, ...)                                                          \
-    do {                                                                          \
-        if (!(cond)) {                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                  \
-            fprintf(stderr, __VA_ARGS__);                                         \
-            fprintf(stderr, " [last error: %s]\n", nnk_last_error_message());     \
-            failures++;                                                           \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 enum { N_FEAT = 64, N_CLASS = 10, MAX_ROWS = 2000 };
 
