@@ -1,11 +1,11 @@
 //! Builds `bindings/cpp/test_nnkern.cpp` (the header-only C++ wrappers in
 //! `bindings/cpp/nnkern.hpp`) as C++17 with `-Wall -Wextra -Werror` against the
-//! static library, with the link line of `tests/c_api.rs`, and runs it on the
+//! installed static library (see `tests/common`), with the link line of `tests/c_api.rs`, and runs it on the
 //! bundled digits.
 
 mod common;
 
-use common::{NATIVE_LIBS, static_lib};
+use common::{NATIVE_LIBS, installed_prefix};
 use std::path::Path;
 use std::process::Command;
 
@@ -15,11 +15,12 @@ fn cpp17_wrappers_train_errors_save_load() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let scratch = tmp.join("cpp_bindings");
     std::fs::create_dir_all(&scratch).unwrap();
-    let lib = static_lib();
+    let prefix = installed_prefix();
+    let lib = prefix.join("lib/libnnkern.a");
     let exe = tmp.join("test_nnkern_cpp");
     let o = Command::new("c++")
         .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
-        .arg(root.join("include"))
+        .arg(prefix.join("include"))
         .arg("-I")
         .arg(root.join("bindings/cpp"))
         .arg(root.join("bindings/cpp/test_nnkern.cpp"))
@@ -56,11 +57,11 @@ fn readme_cpp_example() {
     let exe = dir.join("example");
     let o = Command::new("c++")
         .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-I"])
-        .arg(root.join("include"))
+        .arg(installed_prefix().join("include"))
         .arg("-I")
         .arg(root.join("bindings/cpp"))
         .arg(&src)
-        .arg(static_lib())
+        .arg(installed_prefix().join("lib/libnnkern.a"))
         .args(NATIVE_LIBS)
         .arg("-o")
         .arg(&exe)
