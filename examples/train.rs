@@ -220,11 +220,17 @@ fn run(a: Args) -> nnkern::Result<()> {
             }
             true
         };
+        let t0 = std::time::Instant::now();
         let hist = m.fit(&train.x, train.n, Targets::Labels(&ytr), &cfg, None, Some(&mut log))?;
+        let fit_secs = t0.elapsed().as_secs_f64();
         let secs: Vec<f64> = hist.epochs.iter().map(|r| r.seconds).collect();
         let mut sorted = secs.clone();
         sorted.sort_by(|x, y| x.partial_cmp(y).unwrap());
-        println!("epochs run: {}, median seconds per epoch: {:.3}", secs.len(), sorted[sorted.len() / 2]);
+        println!(
+            "epochs run: {}, median seconds per epoch: {:.3}, fit: {fit_secs:.3} s",
+            secs.len(),
+            sorted[sorted.len() / 2]
+        );
         if let Some(f) = &a.curve {
             let mut s = String::from("epoch,loss,val_loss,val_score,learning_rate,seconds\n");
             for r in &hist.epochs {

@@ -203,6 +203,9 @@ fn bad_inputs_are_clear_errors_and_lose_nothing() {
     assert!(m.fit(&[], 0, Targets::Labels(&[]), &cfg, None, None).is_err());
     let bad_cfg = TrainConfig { learning_rate_init: -1.0, ..Default::default() };
     assert!(m.fit(&xtr, ntr, Targets::Labels(&ytr), &bad_cfg, None, None).is_err());
+    // Found by fuzz/c_trainer: early stopping on one sample (nothing to hold out) panicked.
+    let es = TrainConfig { early_stopping: true, max_iter: 1, ..Default::default() };
+    assert!(matches!(m.fit(&xtr[..d], 1, Targets::Labels(&ytr[..1]), &es, None, None), Err(Error::InvalidArgument(_))));
     assert_eq!(m.params(), &before[..], "failed fits must not touch the weights");
     assert!(m.predict_proba(&xtr[..d - 1], 1).is_err());
     assert!(Mlp::new(0, &[], 2, Task::MultiClass, 0).is_err());

@@ -335,6 +335,11 @@ impl Mlp {
             self.check_input(v.x, v.n)?;
             self.check_targets(&v.y, v.n)?;
         }
+        if val.is_none() && cfg.early_stopping && n_samples < 2 {
+            return Err(invalid(format!(
+                "early stopping holds out a validation set: it needs at least 2 samples, got {n_samples}"
+            )));
+        }
         if !cfg.warm_start {
             self.state = None;
         }

@@ -196,7 +196,8 @@ class MLPClassifier:
     process-wide count).
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``n_iter_``,
-    ``loss_curve_``, ``validation_scores_`` (with early stopping).
+    ``loss_curve_``, ``validation_scores_`` (with early stopping), ``epoch_seconds_``
+    (the library's time for each epoch; not in scikit-learn).
     """
 
     _PARAMS = ("hidden_layer_sizes", "activation", "solver", "alpha", "batch_size", "learning_rate",
@@ -291,12 +292,13 @@ class MLPClassifier:
             raise ValueError(f"need at least 2 classes, y has {len(classes)}")
         cfg, hidden, act, seed = self._config()
         model = Mlp(X.shape[1], [(h, act) for h in hidden] + [(len(classes), NNK_ACT_SOFTMAX)], seed=seed)
-        losses, val = [], []
+        losses, val, secs = [], [], []
         err = []
 
         def on_epoch(info):
             try:
                 losses.append(info.loss)
+                secs.append(info.seconds)
                 if info.val_score == info.val_score:  # not NaN
                     val.append(info.val_score)
                 if self.verbose:
@@ -319,6 +321,7 @@ class MLPClassifier:
         self.n_features_in_ = X.shape[1]
         self.n_iter_ = len(losses)
         self.loss_curve_ = losses
+        self.epoch_seconds_ = secs
         if self.early_stopping:
             self.validation_scores_ = val
         return self
