@@ -565,3 +565,32 @@ fn optimizers_match_f64_reference() {
 fn m_zero(n: usize) -> Vec<f32> {
     vec![0.0; n]
 }
+
+/// `first_non_finite` against `position(!is_finite)`: every length up to 600
+/// (block edges at 256 and 512), each non-finite kind at every block offset,
+/// and the finite extremes (f32::MAX, subnormals, -0.0) never reported.
+#[test]
+fn first_non_finite_matches_scalar_scan() {
+    use nnkern::ops::reduce::{all_finite, first_non_finite};
+    let finite = [0.0, -0.0, 1.0, -3.5, f32::MAX, f32::MIN, f32::MIN_POSITIVE, 1e-45, -1e-45];
+    for len in [0usize, 1, 2, 7, 255, 256, 257, 511, 512, 513, 600] {
+        let base: Vec<f32> = (0..len).map(|i| finite[i % finite.len()]).collect();
+        assert_eq!(first_non_finite(&base), None, "len {len}");
+        assert!(all_finite(&base));
+        for &bad in &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+            for pos in [0, len / 3, len.saturating_sub(1), 255, 256, 300] {
+                if pos >= len {
+                    continue;
+                }
+                let mut v = base.clone();
+                v[pos] = bad;
+                if pos + 5 < len {
+                    v[pos + 5] = f32::NAN; // a later one is not the answer
+                }
+                assert_eq!(first_non_finite(&v), v.iter().position(|x| !x.is_finite()), "len {len} pos {pos}");
+                assert_eq!(first_non_finite(&v), Some(pos));
+                assert!(!all_finite(&v));
+            }
+        }
+    }
+}

@@ -138,7 +138,7 @@ impl Mlp {
         }
         let params: Vec<f32> =
             b[r.pos..body_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+        if let Some(i) = crate::ops::reduce::first_non_finite(&params) {
             return Err(Error::Format(format!("parameter {i} is not finite")));
         }
         let mut m =

@@ -296,7 +296,7 @@ impl Mlp {
                 if t.len() != n * k {
                     return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
                 }
-                if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+                if let Some(i) = crate::ops::reduce::first_non_finite(t) {
                     return Err(Error::NonFinite(format!("target {i} is not finite")));
                 }
             }
