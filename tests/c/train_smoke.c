@@ -92,6 +92,9 @@ int main(int argc, char **argv) {
     float nanx[4 * N_FEAT];
     memcpy(nanx, x, sizeof nanx);
     nanx[7] = NAN;
+    float infx[4 * N_FEAT];
+    memcpy(infx, x, sizeof infx);
+    infx[4 * N_FEAT - 1] = -INFINITY;
     nnk_mlp *tmp = NULL;
     size_t zero_units[2] = {0, 10};
     uint32_t bad_act[2] = {NNK_ACT_RELU, 99};
@@ -111,6 +114,8 @@ int main(int argc, char **argv) {
         {nnk_train_config_set_epochs(NULL, 3), NNK_ERR_NULL_POINTER, "null config"},
         {nnk_mlp_fit_classifier(m, c, x, 4, N_FEAT, badlab), NNK_ERR_INVALID_ARG, "label >= classes"},
         {nnk_mlp_fit_classifier(m, c, nanx, 4, N_FEAT, y), NNK_ERR_NON_FINITE, "NaN in data"},
+        {nnk_mlp_fit_classifier(m, c, infx, 4, N_FEAT, y), NNK_ERR_NON_FINITE, "-Inf in data"},
+        {nnk_mlp_predict_class(m, infx, 4, N_FEAT, pred, 4), NNK_ERR_NON_FINITE, "-Inf in predict data"},
         {nnk_mlp_fit_classifier(m, c, x, 4, N_FEAT + 1, y), NNK_ERR_SHAPE, "wrong n_features"},
         {nnk_mlp_fit_classifier(m, c, NULL, 4, N_FEAT, y), NNK_ERR_NULL_POINTER, "null x"},
         {nnk_mlp_fit_classifier(m, c, x, SIZE_MAX / 2, N_FEAT, y), NNK_ERR_OVERFLOW, "overflowing size"},
