@@ -594,3 +594,45 @@ fn first_non_finite_matches_scalar_scan() {
         }
     }
 }
+
+/// The optimizer steps split large buffers over threads: the same bits for 1,
+/// 2, 3 and 4 threads, for every rule, on a length that is not a multiple of
+/// the split (and equal to the single-threaded public functions).
+#[test]
+fn optimizer_steps_same_bits_any_thread_count() {
+    use nnkern::optim::{adam_step_par, adamw_step_par, rmsprop_step_par, sgd_step_par};
+    let n = 200_003;
+    let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 1e-3).collect();
+    let g: Vec<f32> = (0..n).map(|i| ((i * 91 % 997) as f32 - 498.0) * 1e-4).collect();
+    let p = AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let run = |par: Par| -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        for rule in 0..5 {
+            let (mut w, mut s1, mut s2) = (w0.clone(), vec![0.01f32; n], vec![0.02f32; n]);
+            for t in 1..=3 {
+                match rule {
+                    0 => sgd_step_par(&mut w, &g, &mut [], 0.1, 0.0, false, 1e-4, par).unwrap(),
+                    1 => sgd_step_par(&mut w, &g, &mut s1, 0.1, 0.9, true, 1e-4, par).unwrap(),
+                    2 => adam_step_par(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-4, par).unwrap(),
+                    3 => adamw_step_par(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-2, par).unwrap(),
+                    _ => rmsprop_step_par(&mut w, &g, &mut s1, 1e-3, 0.9, 1e-8, 1e-4, par).unwrap(),
+                }
+            }
+            out.extend([w, s1, s2]);
+        }
+        out
+    };
+    let base = run(Par::Seq);
+    for t in [1, 2, 3, 4] {
+        let r = run(Par::Threads(t));
+        for (a, b) in base.iter().zip(&r) {
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{t} threads differ");
+        }
+    }
+    let mut w = w0.clone();
+    let (mut m, mut v) = (vec![0.01f32; n], vec![0.02f32; n]);
+    for t in 1..=3 {
+        adam_step(&mut w, &g, &mut m, &mut v, t, &p, 1e-4).unwrap();
+    }
+    assert!(w.iter().zip(&base[6]).all(|(x, y)| x.to_bits() == y.to_bits()));
+}

@@ -8,7 +8,7 @@ use crate::gemm::GemmOptions;
 use crate::ops::act::Activation;
 use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
-use crate::optim::{AdamParams, adam_step, adamw_step, clip_grad_norm, rmsprop_step, sgd_step};
+use crate::optim::{AdamParams, adam_step_par, adamw_step_par, clip_grad_norm, rmsprop_step_par, sgd_step_par};
 use crate::par::Par;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -627,17 +627,19 @@ impl Mlp {
         // One fused optimizer pass over all parameters (L2 already in the gradient).
         let w = &mut self.params[..];
         match cfg.solver {
-            Solver::Sgd => sgd_step(w, &bf.grad, &mut st.s1, lr, cfg.momentum, cfg.nesterovs_momentum, 0.0)?,
+            Solver::Sgd => {
+                sgd_step_par(w, &bf.grad, &mut st.s1, lr, cfg.momentum, cfg.nesterovs_momentum, 0.0, opts.par)?
+            }
             Solver::Adam | Solver::AdamW => {
                 st.t += 1;
                 let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
                 if cfg.solver == Solver::Adam {
-                    adam_step(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, 0.0)?
+                    adam_step_par(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, 0.0, opts.par)?
                 } else {
-                    adamw_step(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, cfg.alpha)?
+                    adamw_step_par(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, cfg.alpha, opts.par)?
                 }
             }
-            Solver::RmsProp => rmsprop_step(w, &bf.grad, &mut st.s1, lr, cfg.rho, cfg.epsilon, 0.0)?,
+            Solver::RmsProp => rmsprop_step_par(w, &bf.grad, &mut st.s1, lr, cfg.rho, cfg.epsilon, 0.0, opts.par)?,
         }
         Ok(loss)
     }

@@ -14,6 +14,7 @@
 //! * RMSprop: `s = ρ·s + (1−ρ)·g'²`, `w −= lr·g'/(√s + ε)`.
 
 use crate::error::{Error, Result, invalid, shape};
+use crate::par::Par;
 use crate::simd::Isa;
 use pulp::{Simd, WithSimd};
 
@@ -119,8 +120,56 @@ impl WithSimd for Step<'_> {
     }
 }
 
-fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
-    Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+/// Elements per task below which a step stays on one thread (128 KiB of each buffer).
+const PAR_CHUNK: usize = 1 << 15;
+
+/// A raw slice that can cross to a worker thread; each task takes a disjoint range.
+#[derive(Clone, Copy)]
+struct Raw(*mut f32, usize);
+// SAFETY: tasks touch disjoint ranges of the buffer (see `run`), and the
+// scope that spawns them ends before the borrow does.
+unsafe impl Send for Raw {}
+// SAFETY: as above.
+unsafe impl Sync for Raw {}
+
+impl Raw {
+    /// `[lo, hi)` of the buffer, or empty when the buffer is (an unused state).
+    ///
+    /// # Safety
+    /// No other live reference may cover that range.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn range<'a>(&self, lo: usize, hi: usize) -> &'a mut [f32] {
+        if self.1 == 0 {
+            return &mut [];
+        }
+        // SAFETY: lo ≤ hi ≤ len, and the caller guarantees exclusivity.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(lo), hi - lo) }
+    }
+}
+
+/// Applies `rule` over the buffers, split into contiguous ranges over up to
+/// `par` threads. The update is element-wise, so every split gives the same bits.
+fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par: Par) {
+    let n = w.len();
+    let tasks = par.threads().min(n / PAR_CHUNK).max(1);
+    if tasks == 1 {
+        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+        return;
+    }
+    let per = n.div_ceil(tasks).next_multiple_of(64);
+    let (rw, rg, r1, r2) = (
+        Raw(w.as_mut_ptr(), n),
+        Raw(g.as_ptr() as *mut f32, n),
+        Raw(s1.as_mut_ptr(), s1.len()),
+        Raw(s2.as_mut_ptr(), s2.len()),
+    );
+    crate::par::run_tasks(tasks, |t| {
+        let (lo, hi) = ((t * per).min(n), ((t + 1) * per).min(n));
+        // SAFETY: task t owns [lo, hi) of every buffer (the ranges of different
+        // tasks are disjoint); g is only read.
+        let (w, g, s1, s2) = unsafe { (rw.range(lo, hi), &*rg.range(lo, hi), r1.range(lo, hi), r2.range(lo, hi)) };
+        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+    });
 }
 
 /// One SGD step. `velocity` (same length as `w`) is required when
@@ -134,6 +183,23 @@ pub fn sgd_step(
     nesterov: bool,
     l2: f32,
 ) -> Result<()> {
+    sgd_step_par(w, g, velocity, lr, momentum, nesterov, l2, Par::Default)
+}
+
+/// [`sgd_step`] with an explicit thread policy. Large buffers (≥ 2·32 Ki
+/// elements) are split into contiguous ranges over the threads; the update is
+/// element-wise, so the result is the same for any thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_step_par(
+    w: &mut [f32],
+    g: &[f32],
+    velocity: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    l2: f32,
+    par: Par,
+) -> Result<()> {
     finite(&[("lr", lr), ("momentum", momentum), ("l2", l2)])?;
     if !(0.0..1.0).contains(&momentum) {
         return Err(invalid(format!("momentum {momentum} must be in [0, 1)")));
@@ -141,9 +207,9 @@ pub fn sgd_step(
     same_len(w.len(), &[("g", g.len())])?;
     if momentum > 0.0 {
         same_len(w.len(), &[("velocity", velocity.len())])?;
-        run(Rule::Momentum { lr, mu: momentum, nesterov, l2 }, w, g, velocity, &mut [])
+        run(Rule::Momentum { lr, mu: momentum, nesterov, l2 }, w, g, velocity, &mut [], par)
     } else {
-        run(Rule::Sgd { lr, l2 }, w, g, &mut [], &mut [])
+        run(Rule::Sgd { lr, l2 }, w, g, &mut [], &mut [], par)
     }
     Ok(())
 }
@@ -208,9 +274,24 @@ pub fn adam_step(
     p: &AdamParams,
     l2: f32,
 ) -> Result<()> {
+    adam_step_par(w, g, m, v, t, p, l2, Par::Default)
+}
+
+/// [`adam_step`] with an explicit thread policy (see [`sgd_step_par`]).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_par(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    t: u64,
+    p: &AdamParams,
+    l2: f32,
+    par: Par,
+) -> Result<()> {
     let rule = adam_rule(p, t, l2, 0.0)?;
     same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
-    run(rule, w, g, m, v);
+    run(rule, w, g, m, v, par);
     Ok(())
 }
 
@@ -224,20 +305,50 @@ pub fn adamw_step(
     p: &AdamParams,
     weight_decay: f32,
 ) -> Result<()> {
+    adamw_step_par(w, g, m, v, t, p, weight_decay, Par::Default)
+}
+
+/// [`adamw_step`] with an explicit thread policy (see [`sgd_step_par`]).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_step_par(
+    w: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    t: u64,
+    p: &AdamParams,
+    weight_decay: f32,
+    par: Par,
+) -> Result<()> {
     let rule = adam_rule(p, t, 0.0, weight_decay)?;
     same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
-    run(rule, w, g, m, v);
+    run(rule, w, g, m, v, par);
     Ok(())
 }
 
 /// One RMSprop step (`sq`: running mean of squared gradients).
 pub fn rmsprop_step(w: &mut [f32], g: &[f32], sq: &mut [f32], lr: f32, rho: f32, eps: f32, l2: f32) -> Result<()> {
+    rmsprop_step_par(w, g, sq, lr, rho, eps, l2, Par::Default)
+}
+
+/// [`rmsprop_step`] with an explicit thread policy (see [`sgd_step_par`]).
+#[allow(clippy::too_many_arguments)]
+pub fn rmsprop_step_par(
+    w: &mut [f32],
+    g: &[f32],
+    sq: &mut [f32],
+    lr: f32,
+    rho: f32,
+    eps: f32,
+    l2: f32,
+    par: Par,
+) -> Result<()> {
     finite(&[("lr", lr), ("rho", rho), ("eps", eps), ("l2", l2)])?;
     if !(0.0..1.0).contains(&rho) || eps <= 0.0 {
         return Err(invalid(format!("RMSprop needs 0 ≤ rho < 1 and eps > 0 (got {rho}, {eps})")));
     }
     same_len(w.len(), &[("g", g.len()), ("sq", sq.len())])?;
-    run(Rule::RmsProp { lr, rho, eps, l2 }, w, g, sq, &mut []);
+    run(Rule::RmsProp { lr, rho, eps, l2 }, w, g, sq, &mut [], par);
     Ok(())
 }
 
