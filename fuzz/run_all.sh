@@ -16,7 +16,7 @@ for t in $targets; do
         -max_len=4096 -print_final_stats=1 > "logs/$t.log" 2>&1
     rc=$?
     [ $rc -eq 0 ] || status=1
-    runs=$(sed -n 's/^stat::number_of_executed_runs: *//p' "logs/$t.log")
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log")
     cov=$(grep -o 'cov: [0-9]*' "logs/$t.log" | tail -n 1)
     echo "$t: rc=$rc runs=$runs $cov time=${secs}s"
 done
