@@ -47,17 +47,19 @@ fn compile(compiler: &str, std: &str, src: &Path, out_name: &str, mode: Mode) ->
     out
 }
 
+/// memcheck: any error, or a definite or indirect leak, makes the run fail.
+const VALGRIND_ARGS: &[&str] = &[
+    "-q",
+    "--error-exitcode=97",
+    "--leak-check=full",
+    "--show-leak-kinds=definite,indirect",
+    "--errors-for-leak-kinds=definite,indirect",
+];
+
 fn run(exe: &Path, args: &[OsString], mode: Mode) -> String {
     let mut cmd = if mode == Mode::Valgrind {
         let mut c = Command::new("valgrind");
-        c.args([
-            "-q",
-            "--error-exitcode=97",
-            "--leak-check=full",
-            "--show-leak-kinds=definite,indirect",
-            "--errors-for-leak-kinds=definite,indirect",
-        ])
-        .arg(exe);
+        c.args(VALGRIND_ARGS).arg(exe);
         c
     } else {
         Command::new(exe)
@@ -171,11 +173,7 @@ fn leak_detection_is_live() {
     for mode in [Mode::Sanitized, Mode::Plain] {
         let exe = compile("cc", "c99", &src, if mode == Mode::Plain { "leak_probe" } else { "leak_probe_asan" }, mode);
         let r = if mode == Mode::Plain {
-            Command::new("valgrind")
-                .args(["-q", "--error-exitcode=97", "--leak-check=full", "--errors-for-leak-kinds=definite"])
-                .arg(&exe)
-                .output()
-                .unwrap()
+            Command::new("valgrind").args(VALGRIND_ARGS).arg(&exe).output().unwrap()
         } else {
             Command::new(&exe).env("ASAN_OPTIONS", "detect_leaks=1").output().unwrap()
         };
