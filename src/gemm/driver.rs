@@ -172,11 +172,25 @@ fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
 }
 
 /// Whether to pack B: when many A panels reuse each B panel, or when B's
-/// columns are not adjacent and at least two A panels reuse it (strided
-/// broadcasts cost more than one copy).
+/// columns are neither adjacent nor contiguous and at least two A panels reuse
+/// it (scattered broadcasts cost more than one copy).
+///
+/// A B whose columns are each contiguous in k (`rsb == 1`: Xᵀ in the forward
+/// pass of a row-major layer) is read in place up to 16 A panels: its `NR`
+/// column streams are sequential, and packing it is a transpose that cost more
+/// than it saved at the MLP shapes (as the `gemm` crate also finds).
 fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
     // With a short k, the copy costs about as much as the product itself.
-    prob.k >= 32 && (prob.m > 8 * p.mr || (prob.csb != 1 && prob.n > 1 && prob.m > p.mr))
+    if prob.k < 32 {
+        return false;
+    }
+    if prob.csb == 1 {
+        prob.m > 8 * p.mr
+    } else if prob.rsb == 1 {
+        prob.m > 16 * p.mr
+    } else {
+        prob.n > 1 && prob.m > p.mr
+    }
 }
 
 unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E) {

@@ -20,7 +20,9 @@ pub(crate) unsafe fn pack_a<T: Real>(dst: *mut T, a: *const T, rs: isize, cs: is
         let src = a.wrapping_offset(i0 as isize * rs);
         // SAFETY: in-range reads of A and writes of this panel.
         unsafe {
-            if rs == 1 {
+            if rs == 1 && rows == mr && copy_rows(d, src, cs, kc, mr) {
+                // Whole panel copied by fixed-size moves.
+            } else if rs == 1 {
                 for p in 0..kc {
                     let s = src.wrapping_offset(p as isize * cs);
                     let dp = d.add(p * mr);
@@ -64,7 +66,9 @@ pub(crate) unsafe fn pack_b<T: Real>(dst: *mut T, b: *const T, rs: isize, cs: is
         let src = b.wrapping_offset(j0 as isize * cs);
         // SAFETY: in-range reads of B and writes of this panel.
         unsafe {
-            if cs == 1 {
+            if cs == 1 && cols == nr && copy_rows(d, src, rs, kc, nr) {
+                // Whole panel copied by fixed-size moves.
+            } else if cs == 1 {
                 for p in 0..kc {
                     let s = src.wrapping_offset(p as isize * rs);
                     let dp = d.add(p * nr);
@@ -92,4 +96,39 @@ pub(crate) unsafe fn pack_b<T: Real>(dst: *mut T, b: *const T, rs: isize, cs: is
         }
         j0 += nr;
     }
+}
+
+/// Copies `len` contiguous elements from each of `count` source rows (`stride`
+/// apart) into consecutive rows of `dst`, by fixed-size moves that compile to
+/// vector loads and stores (a `copy_nonoverlapping` of a run-time length is a
+/// call to `memmove` per row). Returns false, copying nothing, for a `len`
+/// without a fixed-size path.
+///
+/// # Safety
+/// Each source row `src + p·stride .. + len` must be readable and `dst` valid
+/// for `count·len` writes.
+#[inline(always)]
+unsafe fn copy_rows<T: Copy>(dst: *mut T, src: *const T, stride: isize, count: usize, len: usize) -> bool {
+    #[inline(always)]
+    unsafe fn rows<T: Copy, const L: usize>(dst: *mut T, src: *const T, stride: isize, count: usize) {
+        let (d, mut s) = (dst as *mut [T; L], src);
+        for p in 0..count {
+            // SAFETY: the caller's contract; `[T; L]` has T's alignment.
+            unsafe { d.add(p).write_unaligned((s as *const [T; L]).read_unaligned()) };
+            s = s.wrapping_offset(stride);
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        match len {
+            4 => rows::<T, 4>(dst, src, stride, count),
+            6 => rows::<T, 6>(dst, src, stride, count),
+            8 => rows::<T, 8>(dst, src, stride, count),
+            12 => rows::<T, 12>(dst, src, stride, count),
+            16 => rows::<T, 16>(dst, src, stride, count),
+            32 => rows::<T, 32>(dst, src, stride, count),
+            _ => return false,
+        }
+    }
+    true
 }
