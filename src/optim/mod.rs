@@ -57,66 +57,102 @@ impl WithSimd for Step<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Step { rule, w, g, s1, s2 } = self;
-        let n = w.len();
-        let l = S::F32_LANES;
-        let sp = |x: f32| s.splat_f32s(x);
-        let mut i = 0;
-        while i < n {
-            let len = l.min(n - i);
-            let ld = |v: &[f32]| {
-                if v.is_empty() {
-                    sp(0.0)
-                } else if len == l {
-                    // SAFETY: i..i+l is inside v (same length as w).
-                    unsafe { core::ptr::read_unaligned(v.as_ptr().add(i) as *const S::f32s) }
-                } else {
-                    s.partial_load_f32s(&v[i..i + len])
-                }
-            };
-            let st = |v: &mut [f32], x: S::f32s| {
-                if len == l {
-                    // SAFETY: i..i+l is inside v.
-                    unsafe { core::ptr::write_unaligned(v.as_mut_ptr().add(i) as *mut S::f32s, x) }
-                } else {
-                    s.partial_store_f32s(&mut v[i..i + len], x)
-                }
-            };
-            let wv = ld(w);
-            let gv = ld(g);
-            let nw = match rule {
-                Rule::Sgd { lr, l2 } => {
-                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
-                    s.negate_mul_add_e_f32s(sp(lr), g2, wv)
-                }
-                Rule::Momentum { lr, mu, nesterov, l2 } => {
-                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
-                    let step = s.negate_mul_add_e_f32s(sp(lr), g2, sp(0.0));
-                    let v = s.mul_add_e_f32s(sp(mu), ld(s1), step);
-                    st(s1, v);
-                    if nesterov { s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step)) } else { s.add_f32s(wv, v) }
-                }
-                Rule::Adam { lr_t, b1, b2, eps_t, l2, decay } => {
-                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
-                    let m = s.mul_add_e_f32s(sp(b1), ld(s1), s.mul_f32s(sp(1.0 - b1), g2));
-                    let v = s.mul_add_e_f32s(sp(b2), ld(s2), s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
-                    st(s1, m);
-                    st(s2, v);
-                    // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
-                    let upd = s.div_f32s(m, s.add_f32s(s.sqrt_f32s(v), sp(eps_t)));
-                    let w1 = s.negate_mul_add_e_f32s(sp(decay), wv, wv);
-                    s.negate_mul_add_e_f32s(sp(lr_t), upd, w1)
-                }
-                Rule::RmsProp { lr, rho, eps, l2 } => {
-                    let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
-                    let q = s.mul_add_e_f32s(sp(rho), ld(s1), s.mul_f32s(sp(1.0 - rho), s.mul_f32s(g2, g2)));
-                    st(s1, q);
-                    let upd = s.div_f32s(g2, s.add_f32s(s.sqrt_f32s(q), sp(eps)));
-                    s.negate_mul_add_e_f32s(sp(lr), upd, wv)
-                }
-            };
-            st(w, nw);
-            i += len;
+        // One monomorphised loop per rule: the rule's match stays out of the
+        // per-vector path.
+        match rule {
+            Rule::Sgd { .. } => sweep(s, w, g, s1, s2, false, false, &rule),
+            Rule::Momentum { .. } | Rule::RmsProp { .. } => sweep(s, w, g, s1, s2, true, false, &rule),
+            Rule::Adam { .. } => sweep(s, w, g, s1, s2, true, true, &rule),
         }
+    }
+}
+
+impl Rule {
+    /// The update of one vector: `(w, g, s1, s2) → (w', s1', s2')` (unused
+    /// state lanes pass through). Shared by every caller, so the same inputs
+    /// give the same bits wherever the update runs.
+    #[inline(always)]
+    pub(crate) fn update<S: Simd>(
+        &self,
+        s: S,
+        wv: S::f32s,
+        gv: S::f32s,
+        a: S::f32s,
+        b: S::f32s,
+    ) -> (S::f32s, S::f32s, S::f32s) {
+        let sp = |x: f32| s.splat_f32s(x);
+        match *self {
+            Rule::Sgd { lr, l2 } => {
+                let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                (s.negate_mul_add_e_f32s(sp(lr), g2, wv), a, b)
+            }
+            Rule::Momentum { lr, mu, nesterov, l2 } => {
+                let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                let step = s.negate_mul_add_e_f32s(sp(lr), g2, sp(0.0));
+                let v = s.mul_add_e_f32s(sp(mu), a, step);
+                let nw = if nesterov { s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step)) } else { s.add_f32s(wv, v) };
+                (nw, v, b)
+            }
+            Rule::Adam { lr_t, b1, b2, eps_t, l2, decay } => {
+                let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                let m = s.mul_add_e_f32s(sp(b1), a, s.mul_f32s(sp(1.0 - b1), g2));
+                let v = s.mul_add_e_f32s(sp(b2), b, s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
+                // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
+                let upd = s.div_f32s(m, s.add_f32s(s.sqrt_f32s(v), sp(eps_t)));
+                let w1 = s.negate_mul_add_e_f32s(sp(decay), wv, wv);
+                (s.negate_mul_add_e_f32s(sp(lr_t), upd, w1), m, v)
+            }
+            Rule::RmsProp { lr, rho, eps, l2 } => {
+                let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
+                let q = s.mul_add_e_f32s(sp(rho), a, s.mul_f32s(sp(1.0 - rho), s.mul_f32s(g2, g2)));
+                let upd = s.div_f32s(g2, s.add_f32s(s.sqrt_f32s(q), sp(eps)));
+                (s.negate_mul_add_e_f32s(sp(lr), upd, wv), q, b)
+            }
+        }
+    }
+}
+
+/// Runs `rule` over every vector of the buffers: full vectors by unaligned loads
+/// and stores, then one partial vector. `s1` (`s2`) is read and written only
+/// when `use1` (`use2`); the caller checked that used buffers have `w`'s length.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sweep<S: Simd>(s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], use1: bool, use2: bool, rule: &Rule) {
+    let n = w.len();
+    assert!(g.len() == n && (!use1 || s1.len() == n) && (!use2 || s2.len() == n));
+    let l = S::F32_LANES;
+    let full = n - n % l;
+    let zero = s.splat_f32s(0.0);
+    let (pw, pg, p1, p2) = (w.as_mut_ptr(), g.as_ptr(), s1.as_mut_ptr(), s2.as_mut_ptr());
+    let mut i = 0;
+    while i < full {
+        // SAFETY: i + l ≤ n and every used buffer has n elements (asserted above).
+        unsafe {
+            let ld = |p: *const f32| core::ptr::read_unaligned(p.add(i) as *const S::f32s);
+            let a = if use1 { ld(p1) } else { zero };
+            let b = if use2 { ld(p2) } else { zero };
+            let (nw, na, nb) = rule.update(s, ld(pw), ld(pg), a, b);
+            if use1 {
+                core::ptr::write_unaligned(p1.add(i) as *mut S::f32s, na);
+            }
+            if use2 {
+                core::ptr::write_unaligned(p2.add(i) as *mut S::f32s, nb);
+            }
+            core::ptr::write_unaligned(pw.add(i) as *mut S::f32s, nw);
+        }
+        i += l;
+    }
+    if full < n {
+        let a = if use1 { s.partial_load_f32s(&s1[full..]) } else { zero };
+        let b = if use2 { s.partial_load_f32s(&s2[full..]) } else { zero };
+        let (nw, na, nb) = rule.update(s, s.partial_load_f32s(&w[full..]), s.partial_load_f32s(&g[full..]), a, b);
+        if use1 {
+            s.partial_store_f32s(&mut s1[full..], na);
+        }
+        if use2 {
+            s.partial_store_f32s(&mut s2[full..], nb);
+        }
+        s.partial_store_f32s(&mut w[full..], nw);
     }
 }
 
