@@ -636,3 +636,60 @@ fn optimizer_steps_same_bits_any_thread_count() {
     }
     assert!(w.iter().zip(&base[6]).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
+
+#[test]
+fn step_rule_matches_the_step_functions_bit_for_bit() {
+    use nnkern::optim::StepRule;
+    // Odd length: full vectors and a partial tail.
+    let n = 1_037;
+    let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 1e-3).collect();
+    let g: Vec<f32> = (0..n).map(|i| ((i * 91 % 997) as f32 - 498.0) * 1e-4).collect();
+    let p = AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    for rule in 0..6 {
+        let (mut w1, mut a1, mut b1) = (w0.clone(), vec![0.01f32; n], vec![0.02f32; n]);
+        let (mut w2, mut a2, mut b2) = (w0.clone(), vec![0.01f32; n], vec![0.02f32; n]);
+        for t in 1..=3u64 {
+            let r = match rule {
+                0 => {
+                    sgd_step(&mut w1, &g, &mut [], 0.1, 0.0, false, 1e-4).unwrap();
+                    StepRule::sgd(0.1, 0.0, false, 1e-4)
+                }
+                1 => {
+                    sgd_step(&mut w1, &g, &mut a1, 0.1, 0.9, false, 1e-4).unwrap();
+                    StepRule::sgd(0.1, 0.9, false, 1e-4)
+                }
+                2 => {
+                    sgd_step(&mut w1, &g, &mut a1, 0.1, 0.9, true, 1e-4).unwrap();
+                    StepRule::sgd(0.1, 0.9, true, 1e-4)
+                }
+                3 => {
+                    adam_step(&mut w1, &g, &mut a1, &mut b1, t, &p, 1e-4).unwrap();
+                    StepRule::adam(&p, t, 1e-4)
+                }
+                4 => {
+                    adamw_step(&mut w1, &g, &mut a1, &mut b1, t, &p, 1e-2).unwrap();
+                    StepRule::adamw(&p, t, 1e-2)
+                }
+                _ => {
+                    rmsprop_step(&mut w1, &g, &mut a1, 1e-3, 0.9, 1e-8, 1e-4).unwrap();
+                    StepRule::rmsprop(1e-3, 0.9, 1e-8, 1e-4)
+                }
+            }
+            .unwrap();
+            r.apply(&mut w2, &g, &mut a2, &mut b2, Par::Threads(3)).unwrap();
+        }
+        assert!(same(&w1, &w2) && same(&a1, &a2) && same(&b1, &b2), "rule {rule}");
+    }
+    // Bad hyper-parameters and state lengths are refused, and nothing is written.
+    assert!(StepRule::adam(&p, 0, 0.0).is_err());
+    assert!(StepRule::sgd(f32::NAN, 0.0, false, 0.0).is_err());
+    assert!(StepRule::sgd(0.1, 1.0, false, 0.0).is_err());
+    assert!(StepRule::rmsprop(0.1, 0.9, 0.0, 0.0).is_err());
+    let r = StepRule::adam(&p, 1, 0.0).unwrap();
+    assert_eq!(r.state_buffers(), 2);
+    let mut w = w0.clone();
+    assert!(r.apply(&mut w, &g, &mut vec![0.0; n], &mut vec![0.0; n - 1], Par::Seq).is_err());
+    assert!(r.apply(&mut w, &g[1..], &mut vec![0.0; n], &mut vec![0.0; n], Par::Seq).is_err());
+    assert!(same(&w, &w0));
+}

@@ -8,7 +8,7 @@ use crate::gemm::GemmOptions;
 use crate::ops::act::Activation;
 use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
-use crate::optim::{AdamParams, adam_step_par, adamw_step_par, clip_grad_norm, rmsprop_step_par, sgd_step_par};
+use crate::optim::{AdamParams, StepRule, clip_grad_norm};
 use crate::par::Par;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -624,23 +624,24 @@ impl Mlp {
         if let Some(c) = cfg.clip_norm {
             clip_grad_norm(&mut bf.grad, c)?;
         }
-        // One fused optimizer pass over all parameters (L2 already in the gradient).
-        let w = &mut self.params[..];
-        match cfg.solver {
-            Solver::Sgd => {
-                sgd_step_par(w, &bf.grad, &mut st.s1, lr, cfg.momentum, cfg.nesterovs_momentum, 0.0, opts.par)?
-            }
+        // One fused optimizer pass over all parameters (L2 already in the
+        // gradient); Adam's step counter advances once per batch.
+        let rule = match cfg.solver {
+            Solver::Sgd => StepRule::sgd(lr, cfg.momentum, cfg.nesterovs_momentum, 0.0)?,
             Solver::Adam | Solver::AdamW => {
-                st.t += 1;
                 let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
-                if cfg.solver == Solver::Adam {
-                    adam_step_par(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, 0.0, opts.par)?
+                let t = st.t + 1;
+                let r = if cfg.solver == Solver::Adam {
+                    StepRule::adam(&p, t, 0.0)?
                 } else {
-                    adamw_step_par(w, &bf.grad, &mut st.s1, &mut st.s2, st.t, &p, cfg.alpha, opts.par)?
-                }
+                    StepRule::adamw(&p, t, cfg.alpha)?
+                };
+                st.t = t;
+                r
             }
-            Solver::RmsProp => rmsprop_step_par(w, &bf.grad, &mut st.s1, lr, cfg.rho, cfg.epsilon, 0.0, opts.par)?,
-        }
+            Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, 0.0)?,
+        };
+        rule.apply(&mut self.params, &bf.grad, &mut st.s1, &mut st.s2, opts.par)?;
         Ok(loss)
     }
 }

@@ -36,8 +36,8 @@ fn finite(vals: &[(&str, f32)]) -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy)]
-enum Rule {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Rule {
     Sgd { lr: f32, l2: f32 },
     Momentum { lr: f32, mu: f32, nesterov: bool, l2: f32 },
     Adam { lr_t: f32, b1: f32, b2: f32, eps_t: f32, l2: f32, decay: f32 },
@@ -386,6 +386,86 @@ pub fn rmsprop_step_par(
     same_len(w.len(), &[("g", g.len()), ("sq", sq.len())])?;
     run(Rule::RmsProp { lr, rho, eps, l2 }, w, g, sq, &mut [], par);
     Ok(())
+}
+
+/// A validated optimizer update, prepared once per step (hyper-parameters
+/// checked, Adam's bias corrections computed) and applied by
+/// [`StepRule::apply`] to any number of parameter ranges. It runs the same
+/// per-vector code as [`sgd_step`], [`adam_step`], [`adamw_step`] and
+/// [`rmsprop_step`], so it gives the same bits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRule(pub(crate) Rule);
+
+impl StepRule {
+    /// SGD (momentum 0) or SGD with (Nesterov) momentum; see [`sgd_step`].
+    pub fn sgd(lr: f32, momentum: f32, nesterov: bool, l2: f32) -> Result<StepRule> {
+        finite(&[("lr", lr), ("momentum", momentum), ("l2", l2)])?;
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(invalid(format!("momentum {momentum} must be in [0, 1)")));
+        }
+        Ok(StepRule(if momentum > 0.0 {
+            Rule::Momentum { lr, mu: momentum, nesterov, l2 }
+        } else {
+            Rule::Sgd { lr, l2 }
+        }))
+    }
+
+    /// Adam step number `t` (≥ 1); see [`adam_step`].
+    pub fn adam(p: &AdamParams, t: u64, l2: f32) -> Result<StepRule> {
+        adam_rule(p, t, l2, 0.0).map(StepRule)
+    }
+
+    /// AdamW step number `t` (≥ 1) with decoupled `weight_decay`; see [`adamw_step`].
+    pub fn adamw(p: &AdamParams, t: u64, weight_decay: f32) -> Result<StepRule> {
+        adam_rule(p, t, 0.0, weight_decay).map(StepRule)
+    }
+
+    /// RMSprop; see [`rmsprop_step`].
+    pub fn rmsprop(lr: f32, rho: f32, eps: f32, l2: f32) -> Result<StepRule> {
+        finite(&[("lr", lr), ("rho", rho), ("eps", eps), ("l2", l2)])?;
+        if !(0.0..1.0).contains(&rho) || eps <= 0.0 {
+            return Err(invalid(format!("RMSprop needs 0 ≤ rho < 1 and eps > 0 (got {rho}, {eps})")));
+        }
+        Ok(StepRule(Rule::RmsProp { lr, rho, eps, l2 }))
+    }
+
+    /// How many state buffers (each as long as the parameters) the rule
+    /// reads and writes: 0 (SGD), 1 (momentum, RMSprop) or 2 (Adam, AdamW).
+    pub fn state_buffers(&self) -> usize {
+        match self.0 {
+            Rule::Sgd { .. } => 0,
+            Rule::Momentum { .. } | Rule::RmsProp { .. } => 1,
+            Rule::Adam { .. } => 2,
+        }
+    }
+
+    /// Checks that `s1`/`s2` fit a parameter range of `n` elements (unused
+    /// buffers may be empty).
+    pub(crate) fn check_state(&self, n: usize, s1: &[f32], s2: &[f32]) -> Result<()> {
+        let k = self.state_buffers();
+        if k >= 1 {
+            same_len(n, &[("s1", s1.len())])?;
+        }
+        if k >= 2 {
+            same_len(n, &[("s2", s2.len())])?;
+        }
+        Ok(())
+    }
+
+    /// Applies the update to `w` from `g` with state `s1`, `s2` (as many as
+    /// [`StepRule::state_buffers`] says, each `w.len()` long; pass `&mut []`
+    /// for the unused ones), split over up to `par` threads.
+    pub fn apply(&self, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par: Par) -> Result<()> {
+        same_len(w.len(), &[("g", g.len())])?;
+        self.check_state(w.len(), s1, s2)?;
+        let (s1, s2): (&mut [f32], &mut [f32]) = match self.state_buffers() {
+            0 => (&mut [], &mut []),
+            1 => (s1, &mut []),
+            _ => (s1, s2),
+        };
+        run(self.0, w, g, s1, s2, par);
+        Ok(())
+    }
 }
 
 /// Global gradient-norm clipping: if `‖g‖₂ > max_norm`, scales `g` by
