@@ -128,6 +128,27 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
         }
         av
     };
+    if !UNIT_JS {
+        // Columns of B `b_js` apart (B read in place, e.g. Xᵀ with contiguous
+        // columns): one base pointer per column and a common running offset,
+        // so the broadcasts' addresses do not form a chain of adds.
+        let cols: [*const T; NR] = core::array::from_fn(|j| t.b.wrapping_offset(j as isize * t.b_js));
+        let mut a = t.a;
+        let mut off = 0isize;
+        for _ in 0..t.k {
+            let av = load_a(a);
+            for j in 0..NR {
+                // SAFETY: element (p, j) of the validated B panel.
+                let bj = T::splat(s, unsafe { *cols[j].wrapping_offset(off) });
+                for i in 0..MV {
+                    acc[j][i] = T::vmul_add(s, av[i], bj, acc[j][i]);
+                }
+            }
+            a = a.wrapping_offset(t.a_ks);
+            off += t.b_ks;
+        }
+        return;
+    }
     let mut a = t.a;
     let mut b = t.b;
     for _ in 0..t.k {
