@@ -87,6 +87,8 @@ fn main() -> nnkern::Result<()> {
         let (ars, acs) = if ta { (1isize, m as isize) } else { (k as isize, 1) };
         let (brs, bcs) = if tb { (1isize, k as isize) } else { (n as isize, 1) };
         let opts = GemmOptions { par: Par::Seq, ..Default::default() };
+        let av = if ta { MatRef::row_major(&x, k, m, m)?.t() } else { MatRef::row_major(&x, m, k, k)? };
+        let bv = if tb { MatRef::row_major(&w, n, k, k)?.t() } else { MatRef::row_major(&w, k, n, n)? };
         let mut t = [Vec::new(), Vec::new(), Vec::new()];
         // Enough calls per sample to last ~1 ms.
         let inner = (1_000_000 / (2 * m * k * n / 50).max(1)).clamp(1, 2000);
@@ -95,13 +97,7 @@ fn main() -> nnkern::Result<()> {
                 let t0 = Instant::now();
                 for _ in 0..inner {
                     match lib {
-                        0 => {
-                            let av =
-                                if ta { MatRef::row_major(&x, k, m, m)?.t() } else { MatRef::row_major(&x, m, k, k)? };
-                            let bv =
-                                if tb { MatRef::row_major(&w, n, k, k)?.t() } else { MatRef::row_major(&w, k, n, n)? };
-                            gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n, n)?, &opts)?;
-                        }
+                        0 => gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n, n)?, &opts)?,
                         // SAFETY: the buffers hold exactly the described matrices; C does not alias.
                         1 => unsafe {
                             gemm::gemm(

@@ -236,18 +236,7 @@ pub fn sgd_step_par(
     l2: f32,
     par: Par,
 ) -> Result<()> {
-    finite(&[("lr", lr), ("momentum", momentum), ("l2", l2)])?;
-    if !(0.0..1.0).contains(&momentum) {
-        return Err(invalid(format!("momentum {momentum} must be in [0, 1)")));
-    }
-    same_len(w.len(), &[("g", g.len())])?;
-    if momentum > 0.0 {
-        same_len(w.len(), &[("velocity", velocity.len())])?;
-        run(Rule::Momentum { lr, mu: momentum, nesterov, l2 }, w, g, velocity, &mut [], par)
-    } else {
-        run(Rule::Sgd { lr, l2 }, w, g, &mut [], &mut [], par)
-    }
-    Ok(())
+    StepRule::sgd(lr, momentum, nesterov, l2)?.apply_named(w, g, ("velocity", velocity), ("", &mut []), par)
 }
 
 /// Adam hyper-parameters.
@@ -325,10 +314,7 @@ pub fn adam_step_par(
     l2: f32,
     par: Par,
 ) -> Result<()> {
-    let rule = adam_rule(p, t, l2, 0.0)?;
-    same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
-    run(rule, w, g, m, v, par);
-    Ok(())
+    StepRule::adam(p, t, l2)?.apply_named(w, g, ("m", m), ("v", v), par)
 }
 
 /// One AdamW step: Adam on `g` plus decoupled weight decay `w −= lr·wd·w`.
@@ -356,10 +342,7 @@ pub fn adamw_step_par(
     weight_decay: f32,
     par: Par,
 ) -> Result<()> {
-    let rule = adam_rule(p, t, 0.0, weight_decay)?;
-    same_len(w.len(), &[("g", g.len()), ("m", m.len()), ("v", v.len())])?;
-    run(rule, w, g, m, v, par);
-    Ok(())
+    StepRule::adamw(p, t, weight_decay)?.apply_named(w, g, ("m", m), ("v", v), par)
 }
 
 /// One RMSprop step (`sq`: running mean of squared gradients).
@@ -379,13 +362,7 @@ pub fn rmsprop_step_par(
     l2: f32,
     par: Par,
 ) -> Result<()> {
-    finite(&[("lr", lr), ("rho", rho), ("eps", eps), ("l2", l2)])?;
-    if !(0.0..1.0).contains(&rho) || eps <= 0.0 {
-        return Err(invalid(format!("RMSprop needs 0 ≤ rho < 1 and eps > 0 (got {rho}, {eps})")));
-    }
-    same_len(w.len(), &[("g", g.len()), ("sq", sq.len())])?;
-    run(Rule::RmsProp { lr, rho, eps, l2 }, w, g, sq, &mut [], par);
-    Ok(())
+    StepRule::rmsprop(lr, rho, eps, l2)?.apply_named(w, g, ("sq", sq), ("", &mut []), par)
 }
 
 /// A validated optimizer update, prepared once per step (hyper-parameters
@@ -439,26 +416,31 @@ impl StepRule {
         }
     }
 
-    /// Checks that `s1`/`s2` fit a parameter range of `n` elements (unused
-    /// buffers may be empty).
-    pub(crate) fn check_state(&self, n: usize, s1: &[f32], s2: &[f32]) -> Result<()> {
-        let k = self.state_buffers();
-        if k >= 1 {
-            same_len(n, &[("s1", s1.len())])?;
-        }
-        if k >= 2 {
-            same_len(n, &[("s2", s2.len())])?;
-        }
-        Ok(())
-    }
-
     /// Applies the update to `w` from `g` with state `s1`, `s2` (as many as
     /// [`StepRule::state_buffers`] says, each `w.len()` long; pass `&mut []`
     /// for the unused ones), split over up to `par` threads.
     pub fn apply(&self, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par: Par) -> Result<()> {
+        self.apply_named(w, g, ("s1", s1), ("s2", s2), par)
+    }
+
+    /// [`StepRule::apply`] with the state buffers' names for the error messages.
+    fn apply_named(
+        &self,
+        w: &mut [f32],
+        g: &[f32],
+        (n1, s1): (&str, &mut [f32]),
+        (n2, s2): (&str, &mut [f32]),
+        par: Par,
+    ) -> Result<()> {
         same_len(w.len(), &[("g", g.len())])?;
-        self.check_state(w.len(), s1, s2)?;
-        let (s1, s2): (&mut [f32], &mut [f32]) = match self.state_buffers() {
+        let k = self.state_buffers();
+        if k >= 1 {
+            same_len(w.len(), &[(n1, s1.len())])?;
+        }
+        if k >= 2 {
+            same_len(w.len(), &[(n2, s2.len())])?;
+        }
+        let (s1, s2): (&mut [f32], &mut [f32]) = match k {
             0 => (&mut [], &mut []),
             1 => (s1, &mut []),
             _ => (s1, s2),
