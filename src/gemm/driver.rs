@@ -237,7 +237,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     let asrc = prob.a.wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
                     let (a_ptr, a_ks, a_panel) = if pa {
                         // SAFETY: the block is inside A; the buffer holds a_len elements.
-                        unsafe { pack_a(abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
+                        unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
                         (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
                     } else {
                         (asrc, prob.csa, p.mr as isize)
@@ -249,6 +249,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                         // buffer holds mr·kc elements.
                         unsafe {
                             pack_a(
+                                isa,
                                 ebuf,
                                 asrc.wrapping_offset(i0 as isize * prob.rsa),
                                 prob.rsa,
