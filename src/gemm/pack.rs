@@ -36,10 +36,9 @@ pub(crate) unsafe fn pack_a<T: Real>(
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
-            } else {
-                // A transposed (rows contiguous in k, as Wᵀ in dZ·Wᵀ): one panel
-                // column at a time, so the writes are sequential and each k step
-                // reads the same few lines of every row.
+            } else if kc < 64 {
+                // Short rows (the k = 10 of dZ·Wᵀ at a 10-class output): one
+                // panel column at a time, with sequential writes.
                 for p in 0..kc {
                     let s = src.wrapping_offset(p as isize * cs);
                     let dp = d.add(p * mr);
@@ -48,6 +47,22 @@ pub(crate) unsafe fn pack_a<T: Real>(
                     }
                     for r in rows..mr {
                         *dp.add(r) = T::ZERO;
+                    }
+                }
+            } else {
+                // Row by row: reads along each row, writes `mr` apart (column by
+                // column measured slower for the 784×128 Wᵀ of dZ·Wᵀ).
+                for r in 0..rows {
+                    let s = src.wrapping_offset(r as isize * rs);
+                    for p in 0..kc {
+                        *d.add(p * mr + r) = *s.wrapping_offset(p as isize * cs);
+                    }
+                }
+                if rows < mr {
+                    for p in 0..kc {
+                        for r in rows..mr {
+                            *d.add(p * mr + r) = T::ZERO;
+                        }
                     }
                 }
             }
