@@ -205,6 +205,58 @@ pub(crate) fn act_bwd<S: Simd>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy
     }
 }
 
+/// Evaluates `$body` with `$a` bound to `act`, in a separate match arm for each
+/// variant, so that the per-vector `match` in [`act_fwd`]/[`act_bwd`] folds away
+/// in each arm's loop. The closures passed to [`map3`] are `#[inline(always)]`:
+/// the one holding the whole match was not inlined, and ReLU cost an out-of-line
+/// `_mm256_max_ps` call per vector.
+macro_rules! per_activation {
+    ($act:expr, |$a:ident| $body:expr) => {
+        match $act {
+            Activation::Identity => {
+                let $a = Activation::Identity;
+                $body
+            }
+            Activation::Relu => {
+                let $a = Activation::Relu;
+                $body
+            }
+            Activation::Sigmoid => {
+                let $a = Activation::Sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $a = Activation::Tanh;
+                $body
+            }
+            Activation::Softmax => {
+                let $a = Activation::Softmax;
+                $body
+            }
+            Activation::LeakyRelu(k) => {
+                let $a = Activation::LeakyRelu(k);
+                $body
+            }
+            Activation::Elu(k) => {
+                let $a = Activation::Elu(k);
+                $body
+            }
+            Activation::Softplus => {
+                let $a = Activation::Softplus;
+                $body
+            }
+            Activation::Gelu => {
+                let $a = Activation::Gelu;
+                $body
+            }
+            Activation::LogSoftmax => {
+                let $a = Activation::LogSoftmax;
+                $body
+            }
+        }
+    };
+}
+
 /// Applies `f` to `n` elements: full vectors, then a partial tail.
 ///
 /// # Safety
@@ -365,9 +417,16 @@ impl WithSimd for Fwd<'_> {
             let n = rows * cols;
             // SAFETY: both slices hold n elements (checked by the caller).
             unsafe {
-                map3(s, n, x.as_ptr(), core::ptr::null(), core::ptr::null(), y.as_mut_ptr(), |v, _, _| {
-                    act_fwd(s, act, v)
-                })
+                per_activation!(act, |a| map3(
+                    s,
+                    n,
+                    x.as_ptr(),
+                    core::ptr::null(),
+                    core::ptr::null(),
+                    y.as_mut_ptr(),
+                    #[inline(always)]
+                    |v, _, _| act_fwd(s, a, v)
+                ))
             };
         }
     }
@@ -442,7 +501,16 @@ impl WithSimd for Bwd<'_> {
         } else {
             // SAFETY: every non-NULL buffer holds rows·cols elements.
             unsafe {
-                map3(s, rows * cols, xp, yp, dy.as_ptr(), dx.as_mut_ptr(), |xv, yv, g| act_bwd(s, act, xv, yv, g))
+                per_activation!(act, |a| map3(
+                    s,
+                    rows * cols,
+                    xp,
+                    yp,
+                    dy.as_ptr(),
+                    dx.as_mut_ptr(),
+                    #[inline(always)]
+                    |xv, yv, g| { act_bwd(s, a, xv, yv, g) }
+                ))
             };
         }
     }
