@@ -1,0 +1,106 @@
+//! Fused dense steps against their unfused sequences, timed rep by rep in one
+//! process (alternating, one thread), so that the machine's drifting speed hits
+//! both alike; the criterion bench (`benches/fused.rs`) runs them as separate
+//! groups. Prints the median over reps of unfused time / fused time (> 1: the
+//! fused kernel is faster) with the quartiles.
+//!
+//! `cargo run --release --example fused_cmp -- [REPS]`
+use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
+use nnkern::ops::Activation;
+use nnkern::ops::act::{activation_backward, activation_forward};
+use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
+use nnkern::par::Par;
+use std::hint::black_box;
+use std::time::Instant;
+
+fn vec(n: usize, s: f32) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * s).collect()
+}
+
+/// Median and quartiles of `unfused / fused` over `reps` alternating pairs.
+fn paired(reps: usize, inner: usize, mut fused: impl FnMut(), mut unfused: impl FnMut()) -> (f64, f64, f64) {
+    let mut r = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        for _ in 0..inner {
+            fused();
+        }
+        let tf = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..inner {
+            unfused();
+        }
+        r.push(t.elapsed().as_secs_f64() / tf);
+    }
+    r.sort_by(|a, b| a.total_cmp(b));
+    (r[reps / 2], r[reps / 4], r[3 * reps / 4])
+}
+
+fn main() -> nnkern::Result<()> {
+    let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(40);
+    let o = GemmOptions { par: Par::Seq, ..Default::default() };
+    println!("unfused time / fused time, median (quartiles) of {reps} alternating reps; > 1: fused faster");
+    for &(batch, n_in, n_out) in &[(32usize, 784usize, 128usize), (256, 784, 128), (32, 128, 10), (256, 128, 10)] {
+        let s = DenseShape { batch, n_in, n_out };
+        let (x, w, b) = (vec(batch * n_in, 1.0), vec(n_in * n_out, 0.05), vec(n_out, 0.1));
+        let (mut z, mut a) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
+        let inner = 20_000_000 / (batch * n_in * n_out) + 1;
+        let (za, zb) = (std::cell::RefCell::new(&mut z), std::cell::RefCell::new(&mut a));
+        let fwd = paired(
+            reps,
+            inner,
+            || dense_forward(Activation::Relu, s, black_box(&x), &w, &b, None, &mut zb.borrow_mut(), &o).unwrap(),
+            || {
+                let (mut z, mut a) = (za.borrow_mut(), zb.borrow_mut());
+                let xv = MatRef::row_major(black_box(&x), batch, n_in, n_in).unwrap();
+                let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
+                gemm_with(1.0, xv, wv, 0.0, MatMut::row_major(&mut z, batch, n_out, n_out).unwrap(), &o).unwrap();
+                for row in z.chunks_mut(n_out) {
+                    for (v, bb) in row.iter_mut().zip(&b) {
+                        *v += bb;
+                    }
+                }
+                activation_forward(Activation::Relu, batch, n_out, &z, &mut a).unwrap();
+            },
+        );
+        println!("dense forward  {batch}x{n_in}->{n_out}: {:.3} ({:.3}, {:.3})", fwd.0, fwd.1, fwd.2);
+
+        let z = vec(batch * n_out, 1.0);
+        let a: Vec<f32> = z.iter().map(|&v| v.max(0.0)).collect();
+        let da = vec(batch * n_out, 0.1);
+        let (mut dw, mut db, mut dx, mut dz) =
+            (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_in], vec![0.0; batch * n_out]);
+        let cells = std::cell::RefCell::new((&mut dw, &mut db, &mut dx, &mut dz));
+        let bwd = paired(
+            reps,
+            inner / 2 + 1,
+            || {
+                let mut c = cells.borrow_mut();
+                let (dw, db, dx, dz) = &mut *c;
+                let gr = DenseGrads { dw, db, dx: Some(dx), dz };
+                dense_backward(Activation::Relu, s, black_box(&x), &w, &z, &a, &da, 1e-4, gr, &o).unwrap()
+            },
+            || {
+                let mut c = cells.borrow_mut();
+                let (dw, db, dx, dz) = &mut *c;
+                activation_backward(Activation::Relu, batch, n_out, Some(&z), None, black_box(&da), dz).unwrap();
+                db.fill(0.0);
+                for r in dz.chunks(n_out) {
+                    for (d, v) in db.iter_mut().zip(r) {
+                        *d += v;
+                    }
+                }
+                let xt = MatRef::row_major(&x, batch, n_in, n_in).unwrap().t();
+                let dzv = MatRef::row_major(dz, batch, n_out, n_out).unwrap();
+                gemm_with(1.0, xt, dzv, 0.0, MatMut::row_major(dw, n_in, n_out, n_out).unwrap(), &o).unwrap();
+                for (d, v) in dw.iter_mut().zip(&w) {
+                    *d += 1e-4 * v;
+                }
+                let wt = MatRef::row_major(&w, n_in, n_out, n_out).unwrap().t();
+                gemm_with(1.0, dzv, wt, 0.0, MatMut::row_major(dx, batch, n_in, n_in).unwrap(), &o).unwrap();
+            },
+        );
+        println!("dense backward {batch}x{n_in}->{n_out}: {:.3} ({:.3}, {:.3})", bwd.0, bwd.1, bwd.2);
+    }
+    Ok(())
+}
