@@ -12,15 +12,18 @@
 //! `cargo bench --bench fused`, then `python3 benches/report.py fused_ adam_`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
+use nnkern::gemm::GemmOptions;
 use nnkern::ops::Activation;
-use nnkern::ops::act::{activation_backward, activation_forward};
+use nnkern::ops::act::activation_forward;
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use nnkern::ops::loss::softmax_cross_entropy_sparse;
 use nnkern::optim::{AdamParams, adam_step};
 use nnkern::par::Par;
 use std::hint::black_box;
 use std::time::Duration;
+
+#[path = "common/unfused.rs"]
+mod unfused;
 
 fn vec(n: usize, s: f32) -> Vec<f32> {
     (0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * s).collect()
@@ -40,17 +43,7 @@ fn dense(c: &mut Criterion) {
             bch.iter(|| dense_forward(Activation::Relu, s, black_box(&x), &w, &b, Some(&mut z), &mut a, &o).unwrap())
         });
         g.bench_function(BenchmarkId::from_parameter("unfused"), |bch| {
-            bch.iter(|| {
-                let xv = MatRef::row_major(black_box(&x), batch, n_in, n_in).unwrap();
-                let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
-                gemm_with(1.0, xv, wv, 0.0, MatMut::row_major(&mut z, batch, n_out, n_out).unwrap(), &o).unwrap();
-                for r in z.chunks_mut(n_out) {
-                    for (v, bb) in r.iter_mut().zip(&b) {
-                        *v += bb;
-                    }
-                }
-                activation_forward(Activation::Relu, batch, n_out, &z, &mut a).unwrap();
-            })
+            bch.iter(|| unfused::forward((batch, n_in, n_out), black_box(&x), &w, &b, &mut z, &mut a, &o))
         });
         g.finish();
 
@@ -68,21 +61,8 @@ fn dense(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::from_parameter("unfused"), |bch| {
             bch.iter(|| {
-                activation_backward(Activation::Relu, batch, n_out, Some(&z), None, black_box(&da), &mut dz).unwrap();
-                db.fill(0.0);
-                for r in dz.chunks(n_out) {
-                    for (d, v) in db.iter_mut().zip(r) {
-                        *d += v;
-                    }
-                }
-                let xt = MatRef::row_major(&x, batch, n_in, n_in).unwrap().t();
-                let dzv = MatRef::row_major(&dz, batch, n_out, n_out).unwrap();
-                gemm_with(1.0, xt, dzv, 0.0, MatMut::row_major(&mut dw, n_in, n_out, n_out).unwrap(), &o).unwrap();
-                for (d, v) in dw.iter_mut().zip(&w) {
-                    *d += 1e-4 * v;
-                }
-                let wt = MatRef::row_major(&w, n_in, n_out, n_out).unwrap().t();
-                gemm_with(1.0, dzv, wt, 0.0, MatMut::row_major(&mut dx, batch, n_in, n_in).unwrap(), &o).unwrap();
+                let grads = (&mut dw[..], &mut db[..], &mut dx[..], &mut dz[..]);
+                unfused::backward((batch, n_in, n_out), black_box(&x), &w, &z, &da, 1e-4, grads, &o)
             })
         });
         g.finish();

@@ -4,14 +4,18 @@
 //! groups. Prints the median over reps of unfused time / fused time (> 1: the
 //! fused kernel is faster) with the quartiles.
 //!
+//! The unfused sequences are the bench's (`benches/common/unfused.rs`).
+//!
 //! `cargo run --release --example fused_cmp -- [REPS]`
-use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
+use nnkern::gemm::GemmOptions;
 use nnkern::ops::Activation;
-use nnkern::ops::act::{activation_backward, activation_forward};
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use nnkern::par::Par;
 use std::hint::black_box;
 use std::time::Instant;
+
+#[path = "../benches/common/unfused.rs"]
+mod unfused;
 
 fn vec(n: usize, s: f32) -> Vec<f32> {
     (0..n).map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * s).collect()
@@ -52,15 +56,7 @@ fn main() -> nnkern::Result<()> {
             || dense_forward(Activation::Relu, s, black_box(&x), &w, &b, None, &mut zb.borrow_mut(), &o).unwrap(),
             || {
                 let (mut z, mut a) = (za.borrow_mut(), zb.borrow_mut());
-                let xv = MatRef::row_major(black_box(&x), batch, n_in, n_in).unwrap();
-                let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
-                gemm_with(1.0, xv, wv, 0.0, MatMut::row_major(&mut z, batch, n_out, n_out).unwrap(), &o).unwrap();
-                for row in z.chunks_mut(n_out) {
-                    for (v, bb) in row.iter_mut().zip(&b) {
-                        *v += bb;
-                    }
-                }
-                activation_forward(Activation::Relu, batch, n_out, &z, &mut a).unwrap();
+                unfused::forward((batch, n_in, n_out), black_box(&x), &w, &b, &mut z, &mut a, &o)
             },
         );
         println!("dense forward  {batch}x{n_in}->{n_out}: {:.3} ({:.3}, {:.3})", fwd.0, fwd.1, fwd.2);
@@ -83,21 +79,7 @@ fn main() -> nnkern::Result<()> {
             || {
                 let mut c = cells.borrow_mut();
                 let (dw, db, dx, dz) = &mut *c;
-                activation_backward(Activation::Relu, batch, n_out, Some(&z), None, black_box(&da), dz).unwrap();
-                db.fill(0.0);
-                for r in dz.chunks(n_out) {
-                    for (d, v) in db.iter_mut().zip(r) {
-                        *d += v;
-                    }
-                }
-                let xt = MatRef::row_major(&x, batch, n_in, n_in).unwrap().t();
-                let dzv = MatRef::row_major(dz, batch, n_out, n_out).unwrap();
-                gemm_with(1.0, xt, dzv, 0.0, MatMut::row_major(dw, n_in, n_out, n_out).unwrap(), &o).unwrap();
-                for (d, v) in dw.iter_mut().zip(&w) {
-                    *d += 1e-4 * v;
-                }
-                let wt = MatRef::row_major(&w, n_in, n_out, n_out).unwrap().t();
-                gemm_with(1.0, dzv, wt, 0.0, MatMut::row_major(dx, batch, n_in, n_in).unwrap(), &o).unwrap();
+                unfused::backward((batch, n_in, n_out), black_box(&x), &w, &z, &da, 1e-4, (dw, db, dx, dz), &o)
             },
         );
         println!("dense backward {batch}x{n_in}->{n_out}: {:.3} ({:.3}, {:.3})", bwd.0, bwd.1, bwd.2);

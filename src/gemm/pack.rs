@@ -104,17 +104,28 @@ unsafe fn pack_partial_contig<T: Real>(
         #[inline(always)]
         fn with_simd<S: Simd>(self, s: S) {
             let l = T::lanes::<S>();
+            let (mut d, mut c) = (self.dst, self.src);
+            if self.mr % l != 0 {
+                // A panel height that is not whole vectors: element by element.
+                for _ in 0..self.kc {
+                    for r in 0..self.mr {
+                        // SAFETY: r < rows elements of this column are readable,
+                        // r < mr slots of the panel writable.
+                        unsafe { *d.add(r) = if r < self.rows { *c.add(r) } else { T::ZERO } };
+                    }
+                    d = d.wrapping_add(self.mr);
+                    c = c.wrapping_offset(self.cs);
+                }
+                return;
+            }
             let zero = T::splat(s, T::ZERO);
             let (full, rem) = (self.rows / l, self.rows % l);
-            let mut d = self.dst;
-            let mut c = self.src;
             for _ in 0..self.kc {
                 let mut r = 0;
                 // SAFETY: reads stay within the `rows` readable elements of this
                 // column (the partial load reads `rem` of them); writes stay
-                // within this column's `mr` slots of the panel, because the
-                // caller's `mr` is a multiple of the vector width here (checked
-                // before dispatch).
+                // within this column's `mr` slots of the panel, as `mr` is a
+                // multiple of the vector width here.
                 unsafe {
                     for i in 0..full {
                         T::store(s, d.add(i * l), T::load(s, c.add(i * l)));
@@ -134,31 +145,7 @@ unsafe fn pack_partial_contig<T: Real>(
             }
         }
     }
-    let l = isa.dispatch(Lanes::<T>(core::marker::PhantomData));
-    if mr % l == 0 {
-        isa.dispatch(Op { dst, src, cs, kc, rows, mr });
-    } else {
-        for p in 0..kc {
-            let s = src.wrapping_offset(p as isize * cs);
-            // SAFETY: the caller's contract.
-            unsafe {
-                let dp = dst.add(p * mr);
-                for r in 0..mr {
-                    *dp.add(r) = if r < rows { *s.add(r) } else { T::ZERO };
-                }
-            }
-        }
-    }
-}
-
-/// The vector width of `T` on the dispatched ISA.
-struct Lanes<T>(core::marker::PhantomData<T>);
-impl<T: Real> WithSimd for Lanes<T> {
-    type Output = usize;
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _s: S) -> usize {
-        T::lanes::<S>()
-    }
+    isa.dispatch(Op { dst, src, cs, kc, rows, mr });
 }
 
 /// Packs `B[0..kc, 0..nc]` (strides `rs`, `cs`) into `dst` as `ceil(nc/nr)`

@@ -212,45 +212,20 @@ pub(crate) fn act_bwd<S: Simd>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy
 /// `_mm256_max_ps` call per vector.
 macro_rules! per_activation {
     ($act:expr, |$a:ident| $body:expr) => {
+        per_activation!(@arms $act, $a, $body; Identity Relu Sigmoid Tanh Softmax Softplus Gelu LogSoftmax)
+    };
+    (@arms $act:expr, $a:ident, $body:expr; $($unit:ident)*) => {
         match $act {
-            Activation::Identity => {
-                let $a = Activation::Identity;
+            $(Activation::$unit => {
+                let $a = Activation::$unit;
                 $body
-            }
-            Activation::Relu => {
-                let $a = Activation::Relu;
-                $body
-            }
-            Activation::Sigmoid => {
-                let $a = Activation::Sigmoid;
-                $body
-            }
-            Activation::Tanh => {
-                let $a = Activation::Tanh;
-                $body
-            }
-            Activation::Softmax => {
-                let $a = Activation::Softmax;
-                $body
-            }
+            })*
             Activation::LeakyRelu(k) => {
                 let $a = Activation::LeakyRelu(k);
                 $body
             }
             Activation::Elu(k) => {
                 let $a = Activation::Elu(k);
-                $body
-            }
-            Activation::Softplus => {
-                let $a = Activation::Softplus;
-                $body
-            }
-            Activation::Gelu => {
-                let $a = Activation::Gelu;
-                $body
-            }
-            Activation::LogSoftmax => {
-                let $a = Activation::LogSoftmax;
                 $body
             }
         }
