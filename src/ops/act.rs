@@ -231,6 +231,7 @@ macro_rules! per_activation {
         }
     };
 }
+pub(crate) use per_activation;
 
 /// Applies `f` to `n` elements: full vectors, then a partial tail.
 ///
@@ -255,7 +256,7 @@ pub(crate) unsafe fn map3<S: Simd>(
             unsafe { core::ptr::read_unaligned(p.add(i) as *const S::f32s) }
         } else {
             // SAFETY: i..i+len is inside the caller's range.
-            s.partial_load_f32s(unsafe { core::slice::from_raw_parts(p.add(i), len) })
+            crate::simd::load_tail(s, unsafe { core::slice::from_raw_parts(p.add(i), len) })
         }
     };
     let mut i = 0;
@@ -269,7 +270,7 @@ pub(crate) unsafe fn map3<S: Simd>(
         let len = n - i;
         let v = f(ld(a, i, len), ld(b, i, len), ld(c, i, len));
         // SAFETY: as above.
-        s.partial_store_f32s(unsafe { core::slice::from_raw_parts_mut(out.add(i), len) }, v);
+        crate::simd::store_tail(s, unsafe { core::slice::from_raw_parts_mut(out.add(i), len) }, v);
     }
 }
 
@@ -315,7 +316,7 @@ pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut
     let mut total = s.reduce_sum_f32s(sum);
     if i < n {
         // SAFETY: i..n in range.
-        let v = s.partial_load_f32s(unsafe { core::slice::from_raw_parts(x.add(i), n - i) });
+        let v = crate::simd::load_tail(s, unsafe { core::slice::from_raw_parts(x.add(i), n - i) });
         let e = exp_f32s(s, s.sub_f32s(v, mv));
         // Lanes past the row were loaded as 0: mask their contribution out.
         let mut buf = [0.0f32; 64];
@@ -326,7 +327,7 @@ pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut
         }
         if !log {
             // SAFETY: i..n in range.
-            s.partial_store_f32s(unsafe { core::slice::from_raw_parts_mut(y.add(i), n - i) }, e);
+            crate::simd::store_tail(s, unsafe { core::slice::from_raw_parts_mut(y.add(i), n - i) }, e);
         }
     }
     let lse = m + total.ln();

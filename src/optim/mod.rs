@@ -143,16 +143,17 @@ fn sweep<S: Simd>(s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]
         i += l;
     }
     if full < n {
-        let a = if use1 { s.partial_load_f32s(&s1[full..]) } else { zero };
-        let b = if use2 { s.partial_load_f32s(&s2[full..]) } else { zero };
-        let (nw, na, nb) = rule.update(s, s.partial_load_f32s(&w[full..]), s.partial_load_f32s(&g[full..]), a, b);
+        let a = if use1 { crate::simd::load_tail(s, &s1[full..]) } else { zero };
+        let b = if use2 { crate::simd::load_tail(s, &s2[full..]) } else { zero };
+        let (nw, na, nb) =
+            rule.update(s, crate::simd::load_tail(s, &w[full..]), crate::simd::load_tail(s, &g[full..]), a, b);
         if use1 {
-            s.partial_store_f32s(&mut s1[full..], na);
+            crate::simd::store_tail(s, &mut s1[full..], na);
         }
         if use2 {
-            s.partial_store_f32s(&mut s2[full..], nb);
+            crate::simd::store_tail(s, &mut s2[full..], nb);
         }
-        s.partial_store_f32s(&mut w[full..], nw);
+        crate::simd::store_tail(s, &mut w[full..], nw);
     }
 }
 

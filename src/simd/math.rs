@@ -601,8 +601,8 @@ impl<F: F32Map> WithSimd for MapOp<'_, F> {
             *y = F::apply(s, x);
         }
         if !xt.is_empty() {
-            let v = s.partial_load_f32s(xt);
-            s.partial_store_f32s(yt, F::apply(s, v));
+            let v = crate::simd::load_tail(s, xt);
+            crate::simd::store_tail(s, yt, F::apply(s, v));
         }
     }
 }
@@ -627,8 +627,8 @@ impl<F: F32Map> WithSimd for MapInPlace<'_, F> {
             *x = F::apply(s, *x);
         }
         if !xt.is_empty() {
-            let v = s.partial_load_f32s(xt);
-            s.partial_store_f32s(xt, F::apply(s, v));
+            let v = crate::simd::load_tail(s, xt);
+            crate::simd::store_tail(s, xt, F::apply(s, v));
         }
     }
 }
