@@ -6,8 +6,10 @@
 //!
 //! The unfused sequences are the bench's (`benches/common/unfused.rs`).
 //!
-//! `cargo run --release --example fused_cmp -- [REPS]`
-use nnkern::gemm::GemmOptions;
+//! `cargo run --release --example fused_cmp -- [REPS]`; with `FUSED_CMP_GEMM=1`
+//! it also times the forward GEMM with an epilogue that does nothing against
+//! the plain GEMM (what the epilogue's mere presence costs).
+use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use nnkern::par::Par;
@@ -60,6 +62,26 @@ fn main() -> nnkern::Result<()> {
             },
         );
         println!("dense forward  {batch}x{n_in}->{n_out}: {:.3} ({:.3}, {:.3})", fwd.0, fwd.1, fwd.2);
+        if std::env::var_os("FUSED_CMP_GEMM").is_some() {
+            // Diagnostic: the same GEMM with an epilogue that does nothing
+            // (identity, no bias) against the plain GEMM: the cost of the
+            // epilogue's presence alone.
+            let g = paired(
+                reps,
+                inner,
+                || {
+                    dense_forward(Activation::Identity, s, black_box(&x), &w, &[], None, &mut zb.borrow_mut(), &o)
+                        .unwrap()
+                },
+                || {
+                    let xv = MatRef::row_major(black_box(&x), batch, n_in, n_in).unwrap();
+                    let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
+                    let mut z = za.borrow_mut();
+                    gemm_with(1.0, xv, wv, 0.0, MatMut::row_major(&mut z, batch, n_out, n_out).unwrap(), &o).unwrap()
+                },
+            );
+            println!("  plain GEMM / identity-epilogue GEMM: {:.3} ({:.3}, {:.3})", g.0, g.1, g.2);
+        }
 
         let z = vec(batch * n_out, 1.0);
         let a: Vec<f32> = z.iter().map(|&v| v.max(0.0)).collect();

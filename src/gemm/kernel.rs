@@ -54,12 +54,22 @@ pub(crate) trait Epilogue<T: Real>: Copy + Send + Sync {
     const IS_NONE: bool = false;
     /// The same epilogue for the transposed problem.
     fn transposed(self) -> Self;
-    /// Transforms rows `i .. i + rows` (`rows ≤ lanes`, lanes beyond are
-    /// don't-care) of column `j`.
+    /// Transforms a register tile in place: `acc[j][v]` holds rows
+    /// `i + v·lanes ..` of column `j + j'`, with `m` valid rows in all (only
+    /// the last vector may be partial; lanes beyond `m` are don't-care) and
+    /// `NR` valid columns. Called once per tile, so an implementation decides
+    /// its branches (activation, bias layout) once, not per vector.
     ///
     /// # Safety
-    /// `(i .. i+rows, j)` must be inside C.
-    unsafe fn apply<S: Simd>(&self, s: S, v: T::V<S>, i: usize, j: usize, rows: usize) -> T::V<S>;
+    /// Rows `i .. i+m` and columns `j .. j+NR` must be inside C.
+    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+        &self,
+        s: S,
+        acc: &mut [[T::V<S>; MV]; NR],
+        i: usize,
+        j: usize,
+        m: usize,
+    );
     /// Transforms element `(i, j)` (strided C and the unfused fallback).
     ///
     /// # Safety
@@ -77,8 +87,14 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
         self
     }
     #[inline(always)]
-    unsafe fn apply<S: Simd>(&self, _s: S, v: T::V<S>, _i: usize, _j: usize, _rows: usize) -> T::V<S> {
-        v
+    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+        &self,
+        _s: S,
+        _acc: &mut [[T::V<S>; MV]; NR],
+        _i: usize,
+        _j: usize,
+        _m: usize,
+    ) {
     }
     #[inline(always)]
     unsafe fn apply_scalar(&self, x: T, _i: usize, _j: usize) -> T {
@@ -160,6 +176,27 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
     }
 }
 
+/// The k loop with both addressing variants: B columns adjacent (`b_js == 1`:
+/// packed B, or a row-major B read in place) has compile-time constant
+/// addressing.
+///
+/// # Safety
+/// As [`ukr`].
+#[inline(always)]
+unsafe fn k_loop_any<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) -> [[T::V<S>; MV]; NR] {
+    let zero = T::splat(s, T::ZERO);
+    let mut acc = [[zero; MV]; NR];
+    // SAFETY: forwarded contract (see `k_loop`).
+    unsafe {
+        if t.b_js == 1 {
+            k_loop::<T, S, MV, NR, true>(s, t, &mut acc)
+        } else {
+            k_loop::<T, S, MV, NR, false>(s, t, &mut acc)
+        }
+    }
+    acc
+}
+
 /// The microkernel for an `MV`-vector × `NR`-column tile.
 ///
 /// # Safety
@@ -175,19 +212,8 @@ pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, cons
             crate::simd::prefetch(cp.wrapping_add(last));
         }
     }
-    let zero = T::splat(s, T::ZERO);
-    let mut acc = [[zero; MV]; NR];
-    // Two variants of the k loop, so the common case has compile-time constant
-    // addressing: B columns adjacent (`b_js == 1`: packed B, or a row-major B
-    // read in place).
     // SAFETY: forwarded contract (see `k_loop`).
-    unsafe {
-        if t.b_js == 1 {
-            k_loop::<T, S, MV, NR, true>(s, t, &mut acc)
-        } else {
-            k_loop::<T, S, MV, NR, false>(s, t, &mut acc)
-        }
-    }
+    let acc = unsafe { k_loop_any::<T, S, MV, NR>(s, t) };
     // SAFETY: C tile validity is the caller's contract.
     unsafe { write_out::<T, S, E, MV, NR>(s, t, e, &acc) };
 }
@@ -203,23 +229,31 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
     let alpha = T::splat(s, t.alpha);
     if t.c_rs == 1 {
         let last = t.m - (MV - 1) * l;
+        let mut v = *acc;
         for j in 0..NR {
             let cp = t.c.wrapping_offset(j as isize * t.c_cs);
             for i in 0..MV {
                 let rows = if i == MV - 1 { last } else { l };
                 let p = cp.wrapping_add(i * l);
-                let mut v = T::vmul(s, acc[j][i], alpha);
-                // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
-                unsafe {
-                    if let Some(beta) = t.beta {
-                        let cv = if rows == l { T::load(s, p) } else { T::load_partial(s, p, rows) };
-                        v = T::vmul_add(s, cv, T::splat(s, beta), v);
-                    }
-                    if !E::IS_NONE && t.last {
-                        v = e.apply(s, v, t.i0 + i * l, t.j0 + j, rows);
-                    }
-                    if rows == l { T::store(s, p, v) } else { T::store_partial(s, p, rows, v) }
+                v[j][i] = T::vmul(s, acc[j][i], alpha);
+                if let Some(beta) = t.beta {
+                    // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
+                    let cv = unsafe { if rows == l { T::load(s, p) } else { T::load_partial(s, p, rows) } };
+                    v[j][i] = T::vmul_add(s, cv, T::splat(s, beta), v[j][i]);
                 }
+            }
+        }
+        if !E::IS_NONE && t.last {
+            // SAFETY: the tile is inside C.
+            unsafe { e.apply_tile(s, &mut v, t.i0, t.j0, t.m) };
+        }
+        for j in 0..NR {
+            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            for i in 0..MV {
+                let rows = if i == MV - 1 { last } else { l };
+                let p = cp.wrapping_add(i * l);
+                // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
+                unsafe { if rows == l { T::store(s, p, v[j][i]) } else { T::store_partial(s, p, rows, v[j][i]) } }
             }
         }
     } else {

@@ -15,11 +15,11 @@
 //! activation pass) up to the GEMM bound of [`crate::gemm`] plus the
 //! activation's own bound; the tests assert it.
 
-use super::act::{Activation, act_bwd, act_fwd, count, softmax_row, softmax_row_bwd};
+use super::act::{Activation, act_bwd, act_fwd, count, per_activation, softmax_row, softmax_row_bwd};
 use crate::error::{Result, shape};
 use crate::gemm::kernel::Epilogue;
 use crate::gemm::{GemmOptions, MatMut, MatRef, gemm_epilogue, gemm_with};
-use crate::simd::Isa;
+use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
 
 /// Bias + activation (+ storing the pre-activation) in the GEMM write-out.
@@ -45,45 +45,94 @@ impl Epilogue<f32> for BiasAct {
         BiasAct { bias_on_rows: !self.bias_on_rows, z_rs: self.z_cs, z_cs: self.z_rs, ..self }
     }
     #[inline(always)]
-    unsafe fn apply<S: Simd>(&self, s: S, v: S::f32s, i: usize, j: usize, rows: usize) -> S::f32s {
+    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+        &self,
+        s: S,
+        acc: &mut [[S::f32s; MV]; NR],
+        i: usize,
+        j: usize,
+        m: usize,
+    ) {
         let l = S::F32_LANES;
-        let mut v = v;
+        let last = m - (MV - 1) * l;
         if !self.bias.is_null() {
-            let b = if self.bias_on_rows {
-                // SAFETY: rows i..i+rows are inside the bias vector.
-                unsafe {
-                    if rows == l {
-                        core::ptr::read_unaligned(self.bias.add(i) as *const S::f32s)
-                    } else {
-                        s.partial_load_f32s(core::slice::from_raw_parts(self.bias.add(i), rows))
+            if self.bias_on_rows {
+                let bv: [S::f32s; MV] = core::array::from_fn(|v| {
+                    // SAFETY: rows i..i+m are inside the bias vector.
+                    unsafe {
+                        let p = self.bias.add(i + v * l);
+                        if v < MV - 1 || last == l {
+                            core::ptr::read_unaligned(p as *const S::f32s)
+                        } else {
+                            f32::load_partial(s, p, last)
+                        }
+                    }
+                });
+                for col in acc.iter_mut() {
+                    for (x, &b) in col.iter_mut().zip(&bv) {
+                        *x = s.add_f32s(*x, b);
                     }
                 }
             } else {
-                // SAFETY: column j is inside the bias vector.
-                s.splat_f32s(unsafe { *self.bias.add(j) })
-            };
-            v = s.add_f32s(v, b);
-        }
-        if !self.z.is_null() {
-            let zp = self.z.wrapping_offset(i as isize * self.z_rs + j as isize * self.z_cs);
-            // SAFETY: (i..i+rows, j) is inside Z, which has C's shape.
-            unsafe {
-                if self.z_rs == 1 {
-                    if rows == l {
-                        core::ptr::write_unaligned(zp as *mut S::f32s, v)
-                    } else {
-                        s.partial_store_f32s(core::slice::from_raw_parts_mut(zp, rows), v)
-                    }
-                } else {
-                    let mut buf = [0.0f32; 64];
-                    core::ptr::write_unaligned(buf.as_mut_ptr() as *mut S::f32s, v);
-                    for (r, &x) in buf[..rows].iter().enumerate() {
-                        *zp.wrapping_offset(r as isize * self.z_rs) = x;
+                for (c, col) in acc.iter_mut().enumerate() {
+                    // SAFETY: column j + c is inside the bias vector.
+                    let b = s.splat_f32s(unsafe { *self.bias.add(j + c) });
+                    for x in col.iter_mut() {
+                        *x = s.add_f32s(*x, b);
                     }
                 }
             }
         }
-        act_fwd(s, self.act, v)
+        if !self.z.is_null() {
+            if self.z_rs == 1 {
+                for (c, col) in acc.iter().enumerate() {
+                    let zp = self.z.wrapping_offset(i as isize + (j + c) as isize * self.z_cs);
+                    for (v, &x) in col.iter().enumerate() {
+                        // SAFETY: rows i .. i+m of column j+c are inside Z (C's shape).
+                        unsafe {
+                            if v + 1 < MV || last == l {
+                                core::ptr::write_unaligned(zp.add(v * l) as *mut S::f32s, x)
+                            } else {
+                                f32::store_partial(s, zp.add(v * l), last, x)
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (c, col) in acc.iter().enumerate() {
+                    for (v, &x) in col.iter().enumerate() {
+                        let rows = if v == MV - 1 { last } else { l };
+                        let mut buf = [0.0f32; 64];
+                        // SAFETY: `buf` holds at least one vector.
+                        unsafe { core::ptr::write_unaligned(buf.as_mut_ptr() as *mut S::f32s, x) };
+                        for (r, &e) in buf[..rows].iter().enumerate() {
+                            let p = ((i + v * l + r) as isize) * self.z_rs + (j + c) as isize * self.z_cs;
+                            // SAFETY: (i+v·l+r, j+c) is inside Z, which has C's shape.
+                            unsafe { *self.z.wrapping_offset(p) = e };
+                        }
+                    }
+                }
+            }
+        }
+        // One match per tile. The cheap activations are inlined in the tile;
+        // the polynomial ones run out of line over the tile's vectors (one
+        // instance per ISA, not one per tile shape: inlined in each of the
+        // kernel table's variants they multiplied the crate's build time by
+        // five, and a call per tile is small next to their own cost).
+        match self.act {
+            Activation::Identity | Activation::Softmax | Activation::LogSoftmax => {}
+            Activation::Relu => {
+                for x in acc.as_flattened_mut() {
+                    *x = act_fwd(s, Activation::Relu, *x);
+                }
+            }
+            Activation::LeakyRelu(k) => {
+                for x in acc.as_flattened_mut() {
+                    *x = act_fwd(s, Activation::LeakyRelu(k), *x);
+                }
+            }
+            act => act_fwd_outlined(s, act, acc.as_flattened_mut()),
+        }
     }
     #[inline(always)]
     unsafe fn apply_scalar(&self, x: f32, i: usize, j: usize) -> f32 {
@@ -98,6 +147,28 @@ impl Epilogue<f32> for BiasAct {
         }
         act_fwd(pulp::Scalar::new(), self.act, x)
     }
+}
+
+/// `v = f(v)` for each vector, as its own target-feature function: the
+/// `#[inline(never)]` wrapper has no target features, so pulp's `vectorize`
+/// region cannot be inlined into it (and thus into every GEMM tile variant).
+#[inline(never)]
+fn act_fwd_outlined<S: Simd>(s: S, act: Activation, v: &mut [S::f32s]) {
+    // Runs with the outer `S` (pulp passes the same token back as `S2`).
+    struct Op<'a, S: Simd>(S, Activation, &'a mut [S::f32s]);
+    impl<S: Simd> WithSimd for Op<'_, S> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S2: Simd>(self, _s: S2) {
+            let Op(s, act, v) = self;
+            per_activation!(act, |a| {
+                for x in v.iter_mut() {
+                    *x = act_fwd(s, a, *x);
+                }
+            })
+        }
+    }
+    s.vectorize(Op(s, act, v))
 }
 
 /// `C += l2·W` in the GEMM write-out (W has C's shape).
@@ -119,25 +190,51 @@ impl Epilogue<f32> for AddScaled {
         AddScaled { w_rs: self.w_cs, w_cs: self.w_rs, ..self }
     }
     #[inline(always)]
-    unsafe fn apply<S: Simd>(&self, s: S, v: S::f32s, i: usize, j: usize, rows: usize) -> S::f32s {
-        let wp = self.w.wrapping_offset(i as isize * self.w_rs + j as isize * self.w_cs);
-        // SAFETY: (i..i+rows, j) is inside W, which has C's shape.
-        let wv = unsafe {
-            if self.w_rs == 1 {
-                if rows == S::F32_LANES {
-                    core::ptr::read_unaligned(wp as *const S::f32s)
-                } else {
-                    s.partial_load_f32s(core::slice::from_raw_parts(wp, rows))
+    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+        &self,
+        s: S,
+        acc: &mut [[S::f32s; MV]; NR],
+        i: usize,
+        j: usize,
+        m: usize,
+    ) {
+        let l = S::F32_LANES;
+        let last = m - (MV - 1) * l;
+        let l2 = s.splat_f32s(self.l2);
+        if self.w_rs == 1 {
+            // Columns of W contiguous (the usual case): vector loads, only the
+            // last vector of a column partial. Branch-free per column so the
+            // tile stays in registers.
+            for (c, col) in acc.iter_mut().enumerate() {
+                let wp = self.w.wrapping_offset(i as isize + (j + c) as isize * self.w_cs);
+                for (v, x) in col.iter_mut().enumerate() {
+                    // SAFETY: rows i .. i+m of column j+c are inside W (C's shape).
+                    let wv = unsafe {
+                        if v + 1 < MV || last == l {
+                            core::ptr::read_unaligned(wp.add(v * l) as *const S::f32s)
+                        } else {
+                            f32::load_partial(s, wp.add(v * l), last)
+                        }
+                    };
+                    *x = s.mul_add_e_f32s(l2, wv, *x);
                 }
-            } else {
+            }
+            return;
+        }
+        for (c, col) in acc.iter_mut().enumerate() {
+            for (v, x) in col.iter_mut().enumerate() {
+                let rows = if v == MV - 1 { last } else { l };
                 let mut buf = [0.0f32; 64];
                 for (r, b) in buf[..rows].iter_mut().enumerate() {
-                    *b = *wp.wrapping_offset(r as isize * self.w_rs);
+                    let p = ((i + v * l + r) as isize) * self.w_rs + (j + c) as isize * self.w_cs;
+                    // SAFETY: (i+v·l+r, j+c) is inside W, which has C's shape.
+                    *b = unsafe { *self.w.wrapping_offset(p) };
                 }
-                core::ptr::read_unaligned(buf.as_ptr() as *const S::f32s)
+                // SAFETY: `buf` holds at least one vector.
+                let wv = unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const S::f32s) };
+                *x = s.mul_add_e_f32s(l2, wv, *x);
             }
-        };
-        s.mul_add_e_f32s(s.splat_f32s(self.l2), wv, v)
+        }
     }
     #[inline(always)]
     unsafe fn apply_scalar(&self, x: f32, i: usize, j: usize) -> f32 {
@@ -257,11 +354,11 @@ impl WithSimd for DzDb<'_> {
     fn with_simd<S: Simd>(self, s: S) {
         let DzDb { act, rows, cols, z, a, da, dz, db } = self;
         let l = S::F32_LANES;
-        db.fill(0.0);
         let zero = s.splat_f32s(0.0);
-        for r in 0..rows {
-            let o = r * cols;
-            if act.is_rowwise() {
+        if act.is_rowwise() {
+            db.fill(0.0);
+            for r in 0..rows {
+                let o = r * cols;
                 // SAFETY: row r holds `cols` elements in a, da and dz.
                 unsafe {
                     softmax_row_bwd(
@@ -281,43 +378,41 @@ impl WithSimd for DzDb<'_> {
                 for (x, &d) in tail.iter_mut().zip(dt) {
                     *x += d;
                 }
-                continue;
             }
-            // dz = da ⊙ f′ and db += dz, one pass over the row.
+            return;
+        }
+        // dz = da ⊙ f′ and db = Σ_rows dz in one pass over dz, a strip of up to
+        // STRIP vectors of columns at a time, with the strip's bias gradient
+        // held in registers over all rows (each column sums its rows in order
+        // from 0, the same bits as a row-by-row accumulation).
+        const STRIP: usize = 4;
+        per_activation!(act, |f| {
             let mut j = 0;
             while j < cols {
-                let len = l.min(cols - j);
-                let ld = |src: &[f32]| {
-                    if len == l {
-                        // SAFETY: o+j .. o+j+l is inside the row.
-                        unsafe { core::ptr::read_unaligned(src.as_ptr().add(o + j) as *const S::f32s) }
-                    } else {
-                        s.partial_load_f32s(&src[o + j..o + j + len])
+                let w = (cols - j).min(STRIP * l);
+                let mut acc = [zero; STRIP];
+                for r in 0..rows {
+                    let o = r * cols + j;
+                    for (v, acc) in acc.iter_mut().enumerate().take(w.div_ceil(l)) {
+                        let (q, len) = (o + v * l, (w - v * l).min(l));
+                        let d = act_bwd(
+                            s,
+                            f,
+                            if z.is_empty() { zero } else { crate::simd::load_tail(s, &z[q..q + len]) },
+                            if a.is_empty() { zero } else { crate::simd::load_tail(s, &a[q..q + len]) },
+                            crate::simd::load_tail(s, &da[q..q + len]),
+                        );
+                        crate::simd::store_tail(s, &mut dz[q..q + len], d);
+                        *acc = s.add_f32s(*acc, d);
                     }
-                };
-                let zv = if z.is_empty() { zero } else { ld(z) };
-                let av = if a.is_empty() { zero } else { ld(a) };
-                let d = act_bwd(s, act, zv, av, ld(da));
-                let bv = if len == l {
-                    // SAFETY: j..j+l inside db.
-                    unsafe { core::ptr::read_unaligned(db.as_ptr().add(j) as *const S::f32s) }
-                } else {
-                    s.partial_load_f32s(&db[j..j + len])
-                };
-                let nb = s.add_f32s(bv, d);
-                if len == l {
-                    // SAFETY: inside dz's row and db.
-                    unsafe {
-                        core::ptr::write_unaligned(dz.as_mut_ptr().add(o + j) as *mut S::f32s, d);
-                        core::ptr::write_unaligned(db.as_mut_ptr().add(j) as *mut S::f32s, nb);
-                    }
-                } else {
-                    s.partial_store_f32s(&mut dz[o + j..o + j + len], d);
-                    s.partial_store_f32s(&mut db[j..j + len], nb);
                 }
-                j += len;
+                for (v, acc) in acc.iter().enumerate().take(w.div_ceil(l)) {
+                    let (q, len) = (j + v * l, (w - v * l).min(l));
+                    crate::simd::store_tail(s, &mut db[q..q + len], *acc);
+                }
+                j += w;
             }
-        }
+        })
     }
 }
 
