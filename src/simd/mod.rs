@@ -164,6 +164,17 @@ static MASK32: [i32; 32] =
 #[cfg(target_arch = "x86_64")]
 static MASK64: [i64; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
+/// Whether `S` is one of pulp's x86 tokens that prove AVX (V3, V4). Decided
+/// at compile time. Vector size alone is not proof: pulp's `Scalar256b` and
+/// `Scalar512b` have 256- and 512-bit vectors and need no CPU feature.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn avx_token<S: Simd>() -> bool {
+    use core::any::TypeId;
+    let t = TypeId::of::<S>();
+    t == TypeId::of::<pulp::x86::V3>() || t == TypeId::of::<pulp::x86::V4>()
+}
+
 /// Loads the first `n` (`< lanes`) elements of a vector of `V` (`size_of::<V>()`
 /// bytes of `E`, 4 or 8 bytes each), zero in the other lanes, and reads no
 /// memory beyond them. `None` where no native masked load applies (the
@@ -176,19 +187,19 @@ static MASK64: [i64; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0,
 /// that cost register shuffles and an indirect jump per edge vector.
 ///
 /// # Safety
-/// `p` valid for reading `n` elements of `E`; `V` is the vector type of a
-/// pulp token that exists (`S::f32s` or `S::f64s` of an `S` the caller holds).
+/// `p` valid for reading `n < lanes` elements of `E`; the caller holds a token
+/// of type `S` (it exists, so its CPU features were detected).
 #[inline(always)]
-unsafe fn masked_load_native<V: Copy, E>(p: *const E, n: usize) -> Option<V> {
+unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Option<V> {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::*;
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
-        if bytes == 32 || bytes == 64 {
-            // SAFETY: pulp's x86 tokens with 256- or 512-bit vectors (V3, V4) can
-            // only be created once AVX2 (or AVX-512) was detected, and the caller
-            // holds one, so AVX is available; the
+        if avx_token::<S>() && (bytes == 32 || bytes == 64) {
+            // SAFETY: `S` is pulp's V3 or V4, whose tokens exist only once AVX2
+            // (or AVX-512) was detected, so AVX is available; only AVX
+            // instructions are used (512-bit vectors as two halves); the
             // mask windows stay inside the tables (n < lanes ≤ 16 or 8); masked-off
             // lanes are not accessed (no fault); the result is reassembled from
             // whole 256-bit halves of the vector's size, and any bit pattern is a
@@ -200,12 +211,12 @@ unsafe fn masked_load_native<V: Copy, E>(p: *const E, n: usize) -> Option<V> {
                 if esz == 4 {
                     for (h, o) in out.iter_mut().enumerate().take(halves) {
                         let m = _mm256_loadu_si256(MASK32.as_ptr().add(16 - n + h * 8) as *const __m256i);
-                        *o = _mm256_maskload_ps((p as *const f32).add(h * 8), m);
+                        *o = _mm256_maskload_ps((p as *const f32).wrapping_add(h * 8), m);
                     }
                 } else if esz == 8 {
                     for (h, o) in out.iter_mut().enumerate().take(halves) {
                         let m = _mm256_loadu_si256(MASK64.as_ptr().add(8 - n + h * 4) as *const __m256i);
-                        *o = _mm256_castpd_ps(_mm256_maskload_pd((p as *const f64).add(h * 4), m));
+                        *o = _mm256_castpd_ps(_mm256_maskload_pd((p as *const f64).wrapping_add(h * 4), m));
                     }
                 } else {
                     return None;
@@ -226,15 +237,17 @@ unsafe fn masked_load_native<V: Copy, E>(p: *const E, n: usize) -> Option<V> {
 /// stores (measured here: the narrow GEMMs lost 9–14% with them).
 ///
 /// # Safety
-/// `p` valid for writing `n` elements of `E`; `V` as for [`masked_load_native`].
+/// `p` valid for writing `n < lanes` elements of `E`; `S` as for
+/// [`masked_load_native`].
 #[inline(always)]
-unsafe fn masked_store_native<V: Copy, E>(p: *mut E, n: usize, v: V) -> bool {
+unsafe fn masked_store_native<S: Simd, V: Copy, E>(p: *mut E, n: usize, v: V) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::*;
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
-        if (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
+        if avx_token::<S>() && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
+            debug_assert!(n < bytes / esz);
             // SAFETY: as in `masked_load_native` (AVX available); `v` is copied
             // into 256-bit halves; the stores cover exactly the first `n·esz`
             // bytes at `p`: whole 128-bit quarters first, then the remaining 8-
@@ -356,12 +369,12 @@ pub trait Real:
     /// Loads the first `n < lanes` elements, zero elsewhere.
     ///
     /// # Safety
-    /// `p` must be valid for reading `n` elements.
+    /// `n < lanes`, and `p` must be valid for reading `n` elements.
     unsafe fn load_partial<S: Simd>(s: S, p: *const Self, n: usize) -> Self::V<S>;
     /// Stores the first `n < lanes` lanes.
     ///
     /// # Safety
-    /// `p` must be valid for writing `n` elements.
+    /// `n < lanes`, and `p` must be valid for writing `n` elements.
     unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, n: usize, v: Self::V<S>);
     /// A memory mask enabling the first `n` lanes (`n ≤ lanes`).
     fn mask<S: Simd>(s: S, n: usize) -> pulp::MemMask<Self::M<S>>;
@@ -440,7 +453,7 @@ macro_rules! impl_real {
             unsafe fn load_partial<S: Simd>(s: S, p: *const Self, n: usize) -> S::$v {
                 // SAFETY: the caller guarantees `n` readable elements at `p`;
                 // `S::$v` belongs to the token `s` we hold.
-                if let Some(v) = unsafe { masked_load_native::<S::$v, Self>(p, n) } {
+                if let Some(v) = unsafe { masked_load_native::<S, S::$v, Self>(p, n) } {
                     return v;
                 }
                 // SAFETY: the caller guarantees `n` readable elements at `p`.
@@ -449,7 +462,7 @@ macro_rules! impl_real {
             #[inline(always)]
             unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, n: usize, v: S::$v) {
                 // SAFETY: as in `load_partial`, for writing.
-                if unsafe { masked_store_native::<S::$v, Self>(p, n, v) } {
+                if unsafe { masked_store_native::<S, S::$v, Self>(p, n, v) } {
                     return;
                 }
                 // SAFETY: the caller guarantees `n` writable elements at `p`.
@@ -505,7 +518,7 @@ mod tests {
         for n in 0..lanes {
             let src: Vec<E> = (0..lanes + 2).map(|i| E::from(i as i8 + 1)).collect();
             // SAFETY: `n` elements are readable at `src[1..]`; AVX was checked.
-            let v = unsafe { masked_load_native::<V, E>(src.as_ptr().add(1), n) }.expect("native load");
+            let v = unsafe { masked_load_native::<pulp::x86::V3, V, E>(src.as_ptr().add(1), n) }.expect("native load");
             // SAFETY: V is `lanes` elements of E.
             let got: Vec<E> = unsafe { core::slice::from_raw_parts(&v as *const V as *const E, lanes) }.to_vec();
             for (i, &g) in got.iter().enumerate() {
@@ -513,7 +526,7 @@ mod tests {
             }
             let mut dst = vec![E::from(-1); lanes + 2];
             // SAFETY: `n` elements are writable at `dst[1..]`.
-            assert!(unsafe { masked_store_native::<V, E>(dst.as_mut_ptr().add(1), n, v) });
+            assert!(unsafe { masked_store_native::<pulp::x86::V3, V, E>(dst.as_mut_ptr().add(1), n, v) });
             for (i, &d) in dst.iter().enumerate() {
                 let want = if i >= 1 && i <= n { src[i] } else { E::from(-1) };
                 assert_eq!(d, want, "store n={n} element {i}");
