@@ -238,7 +238,7 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
                 v[j][i] = T::vmul(s, acc[j][i], alpha);
                 if let Some(beta) = t.beta {
                     // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
-                    let cv = unsafe { if rows == l { T::load(s, p) } else { T::load_partial(s, p, rows) } };
+                    let cv = unsafe { T::load_upto(s, p, rows) };
                     v[j][i] = T::vmul_add(s, cv, T::splat(s, beta), v[j][i]);
                 }
             }
@@ -253,7 +253,7 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
                 let rows = if i == MV - 1 { last } else { l };
                 let p = cp.wrapping_add(i * l);
                 // SAFETY: rows `i·l .. i·l+rows` of column j are inside the C tile.
-                unsafe { if rows == l { T::store(s, p, v[j][i]) } else { T::store_partial(s, p, rows, v[j][i]) } }
+                unsafe { T::store_upto(s, p, rows, v[j][i]) }
             }
         }
     } else {

@@ -59,14 +59,7 @@ impl Epilogue<f32> for BiasAct {
             if self.bias_on_rows {
                 let bv: [S::f32s; MV] = core::array::from_fn(|v| {
                     // SAFETY: rows i..i+m are inside the bias vector.
-                    unsafe {
-                        let p = self.bias.add(i + v * l);
-                        if v < MV - 1 || last == l {
-                            core::ptr::read_unaligned(p as *const S::f32s)
-                        } else {
-                            f32::load_partial(s, p, last)
-                        }
-                    }
+                    unsafe { f32::load_upto(s, self.bias.add(i + v * l), if v + 1 < MV { l } else { last }) }
                 });
                 for col in acc.iter_mut() {
                     for (x, &b) in col.iter_mut().zip(&bv) {
@@ -89,13 +82,7 @@ impl Epilogue<f32> for BiasAct {
                     let zp = self.z.wrapping_offset(i as isize + (j + c) as isize * self.z_cs);
                     for (v, &x) in col.iter().enumerate() {
                         // SAFETY: rows i .. i+m of column j+c are inside Z (C's shape).
-                        unsafe {
-                            if v + 1 < MV || last == l {
-                                core::ptr::write_unaligned(zp.add(v * l) as *mut S::f32s, x)
-                            } else {
-                                f32::store_partial(s, zp.add(v * l), last, x)
-                            }
-                        }
+                        unsafe { f32::store_upto(s, zp.add(v * l), if v + 1 < MV { l } else { last }, x) }
                     }
                 }
             } else {
@@ -209,13 +196,7 @@ impl Epilogue<f32> for AddScaled {
                 let wp = self.w.wrapping_offset(i as isize + (j + c) as isize * self.w_cs);
                 for (v, x) in col.iter_mut().enumerate() {
                     // SAFETY: rows i .. i+m of column j+c are inside W (C's shape).
-                    let wv = unsafe {
-                        if v + 1 < MV || last == l {
-                            core::ptr::read_unaligned(wp.add(v * l) as *const S::f32s)
-                        } else {
-                            f32::load_partial(s, wp.add(v * l), last)
-                        }
-                    };
+                    let wv = unsafe { f32::load_upto(s, wp.add(v * l), if v + 1 < MV { l } else { last }) };
                     *x = s.mul_add_e_f32s(l2, wv, *x);
                 }
             }

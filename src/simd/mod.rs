@@ -376,6 +376,26 @@ pub trait Real:
     /// # Safety
     /// `n < lanes`, and `p` must be valid for writing `n` elements.
     unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, n: usize, v: Self::V<S>);
+    /// Loads `n ≤ lanes` elements: a full vector when `n == lanes`, else
+    /// [`Real::load_partial`].
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `n` elements.
+    #[inline(always)]
+    unsafe fn load_upto<S: Simd>(s: S, p: *const Self, n: usize) -> Self::V<S> {
+        // SAFETY: forwarded contract.
+        unsafe { if n >= Self::lanes::<S>() { Self::load(s, p) } else { Self::load_partial(s, p, n) } }
+    }
+    /// Stores the first `n ≤ lanes` lanes: a full store when `n == lanes`,
+    /// else [`Real::store_partial`].
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `n` elements.
+    #[inline(always)]
+    unsafe fn store_upto<S: Simd>(s: S, p: *mut Self, n: usize, v: Self::V<S>) {
+        // SAFETY: forwarded contract.
+        unsafe { if n >= Self::lanes::<S>() { Self::store(s, p, v) } else { Self::store_partial(s, p, n, v) } }
+    }
     /// A memory mask enabling the first `n` lanes (`n ≤ lanes`).
     fn mask<S: Simd>(s: S, n: usize) -> pulp::MemMask<Self::M<S>>;
     /// The lane-mask type for `S`.
