@@ -367,18 +367,35 @@ fn bad_views_are_errors() {
 
 #[test]
 fn alpha_zero_and_k_zero_do_not_read_inputs() {
-    // A and B full of NaN: alpha = 0 must not touch them; beta scales C.
-    let a = [f32::NAN; 6];
-    let b = [f32::NAN; 6];
-    let mut c = [1.0f32, 2.0, 3.0, 4.0];
-    let av = MatRef::row_major(&a, 2, 3, 3).unwrap();
-    let bv = MatRef::row_major(&b, 3, 2, 2).unwrap();
-    gemm_with(0.0, av, bv, 2.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &GemmOptions::default()).unwrap();
-    assert_eq!(c, [2.0, 4.0, 6.0, 8.0]);
-    let e: [f32; 0] = [];
-    let av = MatRef::row_major(&e, 2, 0, 0).unwrap();
-    let bv = MatRef::row_major(&e, 0, 2, 2).unwrap();
-    let mut c = [f32::NAN; 4];
-    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &GemmOptions::default()).unwrap();
-    assert_eq!(c, [0.0; 4]);
+    // On every backend compiled in: A and B full of NaN, alpha = 0 must not
+    // touch them (0·NaN would be NaN); beta scales C; k = 0 gives beta·C.
+    for backend in [Backend::Native, Backend::MatrixMultiply, Backend::Blas] {
+        if !backend.is_available() {
+            continue;
+        }
+        let opts = GemmOptions { backend: Some(backend), ..GemmOptions::default() };
+        let a = [f32::NAN; 6];
+        let b = [f32::NAN; 6];
+        let mut c = [1.0f32, 2.0, 3.0, 4.0];
+        let av = MatRef::row_major(&a, 2, 3, 3).unwrap();
+        let bv = MatRef::row_major(&b, 3, 2, 2).unwrap();
+        gemm_with(0.0, av, bv, 2.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &opts).unwrap();
+        assert_eq!(c, [2.0, 4.0, 6.0, 8.0], "{backend:?}");
+        // alpha = 0 and beta = 0: C is overwritten with zeros, NaN there included.
+        let mut c = [f64::NAN; 4];
+        let (a, b) = ([f64::NAN; 6], [f64::NAN; 6]);
+        let av = MatRef::row_major(&a, 2, 3, 3).unwrap();
+        let bv = MatRef::row_major(&b, 3, 2, 2).unwrap();
+        gemm_with(0.0, av, bv, 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &opts).unwrap();
+        assert_eq!(c, [0.0; 4], "{backend:?}");
+        let e: [f32; 0] = [];
+        let av = MatRef::row_major(&e, 2, 0, 0).unwrap();
+        let bv = MatRef::row_major(&e, 0, 2, 2).unwrap();
+        let mut c = [f32::NAN; 4];
+        gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &opts).unwrap();
+        assert_eq!(c, [0.0; 4], "{backend:?}");
+        let mut c = [1.0f32, 2.0, 3.0, 4.0];
+        gemm_with(1.0, av, bv, -1.5, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &opts).unwrap();
+        assert_eq!(c, [-1.5, -3.0, -4.5, -6.0], "{backend:?}");
+    }
 }

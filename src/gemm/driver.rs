@@ -277,6 +277,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                         b_ks,
                         b_js,
                         b_panel,
+                        b_packed: pb,
                         c: prob.c.wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
                         rsc: prob.rsc,
                         csc: prob.csc,
@@ -313,6 +314,9 @@ struct Block<T> {
     b_ks: isize,
     b_js: isize,
     b_panel: isize,
+    /// Whether B is packed into `NR`-column panels (tiles must then follow the
+    /// panels); otherwise it is read in place and tiles may be narrower.
+    b_packed: bool,
     c: *mut T,
     rsc: isize,
     csc: isize,
@@ -336,7 +340,7 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
         let mut j0 = 0;
         let mut jr = 0isize;
         while j0 < b.nc {
-            let n = b.nr.min(b.nc - j0);
+            let n = tile_cols(b.nr, b.nc - j0, b.b_packed);
             let mut i0 = 0;
             let mut ir = 0isize;
             while i0 < b.mc {
@@ -350,7 +354,11 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
                     k: b.kc,
                     a,
                     a_ks,
-                    b: b.b.wrapping_offset(jr * b.b_panel),
+                    b: if b.b_packed {
+                        b.b.wrapping_offset(jr * b.b_panel)
+                    } else {
+                        b.b.wrapping_offset(j0 as isize * b.b_js)
+                    },
                     b_ks: b.b_ks,
                     b_js: b.b_js,
                     c: b.c.wrapping_offset(i0 as isize * b.rsc + j0 as isize * b.csc),
@@ -373,6 +381,21 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
             jr += 1;
         }
     }
+}
+
+/// Columns of the next tile when `rem` columns of the block are left.
+///
+/// A tile narrower than 4 columns has too few accumulators (`2·n`) to cover
+/// the FMA latency and runs at a fraction of the rate of a full one: 32 columns
+/// of 6-column tiles would end with a 2-column tile costing about as much as a
+/// 4-column one. So when B is read in place (tiles need not follow packed
+/// panels) and the last `NR + r` columns have `0 < r < 4`, they are split into
+/// two tiles of about equal width (6+2 → 4+4, 6+3 → 5+4). Every element's
+/// dot product runs in the same order whatever its tile, so the bits do not
+/// change.
+#[inline(always)]
+fn tile_cols(nr: usize, rem: usize, b_packed: bool) -> usize {
+    if !b_packed && nr >= 6 && rem > nr && rem < nr + 4 { rem.div_ceil(2) } else { nr.min(rem) }
 }
 
 fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {

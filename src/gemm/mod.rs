@@ -152,6 +152,10 @@ pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
     // C injective), the borrows guarantee C does not overlap A or B.
     unsafe {
         match backend {
+            // With alpha = 0 or k = 0 the native driver only scales C and never
+            // reads A or B (NaN there must not leak into C). matrixmultiply would
+            // still multiply (0·NaN = NaN), so every backend takes this path.
+            _ if alpha == T::ZERO || k == 0 => driver::gemm_native(isa, prob, epi, opts.par.threads()),
             Backend::Native => driver::gemm_native(isa, prob, epi, opts.par.threads()),
             Backend::MatrixMultiply => {
                 if m > 0 && n > 0 {
