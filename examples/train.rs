@@ -8,7 +8,7 @@
 //! cargo run --release --example train -- --idx ../shared/data/mnist --hidden 128 --epochs 10 --batch-size 32
 //! ```
 
-use nnkern::nn::data::{Dataset, Scaler, load_mnist, read_csv};
+use nnkern::nn::data::{Dataset, Header, Scaler, load_mnist, read_csv, read_csv_with};
 use nnkern::nn::{EpochRecord, Layer, Mlp, Solver, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
@@ -24,6 +24,8 @@ Data (default: the bundled UCI digits, data/digits.csv, 80/20 split):
   --idx DIR             MNIST-style directory (train-/t10k- images and labels, .gz or not)
   --csv FILE            CSV of numbers (header optional); split 80/20
   --label-column N      CSV label column, 0-based, negative from the end (default -1)
+  --header yes|no|auto  whether the CSV's first line is a header (default auto:
+                        a first line without any number)
 Model and training:
   --hidden 128,64       hidden layer widths (default 128)
   --activation NAME     relu|tanh|sigmoid|leaky_relu|elu|softplus|gelu|identity (default relu)
@@ -47,6 +49,7 @@ struct Args {
     idx: Option<String>,
     csv: Option<String>,
     label_column: isize,
+    header: Header,
     hidden: Vec<usize>,
     activation: Activation,
     solver: Solver,
@@ -68,6 +71,7 @@ fn parse() -> Result<Option<Args>, String> {
         idx: None,
         csv: None,
         label_column: -1,
+        header: Header::Auto,
         hidden: vec![128],
         activation: Activation::Relu,
         solver: Solver::Adam,
@@ -91,6 +95,14 @@ fn parse() -> Result<Option<Args>, String> {
             "--help" | "-h" => return Ok(None),
             "--idx" => a.idx = Some(val()?),
             "--csv" => a.csv = Some(val()?),
+            "--header" => {
+                a.header = match val()?.as_str() {
+                    "yes" => Header::Present,
+                    "no" => Header::Absent,
+                    "auto" => Header::Auto,
+                    _ => return Err("--header: yes, no or auto".into()),
+                }
+            }
             "--label-column" => a.label_column = val()?.parse().map_err(|_| "--label-column: not an integer")?,
             "--hidden" => {
                 a.hidden = val()?
@@ -124,7 +136,7 @@ fn data(a: &Args) -> nnkern::Result<(Dataset, Dataset, &'static str)> {
         return Ok((tr, te, "MNIST"));
     }
     let (all, name) = match &a.csv {
-        Some(f) => (read_csv(f, a.label_column)?, "CSV"),
+        Some(f) => (read_csv_with(f, a.label_column, a.header)?, "CSV"),
         None => {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv");
             (read_csv(path, -1)?, "UCI digits (bundled)")
@@ -154,13 +166,14 @@ fn svg(hist: &[EpochRecord]) -> String {
         format!("<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "))
     };
     let loss = line(hist.iter().map(|r| r.loss / lmax).collect(), "#c0392b");
-    let acc = line(hist.iter().map(|r| r.val_score.unwrap_or(f64::NAN)).filter(|v| v.is_finite()).collect(), "#2471a3");
+    let acc = line(hist.iter().map(|r| r.score.unwrap_or(f64::NAN)).filter(|v| v.is_finite()).collect(), "#2471a3");
+    let val = line(hist.iter().map(|r| r.val_score.unwrap_or(f64::NAN)).filter(|v| v.is_finite()).collect(), "#27ae60");
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\
          <line x1=\"{m}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/><line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{b}\" stroke=\"black\"/>\
-         {loss}{acc}<text x=\"{m}\" y=\"20\" font-family=\"sans-serif\" font-size=\"14\">\
-         <tspan fill=\"#c0392b\">training loss (÷{lmax:.3})</tspan> · <tspan fill=\"#2471a3\">validation accuracy</tspan> · epochs 1..{}</text></svg>\n",
+         {loss}{acc}{val}<text x=\"{m}\" y=\"20\" font-family=\"sans-serif\" font-size=\"14\">\
+         <tspan fill=\"#c0392b\">training loss (÷{lmax:.3})</tspan> · <tspan fill=\"#2471a3\">training accuracy</tspan> · <tspan fill=\"#27ae60\">validation accuracy</tspan> · epochs 1..{}</text></svg>\n",
         hist.len(),
         b = h - m,
         r = w - m
@@ -207,10 +220,11 @@ fn run(a: Args) -> nnkern::Result<()> {
         let mut log = |r: &EpochRecord| {
             let val = r.val_score.map_or(String::new(), |s| format!(" val_acc {s:.4}"));
             print!(
-                "\repoch {:>3}/{epochs} {} loss {:.4}{val} lr {:.1e} {:.2}s   ",
+                "\repoch {:>3}/{epochs} {} loss {:.4} acc {:.4}{val} lr {:.1e} {:.2}s   ",
                 r.epoch,
                 bar(r.epoch, epochs),
                 r.loss,
+                r.score.unwrap_or(f64::NAN),
                 r.learning_rate,
                 r.seconds
             );
@@ -232,12 +246,13 @@ fn run(a: Args) -> nnkern::Result<()> {
             sorted[sorted.len() / 2]
         );
         if let Some(f) = &a.curve {
-            let mut s = String::from("epoch,loss,val_loss,val_score,learning_rate,seconds\n");
+            let mut s = String::from("epoch,loss,accuracy,val_loss,val_score,learning_rate,seconds\n");
             for r in &hist.epochs {
                 s += &format!(
-                    "{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{}\n",
                     r.epoch,
                     r.loss,
+                    r.score.map_or(String::new(), |v| v.to_string()),
                     r.val_loss.map_or(String::new(), |v| v.to_string()),
                     r.val_score.map_or(String::new(), |v| v.to_string()),
                     r.learning_rate,

@@ -237,6 +237,11 @@ typedef struct nnk_epoch_info {
    * Seconds the epoch took.
    */
   double seconds;
+  /**
+   * Training accuracy of the epoch's batches, each measured before its
+   * update (classifiers); NaN for regression.
+   */
+  double score;
 } nnk_epoch_info;
 
 #ifdef __cplusplus

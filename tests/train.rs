@@ -320,3 +320,292 @@ fn concurrent_predictions_share_one_model() {
         }
     });
 }
+
+/// MNIST-shaped synthetic data (784 inputs, 10 classes): large enough that the
+/// GEMMs (256×784·784×128) and the optimizer (101 770 parameters) really run on
+/// several threads, which the digits-sized test above does not.
+#[test]
+fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
+    let (n, d) = (600usize, 784usize);
+    let x: Vec<f32> = (0..n * d).map(|i| (((i * 2654435761) >> 7) % 256) as f32 / 255.0).collect();
+    let y: Vec<u32> = (0..n).map(|i| (x[i * d + 100] * 7.0 + x[i * d + 500] * 3.0) as u32 % 10).collect();
+    let mut base: Option<(Vec<f32>, Vec<f64>)> = None;
+    for t in [1usize, 2, 4] {
+        let mut m = Mlp::new(d, &[relu(128)], 10, Task::MultiClass, 5).unwrap();
+        assert!(m.params().len() > 2 * 32768, "the optimizer must split");
+        let cfg =
+            TrainConfig { batch_size: 256, max_iter: 2, random_state: 5, par: Par::Threads(t), ..Default::default() };
+        let h = m.fit(&x, n, Targets::Labels(&y), &cfg, None, None).unwrap();
+        let losses: Vec<f64> = h.epochs.iter().map(|r| r.loss).collect();
+        match &base {
+            None => base = Some((m.params().to_vec(), losses)),
+            Some((p, l)) => {
+                assert!(
+                    p.iter().zip(m.params()).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{t} threads: weights differ"
+                );
+                assert_eq!(l, &losses, "{t} threads: losses differ");
+            }
+        }
+    }
+}
+
+/// One plain SGD step on a linear regression with an L1 term, by hand:
+/// gradient += l1·sign(w)/batch on the weights, nothing on the bias.
+#[test]
+fn l1_subgradient_by_hand() {
+    let x = [1.0f32, 2.0, -1.0, 0.5, 0.0, 3.0, 2.0, -2.0];
+    let y = [1.0f32, -1.0, 2.0, 0.5];
+    let mut m = Mlp::new(2, &[], 1, Task::Regression, 4).unwrap();
+    let w0 = m.params().to_vec();
+    let (l1, lr) = (0.3f32, 0.1f32);
+    let cfg = TrainConfig {
+        solver: Solver::Sgd,
+        momentum: 0.0,
+        learning_rate_init: lr,
+        alpha: 0.0,
+        l1,
+        batch_size: 4,
+        max_iter: 1,
+        shuffle: false,
+        ..Default::default()
+    };
+    let h = m.fit(&x, 4, Targets::Dense(&y), &cfg, None, None).unwrap();
+    let (mut gw, mut gb, mut loss) = ([0.0f64; 2], 0.0f64, 0.0f64);
+    for i in 0..4 {
+        let p = x[2 * i] as f64 * w0[0] as f64 + x[2 * i + 1] as f64 * w0[1] as f64 + w0[2] as f64;
+        let e = p - y[i] as f64;
+        loss += 0.5 * e * e / 4.0;
+        gw[0] += x[2 * i] as f64 * e / 4.0;
+        gw[1] += x[2 * i + 1] as f64 * e / 4.0;
+        gb += e / 4.0;
+    }
+    loss += l1 as f64 * (w0[0].abs() + w0[1].abs()) as f64 / 4.0;
+    assert!((h.epochs[0].loss - loss).abs() < 1e-5 * loss.max(1.0), "loss {} vs {loss}", h.epochs[0].loss);
+    for j in 0..2 {
+        let want = w0[j] as f64 - lr as f64 * (gw[j] + l1 as f64 * (w0[j] as f64).signum() / 4.0);
+        assert!((m.params()[j] as f64 - want).abs() < 1e-6, "w{j}: {} vs {want}", m.params()[j]);
+    }
+    assert!((m.params()[2] as f64 - (w0[2] as f64 - lr as f64 * gb)).abs() < 1e-6, "bias");
+}
+
+/// Gradient clipping inside `fit`: the step is lr·g·c/‖g‖ over all parameters.
+#[test]
+fn gradient_clipping_in_fit_by_hand() {
+    let x = [1.0f32, 2.0, -1.0, 0.5, 0.0, 3.0, 2.0, -2.0];
+    let y = [10.0f32, -10.0, 20.0, 5.0];
+    let mut m = Mlp::new(2, &[], 1, Task::Regression, 4).unwrap();
+    let w0 = m.params().to_vec();
+    let (lr, c) = (0.1f32, 0.5f32);
+    let cfg = TrainConfig {
+        solver: Solver::Sgd,
+        momentum: 0.0,
+        learning_rate_init: lr,
+        alpha: 0.0,
+        clip_norm: Some(c),
+        batch_size: 4,
+        max_iter: 1,
+        shuffle: false,
+        ..Default::default()
+    };
+    m.fit(&x, 4, Targets::Dense(&y), &cfg, None, None).unwrap();
+    let mut g = [0.0f64; 3];
+    for i in 0..4 {
+        let e =
+            (x[2 * i] as f64 * w0[0] as f64 + x[2 * i + 1] as f64 * w0[1] as f64 + w0[2] as f64 - y[i] as f64) / 4.0;
+        g[0] += x[2 * i] as f64 * e;
+        g[1] += x[2 * i + 1] as f64 * e;
+        g[2] += e;
+    }
+    let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+    assert!(norm > c as f64 * 2.0, "the test must clip (‖g‖ = {norm})");
+    for j in 0..3 {
+        let want = w0[j] as f64 - lr as f64 * g[j] * c as f64 / norm;
+        assert!((m.params()[j] as f64 - want).abs() < 1e-6, "p{j}: {} vs {want}", m.params()[j]);
+    }
+}
+
+fn blobs(n: usize) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
+    // Two features; binary label x0 + x1 > 0, multi-label [x0 > 0, x1 > 0.3].
+    let mut x = Vec::new();
+    let (mut yb, mut ym) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let a = (i as f32 * 0.731).sin() * 2.0;
+        let b = (i as f32 * 1.377).cos() * 2.0;
+        x.extend_from_slice(&[a, b]);
+        yb.push((a + b > 0.0) as u32);
+        ym.extend_from_slice(&[(a > 0.0) as u32 as f32, (b > 0.3) as u32 as f32]);
+    }
+    (x, yb, ym)
+}
+
+#[test]
+fn binary_and_multi_label_heads_fit_score_and_evaluate() {
+    let n = 400;
+    let (x, yb, ym) = blobs(n);
+    let cfg = TrainConfig { learning_rate_init: 1e-2, batch_size: 32, max_iter: 60, ..Default::default() };
+    // Binary: one sigmoid output, 0/1 labels.
+    let mut m = Mlp::new(2, &[relu(16)], 1, Task::MultiLabel, 1).unwrap();
+    let h = m.fit(&x, n, Targets::Labels(&yb), &cfg, None, None).unwrap();
+    let acc = m.score(&x, n, &Targets::Labels(&yb)).unwrap();
+    assert!(acc >= 0.95, "binary accuracy {acc}");
+    assert!(h.epochs.last().unwrap().score.unwrap() >= 0.9);
+    let p = m.predict_proba(&x, n).unwrap();
+    let bce: f64 = p
+        .iter()
+        .zip(&yb)
+        .map(|(&q, &t)| {
+            let q = (q as f64).clamp(1e-12, 1.0 - 1e-12);
+            -(t as f64 * q.ln() + (1.0 - t as f64) * (1.0 - q).ln())
+        })
+        .sum::<f64>()
+        / n as f64;
+    let (loss, score) = m.evaluate(&x, n, &Targets::Labels(&yb)).unwrap();
+    assert!((loss - bce).abs() < 1e-9, "evaluate loss {loss} vs {bce}");
+    assert_eq!(score, acc);
+    let classes = m.predict_class(&x, n).unwrap();
+    assert!(classes.iter().zip(&p).all(|(&c, &q)| c == (q >= 0.5) as u32));
+    // Multi-label: two sigmoid outputs, dense 0/1 targets, subset accuracy.
+    let mut m = Mlp::new(2, &[relu(32)], 2, Task::MultiLabel, 2).unwrap();
+    m.fit(&x, n, Targets::Dense(&ym), &cfg, None, None).unwrap();
+    let p = m.predict_proba(&x, n).unwrap();
+    let exact = p
+        .chunks(2)
+        .zip(ym.chunks(2))
+        .filter(|(q, t)| q.iter().zip(t.iter()).all(|(&q, &t)| (q >= 0.5) == (t >= 0.5)))
+        .count() as f64
+        / n as f64;
+    let score = m.score(&x, n, &Targets::Dense(&ym)).unwrap();
+    assert_eq!(score, exact, "subset accuracy");
+    assert!(score >= 0.9, "multi-label subset accuracy {score}");
+    let (loss, s2) = m.evaluate(&x, n, &Targets::Dense(&ym)).unwrap();
+    assert!(loss.is_finite() && loss < 0.3 && s2 == score, "{loss} {s2}");
+    assert!(m.predict_class(&x, n).is_err(), "two outputs: use predict_proba");
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let (xtr, ytr, xte, yte, ntr, nte, d) = digits();
+    let mut m = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 3).unwrap();
+    let cfg = TrainConfig {
+        early_stopping: true,
+        n_iter_no_change: 2,
+        tol: 0.0,
+        max_iter: 100,
+        learning_rate_init: 2e-2, // large: the validation score wobbles
+        batch_size: 16,
+        ..Default::default()
+    };
+    let val = Validation { x: &xte, n: nte, y: Targets::Labels(&yte) };
+    let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, Some(val), None).unwrap();
+    assert!(h.stopped_early);
+    let scores: Vec<f64> = h.epochs.iter().map(|r| r.val_score.unwrap()).collect();
+    let best = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let last = *scores.last().unwrap();
+    assert!(best > last, "the run must end below its best for this test to mean anything: {scores:?}");
+    assert_eq!(m.score(&xte, nte, &Targets::Labels(&yte)).unwrap(), best, "best weights restored");
+}
+
+#[test]
+fn partial_fit_and_warm_start_keep_the_optimizer_state() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    let cfg = TrainConfig { max_iter: 1, shuffle: false, batch_size: 64, ..Default::default() };
+    let fresh = || Mlp::new(d, &[relu(24)], 10, Task::MultiClass, 9).unwrap();
+    // Two epochs in one fit...
+    let mut a = fresh();
+    a.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { max_iter: 2, ..cfg.clone() }, None, None).unwrap();
+    // ...equal one fit and one partial_fit (Adam's moments and step count kept),
+    let mut b = fresh();
+    b.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    b.partial_fit(&xtr, ntr, Targets::Labels(&ytr), &cfg).unwrap();
+    assert!(a.params().iter().zip(b.params()).all(|(x, y)| x.to_bits() == y.to_bits()), "partial_fit");
+    // ...and one fit then a warm-started one,
+    let mut c = fresh();
+    c.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    c.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig { warm_start: true, ..cfg.clone() }, None, None).unwrap();
+    assert_eq!(a.params(), c.params(), "warm_start");
+    // but not a second fit that restarts the optimizer (same weights to start from).
+    let mut e = fresh();
+    e.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    e.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    assert_ne!(a.params(), e.params(), "warm_start = false restarts Adam");
+}
+
+#[test]
+fn training_accuracy_in_the_history() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    // A learning rate too small to move any weight: the running accuracy
+    // must equal the model's accuracy on the training set.
+    let mut m = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 6).unwrap();
+    let before = m.params().to_vec();
+    let cfg = TrainConfig {
+        solver: Solver::Sgd,
+        momentum: 0.0,
+        learning_rate_init: 1e-30,
+        alpha: 0.0,
+        max_iter: 1,
+        ..Default::default()
+    };
+    let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    assert_eq!(m.params(), &before[..]);
+    let acc = m.score(&xtr, ntr, &Targets::Labels(&ytr)).unwrap();
+    let run = h.epochs[0].score.unwrap();
+    assert!((run - acc).abs() <= 1.0 / ntr as f64, "running {run} vs score {acc}");
+    // Regression has none.
+    let mut r = Mlp::new(2, &[], 1, Task::Regression, 0).unwrap();
+    let h =
+        r.fit(&[1.0, 2.0], 1, Targets::Dense(&[1.0]), &TrainConfig { max_iter: 1, ..Default::default() }, None, None);
+    assert_eq!(h.unwrap().epochs[0].score, None);
+}
+
+#[test]
+fn divergence_restores_weights_and_optimizer_state() {
+    let x: Vec<f32> = (0..64).map(|i| (i as f32) * 100.0).collect();
+    let y: Vec<f32> = (0..32).map(|i| (i as f32) * 1e4).collect();
+    for clip in [None, Some(1e30f32)] {
+        let mut m = Mlp::new(2, &[relu(8)], 1, Task::Regression, 0).unwrap();
+        let before = m.params().to_vec();
+        let cfg = TrainConfig {
+            solver: Solver::Sgd,
+            learning_rate_init: 10.0,
+            momentum: 0.9,
+            batch_size: 4,
+            max_iter: 50,
+            clip_norm: clip,
+            ..Default::default()
+        };
+        match m.fit(&x, 32, Targets::Dense(&y), &cfg, None, None) {
+            Err(Error::Diverged(msg)) => {
+                println!("{msg}");
+                if msg.contains("in epoch 1;") {
+                    assert_eq!(m.params(), &before[..], "the weights of the start of epoch 1");
+                }
+            }
+            other => panic!("clip {clip:?}: expected divergence, got {other:?}"),
+        }
+        assert!(m.params().iter().all(|v| v.is_finite()));
+        // The optimizer state kept for a warm start is the good one too: a
+        // gentle continuation stays finite.
+        let xs: Vec<f32> = x.iter().map(|v| v / 6400.0).collect();
+        let ys: Vec<f32> = y.iter().map(|v| v / 3.2e5).collect();
+        let gentle = TrainConfig { learning_rate_init: 1e-3, warm_start: true, max_iter: 3, ..cfg.clone() };
+        let h = m.fit(&xs, 32, Targets::Dense(&ys), &gentle, None, None).unwrap();
+        assert!(h.epochs.iter().all(|r| r.loss.is_finite()));
+        assert!(m.params().iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn csv_header_can_be_chosen() {
+    use nnkern::nn::data::{Header, parse_csv_with};
+    // Auto: a first line with numbers is data, so a bad value there is an error on line 1.
+    let e = parse_csv("1,x,0\n3,4,1\n", -1).unwrap_err();
+    assert!(e.to_string().contains("line 1") && e.to_string().contains("column 2"), "{e}");
+    // A numeric header needs Present; Absent reads every line.
+    let p = parse_csv_with("0,1,2\n5,6,1\n7,8,0\n", -1, Header::Present).unwrap();
+    assert_eq!((p.n, p.x.clone()), (2, vec![5.0, 6.0, 7.0, 8.0]));
+    let a = parse_csv_with("0,1,2\n5,6,1\n", -1, Header::Absent).unwrap();
+    assert_eq!(a.n, 2);
+    assert!(parse_csv_with("a,b,c\n1,2,0\n", -1, Header::Absent).is_err());
+    assert_eq!(parse_csv_with("a,b,c\n1,2,0\n", -1, Header::Auto).unwrap().n, 1);
+}

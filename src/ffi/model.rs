@@ -69,6 +69,9 @@ pub struct nnk_epoch_info {
     pub learning_rate: f64,
     /// Seconds the epoch took.
     pub seconds: f64,
+    /// Training accuracy of the epoch's batches, each measured before its
+    /// update (classifiers); NaN for regression.
+    pub score: f64,
 }
 
 /// Called after every epoch with the epoch's record and the `user` pointer
@@ -441,6 +444,7 @@ fn fit_common(
                         val_score: r.val_score.unwrap_or(f64::NAN),
                         learning_rate: r.learning_rate as f64,
                         seconds: r.seconds,
+                        score: r.score.unwrap_or(f64::NAN),
                     };
                     // SAFETY: a C function pointer supplied by the caller, called as documented.
                     unsafe { f(&info, user) == 0 }

@@ -66,15 +66,36 @@ pub fn train_test_split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<
     Ok((idx, test))
 }
 
+/// Whether a CSV file's first line is a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Header {
+    /// A first line none of whose cells is a number is a header (`a,b,label`);
+    /// one with some numbers is data, so a bad value there is an error naming
+    /// line 1, not a header silently dropped. A header of numbers only
+    /// (`0,1,2`) needs [`Header::Present`].
+    #[default]
+    Auto,
+    /// The first line is a header, whatever it holds (skipped).
+    Present,
+    /// Every line is data.
+    Absent,
+}
+
 /// Reads a CSV file of numbers: `label_column` (0-based; negative counts from
-/// the end, −1 = last) is the target, every other column a feature. A first
-/// line that does not parse as numbers is taken as a header. Errors name the
-/// line and column of a bad value or a row of the wrong width.
+/// the end, −1 = last) is the target, every other column a feature. The
+/// header is detected as [`Header::Auto`] says (see [`read_csv_with`] to
+/// choose). Errors name the line and column of a bad value or a row of the
+/// wrong width.
 pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> {
+    read_csv_with(path, label_column, Header::Auto)
+}
+
+/// [`read_csv`] with the header chosen.
+pub fn read_csv_with(path: impl AsRef<Path>, label_column: isize, header: Header) -> Result<Dataset> {
     let path = path.as_ref();
     let text =
         std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
-    parse_csv(&text, label_column).map_err(|e| match e {
+    parse_csv_with(&text, label_column, header).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
     })
@@ -82,6 +103,11 @@ pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> 
 
 /// [`read_csv`] on text already in memory.
 pub fn parse_csv(text: &str, label_column: isize) -> Result<Dataset> {
+    parse_csv_with(text, label_column, Header::Auto)
+}
+
+/// [`read_csv_with`] on text already in memory.
+pub fn parse_csv_with(text: &str, label_column: isize, header: Header) -> Result<Dataset> {
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut width: Option<usize> = None;
@@ -92,9 +118,16 @@ pub fn parse_csv(text: &str, label_column: isize) -> Result<Dataset> {
             continue;
         }
         let cells: Vec<&str> = line.split(',').map(|c| c.trim()).collect();
-        if n == 0 && width.is_none() && cells.iter().any(|c| c.parse::<f32>().is_err()) {
-            width = Some(cells.len()); // header
-            continue;
+        if n == 0 && width.is_none() {
+            let is_header = match header {
+                Header::Present => true,
+                Header::Absent => false,
+                Header::Auto => cells.iter().all(|c| c.parse::<f32>().is_err()),
+            };
+            if is_header {
+                width = Some(cells.len());
+                continue;
+            }
         }
         let w = *width.get_or_insert(cells.len());
         if cells.len() != w {

@@ -263,7 +263,9 @@ impl Mlp {
     }
 
     /// Accuracy on labelled data (classifiers) or R² (regression, `y` is
-    /// `n_samples × n_outputs` targets encoded as f32).
+    /// `n_samples × n_outputs` targets encoded as f32). For multi-label
+    /// targets, subset accuracy (scikit-learn's): a sample counts as correct
+    /// only when every one of its labels is (output ≥ 0.5 ⇔ target ≥ 0.5).
     pub fn score(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<f64> {
         let p = self.predict_proba(x, n_samples)?;
         score_of(self.task, &p, self.n_outputs(), y)
@@ -307,8 +309,14 @@ pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Resu
                 return Err(shape("targets and predictions differ in length"));
             }
             if task == Task::MultiLabel {
-                let ok = p.iter().zip(t.iter()).filter(|&(&a, &b)| (a >= 0.5) == (b >= 0.5)).count();
-                return Ok(ok as f64 / p.len().max(1) as f64);
+                // Subset accuracy, as scikit-learn's `score` for multi-label
+                // targets: a sample counts only when all its labels are right.
+                let ok = p
+                    .chunks(k.max(1))
+                    .zip(t.chunks(k.max(1)))
+                    .filter(|(pr, tr)| pr.iter().zip(tr.iter()).all(|(&a, &b)| (a >= 0.5) == (b >= 0.5)))
+                    .count();
+                return Ok(ok as f64 / n.max(1) as f64);
             }
             // R² averaged over outputs (scikit-learn's uniform average).
             let mut r2 = 0.0;

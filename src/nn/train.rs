@@ -120,7 +120,13 @@ pub struct TrainConfig {
     pub rho: f32,
     /// Clip the global gradient norm to this value (None; not in scikit-learn).
     pub clip_norm: Option<f32>,
-    /// Keep the optimizer state and weights of a previous fit (false).
+    /// Keep the optimizer state (Adam moments and step count, momentum,
+    /// the adaptive learning rate) of a previous fit (false: start it afresh).
+    ///
+    /// Deviation from scikit-learn: the weights are the model's in both cases,
+    /// as in Keras (`fit` continues from the current weights: fresh from
+    /// [`Mlp::new`], loaded, or trained). scikit-learn re-draws them when
+    /// `warm_start` is false; call [`Mlp::reinitialize`] for that.
     pub warm_start: bool,
     /// Threads for the kernels (Default: the process-wide count).
     pub par: Par,
@@ -226,6 +232,12 @@ pub struct EpochRecord {
     pub val_loss: Option<f64>,
     /// Validation accuracy (classifiers) or R² (regression), if used.
     pub val_score: Option<f64>,
+    /// Training accuracy of the epoch for classifiers (Keras' running
+    /// `accuracy`): the fraction of the epoch's samples that the model
+    /// classified right in its forward pass, each batch measured before its
+    /// own update (multi-class: the arg-max; binary and multi-label: every
+    /// output on the right side of 0.5). `None` for regression.
+    pub score: Option<f64>,
     /// Learning rate used in this epoch.
     pub learning_rate: f32,
     /// Wall-clock seconds of the epoch.
@@ -378,7 +390,10 @@ impl Mlp {
         let mut best_params: Option<Vec<f32>> = None;
         let mut no_improve = 0usize;
         let opts = GemmOptions { par: cfg.par, ..Default::default() };
+        // Weights and optimizer state at the start of the epoch, restored if
+        // the training diverges.
         let mut epoch_start = self.params.clone();
+        let mut state_start = state.clone();
         let k = self.n_outputs();
         for epoch in 1..=cfg.max_iter {
             let t0 = Instant::now();
@@ -386,6 +401,7 @@ impl Mlp {
                 idx.shuffle(&mut rng);
             }
             epoch_start.copy_from_slice(&self.params);
+            state_start.clone_from(&state);
             let lr_epoch = match cfg.learning_rate {
                 Schedule::Constant | Schedule::InvScaling { .. } => cfg.learning_rate_init,
                 Schedule::Adaptive => state.lr,
@@ -396,6 +412,7 @@ impl Mlp {
                 }
             };
             let mut total = 0.0f64;
+            let mut correct = 0usize;
             for chunk in idx.chunks(batch) {
                 let b = chunk.len();
                 let mut lr = lr_epoch;
@@ -403,16 +420,26 @@ impl Mlp {
                     lr =
                         (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
                 }
-                let loss = self.train_batch(x, &y, chunk, &mut bufs, cfg, &mut state, lr, &opts)?;
-                if !loss.is_finite() {
+                let what = match self.train_batch(x, &y, chunk, &mut bufs, cfg, &mut state, lr, &opts) {
+                    Ok((loss, right)) if loss.is_finite() => {
+                        total += loss * b as f64;
+                        correct += right;
+                        None
+                    }
+                    Ok((loss, _)) => Some(format!("the training loss became {loss}")),
+                    Err(Error::NonFinite(m)) => Some(m),
+                    Err(e) => return Err(e),
+                };
+                if let Some(what) = what {
+                    // Back to the last state known to be good: a non-finite loss
+                    // may follow an update that already spoiled the weights.
                     self.params.copy_from_slice(&epoch_start);
-                    self.state = Some(state);
+                    self.state = Some(state_start);
                     return Err(Error::Diverged(format!(
-                        "the training loss became {loss} in epoch {epoch}; the weights of the start of that epoch were kept \
-                         (lower the learning rate or scale the inputs)"
+                        "{what} in epoch {epoch}; the weights and optimizer state of the start of that epoch were \
+                         kept (lower the learning rate or scale the inputs)"
                     )));
                 }
-                total += loss * b as f64;
                 state.samples_seen += b as u64;
             }
             let loss = total / n_train as f64;
@@ -438,6 +465,7 @@ impl Mlp {
                 loss,
                 val_loss,
                 val_score,
+                score: (self.task != Task::Regression).then(|| correct as f64 / n_train as f64),
                 learning_rate: lr_epoch,
                 seconds: t0.elapsed().as_secs_f64(),
             };
@@ -531,6 +559,8 @@ impl Mlp {
     }
 
     /// Forward, loss, backward and optimizer step on the samples `rows`.
+    /// Returns the batch loss and how many of its samples the forward pass
+    /// classified right (0 for regression).
     #[allow(clippy::too_many_arguments)]
     fn train_batch(
         &mut self,
@@ -542,7 +572,7 @@ impl Mlp {
         st: &mut OptState,
         lr: f32,
         opts: &GemmOptions,
-    ) -> Result<f64> {
+    ) -> Result<(f64, usize)> {
         let b = rows.len();
         let (ni, k, nl) = (self.n_inputs, self.n_outputs(), self.layers.len());
         for (r, &i) in rows.iter().enumerate() {
@@ -567,6 +597,32 @@ impl Mlp {
         }
         // Loss and ∂L/∂logits.
         let logits = &bf.a[nl - 1][..b * k];
+        let right = match (self.task, y) {
+            (Task::Regression, _) => 0,
+            (Task::MultiClass, _) => logits
+                .chunks(k)
+                .zip(&bf.yl[..b])
+                .filter(|&(r, &c)| {
+                    // First maximum, as predict_class.
+                    let mut best = 0;
+                    for (j, &v) in r.iter().enumerate() {
+                        if v > r[best] {
+                            best = j;
+                        }
+                    }
+                    best == c as usize
+                })
+                .count(),
+            // Logit ≥ 0 ⇔ sigmoid ≥ 0.5.
+            (Task::MultiLabel, Targets::Labels(_)) => {
+                logits.iter().zip(&bf.yl[..b]).filter(|&(&z, &c)| (z >= 0.0) == (c != 0)).count()
+            }
+            (Task::MultiLabel, _) => logits
+                .chunks(k)
+                .zip(bf.yd[..b * k].chunks(k))
+                .filter(|(r, t)| r.iter().zip(t.iter()).all(|(&z, &v)| (z >= 0.0) == (v >= 0.5)))
+                .count(),
+        };
         let dlog = &mut bf.da[nl - 1][..b * k];
         let mut loss = match (self.task, y) {
             (Task::MultiClass, _) => softmax_cross_entropy_sparse(b, k, logits, &bf.yl[..b], dlog)? as f64,
@@ -595,6 +651,10 @@ impl Mlp {
             let ab: f64 = (0..nl).map(|i| self.layer_params(i).0.iter().map(|&v| (v as f64).abs()).sum::<f64>()).sum();
             loss += cfg.l1 as f64 * ab / b as f64;
         }
+        if !loss.is_finite() {
+            // Nothing is updated from a non-finite loss; the caller restores.
+            return Ok((loss, right));
+        }
         // Backward, last layer first; gradients land in the flat buffer.
         for i in (0..nl).rev() {
             let l = self.layers[i];
@@ -622,6 +682,8 @@ impl Mlp {
             }
         }
         if let Some(c) = cfg.clip_norm {
+            // A non-finite gradient norm is reported as NonFinite: the caller
+            // treats it as divergence.
             clip_grad_norm(&mut bf.grad, c)?;
         }
         // One fused optimizer pass over all parameters (L2 already in the
@@ -642,7 +704,7 @@ impl Mlp {
             Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, 0.0)?,
         };
         rule.apply(&mut self.params, &bf.grad, &mut st.s1, &mut st.s2, opts.par)?;
-        Ok(loss)
+        Ok((loss, right))
     }
 }
 

@@ -90,6 +90,7 @@ class nnk_epoch_info(ctypes.Structure):
         ("val_score", c_double),
         ("learning_rate", c_double),
         ("seconds", c_double),
+        ("score", c_double),
     ]
 
 
