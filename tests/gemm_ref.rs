@@ -298,33 +298,41 @@ fn exact_integers_identical_across_isas_and_threads() {
     }
 }
 
-/// Random data: 1, 2, 3, 4 and 7 threads give identical bits on each ISA.
+/// Random data: 1, 2, 3, 4 and 7 threads give identical bits on each ISA,
+/// f32 and f64.
 #[test]
 fn thread_count_invariance_random() {
-    each_isa(|isa| {
-        for &(m, n, k, lc) in &[
-            (517, 389, 700, Layout::Col),
-            (64, 1500, 300, Layout::Row),
-            (1200, 40, 257, Layout::Col),
-            (32, 128, 784, Layout::Row),
+    fn check<T: Elem>(isa: Isa) {
+        for &(m, n, k, lc, ta) in &[
+            (517, 389, 700, Layout::Col, false),
+            (64, 1500, 300, Layout::Row, false),
+            (1200, 40, 257, Layout::Col, false),
+            (32, 128, 784, Layout::Row, false),
+            (784, 128, 256, Layout::Row, true),
         ] {
             let mut base: Option<Vec<f64>> = None;
             for &t in &[1usize, 2, 3, 4, 7] {
                 let mut rng = Rng(5);
                 let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Threads(t), isa: Some(isa) };
-                let case =
-                    Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc, ta: false, tb: false, alpha: 1.0, beta: 0.5 };
-                let c: Vec<f64> = run_case::<f64>(&mut rng, &case, &opts, false);
+                let case = Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc, ta, tb: false, alpha: 1.0, beta: 0.5 };
+                // f32 → f64 is exact and injective: equal f64 bits ⇔ equal T bits.
+                let c: Vec<f64> =
+                    run_case::<T>(&mut rng, &case, &opts, false).into_iter().map(|v| v.to_f64()).collect();
                 match &base {
                     None => base = Some(c),
                     Some(b) => assert!(
                         b.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "{} {m}x{n}x{k}: {t} threads differ from 1",
-                        isa.name()
+                        "{} {} {m}x{n}x{k}: {t} threads differ from 1",
+                        isa.name(),
+                        std::any::type_name::<T>()
                     ),
                 }
             }
         }
+    }
+    each_isa(|isa| {
+        check::<f32>(isa);
+        check::<f64>(isa);
     });
 }
 

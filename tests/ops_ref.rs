@@ -382,6 +382,129 @@ fn dense_backward_matches_finite_differences() {
 
 /// A whole two-layer step: x → dense(relu) → dense(identity) → softmax CE;
 /// gradients of every parameter against f64 finite differences of the loss.
+/// The fused dense backward against its unfused composition: the activation
+/// backward pass, a column sum for db, `Xᵀ·dZ` then `+ l2·W` for dW, `dZ·Wᵀ`
+/// for dX, each as a separate call. dZ must match bit for bit (the same
+/// elementwise derivative); db, dW, dX within `(k + 2)·2⁻²³·Σ|terms|` (both
+/// sum the same terms, in orders that may differ by blocking).
+#[test]
+fn dense_backward_fused_equals_unfused() {
+    let mut rng = Rng(11);
+    let eps = f32::EPSILON as f64;
+    for act in ACTS {
+        if matches!(act, Activation::Softmax | Activation::LogSoftmax) {
+            continue; // not hidden-layer activations: dense_backward refuses them
+        }
+        for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (5, 7, 3), (32, 64, 10), (33, 40, 129), (3, 0, 4)] {
+            let s = DenseShape { batch, n_in, n_out };
+            let x = rng.vec(batch * n_in, 1.0);
+            let w = rng.vec(n_in * n_out, 0.5);
+            let b = rng.vec(n_out, 0.5);
+            let da = rng.vec(batch * n_out, 0.5);
+            let l2 = 0.03f32;
+            let o = GemmOptions::default();
+            let (mut z, mut a) = (vec![0.0f32; batch * n_out], vec![0.0f32; batch * n_out]);
+            dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
+            let (mut dw, mut db, mut dx, mut dz) = (
+                vec![f32::NAN; n_in * n_out],
+                vec![f32::NAN; n_out],
+                vec![f32::NAN; batch * n_in],
+                vec![0.0; batch * n_out],
+            );
+            let g = DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz };
+            dense_backward(act, s, &x, &w, &z, &a, &da, l2, g, &o).unwrap();
+            // Unfused.
+            let mut dzu = vec![0.0f32; batch * n_out];
+            activation_backward_isa(Isa::current(), act, batch, n_out, Some(&z), Some(&a), &da, &mut dzu).unwrap();
+            let mut dbu = vec![0.0f32; n_out];
+            for r in 0..batch {
+                for j in 0..n_out {
+                    dbu[j] += dzu[r * n_out + j];
+                }
+            }
+            let mut dwu = vec![0.0f32; n_in * n_out];
+            gemm_with(
+                1.0,
+                MatRef::row_major(&x, batch, n_in, n_in).unwrap().t(),
+                MatRef::row_major(&dzu, batch, n_out, n_out).unwrap(),
+                0.0,
+                MatMut::row_major(&mut dwu, n_in, n_out, n_out).unwrap(),
+                &o,
+            )
+            .unwrap();
+            for (d, &wv) in dwu.iter_mut().zip(&w) {
+                *d += l2 * wv;
+            }
+            let mut dxu = vec![0.0f32; batch * n_in];
+            gemm_with(
+                1.0,
+                MatRef::row_major(&dzu, batch, n_out, n_out).unwrap(),
+                MatRef::row_major(&w, n_in, n_out, n_out).unwrap().t(),
+                0.0,
+                MatMut::row_major(&mut dxu, batch, n_in, n_in).unwrap(),
+                &o,
+            )
+            .unwrap();
+            let tag = format!("{act:?} {s:?}");
+            assert!(dz.iter().zip(&dzu).all(|(p, q)| p.to_bits() == q.to_bits()), "{tag}: dZ differs");
+            for j in 0..n_out {
+                let mag: f64 = (0..batch).map(|r| dzu[r * n_out + j].abs() as f64).sum();
+                let tol = (batch as f64 + 2.0) * eps * mag + 1e-30;
+                assert!((db[j] - dbu[j]).abs() as f64 <= tol, "{tag}: db[{j}] {} vs {}", db[j], dbu[j]);
+            }
+            for p in 0..n_in {
+                for j in 0..n_out {
+                    let mag: f64 = (0..batch).map(|r| (x[r * n_in + p] * dzu[r * n_out + j]).abs() as f64).sum::<f64>()
+                        + (l2 * w[p * n_out + j]).abs() as f64;
+                    let tol = (batch as f64 + 2.0) * eps * mag + 1e-30;
+                    let (f, u) = (dw[p * n_out + j], dwu[p * n_out + j]);
+                    assert!((f - u).abs() as f64 <= tol, "{tag}: dW[{p},{j}] {f} vs {u} (tol {tol:e})");
+                }
+            }
+            for r in 0..batch {
+                for p in 0..n_in {
+                    let mag: f64 = (0..n_out).map(|j| (dzu[r * n_out + j] * w[p * n_out + j]).abs() as f64).sum();
+                    let tol = (n_out as f64 + 2.0) * eps * mag + 1e-30;
+                    let (f, u) = (dx[r * n_in + p], dxu[r * n_in + p]);
+                    assert!((f - u).abs() as f64 <= tol, "{tag}: dX[{r},{p}] {f} vs {u}");
+                }
+            }
+        }
+    }
+}
+
+/// Softmax + cross-entropy in one pass against the unfused composition:
+/// the softmax activation, then `−Σ y·ln p / batch` and `(P − Y)/batch` from
+/// P. Loss within 1e-6 relative, gradient within 4·2⁻²³ of 1/batch absolute
+/// (both compute P to a few ULP; the fused pass never forms ln p from P).
+#[test]
+fn softmax_cross_entropy_fused_equals_unfused() {
+    let mut rng = Rng(12);
+    for &(batch, classes) in &[(1usize, 1usize), (1, 2), (7, 10), (32, 10), (5, 33)] {
+        let logits = rng.vec(batch * classes, 6.0);
+        let labels: Vec<u32> = (0..batch).map(|i| ((i * 7 + 3) % classes) as u32).collect();
+        let mut y = vec![0.0f32; batch * classes];
+        for (r, &c) in labels.iter().enumerate() {
+            y[r * classes + c as usize] = 1.0;
+        }
+        let (mut d, mut ds) = (vec![0.0f32; batch * classes], vec![0.0f32; batch * classes]);
+        let loss = softmax_cross_entropy(batch, classes, &logits, &y, &mut d).unwrap();
+        let loss_s = softmax_cross_entropy_sparse(batch, classes, &logits, &labels, &mut ds).unwrap();
+        let mut p = vec![0.0f32; batch * classes];
+        activation_forward_isa(Isa::current(), Activation::Softmax, batch, classes, &logits, &mut p).unwrap();
+        let lu: f64 = -(0..batch * classes).map(|i| y[i] as f64 * (p[i] as f64).ln()).sum::<f64>() / batch as f64;
+        let tag = format!("{batch}x{classes}");
+        assert!(close(loss, lu, 1e-6, 1e-7), "{tag}: loss {loss} vs unfused {lu}");
+        assert_eq!(loss.to_bits(), loss_s.to_bits(), "{tag}: sparse and dense losses");
+        assert!(d.iter().zip(&ds).all(|(a, b)| a.to_bits() == b.to_bits()), "{tag}: sparse and dense gradients");
+        let tol = 4.0 * f32::EPSILON / batch as f32;
+        for i in 0..batch * classes {
+            let du = (p[i] - y[i]) / batch as f32;
+            assert!((d[i] - du).abs() <= tol, "{tag}: dlogits[{i}] {} vs unfused {du}", d[i]);
+        }
+    }
+}
+
 #[test]
 fn two_layer_step_matches_finite_differences() {
     let mut rng = Rng(6);
@@ -465,32 +588,58 @@ fn fused_steps_identical_across_thread_counts() {
     let w = rng.vec(784 * 128, 0.05);
     let b = rng.vec(128, 0.1);
     let da = rng.vec(256 * 128, 0.1);
-    let mut base: Option<(Vec<f32>, Vec<f32>, Vec<f32>)> = None;
-    for t in [1usize, 2, 4] {
-        let o = GemmOptions { par: Par::Threads(t), ..Default::default() };
-        let (mut z, mut a) = (vec![0.0; 256 * 128], vec![0.0; 256 * 128]);
-        dense_forward(Activation::Relu, s, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
-        let (mut dw, mut db, mut dx, mut dz) =
-            (vec![0.0; 784 * 128], vec![0.0; 128], vec![0.0; 256 * 784], vec![0.0; 256 * 128]);
-        dense_backward(
-            Activation::Relu,
-            s,
-            &x,
-            &w,
-            &z,
-            &a,
-            &da,
-            1e-4,
-            DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz },
-            &o,
-        )
-        .unwrap();
-        let cur = (a, dw, dx);
-        match &base {
-            None => base = Some(cur),
-            Some(b0) => {
-                let same = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits());
-                assert!(same(&b0.0, &cur.0) && same(&b0.1, &cur.1) && same(&b0.2, &cur.2), "{t} threads differ");
+    for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Gelu, Activation::Elu(1.0)] {
+        let mut base: Option<Vec<Vec<f32>>> = None;
+        for t in [1usize, 2, 4] {
+            let o = GemmOptions { par: Par::Threads(t), ..Default::default() };
+            let (mut z, mut a) = (vec![0.0; 256 * 128], vec![0.0; 256 * 128]);
+            dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
+            let (mut dw, mut db, mut dx, mut dz) =
+                (vec![0.0; 784 * 128], vec![0.0; 128], vec![0.0; 256 * 784], vec![0.0; 256 * 128]);
+            let g = DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz };
+            dense_backward(act, s, &x, &w, &z, &a, &da, 1e-4, g, &o).unwrap();
+            let cur = vec![z, a, dz, db, dw, dx];
+            match &base {
+                None => base = Some(cur),
+                Some(b0) => {
+                    for (i, name) in ["z", "a", "dz", "db", "dw", "dx"].iter().enumerate() {
+                        let same = b0[i].iter().zip(&cur[i]).all(|(u, v)| u.to_bits() == v.to_bits());
+                        assert!(same, "{act:?}: {name} differs with {t} threads");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Plain SGD and heavy-ball momentum (scikit-learn/PyTorch form), with L2,
+/// three steps each, against f64.
+#[test]
+fn plain_and_momentum_sgd_match_f64_reference() {
+    let mut rng = Rng(13);
+    let n = 517;
+    let w0 = rng.vec(n, 1.0);
+    let g = rng.vec(n, 0.5);
+    let l2 = 0.02f32;
+    for mu in [0.0f32, 0.9] {
+        let (mut w, mut v) = (w0.clone(), if mu > 0.0 { vec![0.0f32; n] } else { Vec::new() });
+        let (mut wr, mut vr) = (f64v(&w0), vec![0.0f64; n]);
+        for _ in 0..3 {
+            sgd_step(&mut w, &g, &mut v, 0.1, mu, false, l2).unwrap();
+            for i in 0..n {
+                let gg = g[i] as f64 + l2 as f64 * wr[i];
+                if mu > 0.0 {
+                    vr[i] = mu as f64 * vr[i] - 0.1 * gg;
+                    wr[i] += vr[i];
+                } else {
+                    wr[i] -= 0.1 * gg;
+                }
+            }
+        }
+        for i in 0..n {
+            assert!(close(w[i], wr[i], 1e-5, 1e-6), "mu {mu}: w[{i}] {} vs {}", w[i], wr[i]);
+            if mu > 0.0 {
+                assert!(close(v[i], vr[i], 1e-5, 1e-6), "mu {mu}: v[{i}]");
             }
         }
     }
