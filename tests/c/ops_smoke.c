@@ -8,6 +8,12 @@
 
 #include "check.h"
 
+static int untouched(const float *a, const float *b, const float *c, float s) {
+    for (int i = 0; i < 16; i++)
+        if (a[i] != s || b[i] != s || c[i] != s) return 0;
+    return 1;
+}
+
 int main(void) {
     float x[37], y[37];
     for (int i = 0; i < 37; i++) x[i] = (float)i / 8.0f - 2.0f;
@@ -62,6 +68,72 @@ int main(void) {
     CHECK(nnk_sgd_step(5, w, g, vel, 0.1f, 0.9f, 2, 0.0f) == NNK_ERR_INVALID_ARG, "nesterov must be 0/1");
     CHECK(nnk_sgd_step(5, w, g, NULL, 0.1f, 0.9f, 0, 0.0f) == NNK_ERR_NULL_POINTER, "momentum needs velocity");
     CHECK(nnk_sgd_step(5, w, g, NULL, 0.1f, 0.0f, 0, 0.0f) == NNK_OK, "plain sgd without velocity");
+
+    /* Every refusal: the documented code, a message naming the problem, and
+     * outputs untouched (filled with a sentinel beforehand). */
+    {
+        float out[16], out2[16], out3[16];
+        float S = 7.25f;
+#define FILL() for (int i = 0; i < 16; i++) out[i] = out2[i] = out3[i] = S
+#define UNTOUCHED() untouched(out, out2, out3, S)
+#define MSG(sub) (strstr(nnk_last_error_message(), sub) != NULL)
+        FILL();
+        CHECK(nnk_vexp_f32(NULL, out, 3) == NNK_ERR_NULL_POINTER && MSG("NULL") && UNTOUCHED(), "vexp NULL x");
+        CHECK(nnk_vtanh_f32(x, out, SIZE_MAX) != NNK_OK && UNTOUCHED(), "vtanh absurd n");
+        CHECK(nnk_activation_forward(42, 2, 3, x, out) == NNK_ERR_INVALID_ARG && MSG("activation code 42") && UNTOUCHED(),
+              "unknown activation");
+        CHECK(nnk_activation_forward(NNK_ACT_RELU, SIZE_MAX, 3, x, out) == NNK_ERR_OVERFLOW && MSG("overflow") &&
+                  UNTOUCHED(),
+              "rows × cols overflow");
+        CHECK(nnk_activation_backward(NNK_ACT_RELU, 2, 3, NULL, p, dy, out) == NNK_ERR_NULL_POINTER && MSG("NULL") &&
+                  UNTOUCHED(),
+              "relu backward without x");
+        CHECK(nnk_activation_backward(9999, 2, 3, x, p, dy, out) == NNK_ERR_INVALID_ARG && UNTOUCHED(), "backward code");
+        CHECK(nnk_dense_forward(NNK_ACT_RELU, 4, 3, 2, X, NULL, B, out, out2) == NNK_ERR_NULL_POINTER && MSG("w") &&
+                  UNTOUCHED(),
+              "dense forward NULL w");
+        CHECK(nnk_dense_forward(NNK_ACT_SOFTMAX + 100, 4, 3, 2, X, W, B, out, out2) == NNK_ERR_INVALID_ARG && UNTOUCHED(),
+              "dense forward code");
+        CHECK(nnk_dense_forward(NNK_ACT_RELU, SIZE_MAX / 2, 3, 2, X, W, B, out, out2) == NNK_ERR_OVERFLOW && UNTOUCHED(),
+              "dense forward overflow");
+        CHECK(nnk_dense_backward(NNK_ACT_RELU, 4, 3, 2, X, W, Z, NULL, NULL, 0.0f, out, out2, out3) ==
+                      NNK_ERR_NULL_POINTER &&
+                  MSG("da") && UNTOUCHED(),
+              "dense backward NULL da");
+        CHECK(nnk_dense_backward(NNK_ACT_RELU, 4, 3, 2, X, W, Z, NULL, dA, 0.0f, out, out, NULL) == NNK_ERR_INVALID_ARG &&
+                  UNTOUCHED(),
+              "dense backward dw aliasing db");
+        float lossv = S;
+        CHECK(nnk_softmax_cross_entropy(2, 3, logits, bad, &lossv, out) == NNK_ERR_INVALID_ARG && MSG("3") &&
+                  UNTOUCHED() && lossv == S,
+              "label 3 >= 3 classes");
+        CHECK(nnk_softmax_cross_entropy(2, 3, logits, lab, NULL, out) == NNK_ERR_NULL_POINTER && MSG("loss") &&
+                  UNTOUCHED(),
+              "NULL loss");
+        CHECK(nnk_softmax_cross_entropy(2, 0, logits, lab, &lossv, out) != NNK_OK && UNTOUCHED() && lossv == S,
+              "zero classes with labels");
+        FILL();
+        float gg[16] = {0}, mm[16] = {0};
+        CHECK(nnk_adam_step(16, out, gg, mm, out2, 0, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f) == NNK_ERR_INVALID_ARG &&
+                  MSG("t") && UNTOUCHED(),
+              "adam t = 0");
+        CHECK(nnk_adam_step(16, out, gg, mm, out2, 1, 1e-3f, 1.5f, 0.999f, 1e-8f, 0.0f) == NNK_ERR_INVALID_ARG &&
+                  UNTOUCHED(),
+              "adam beta1 > 1");
+        CHECK(nnk_adam_step(16, out, gg, NULL, out2, 1, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f) == NNK_ERR_NULL_POINTER &&
+                  UNTOUCHED(),
+              "adam NULL m");
+        CHECK(nnk_sgd_step(16, out, gg, out2, 0.1f, 0.9f, 2, 0.0f) == NNK_ERR_INVALID_ARG && MSG("nesterov") &&
+                  UNTOUCHED(),
+              "nesterov 2");
+        CHECK(nnk_sgd_step(16, out, gg, out2, NAN, 0.9f, 0, 0.0f) != NNK_OK && UNTOUCHED(), "NaN learning rate");
+        CHECK(nnk_sgd_step(16, out, NULL, out2, 0.1f, 0.9f, 0, 0.0f) == NNK_ERR_NULL_POINTER && UNTOUCHED(), "NULL g");
+        /* A success clears nothing it should not, and the message is per thread: still set. */
+        CHECK(strlen(nnk_last_error_message()) > 0, "message kept after a refusal");
+#undef FILL
+#undef UNTOUCHED
+#undef MSG
+    }
 
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
