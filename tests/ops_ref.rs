@@ -705,6 +705,20 @@ fn optimizers_match_f64_reference() {
     let mut gc = vec![3.0f32, 4.0];
     assert_eq!(clip_grad_norm(&mut gc, 1.0).unwrap(), 5.0);
     assert!((gc[0] - 0.6).abs() < 1e-6 && (gc[1] - 0.8).abs() < 1e-6);
+    // A long random gradient against the f64 norm (vector sums, 2⁻¹⁸ relative).
+    let mut gl = rng.vec(10_007, 2.0);
+    let want = gl.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let before = gl.clone();
+    let got = clip_grad_norm(&mut gl, 1.0).unwrap() as f64;
+    assert!((got - want).abs() <= want * 4e-6, "norm {got} vs {want}");
+    for (a, b) in gl.iter().zip(&before) {
+        assert!(close(*a, *b as f64 / want, 1e-5, 1e-12));
+    }
+    // Finite elements whose squares overflow f32: still a finite norm, clipped.
+    let mut big = vec![3e20f32, -4e20, 1.0];
+    assert!(((clip_grad_norm(&mut big, 10.0).unwrap() as f64) - 5e20).abs() < 5e20 * 1e-6);
+    assert!((big[0] - 6.0).abs() < 1e-5 && (big[1] + 8.0).abs() < 1e-5);
+    assert!(matches!(clip_grad_norm(&mut [1.0, f32::INFINITY], 1.0), Err(nnkern::Error::NonFinite(_))));
     // Bad hyper-parameters.
     assert!(adam_step(&mut w, &g, &mut m_zero(n), &mut m_zero(n), 0, &p, 0.0).is_err());
     assert!(sgd_step(&mut w, &g, &mut [], f32::NAN, 0.0, false, 0.0).is_err());

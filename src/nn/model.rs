@@ -58,6 +58,12 @@ pub struct Layer {
 /// b₁, …`, each `W` row-major `n_in × n_out`), so an optimizer step is one
 /// pass. Prediction takes `&self`: many threads may predict concurrently, each
 /// with its own [`Workspace`].
+///
+/// Names against scikit-learn's estimators: `predict` is
+/// [`Mlp::predict_class`] for a classifier and [`Mlp::predict_proba`] (the
+/// identity outputs) for a regressor, split in two because they return
+/// different types; [`Mlp::predict_into`] is the allocation-free form of both;
+/// `score`, `fit` and `partial_fit` keep their names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp {
     pub(crate) n_inputs: usize,

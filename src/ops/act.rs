@@ -334,11 +334,33 @@ pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut
     if log {
         let l = s.splat_f32s(lse);
         // SAFETY: both valid for n elements.
-        unsafe { map3(s, n, x, core::ptr::null(), core::ptr::null(), y, |v, _, _| s.sub_f32s(v, l)) };
+        unsafe {
+            map3(
+                s,
+                n,
+                x,
+                core::ptr::null(),
+                core::ptr::null(),
+                y,
+                #[inline(always)]
+                |v, _, _| s.sub_f32s(v, l),
+            )
+        };
     } else {
         let inv = s.splat_f32s(scale / total);
         // SAFETY: y valid for n elements.
-        unsafe { map3(s, n, y, core::ptr::null(), core::ptr::null(), y, |v, _, _| s.mul_f32s(v, inv)) };
+        unsafe {
+            map3(
+                s,
+                n,
+                y,
+                core::ptr::null(),
+                core::ptr::null(),
+                y,
+                #[inline(always)]
+                |v, _, _| s.mul_f32s(v, inv),
+            )
+        };
     }
     lse
 }
@@ -350,24 +372,56 @@ pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut
 /// All pointers valid for `n` elements.
 #[inline(always)]
 pub(crate) unsafe fn softmax_row_bwd<S: Simd>(s: S, n: usize, y: *const f32, dy: *const f32, dx: *mut f32, log: bool) {
-    // SAFETY: valid for n elements.
-    let (ys, dys) = unsafe { (core::slice::from_raw_parts(y, n), core::slice::from_raw_parts(dy, n)) };
-    let mut dot = 0.0f32;
-    if log {
-        for &g in dys {
-            dot += g;
-        }
-        let d = s.splat_f32s(dot);
-        // SAFETY: all valid for n elements.
-        unsafe { map3(s, n, y, dy, core::ptr::null(), dx, |yv, g, _| s.negate_mul_add_e_f32s(exp_f32s(s, yv), d, g)) };
-    } else {
-        for (a, b) in ys.iter().zip(dys) {
-            dot += a * b;
-        }
-        let d = s.splat_f32s(dot);
-        // SAFETY: all valid for n elements.
-        unsafe { map3(s, n, y, dy, core::ptr::null(), dx, |yv, g, _| s.mul_f32s(yv, s.sub_f32s(g, d))) };
+    // Σ dy (log-softmax) or Σ dy·y (softmax) with vector accumulators, in a
+    // fixed order (two accumulators, then the partial vector).
+    let l = S::F32_LANES;
+    let zero = s.splat_f32s(0.0);
+    let mut acc = [zero; 2];
+    let mut i = 0;
+    // SAFETY: called with i + l ≤ n only: i..i+l is inside both rows.
+    let ld = |p: *const f32, i: usize| unsafe { core::ptr::read_unaligned(p.add(i) as *const S::f32s) };
+    while i + l <= n {
+        let g = ld(dy, i);
+        let k = (i / l) & 1;
+        acc[k] = if log { s.add_f32s(acc[k], g) } else { s.mul_add_e_f32s(ld(y, i), g, acc[k]) };
+        i += l;
     }
+    if i < n {
+        // Lanes past the row load as 0 and add nothing.
+        // SAFETY: i..n is inside both rows.
+        let (yt, gt) =
+            unsafe { (core::slice::from_raw_parts(y.add(i), n - i), core::slice::from_raw_parts(dy.add(i), n - i)) };
+        let g = crate::simd::load_tail(s, gt);
+        acc[0] = if log { s.add_f32s(acc[0], g) } else { s.mul_add_e_f32s(crate::simd::load_tail(s, yt), g, acc[0]) };
+    }
+    let dot = s.reduce_sum_f32s(s.add_f32s(acc[0], acc[1]));
+    let d = s.splat_f32s(dot);
+    // SAFETY: all valid for n elements.
+    unsafe {
+        if log {
+            map3(
+                s,
+                n,
+                y,
+                dy,
+                core::ptr::null(),
+                dx,
+                #[inline(always)]
+                |yv, g, _| s.negate_mul_add_e_f32s(exp_f32s(s, yv), d, g),
+            )
+        } else {
+            map3(
+                s,
+                n,
+                y,
+                dy,
+                core::ptr::null(),
+                dx,
+                #[inline(always)]
+                |yv, g, _| s.mul_f32s(yv, s.sub_f32s(g, d)),
+            )
+        }
+    };
 }
 
 struct Fwd<'a> {

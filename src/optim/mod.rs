@@ -457,8 +457,15 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> Result<f32> {
     if !(max_norm > 0.0) || !max_norm.is_finite() {
         return Err(invalid(format!("max_norm {max_norm} must be positive and finite")));
     }
-    // f64 accumulation in index order: deterministic for any thread count.
-    let norm = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt();
+    // Vector sums of squares over fixed chunks, combined in f64 in index
+    // order (`ops::reduce`): deterministic for any thread count. Squares
+    // above f32's range (elements beyond ~1.8e19) overflow those f32
+    // accumulators; then the sum is redone in f64, element by element.
+    let mut sq = crate::ops::reduce::sum_sq(g);
+    if sq.is_infinite() && crate::ops::reduce::all_finite(g) {
+        sq = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+    }
+    let norm = sq.sqrt();
     if !norm.is_finite() {
         return Err(Error::NonFinite("gradient norm is not finite".into()));
     }
