@@ -26,7 +26,7 @@ for dirpath, dirnames, filenames in os.walk(root):
     rows.setdefault(group, {})[func] = rate
     if func not in cols:
         cols.append(func)
-order = ["nnkern", "openblas", "gemm_crate", "matrixmultiply", "naive"]
+order = ["nnkern", "openblas", "gemm_crate", "matrixmultiply", "matrixmultiply_1t", "naive"]
 cols.sort(key=lambda c: order.index(c) if c in order else len(order))
 print("| group | " + " | ".join(cols) + " | nnkern / best other |")
 print("|---|" + "---:|" * (len(cols) + 1))

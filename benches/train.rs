@@ -35,7 +35,7 @@ fn data() -> (Vec<f32>, Vec<u32>) {
 }
 
 /// The same step written as plain loops: forward, softmax cross-entropy,
-/// backward, Adam (no L2), one thread.
+/// backward, L2 (alpha 1e-4, as nnkern's default), Adam, one thread.
 struct Naive {
     w1: Vec<f32>,
     b1: Vec<f32>,
@@ -116,6 +116,15 @@ impl Naive {
                         gw1[q * H + p] += xv * dh[r * H + p];
                     }
                 }
+            }
+            // L2 with scikit-learn's scaling (alpha 1e-4, nnkern's default):
+            // alpha·W/batch on the weights, not the biases.
+            let l2 = 1e-4 / b as f32;
+            for (gw, w) in gw1.iter_mut().zip(&self.w1) {
+                *gw += l2 * w;
+            }
+            for (gw, w) in gw2.iter_mut().zip(&self.w2) {
+                *gw += l2 * w;
             }
             self.t += 1;
             let (c1, c2) = (1.0 - 0.9f32.powi(self.t), 1.0 - 0.999f32.powi(self.t));
