@@ -9,7 +9,9 @@
 pub mod act;
 pub mod fused;
 pub mod loss;
-pub mod reduce;
+/// Deterministic reductions (they live in `simd`, below every kernel, so that
+/// `optim` can use them too).
+pub use crate::simd::reduce;
 
 pub use act::{Activation, activation_backward, activation_forward};
 pub use fused::{DenseGrads, DenseShape, dense_backward, dense_forward};

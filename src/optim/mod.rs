@@ -458,11 +458,11 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> Result<f32> {
         return Err(invalid(format!("max_norm {max_norm} must be positive and finite")));
     }
     // Vector sums of squares over fixed chunks, combined in f64 in index
-    // order (`ops::reduce`): deterministic for any thread count. Squares
+    // order (`simd::reduce`): deterministic for any thread count. Squares
     // above f32's range (elements beyond ~1.8e19) overflow those f32
     // accumulators; then the sum is redone in f64, element by element.
-    let mut sq = crate::ops::reduce::sum_sq(g);
-    if sq.is_infinite() && crate::ops::reduce::all_finite(g) {
+    let mut sq = crate::simd::reduce::sum_sq(g);
+    if sq.is_infinite() && crate::simd::reduce::all_finite(g) {
         sq = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
     }
     let norm = sq.sqrt();

@@ -11,6 +11,7 @@
 //! otherwise it leaves the target-feature region and runs as scalar code.
 
 pub mod math;
+pub mod reduce;
 
 use pulp::{Simd, WithSimd};
 use std::sync::OnceLock;

@@ -2,7 +2,7 @@
 //! accumulators in index order, chunk results combined in f64 in index order.
 //! The result depends only on the data and the ISA, never on threads.
 
-use crate::simd::Isa;
+use super::Isa;
 use pulp::{Simd, WithSimd};
 
 /// Elements per chunk (fixed: changing it changes the rounding).
