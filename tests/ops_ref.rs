@@ -380,8 +380,6 @@ fn dense_backward_matches_finite_differences() {
     }
 }
 
-/// A whole two-layer step: x → dense(relu) → dense(identity) → softmax CE;
-/// gradients of every parameter against f64 finite differences of the loss.
 /// The fused dense backward against its unfused composition: the activation
 /// backward pass, a column sum for db, `Xᵀ·dZ` then `+ l2·W` for dW, `dZ·Wᵀ`
 /// for dX, each as a separate call. dZ must match bit for bit (the same
@@ -502,6 +500,79 @@ fn softmax_cross_entropy_fused_equals_unfused() {
             let du = (p[i] - y[i]) / batch as f32;
             assert!((d[i] - du).abs() <= tol, "{tag}: dlogits[{i}] {} vs unfused {du}", d[i]);
         }
+    }
+}
+
+/// A whole two-layer step: x → dense(relu) → dense(identity) → softmax CE;
+/// gradients of every parameter against f64 finite differences of the loss.
+/// The elementwise losses over many blocks (3 700 elements), with and without
+/// a gradient, against f64; softmax + cross-entropy over 300 rows of 10 (past
+/// the 256-row block of the short-row path) against f64, and rows of −∞ or NaN.
+#[test]
+fn losses_over_many_blocks_and_bad_rows() {
+    let mut rng = Rng(14);
+    let (rows, cols) = (100usize, 37usize);
+    let p = rng.vec(rows * cols, 5.0);
+    let t: Vec<f32> = (0..rows * cols).map(|i| (i % 3 == 0) as u32 as f32).collect();
+    for kind in [Loss::SquaredError, Loss::BinaryCrossEntropy] {
+        let mut g = vec![0.0f32; rows * cols];
+        let l = elementwise_loss(kind, rows, cols, &p, &t, Some(&mut g)).unwrap();
+        let l2 = elementwise_loss(kind, rows, cols, &p, &t, None).unwrap();
+        assert_eq!(l.to_bits(), l2.to_bits(), "{kind:?}: the gradient does not change the loss");
+        let want: f64 = p
+            .iter()
+            .zip(&t)
+            .map(|(&a, &b)| {
+                let (a, b) = (a as f64, b as f64);
+                match kind {
+                    Loss::SquaredError => 0.5 * (a - b) * (a - b),
+                    _ => a.max(0.0) - a * b + (-a.abs()).exp().ln_1p(),
+                }
+            })
+            .sum::<f64>()
+            / rows as f64;
+        assert!(close(l, want, 2e-6, 1e-7), "{kind:?}: {l} vs {want}");
+        for i in 0..rows * cols {
+            let (a, b) = (p[i] as f64, t[i] as f64);
+            let gw = if kind == Loss::SquaredError { a - b } else { 1.0 / (1.0 + (-a).exp()) - b } / rows as f64;
+            assert!(close(g[i], gw, 1e-5, 1e-8), "{kind:?} grad[{i}]");
+        }
+    }
+    let mut pn = p.clone();
+    pn[2000] = f32::NAN;
+    assert!(elementwise_loss(Loss::SquaredError, rows, cols, &pn, &t, None).unwrap().is_nan());
+    // Softmax + cross-entropy, 300 rows of 10.
+    let (rows, k) = (300usize, 10usize);
+    let z = rng.vec(rows * k, 8.0);
+    let labels: Vec<u32> = (0..rows).map(|r| (r * 7 % k) as u32).collect();
+    let mut d = vec![0.0f32; rows * k];
+    let loss = softmax_cross_entropy_sparse(rows, k, &z, &labels, &mut d).unwrap();
+    let mut want = 0.0f64;
+    for r in 0..rows {
+        let zr: Vec<f64> = z[r * k..(r + 1) * k].iter().map(|&v| v as f64).collect();
+        let m = zr.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = zr.iter().map(|v| (v - m).exp()).sum();
+        want += m + sum.ln() - zr[labels[r] as usize];
+        for j in 0..k {
+            let pj = (zr[j] - m).exp() / sum;
+            let dj = (pj - (j == labels[r] as usize) as u32 as f64) / rows as f64;
+            assert!(close(d[r * k + j], dj, 1e-5, 1e-9), "row {r} class {j}: {} vs {dj}", d[r * k + j]);
+        }
+    }
+    assert!(close(loss, want / rows as f64, 1e-6, 1e-7), "{loss} vs {}", want / rows as f64);
+    // A row of −∞ or with a NaN: NaN loss and NaN in that row only.
+    for bad in [f32::NEG_INFINITY, f32::NAN] {
+        let mut zb = z[..3 * k].to_vec();
+        if bad.is_nan() {
+            zb[k + 4] = bad;
+        } else {
+            zb[k..2 * k].fill(bad);
+        }
+        let mut db = vec![0.0f32; 3 * k];
+        let l = softmax_cross_entropy_sparse(3, k, &zb, &labels[..3], &mut db).unwrap();
+        assert!(l.is_nan(), "{bad}: loss {l}");
+        assert!(db[k..2 * k].iter().all(|v| v.is_nan()), "{bad}: the bad row");
+        assert!(db[..k].iter().chain(&db[2 * k..]).all(|v| v.is_finite()), "{bad}: the other rows");
     }
 }
 
@@ -715,10 +786,16 @@ fn optimizers_match_f64_reference() {
         assert!(close(*a, *b as f64 / want, 1e-5, 1e-12));
     }
     // Finite elements whose squares overflow f32: still a finite norm, clipped.
-    let mut big = vec![3e20f32, -4e20, 1.0];
+    // (70 elements: past one vector, so the f32 vector accumulators overflow.)
+    let mut big = vec![0.0f32; 70];
+    (big[10], big[50], big[69]) = (3e20, -4e20, 1.0);
     assert!(((clip_grad_norm(&mut big, 10.0).unwrap() as f64) - 5e20).abs() < 5e20 * 1e-6);
-    assert!((big[0] - 6.0).abs() < 1e-5 && (big[1] + 8.0).abs() < 1e-5);
-    assert!(matches!(clip_grad_norm(&mut [1.0, f32::INFINITY], 1.0), Err(nnkern::Error::NonFinite(_))));
+    assert!((big[10] - 6.0).abs() < 1e-5 && (big[50] + 8.0).abs() < 1e-5);
+    let mut inf = vec![1.0f32; 70];
+    inf[40] = f32::INFINITY;
+    let keep = inf.clone();
+    assert!(matches!(clip_grad_norm(&mut inf, 1.0), Err(nnkern::Error::NonFinite(_))));
+    assert_eq!(inf, keep, "untouched on error");
     // Bad hyper-parameters.
     assert!(adam_step(&mut w, &g, &mut m_zero(n), &mut m_zero(n), 0, &p, 0.0).is_err());
     assert!(sgd_step(&mut w, &g, &mut [], f32::NAN, 0.0, false, 0.0).is_err());

@@ -609,3 +609,49 @@ fn csv_header_can_be_chosen() {
     assert!(parse_csv_with("a,b,c\n1,2,0\n", -1, Header::Absent).is_err());
     assert_eq!(parse_csv_with("a,b,c\n1,2,0\n", -1, Header::Auto).unwrap().n, 1);
 }
+
+#[test]
+fn multi_label_score_is_subset_accuracy() {
+    // Outputs fixed by the biases: σ(5) ≈ 1 and σ(−5) ≈ 0 for every sample.
+    let mut m = Mlp::new(1, &[], 2, Task::MultiLabel, 0).unwrap();
+    m.params_mut().copy_from_slice(&[0.0, 0.0, 5.0, -5.0]);
+    let x = [0.0f32, 0.0];
+    // Sample 0 all right; sample 1 wrong on its second label: subset accuracy
+    // 1/2 (per-label accuracy would be 3/4).
+    let y = [1.0f32, 0.0, 1.0, 1.0];
+    assert_eq!(m.score(&x, 2, &Targets::Dense(&y)).unwrap(), 0.5);
+}
+
+#[test]
+fn non_finite_gradient_is_divergence_with_or_without_clipping() {
+    // Zero weights: the prediction is 0 and the loss 0.5·(1e10)² is finite,
+    // but the weight gradient x·(p − t) = 1e30·1e10 overflows f32.
+    let x = [1e30f32, 1.0, 1e30, 1.0];
+    let y = [1e10f32, 1e10];
+    for clip in [Some(1.0f32), None] {
+        let mut m = Mlp::new(2, &[], 1, Task::Regression, 0).unwrap();
+        m.params_mut().fill(0.0);
+        let cfg = TrainConfig {
+            solver: Solver::Sgd,
+            momentum: 0.9,
+            learning_rate_init: 1e-3,
+            alpha: 0.0,
+            batch_size: 1,
+            max_iter: 3,
+            shuffle: false,
+            clip_norm: clip,
+            ..Default::default()
+        };
+        match m.fit(&x, 2, Targets::Dense(&y), &cfg, None, None) {
+            Err(Error::Diverged(msg)) => {
+                println!("{clip:?}: {msg}");
+                assert!(msg.contains("in epoch 1;"), "{msg}");
+                if clip.is_some() {
+                    assert!(msg.contains("gradient norm"), "{msg}");
+                }
+            }
+            other => panic!("clip {clip:?}: expected divergence, got {other:?}"),
+        }
+        assert_eq!(m.params(), &[0.0, 0.0, 0.0], "the weights of the start of epoch 1");
+    }
+}

@@ -413,7 +413,8 @@ impl Mlp {
             };
             let mut total = 0.0f64;
             let mut correct = 0usize;
-            for chunk in idx.chunks(batch) {
+            let mut chunks = idx.chunks(batch).peekable();
+            while let Some(chunk) = chunks.next() {
                 let b = chunk.len();
                 let mut lr = lr_epoch;
                 if let Schedule::InvScaling { power_t } = cfg.learning_rate {
@@ -427,9 +428,24 @@ impl Mlp {
                         None
                     }
                     Ok((loss, _)) => Some(format!("the training loss became {loss}")),
-                    Err(Error::NonFinite(m)) => Some(m),
-                    Err(e) => return Err(e),
+                    Err(Error::Diverged(m)) => Some(m),
+                    Err(e) => {
+                        // Any other failure leaves the model as the epoch found it too.
+                        self.params.copy_from_slice(&epoch_start);
+                        self.state = Some(state_start);
+                        return Err(e);
+                    }
                 };
+                // An update can overflow the weights while its batch's loss was
+                // still finite: checked once per epoch (a pass over the
+                // parameters), before they become the next epoch's restore point
+                // or the result.
+                let what = what.or_else(|| {
+                    (chunks.peek().is_none())
+                        .then(|| crate::ops::reduce::first_non_finite(&self.params))
+                        .flatten()
+                        .map(|i| format!("parameter {i} became non-finite"))
+                });
                 if let Some(what) = what {
                     // Back to the last state known to be good: a non-finite loss
                     // may follow an update that already spoiled the weights.
@@ -682,9 +698,12 @@ impl Mlp {
             }
         }
         if let Some(c) = cfg.clip_norm {
-            // A non-finite gradient norm is reported as NonFinite: the caller
-            // treats it as divergence.
-            clip_grad_norm(&mut bf.grad, c)?;
+            // A non-finite gradient norm means divergence (the caller restores
+            // the epoch's start).
+            clip_grad_norm(&mut bf.grad, c).map_err(|e| match e {
+                Error::NonFinite(m) => Error::Diverged(m),
+                e => e,
+            })?;
         }
         // One fused optimizer pass over all parameters (L2 already in the
         // gradient); Adam's step counter advances once per batch.

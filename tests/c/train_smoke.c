@@ -31,8 +31,10 @@ static int load_digits(const char *path, float *x, uint32_t *y) {
 }
 
 static int epochs_seen = 0;
+static int bad_score = 0;
 static int32_t on_epoch(const nnk_epoch_info *info, void *user) {
     epochs_seen = (int)info->epoch;
+    if (!(info->score >= 0.0 && info->score <= 1.0)) bad_score = 1; /* training accuracy of a classifier */
     return info->epoch >= *(size_t *)user; /* nonzero stops */
 }
 
@@ -85,6 +87,7 @@ int main(int argc, char **argv) {
     size_t stop_at = 3;
     CHECK(nnk_train_config_set_callback(c, on_epoch, &stop_at) == NNK_OK, "callback");
     CHECK(nnk_mlp_fit_classifier(l, c, x, (size_t)ntr, N_FEAT, y) == NNK_OK && epochs_seen == 3, "callback stop: %d", epochs_seen);
+    CHECK(!bad_score, "the epoch record's training accuracy is in [0, 1]");
     CHECK(nnk_train_config_set_callback(c, NULL, NULL) == NNK_OK, "callback off");
 
     /* The bad-input table: each refused with its code; the model keeps working. */
