@@ -292,19 +292,19 @@ pub(crate) fn classes_of(task: Task, p: &[f32], k: usize) -> Result<Vec<u32>> {
         Task::Regression => Err(invalid("a regression model has no classes")),
         Task::MultiLabel if k == 1 => Ok(p.iter().map(|&v| (v >= 0.5) as u32).collect()),
         Task::MultiLabel => Err(invalid("a multi-label model predicts one 0/1 per output: use predict_proba")),
-        Task::MultiClass => Ok(p
-            .chunks(k)
-            .map(|r| {
-                let mut best = 0;
-                for (j, &v) in r.iter().enumerate() {
-                    if v > r[best] {
-                        best = j;
-                    }
-                }
-                best as u32
-            })
-            .collect()),
+        Task::MultiClass => Ok(p.chunks(k).map(|r| argmax(r) as u32).collect()),
     }
+}
+
+/// Index of the first maximum of `r` (a row of outputs or logits).
+pub(crate) fn argmax(r: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in r.iter().enumerate() {
+        if v > r[best] {
+            best = j;
+        }
+    }
+    best
 }
 
 pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Result<f64> {

@@ -2,7 +2,7 @@
 //! validation and early stopping of scikit-learn's `MLPClassifier` /
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
-use super::model::{Mlp, Targets, Task, score_of};
+use super::model::{Mlp, Targets, Task, argmax, score_of};
 use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::GemmOptions;
 use crate::ops::act::Activation;
@@ -615,20 +615,9 @@ impl Mlp {
         let logits = &bf.a[nl - 1][..b * k];
         let right = match (self.task, y) {
             (Task::Regression, _) => 0,
-            (Task::MultiClass, _) => logits
-                .chunks(k)
-                .zip(&bf.yl[..b])
-                .filter(|&(r, &c)| {
-                    // First maximum, as predict_class.
-                    let mut best = 0;
-                    for (j, &v) in r.iter().enumerate() {
-                        if v > r[best] {
-                            best = j;
-                        }
-                    }
-                    best == c as usize
-                })
-                .count(),
+            (Task::MultiClass, _) => {
+                logits.chunks(k).zip(&bf.yl[..b]).filter(|&(r, &c)| argmax(r) == c as usize).count()
+            }
             // Logit ≥ 0 ⇔ sigmoid ≥ 0.5.
             (Task::MultiLabel, Targets::Labels(_)) => {
                 logits.iter().zip(&bf.yl[..b]).filter(|&(&z, &c)| (z >= 0.0) == (c != 0)).count()
