@@ -9,7 +9,7 @@
 //! ```
 
 use nnkern::nn::data::{Dataset, Header, Scaler, load_mnist, read_csv, read_csv_with};
-use nnkern::nn::{EpochRecord, Layer, Mlp, Solver, Targets, Task, TrainConfig};
+use nnkern::nn::{EpochRecord, Layer, Mlp, Solver, SparseInput, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
 use std::io::{IsTerminal, Write};
@@ -37,6 +37,8 @@ Model and training:
   --seed N              seed of initialisation, shuffling and split (default 0)
   --threads N           kernel threads (default: all cores)
   --early-stopping      hold out 10% and stop when its accuracy stalls
+  --sparse auto|yes|no  first layer as a sparse product of the inputs' nonzeros
+                        (default auto: when at most 40% of the inputs are nonzero)
 Files:
   --save FILE           save the trained model
   --load FILE           load a model instead of training (evaluates it)
@@ -60,6 +62,7 @@ struct Args {
     seed: u64,
     threads: Option<usize>,
     early: bool,
+    sparse: SparseInput,
     save: Option<String>,
     load: Option<String>,
     curve: Option<String>,
@@ -82,6 +85,7 @@ fn parse() -> Result<Option<Args>, String> {
         seed: 0,
         threads: None,
         early: false,
+        sparse: SparseInput::Auto,
         save: None,
         load: None,
         curve: None,
@@ -120,6 +124,14 @@ fn parse() -> Result<Option<Args>, String> {
             "--seed" => a.seed = num(val()?, "--seed")? as u64,
             "--threads" => a.threads = Some(num(val()?, "--threads")? as usize),
             "--early-stopping" => a.early = true,
+            "--sparse" => {
+                a.sparse = match val()?.as_str() {
+                    "yes" => SparseInput::Sparse,
+                    "no" => SparseInput::Dense,
+                    "auto" => SparseInput::Auto,
+                    _ => return Err("--sparse: yes, no or auto".into()),
+                }
+            }
             "--save" => a.save = Some(val()?),
             "--load" => a.load = Some(val()?),
             "--curve" => a.curve = Some(val()?),
@@ -214,6 +226,7 @@ fn run(a: Args) -> nnkern::Result<()> {
             early_stopping: a.early,
             n_iter_no_change: if a.early { 10 } else { usize::MAX - 1 },
             par: Par::Default,
+            sparse_input: a.sparse,
             ..Default::default()
         };
         let epochs = a.epochs;

@@ -4,7 +4,7 @@
 //! thread pool's job queue are outside the trainer's control.
 
 use nnkern::nn::data::{Scaler, read_csv};
-use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
+use nnkern::nn::{Layer, Mlp, SparseInput, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -40,10 +40,11 @@ fn fit_allocates_per_fit_not_per_batch() {
     let (mut tr, _) = ds.split(0.2, 0).unwrap();
     Scaler::standard(&tr.x, tr.d).transform(&mut tr.x);
     let y = tr.labels().unwrap();
-    let count = |batch: usize, epochs: usize| {
+    let count = |batch: usize, epochs: usize, sparse_input: SparseInput| {
         let mut m =
             Mlp::new(tr.d, &[Layer { units: 32, activation: Activation::Relu }], 10, Task::MultiClass, 0).unwrap();
-        let cfg = TrainConfig { batch_size: batch, max_iter: epochs, par: Par::Seq, ..Default::default() };
+        let cfg =
+            TrainConfig { batch_size: batch, max_iter: epochs, par: Par::Seq, sparse_input, ..Default::default() };
         // Once to warm the per-thread GEMM packing buffers, then counted.
         m.fit(&tr.x, tr.n, Targets::Labels(&y), &cfg, None, None).unwrap();
         let before = ALLOCS.load(Ordering::Relaxed);
@@ -51,8 +52,10 @@ fn fit_allocates_per_fit_not_per_batch() {
         ALLOCS.load(Ordering::Relaxed) - before
     };
     // 1437 samples: 90 batches of 16 against 12 of 128, same epochs.
-    let (small, large) = (count(16, 2), count(128, 2));
-    println!("allocations per fit: batch 16 → {small}, batch 128 → {large}");
-    assert_eq!(small, large, "allocations must not depend on the number of batches");
-    assert!(small < 100, "{small} allocations for one fit");
+    for mode in [SparseInput::Dense, SparseInput::Sparse] {
+        let (small, large) = (count(16, 2, mode), count(128, 2, mode));
+        println!("{mode:?}: allocations per fit: batch 16 → {small}, batch 128 → {large}");
+        assert_eq!(small, large, "{mode:?}: allocations must not depend on the number of batches");
+        assert!(small < 100, "{mode:?}: {small} allocations for one fit");
+    }
 }

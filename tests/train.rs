@@ -4,7 +4,7 @@
 
 use nnkern::Error;
 use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
-use nnkern::nn::{Layer, Mlp, Schedule, Solver, Targets, Task, TrainConfig, Validation};
+use nnkern::nn::{Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig, Validation};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
 
@@ -328,13 +328,27 @@ fn concurrent_predictions_share_one_model() {
 fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
     let (n, d) = (600usize, 784usize);
     let x: Vec<f32> = (0..n * d).map(|i| (((i * 2654435761) >> 7) % 256) as f32 / 255.0).collect();
+    // The same pixels with four in five zeroed, as in MNIST: the sparse path.
+    let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| if (i * 40503) % 5 == 0 { v } else { 0.0 }).collect();
+    for (x, mode) in [(&x, SparseInput::Dense), (&xs, SparseInput::Sparse)] {
+        same_bits_for_threads(x, n, d, mode);
+    }
+}
+
+fn same_bits_for_threads(x: &[f32], n: usize, d: usize, sparse_input: SparseInput) {
     let y: Vec<u32> = (0..n).map(|i| (x[i * d + 100] * 7.0 + x[i * d + 500] * 3.0) as u32 % 10).collect();
     let mut base: Option<(Vec<f32>, Vec<f64>)> = None;
     for t in [1usize, 2, 4] {
         let mut m = Mlp::new(d, &[relu(128)], 10, Task::MultiClass, 5).unwrap();
         assert!(m.params().len() > 2 * 32768, "the optimizer must split");
-        let cfg =
-            TrainConfig { batch_size: 256, max_iter: 2, random_state: 5, par: Par::Threads(t), ..Default::default() };
+        let cfg = TrainConfig {
+            batch_size: 256,
+            max_iter: 2,
+            random_state: 5,
+            par: Par::Threads(t),
+            sparse_input,
+            ..Default::default()
+        };
         let h = m.fit(&x, n, Targets::Labels(&y), &cfg, None, None).unwrap();
         let losses: Vec<f64> = h.epochs.iter().map(|r| r.loss).collect();
         match &base {
@@ -342,9 +356,9 @@ fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
             Some((p, l)) => {
                 assert!(
                     p.iter().zip(m.params()).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{t} threads: weights differ"
+                    "{sparse_input:?}, {t} threads: weights differ"
                 );
-                assert_eq!(l, &losses, "{t} threads: losses differ");
+                assert_eq!(l, &losses, "{sparse_input:?}, {t} threads: losses differ");
             }
         }
     }
@@ -654,4 +668,57 @@ fn non_finite_gradient_is_divergence_with_or_without_clipping() {
         }
         assert_eq!(m.params(), &[0.0, 0.0, 0.0], "the weights of the start of epoch 1");
     }
+}
+
+/// The digits scaled to [0, 1] keep their zeros (about half the values): the
+/// sparse first layer trains as the dense one does, up to the rounding of
+/// its sums, and `Auto` picks by the data's density.
+#[test]
+fn sparse_inputs_train_like_dense_ones() {
+    let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
+    let (mut tr, mut te) = ds.split(0.2, 0).unwrap();
+    for v in tr.x.iter_mut().chain(te.x.iter_mut()) {
+        *v /= 16.0;
+    }
+    let (ytr, yte) = (tr.labels().unwrap(), te.labels().unwrap());
+    let fit = |mode: SparseInput, x: &[f32]| {
+        let mut m = Mlp::new(tr.d, &[relu(64)], 10, Task::MultiClass, 0).unwrap();
+        let cfg = TrainConfig {
+            batch_size: 32,
+            max_iter: 20,
+            n_iter_no_change: 100,
+            learning_rate_init: 3e-3,
+            sparse_input: mode,
+            ..Default::default()
+        };
+        let h = m.fit(x, tr.n, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+        (m, h)
+    };
+    let (md, hd) = fit(SparseInput::Dense, &tr.x);
+    let (ms, hs) = fit(SparseInput::Sparse, &tr.x);
+    let (ad, as_) = (
+        md.score(&te.x, te.n, &Targets::Labels(&yte)).unwrap(),
+        ms.score(&te.x, te.n, &Targets::Labels(&yte)).unwrap(),
+    );
+    println!("digits / 16: test accuracy dense {ad:.4}, sparse {as_:.4}");
+    assert!(ad >= 0.95 && as_ >= 0.95, "dense {ad}, sparse {as_}");
+    assert!((ad - as_).abs() <= 0.01, "dense {ad}, sparse {as_}");
+    for (d, s) in hd.epochs.iter().zip(&hs.epochs) {
+        assert!((d.loss - s.loss).abs() <= 1e-3 * d.loss.max(1e-3), "epoch {}: {} vs {}", d.epoch, d.loss, s.loss);
+    }
+    // Here (64 inputs, batch 32) both paths sum each product in one pass in
+    // increasing k, and skipping exact zeros changes no sum: the same bits.
+    assert!(md.params().iter().zip(ms.params()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    // Auto: dense on the standardized digits (no zeros left), sparse on a
+    // copy with 80% of the values zeroed.
+    let density = |x: &[f32]| x.iter().filter(|v| **v != 0.0).count() as f64 / x.len() as f64;
+    let xz: Vec<f32> = tr.x.iter().enumerate().map(|(i, &v)| if i % 5 == 0 { v } else { 0.0 }).collect();
+    assert!(density(&xz) <= SparseInput::AUTO_DENSITY && density(&tr.x) > SparseInput::AUTO_DENSITY);
+    let (ma, _) = fit(SparseInput::Auto, &tr.x);
+    assert!(ma.params().iter().zip(md.params()).all(|(a, b)| a.to_bits() == b.to_bits()), "auto → dense");
+    let (ma, _) = fit(SparseInput::Auto, &xz);
+    let (ms, _) = fit(SparseInput::Sparse, &xz);
+    assert!(ma.params().iter().zip(ms.params()).all(|(a, b)| a.to_bits() == b.to_bits()), "auto → sparse");
+    assert_eq!(SparseInput::from_code(2).unwrap(), SparseInput::Sparse);
+    assert!(SparseInput::from_code(3).is_err());
 }

@@ -30,11 +30,13 @@ pub(crate) mod kernel;
 mod naive;
 pub(crate) mod pack;
 mod params;
+pub(crate) mod sparse;
 mod view;
 
 pub use backend::{Backend, Elem};
 pub use naive::{gemm_naive, gemm_reference};
 pub use params::Params;
+pub use sparse::{SparseRows, spmm, spmm_rows};
 pub use view::{MatMut, MatRef};
 
 use crate::error::{Result, shape};

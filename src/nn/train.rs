@@ -4,9 +4,11 @@
 
 use super::model::{Mlp, Targets, Task, argmax, score_of};
 use crate::error::{Error, Result, invalid, shape};
-use crate::gemm::GemmOptions;
+use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
-use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
+use crate::ops::fused::{
+    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+};
 use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
 use crate::optim::{AdamParams, StepRule, clip_grad_norm};
 use crate::par::Par;
@@ -75,6 +77,53 @@ pub enum Schedule {
     Cosine,
 }
 
+/// How the first layer reads the training inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SparseInput {
+    /// Sparse when at most [`SparseInput::AUTO_DENSITY`] of the input values
+    /// are nonzero (estimated once per fit on up to 4 096 evenly spaced
+    /// training rows, so the choice depends on the data only).
+    Auto,
+    /// Always dense: each batch is copied and multiplied as a dense matrix.
+    Dense,
+    /// Always sparse: each batch's nonzeros are gathered and the first layer's
+    /// forward product and weight gradient run as sparse × dense products
+    /// ([`crate::gemm::spmm`]), costing `nnz/(batch·n_inputs)` of the dense
+    /// flops.
+    Sparse,
+}
+
+impl SparseInput {
+    /// The largest input density [`SparseInput::Auto`] trains sparse (measured
+    /// crossover with the dense path on this project's benchmark machine, see
+    /// BENCHMARKS.md).
+    pub const AUTO_DENSITY: f64 = 0.4;
+
+    /// From the C code: 0 auto, 1 dense, 2 sparse.
+    pub fn from_code(c: u32) -> Result<SparseInput> {
+        Ok(match c {
+            0 => SparseInput::Auto,
+            1 => SparseInput::Dense,
+            2 => SparseInput::Sparse,
+            x => return Err(invalid(format!("unknown sparse-input code {x} (0 auto, 1 dense, 2 sparse)"))),
+        })
+    }
+}
+
+/// Fraction of nonzero values in up to 4 096 evenly spaced rows of `x`.
+pub(crate) fn estimate_density(x: &[f32], n_samples: usize, n_inputs: usize) -> f64 {
+    let take = n_samples.min(4096);
+    if take == 0 || n_inputs == 0 {
+        return 0.0;
+    }
+    let mut nz = 0usize;
+    for t in 0..take {
+        let r = t * n_samples / take;
+        nz += x[r * n_inputs..(r + 1) * n_inputs].iter().filter(|v| v.to_bits() << 1 != 0).count();
+    }
+    nz as f64 / (take * n_inputs) as f64
+}
+
 /// Training configuration; names and defaults follow scikit-learn's
 /// `MLPClassifier` (deviations are noted per field).
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +179,11 @@ pub struct TrainConfig {
     pub warm_start: bool,
     /// Threads for the kernels (Default: the process-wide count).
     pub par: Par,
+    /// Dense or sparse first-layer products (Auto: from the inputs' density;
+    /// not in scikit-learn, which decides by the input's type). The two paths
+    /// give the same results up to the rounding of the sums, both
+    /// reproducible for a seed and independent of the thread count.
+    pub sparse_input: SparseInput,
 }
 
 impl Default for TrainConfig {
@@ -157,6 +211,7 @@ impl Default for TrainConfig {
             clip_norm: None,
             warm_start: false,
             par: Par::Default,
+            sparse_input: SparseInput::Auto,
         }
     }
 }
@@ -267,7 +322,10 @@ pub struct OptState {
 
 /// Buffers sized once per fit: no allocation per batch.
 struct TrainBufs {
+    /// The batch's inputs, dense (empty when sparse).
     xb: Vec<f32>,
+    /// The batch's inputs as nonzeros, and their transpose (sparse only).
+    sparse: Option<(SparseRows, SparseRows)>,
     yl: Vec<u32>,
     yd: Vec<f32>,
     z: Vec<Vec<f32>>,
@@ -367,7 +425,12 @@ impl Mlp {
         }
         let n_train = idx.len();
         let batch = if cfg.batch_size == 0 { n_train.min(200) } else { cfg.batch_size.min(n_train) };
-        let mut bufs = self.train_buffers(batch);
+        let sparse = match cfg.sparse_input {
+            SparseInput::Dense => false,
+            SparseInput::Sparse => true,
+            SparseInput::Auto => estimate_density(x, n_samples, self.n_inputs) <= SparseInput::AUTO_DENSITY,
+        };
+        let mut bufs = self.train_buffers(batch, sparse.then_some((x, n_samples)))?;
         let n_par = self.params.len();
         let mut state = self.state.take().filter(|s| s.s1.len() == n_par || s.s1.is_empty()).unwrap_or(OptState {
             s1: Vec::new(),
@@ -559,11 +622,23 @@ impl Mlp {
         Ok((loss, score))
     }
 
-    fn train_buffers(&self, batch: usize) -> TrainBufs {
+    fn train_buffers(&self, batch: usize, sparse: Option<(&[f32], usize)>) -> Result<TrainBufs> {
         let k = self.n_outputs();
         let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
-        TrainBufs {
-            xb: vec![0.0; batch * self.n_inputs],
+        let sparse = if let Some((x, n)) = sparse {
+            // The whole training set's nonzeros, once per fit (each batch is
+            // then gathered from them); room for a fully dense batch in the
+            // transpose: no allocation per batch whatever its density.
+            let xs = SparseRows::from_dense(x, n, self.n_inputs)?;
+            let mut xt = SparseRows::new(batch)?;
+            xt.reserve(self.n_inputs + 1, batch * self.n_inputs);
+            Some((xs, xt))
+        } else {
+            None
+        };
+        Ok(TrainBufs {
+            xb: if sparse.is_some() { Vec::new() } else { vec![0.0; batch * self.n_inputs] },
+            sparse,
             yl: vec![0; batch],
             yd: vec![0.0; batch * k],
             z: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
@@ -571,7 +646,7 @@ impl Mlp {
             da: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
             dz: vec![0.0; batch * widest],
             grad: vec![0.0; self.params.len()],
-        }
+        })
     }
 
     /// Forward, loss, backward and optimizer step on the samples `rows`.
@@ -591,8 +666,11 @@ impl Mlp {
     ) -> Result<(f64, usize)> {
         let b = rows.len();
         let (ni, k, nl) = (self.n_inputs, self.n_outputs(), self.layers.len());
+
         for (r, &i) in rows.iter().enumerate() {
-            bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
+            if bf.sparse.is_none() {
+                bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
+            }
             match y {
                 Targets::Labels(l) => bf.yl[r] = l[i],
                 Targets::Dense(d) => bf.yd[r * k..(r + 1) * k].copy_from_slice(&d[i * k..(i + 1) * k]),
@@ -605,11 +683,17 @@ impl Mlp {
             let shp = DenseShape { batch: b, n_in, n_out: l.units };
             let (w, bias) = self.layer_params(i);
             let (before, rest) = bf.a.split_at_mut(i);
-            let input = if i == 0 { &bf.xb[..b * ni] } else { &before[i - 1][..b * n_in] };
             let act = if i + 1 == nl { Activation::Identity } else { l.activation };
             let keep_z = act.backward_needs().x;
             let z = if keep_z { Some(&mut bf.z[i][..b * l.units]) } else { None };
-            dense_forward(act, shp, input, w, bias, z, &mut rest[0][..b * l.units], opts)?;
+            let out = &mut rest[0][..b * l.units];
+            match (&bf.sparse, i) {
+                (Some((xs, _)), 0) => dense_forward_sparse(act, shp, xs, Some(rows), w, bias, z, out, opts)?,
+                _ => {
+                    let input = if i == 0 { &bf.xb[..b * ni] } else { &before[i - 1][..b * n_in] };
+                    dense_forward(act, shp, input, w, bias, z, out, opts)?
+                }
+            }
         }
         // Loss and ∂L/∂logits.
         let logits = &bf.a[nl - 1][..b * k];
@@ -673,9 +757,19 @@ impl Mlp {
             let (da_lo, da_hi) = bf.da.split_at_mut(i);
             let da = &da_hi[0][..b * l.units];
             let dx = if i == 0 { None } else { Some(&mut da_lo[i - 1][..b * n_in]) };
-            let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
             let g = DenseGrads { dw: gw, db: gb, dx, dz: &mut bf.dz[..b * l.units] };
-            dense_backward(act, shp, input, w, &bf.z[i][..b * l.units], &bf.a[i][..b * l.units], da, l2, g, opts)?;
+            let (z, a) = (&bf.z[i][..b * l.units], &bf.a[i][..b * l.units]);
+            if let (Some((xs, xt)), 0) = (&mut bf.sparse, i) {
+                // The batch's nonzeros, transposed, from the data set's.
+                xt.transpose_rows_from(xs, rows)?;
+            }
+            match (&bf.sparse, i) {
+                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
+                _ => {
+                    let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
+                    dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
+                }
+            }
             if cfg.l1 > 0.0 {
                 let c = cfg.l1 / b as f32;
                 let (wv, _) = self.layer_params(i);

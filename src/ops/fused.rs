@@ -7,6 +7,9 @@
 //! * [`dense_backward`]: `dZ = dA ⊙ f′` fused with `db = Σ_rows dZ` in one pass,
 //!   then `dW = Xᵀ·dZ + l2·W` as one GEMM with the L2 term in the write-out,
 //!   then `dX = dZ·Wᵀ`.
+//! * [`dense_forward_sparse`], [`dense_backward_sparse`]: the same with the
+//!   layer's input given by its nonzeros (mostly-zero inputs such as pixels),
+//!   the products running as sparse × dense ([`crate::gemm::spmm`]).
 //!
 //! Shapes (row-major, contiguous): `X` batch×n_in, `W` n_in×n_out, `b` n_out,
 //! `Z`, `A`, `dA`, `dZ` batch×n_out, `dX` batch×n_in.
@@ -18,7 +21,8 @@
 use super::act::{Activation, act_bwd, act_fwd, count, per_activation, softmax_row, softmax_row_bwd};
 use crate::error::{Result, shape};
 use crate::gemm::kernel::Epilogue;
-use crate::gemm::{GemmOptions, MatMut, MatRef, gemm_epilogue, gemm_with};
+use crate::gemm::sparse::spmm_epilogue;
+use crate::gemm::{GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm};
 use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
 
@@ -248,6 +252,15 @@ impl DenseShape {
     }
 }
 
+/// The input `X` of a dense layer: dense rows, or the nonzeros of mostly-zero
+/// rows (see [`crate::gemm::sparse`]).
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Dense(&'a [f32]),
+    /// Forward: the rows of X (all, or those listed); backward: Xᵀ.
+    Sparse(&'a SparseRows, Option<&'a [usize]>),
+}
+
 /// Fused forward: `Z = X·W + b` (stored if `z` is given), `A = f(Z)`.
 /// `b` may be empty for no bias.
 #[allow(clippy::too_many_arguments)]
@@ -261,8 +274,58 @@ pub fn dense_forward(
     a: &mut [f32],
     opts: &GemmOptions,
 ) -> Result<()> {
+    forward(act, shp, Input::Dense(x), w, b, z, a, opts)
+}
+
+/// [`dense_forward`] with the input given by its nonzeros: the rows of `x`
+/// (`batch × n_in`), or with `rows` the rows `rows` of `x` (a mini-batch of a
+/// data set whose nonzeros were found once, `rows.len() == batch`). The
+/// product ([`crate::gemm::spmm_rows`]) costs `2·nnz·n_out` flops instead of
+/// `2·batch·n_in·n_out`, with bias and activation fused in its write-out.
+/// Equal to the dense call within the GEMM bound (the sums skip the zeros and
+/// run in another order).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_forward_sparse(
+    act: Activation,
+    shp: DenseShape,
+    x: &SparseRows,
+    rows: Option<&[usize]>,
+    w: &[f32],
+    b: &[f32],
+    z: Option<&mut [f32]>,
+    a: &mut [f32],
+    opts: &GemmOptions,
+) -> Result<()> {
+    forward(act, shp, Input::Sparse(x, rows), w, b, z, a, opts)
+}
+
+fn check_sparse(name: &str, s: &SparseRows, rows: usize, cols: usize) -> Result<()> {
+    if s.rows() != rows || s.cols() != cols {
+        return Err(shape(format!("'{name}' is {}×{}, expected {rows}×{cols}", s.rows(), s.cols())));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    act: Activation,
+    shp: DenseShape,
+    x: Input<'_>,
+    w: &[f32],
+    b: &[f32],
+    z: Option<&mut [f32]>,
+    a: &mut [f32],
+    opts: &GemmOptions,
+) -> Result<()> {
     let (nx, nw, nz) = shp.sizes()?;
-    check("x", x.len(), nx)?;
+    match x {
+        Input::Dense(x) => check("x", x.len(), nx)?,
+        Input::Sparse(x, None) => check_sparse("x", x, shp.batch, shp.n_in)?,
+        Input::Sparse(x, Some(rows)) => {
+            check_sparse("x", x, x.rows(), shp.n_in)?;
+            check("rows", rows.len(), shp.batch)?;
+        }
+    }
     check("w", w.len(), nw)?;
     if !b.is_empty() {
         check("b", b.len(), shp.n_out)?;
@@ -272,7 +335,6 @@ pub fn dense_forward(
         check("z", z.len(), nz)?;
     }
     let DenseShape { batch, n_in, n_out } = shp;
-    let xv = MatRef::row_major(x, batch, n_in, n_in)?;
     let wv = MatRef::row_major(w, n_in, n_out, n_out)?;
     let rowwise = act.is_rowwise();
     let zp = match (&z, rowwise) {
@@ -288,7 +350,10 @@ pub fn dense_forward(
         z_cs: 1,
     };
     let av = MatMut::row_major(a, batch, n_out, n_out)?;
-    gemm_epilogue(1.0, xv, wv, 0.0, av, epi, opts)?;
+    match x {
+        Input::Dense(x) => gemm_epilogue(1.0, MatRef::row_major(x, batch, n_in, n_in)?, wv, 0.0, av, epi, opts)?,
+        Input::Sparse(x, rows) => spmm_epilogue(1.0, x, rows, wv, 0.0, av, epi, opts)?,
+    }
     if rowwise {
         if let Some(z) = z {
             z.copy_from_slice(a);
@@ -426,9 +491,49 @@ pub fn dense_backward(
     g: DenseGrads<'_>,
     opts: &GemmOptions,
 ) -> Result<()> {
+    backward(act, shp, Input::Dense(x), w, z, a, da, l2, g, opts)
+}
+
+/// [`dense_backward`] with the layer's input given by the nonzeros of its
+/// transpose `xt = Xᵀ` (`n_in × batch`, as [`SparseRows::transpose_from`]
+/// makes it): `dW = Xᵀ·dZ + l2·W` costs `2·nnz·n_out` flops, each row of `dW`
+/// summing its samples in order. Equal to the dense call within the GEMM
+/// bound.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_sparse(
+    act: Activation,
+    shp: DenseShape,
+    xt: &SparseRows,
+    w: &[f32],
+    z: &[f32],
+    a: &[f32],
+    da: &[f32],
+    l2: f32,
+    g: DenseGrads<'_>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    backward(act, shp, Input::Sparse(xt, None), w, z, a, da, l2, g, opts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    act: Activation,
+    shp: DenseShape,
+    x: Input<'_>,
+    w: &[f32],
+    z: &[f32],
+    a: &[f32],
+    da: &[f32],
+    l2: f32,
+    g: DenseGrads<'_>,
+    opts: &GemmOptions,
+) -> Result<()> {
     let (nx, nw, nz) = shp.sizes()?;
     let DenseShape { batch, n_in, n_out } = shp;
-    check("x", x.len(), nx)?;
+    match x {
+        Input::Dense(x) => check("x", x.len(), nx)?,
+        Input::Sparse(xt, _) => check_sparse("xt", xt, n_in, batch)?,
+    }
     check("w", w.len(), nw)?;
     check("da", da.len(), nz)?;
     check("dw", g.dw.len(), nw)?;
@@ -451,14 +556,16 @@ pub fn dense_backward(
     let a = if needs.y { a } else { &[][..] };
     Isa::current().dispatch(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *g.dz, db: &mut *g.db });
     let dz = &*g.dz;
-    let xt = MatRef::row_major(x, batch, n_in, n_in)?.t();
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
     let dwv = MatMut::row_major(g.dw, n_in, n_out, n_out)?;
-    if l2 != 0.0 {
-        let epi = AddScaled { l2, w: w.as_ptr(), w_rs: n_out as isize, w_cs: 1 };
-        gemm_epilogue(1.0, xt, dzv, 0.0, dwv, epi, opts)?;
-    } else {
-        gemm_with(1.0, xt, dzv, 0.0, dwv, opts)?;
+    let epi = AddScaled { l2, w: w.as_ptr(), w_rs: n_out as isize, w_cs: 1 };
+    match (x, l2 != 0.0) {
+        (Input::Dense(x), true) => {
+            gemm_epilogue(1.0, MatRef::row_major(x, batch, n_in, n_in)?.t(), dzv, 0.0, dwv, epi, opts)?
+        }
+        (Input::Dense(x), false) => gemm_with(1.0, MatRef::row_major(x, batch, n_in, n_in)?.t(), dzv, 0.0, dwv, opts)?,
+        (Input::Sparse(xt, _), true) => spmm_epilogue(1.0, xt, None, dzv, 0.0, dwv, epi, opts)?,
+        (Input::Sparse(xt, _), false) => spmm(1.0, xt, dzv, 0.0, dwv, opts)?,
     }
     if let Some(dx) = g.dx {
         let wt = MatRef::row_major(w, n_in, n_out, n_out)?.t();

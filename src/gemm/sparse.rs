@@ -1,0 +1,670 @@
+//! Sparse × dense products for inputs that are mostly zeros (image pixels,
+//! one-hot and bag-of-words features): `C ← alpha·S·B + beta·C`, where `S`
+//! is given by its nonzeros in compressed rows ([`SparseRows`]) and `B`, `C`
+//! are dense f32 matrices.
+//!
+//! A dense GEMM spends `2·m·k·n` flops whatever the values; this product
+//! spends `2·nnz(S)·n`. For MNIST (19% of the pixels are nonzero) the first
+//! layer's forward product and its weight gradient cost a fifth of the dense
+//! ones. The trainer chooses it from the data's density
+//! (`TrainConfig::sparse_input`).
+//!
+//! * Each row of `C` is one register strip of up to 8 vectors of columns,
+//!   accumulated over the row's nonzeros in their stored order (increasing
+//!   column of `S`) with one FMA per nonzero and vector, then scaled and
+//!   written once. Work is split over rows of `C` only, so the bits do not
+//!   depend on the thread count.
+//! * Zeros of `S` are skipped, so `0·∞` and `0·NaN` from `B` are not formed
+//!   (a dense GEMM would give NaN there). NaN and ±∞ stored in `S` count as
+//!   nonzeros and propagate as in a dense product.
+//! * Error bound, as for the dense GEMM (asserted by the tests against an f64
+//!   oracle): `|c − ĉ| ≤ (nnz_i + 2)·ε·(|alpha|·Σ_p |s_ip·b_pj| + |beta·c_ij|)`
+//!   where `nnz_i` is the number of nonzeros of row `i` of `S`.
+//!
+//! ```
+//! use nnkern::gemm::{spmm, MatMut, MatRef, SparseRows};
+//! let s = SparseRows::from_dense(&[0.0, 2.0, 0.0, 1.0, 0.0, 0.0], 2, 3)?; // 2×3
+//! let b = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];                               // 3×2
+//! let mut c = [0.0f32; 4];
+//! spmm(1.0, &s, MatRef::row_major(&b, 3, 2, 2)?, 0.0, MatMut::row_major(&mut c, 2, 2, 2)?, &Default::default())?;
+//! assert_eq!(c, [6.0, 8.0, 1.0, 2.0]);
+//! # Ok::<(), nnkern::Error>(())
+//! ```
+
+use super::kernel::{Epilogue, NoEpilogue};
+use super::{GemmOptions, MatMut, MatRef};
+use crate::error::{Error, Result, invalid, overflow, shape};
+use crate::simd::{Isa, Real};
+use pulp::{Simd, WithSimd};
+
+/// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
+/// rows): row `r` holds the column indices `idx[ptr[r]..ptr[r+1]]`, increasing,
+/// and their values. Built from dense rows ([`SparseRows::push_dense_row`]) or
+/// as the transpose of another ([`SparseRows::transpose_from`]); the buffers
+/// are kept between fills, so refilling one of the same size allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparseRows {
+    rows: usize,
+    cols: usize,
+    ptr: Vec<usize>,
+    /// Column indices; only `..nnz` is meaningful (the rest is write-ahead room).
+    idx: Vec<u32>,
+    /// Values; as `idx`.
+    val: Vec<f32>,
+    nnz: usize,
+}
+
+impl SparseRows {
+    /// An empty `0 × cols` matrix, ready for [`SparseRows::push_dense_row`].
+    /// Errors if `cols` exceeds `u32::MAX`.
+    pub fn new(cols: usize) -> Result<SparseRows> {
+        let mut s = SparseRows::default();
+        s.clear(cols)?;
+        Ok(s)
+    }
+
+    /// The nonzeros of the dense row-major `rows × cols` matrix `x`.
+    pub fn from_dense(x: &[f32], rows: usize, cols: usize) -> Result<SparseRows> {
+        let need = rows.checked_mul(cols).ok_or_else(|| overflow("rows × cols overflows usize"))?;
+        if x.len() != need {
+            return Err(shape(format!("x has {} elements, expected {rows}×{cols} = {need}", x.len())));
+        }
+        let mut s = SparseRows::new(cols)?;
+        // Counted first, so the buffers hold the nonzeros (plus one row of
+        // write-ahead room), not the dense size.
+        let nnz = x.iter().filter(|v| v.to_bits() << 1 != 0).count();
+        s.reserve(rows, nnz + cols);
+        for r in 0..rows {
+            s.push_dense_row(&x[r * cols..(r + 1) * cols])?;
+        }
+        Ok(s)
+    }
+
+    /// Empties the matrix and sets its width, keeping the buffers.
+    pub fn clear(&mut self, cols: usize) -> Result<()> {
+        if u32::try_from(cols).is_err() {
+            return Err(invalid(format!("{cols} columns: sparse column indices are 32-bit")));
+        }
+        self.rows = 0;
+        self.cols = cols;
+        self.nnz = 0;
+        self.ptr.clear();
+        self.ptr.push(0);
+        Ok(())
+    }
+
+    /// Reserves room for `rows` more rows and `nnz` more nonzeros, so that
+    /// the fills up to that size allocate nothing.
+    pub fn reserve(&mut self, rows: usize, nnz: usize) {
+        self.ptr.reserve(rows);
+        let need = self.nnz.saturating_add(nnz);
+        if self.idx.len() < need {
+            self.idx.resize(need, 0);
+            self.val.resize(need, 0.0);
+        }
+    }
+
+    /// Appends one row given densely (`row.len()` must equal the width); its
+    /// nonzeros are kept: every value but ±0, so NaN and ±∞ are kept too.
+    /// Allocates only when the reserved room (`cols` more nonzeros) is short.
+    pub fn push_dense_row(&mut self, row: &[f32]) -> Result<()> {
+        if row.len() != self.cols {
+            return Err(shape(format!("a row of {} values for a sparse matrix of {} columns", row.len(), self.cols)));
+        }
+        let start = self.nnz;
+        let end = start + self.cols;
+        if self.idx.len() < end {
+            self.reserve(0, self.cols);
+        }
+        let n = scan_row(row, &mut self.idx[start..end], &mut self.val[start..end]);
+        self.nnz = start + n;
+        self.rows += 1;
+        self.ptr.push(self.nnz);
+        Ok(())
+    }
+
+    /// Makes `self` the transpose of `s` (compressed columns of `s`), each
+    /// list in increasing row order. Allocates only to grow.
+    pub fn transpose_from(&mut self, s: &SparseRows) {
+        self.transpose_with(s, s.rows, |r| r);
+    }
+
+    /// Makes `self` the transpose of the matrix formed by the rows `rows` of
+    /// `s`, in that order (a gathered mini-batch, transposed): row `c` of
+    /// `self` lists the positions `t` in `rows` whose row of `s` has a nonzero
+    /// in column `c`, increasing. Errors if a row index is out of range.
+    /// Allocates only to grow.
+    pub fn transpose_rows_from(&mut self, s: &SparseRows, rows: &[usize]) -> Result<()> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= s.rows) {
+            return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
+        }
+        if u32::try_from(rows.len()).is_err() {
+            return Err(invalid(format!("{} rows: sparse column indices are 32-bit", rows.len())));
+        }
+        // Rows picked at random from a large data set come from memory: ask
+        // for all their lines at once, so the misses overlap instead of
+        // being met one row at a time.
+        for &r in rows {
+            let (a, b) = (s.ptr[r], s.ptr[r + 1]);
+            for p in (a..b).step_by(16) {
+                prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
+                prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
+            }
+        }
+        self.transpose_with(s, rows.len(), |t| rows[t]);
+        Ok(())
+    }
+
+    fn transpose_with(&mut self, s: &SparseRows, n: usize, row: impl Fn(usize) -> usize) {
+        self.rows = s.cols;
+        self.cols = n;
+        self.ptr.clear();
+        self.ptr.resize(s.cols + 1, 0);
+        let mut nnz = 0;
+        for t in 0..n {
+            let r = row(t);
+            for &c in &s.idx[s.ptr[r]..s.ptr[r + 1]] {
+                self.ptr[c as usize + 1] += 1;
+            }
+            nnz += s.ptr[r + 1] - s.ptr[r];
+        }
+        self.nnz = 0;
+        self.reserve(0, nnz);
+        self.nnz = nnz;
+        for c in 0..s.cols {
+            self.ptr[c + 1] += self.ptr[c];
+        }
+        // ptr[c] is now the start of column c; used as the fill cursor, then
+        // shifted back.
+        for t in 0..n {
+            let r = row(t);
+            for p in s.ptr[r]..s.ptr[r + 1] {
+                let c = s.idx[p] as usize;
+                let q = self.ptr[c];
+                self.idx[q] = t as u32;
+                self.val[q] = s.val[p];
+                self.ptr[c] = q + 1;
+            }
+        }
+        for c in (0..s.cols).rev() {
+            self.ptr[c + 1] = self.ptr[c];
+        }
+        self.ptr[0] = 0;
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Stored nonzeros.
+    pub fn nnz(&self) -> usize {
+        self.nnz
+    }
+    /// Nonzeros per element (0 for an empty matrix).
+    pub fn density(&self) -> f64 {
+        let all = self.rows as f64 * self.cols as f64;
+        if all == 0.0 { 0.0 } else { self.nnz as f64 / all }
+    }
+    /// Row `r`: its column indices (increasing) and values.
+    pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.ptr[r], self.ptr[r + 1]);
+        (&self.idx[a..b], &self.val[a..b])
+    }
+    /// The dense row-major `rows × cols` matrix.
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut d = vec![0.0; self.rows * self.cols];
+        for r in 0..self.rows {
+            let (ix, v) = self.row(r);
+            for (&c, &v) in ix.iter().zip(v) {
+                d[r * self.cols + c as usize] = v;
+            }
+        }
+        d
+    }
+}
+
+/// Writes the nonzeros of `row` (column index, value) to the front of `idx`
+/// and `val` (each at least `row.len()` long) and returns their count.
+fn scan_row(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked above); the slices are as long as
+        // the contract says.
+        return unsafe { scan_row_avx2(row, idx, val) };
+    }
+    scan_row_scalar(row, idx, val, 0, 0)
+}
+
+/// Portable [`scan_row`] from column `c0`, with `n` nonzeros already written.
+/// Branch-free: every value is written at the next free slot, which advances
+/// only past nonzeros; all-zero groups of 8 are skipped whole.
+fn scan_row_scalar(row: &[f32], idx: &mut [u32], val: &mut [f32], c0: usize, mut n: usize) -> usize {
+    for (g, chunk) in row[c0..].chunks(8).enumerate() {
+        if chunk.iter().fold(0u32, |a, v| a | (v.to_bits() << 1)) == 0 {
+            continue;
+        }
+        for (o, &v) in chunk.iter().enumerate() {
+            idx[n] = (c0 + g * 8 + o) as u32;
+            val[n] = v;
+            n += usize::from(v.to_bits() << 1 != 0);
+        }
+    }
+    n
+}
+
+/// For each 8-bit mask, the lane numbers of its set bits first (a left-pack
+/// permutation for `vpermps`).
+#[cfg(target_arch = "x86_64")]
+static PACK_LUT: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut k, mut b) = (0, 0);
+        while b < 8 {
+            if m & (1 << b) != 0 {
+                t[m][k] = b as u32;
+                k += 1;
+            }
+            b += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// [`scan_row`] with AVX2: 8 values compared at once and their nonzeros
+/// left-packed by a permutation from [`PACK_LUT`], stored as whole vectors
+/// (the slack past the count is overwritten by later groups or ignored).
+///
+/// # Safety
+/// The CPU has AVX2; `idx` and `val` are at least `row.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scan_row_avx2(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
+    use core::arch::x86_64::*;
+    let full = row.len() / 8 * 8;
+    assert!(idx.len() >= row.len() && val.len() >= row.len());
+    let mut n = 0usize;
+    let zero = _mm256_setzero_ps();
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 ≤ row.len().
+        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(c)) };
+        // Unordered-or-not-equal: NaN counts as nonzero, ±0 does not.
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
+        if m != 0 {
+            // SAFETY: the table row holds 8 u32.
+            let perm = unsafe { _mm256_loadu_si256(PACK_LUT[m].as_ptr() as *const __m256i) };
+            let packed = _mm256_permutevar8x32_ps(v, perm);
+            let cols = _mm256_add_epi32(perm, _mm256_set1_epi32(c as i32));
+            // SAFETY: n ≤ c, so n + 8 ≤ c + 8 ≤ row.len() ≤ the slices' length.
+            unsafe {
+                _mm256_storeu_ps(val.as_mut_ptr().add(n), packed);
+                _mm256_storeu_si256(idx.as_mut_ptr().add(n) as *mut __m256i, cols);
+            }
+            n += m.count_ones() as usize;
+        }
+        c += 8;
+    }
+    scan_row_scalar(row, idx, val, full, n)
+}
+
+/// A hint to load the cache line at `p` (nothing on other architectures).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults, whatever the address; SSE is part of
+    // the x86-64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// `C ← alpha·S·B + beta·C` (`S` m×k sparse, `B` k×n, `C` m×n, any strides).
+/// `beta == 0` never reads C; `alpha == 0` never reads B. Options: the thread
+/// policy (`opts.par`) and the instruction set (`opts.isa`); the backend
+/// choice does not apply.
+pub fn spmm(
+    alpha: f32,
+    s: &SparseRows,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    spmm_epilogue(alpha, s, None, b, beta, c, NoEpilogue, opts)
+}
+
+/// [`spmm`] on the rows `rows` of `S` (in that order; C has `rows.len()`
+/// rows): `C[t] = alpha·S[rows[t]]·B + beta·C[t]`. A mini-batch of a data set
+/// whose nonzeros were found once ([`SparseRows::from_dense`]) multiplies
+/// without being copied; the rows' lines are prefetched together, since rows
+/// picked at random from a large data set come from memory.
+pub fn spmm_rows(
+    alpha: f32,
+    s: &SparseRows,
+    rows: &[usize],
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    spmm_epilogue(alpha, s, Some(rows), b, beta, c, NoEpilogue, opts)
+}
+
+/// Rows of C per accumulator block.
+const ROW_BLOCK: usize = 32;
+/// Vectors of columns per register strip.
+const STRIP: usize = 8;
+
+thread_local! {
+    /// Accumulator block and per-row cursors, kept per thread.
+    static BUF: std::cell::RefCell<(Vec<f32>, Vec<usize>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`spmm`] / [`spmm_rows`] with `epi` applied to each strip of C while in
+/// registers (`epi` in C's coordinates; it is called transposed: kernel rows
+/// are C's columns).
+///
+/// Blocking: C's rows go in blocks of 32, accumulated in a cache-resident
+/// buffer; `k` goes in blocks of rows of B that fit in L1 (16 KiB). Within a
+/// block, each row of C takes its nonzeros in that range of `k` with a strip
+/// of up to 8 vectors of accumulators in registers and B's rows read from L1.
+/// B streams through once per block of C's rows, and every element of C
+/// sums its terms in increasing `k`, whatever the blocking or the threads
+/// (work is split over C's rows only).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
+    alpha: f32,
+    s: &SparseRows,
+    rows: Option<&[usize]>,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    mut c: MatMut<'_, f32>,
+    epi: E,
+    opts: &GemmOptions,
+) -> Result<()> {
+    let (k, n) = (s.cols, b.cols);
+    let m = rows.map_or(s.rows, |r| r.len());
+    if b.rows != k || c.rows != m || c.cols != n {
+        return Err(shape(format!(
+            "spmm: S is {m}×{k}, B is {}×{}, C is {}×{}; need S m×k, B k×n, C m×n",
+            b.rows, b.cols, c.rows, c.cols
+        )));
+    }
+    if let Some(&r) = rows.and_then(|rs| rs.iter().find(|&&r| r >= s.rows)) {
+        return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
+    }
+    let isa = match opts.isa {
+        Some(i) if !i.is_available() => {
+            return Err(Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())));
+        }
+        Some(i) => i,
+        None => Isa::current(),
+    };
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if let Some(rs) = rows {
+        for &r in rs {
+            for p in (s.ptr[r]..s.ptr[r + 1]).step_by(16) {
+                prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
+                prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
+            }
+        }
+    }
+    let job = Job {
+        s,
+        rows,
+        b: b.ptr(),
+        rsb: b.rs,
+        csb: b.cs,
+        n,
+        c: c.ptr_mut(),
+        rsc: c.rs,
+        csc: c.cs,
+        alpha,
+        beta: if beta == 0.0 { None } else { Some(beta) },
+        epi: epi.transposed(),
+    };
+    let nnz = match rows {
+        None => s.nnz,
+        Some(rs) => rs.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum(),
+    };
+    let flops = 2 * nnz.max(m) * n;
+    let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1)).min(m).max(1);
+    crate::par::run_tasks(nt, |t| {
+        let (r0, r1) = (m * t / nt, m * (t + 1) / nt);
+        BUF.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (acc, cur) = &mut *guard;
+            // SAFETY (of the kernel's accesses): the views were validated at
+            // construction and the row selection above; this task writes only
+            // C's rows r0..r1; B and S are only read.
+            isa.dispatch(Rows { job: &job, r0, r1, acc, cur });
+        });
+    });
+    Ok(())
+}
+
+struct Job<'a, E> {
+    s: &'a SparseRows,
+    rows: Option<&'a [usize]>,
+    b: *const f32,
+    rsb: isize,
+    csb: isize,
+    n: usize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    alpha: f32,
+    beta: Option<f32>,
+    epi: E,
+}
+
+impl<E> Job<'_, E> {
+    /// The row of S behind row `t` of C.
+    #[inline(always)]
+    fn row(&self, t: usize) -> usize {
+        self.rows.map_or(t, |r| r[t])
+    }
+}
+
+// SAFETY: the raw pointers are read (B) or written at disjoint rows (C) by the
+// tasks of one call; the caller holds the borrows for its duration.
+unsafe impl<E: Send> Send for Job<'_, E> {}
+// SAFETY: as above.
+unsafe impl<E: Sync> Sync for Job<'_, E> {}
+
+struct Rows<'a, 'b, E> {
+    job: &'b Job<'a, E>,
+    r0: usize,
+    r1: usize,
+    acc: &'b mut Vec<f32>,
+    cur: &'b mut Vec<usize>,
+}
+
+impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, s: S) {
+        let Rows { job: j, r0, r1, acc, cur } = self;
+        let l = S::F32_LANES;
+        let sp = j.s;
+        let (k, n) = (sp.cols, j.n);
+        // Accumulator rows padded to whole vectors.
+        let np = n.div_ceil(l) * l;
+        if acc.len() < ROW_BLOCK * np {
+            acc.resize(ROW_BLOCK * np, 0.0);
+        }
+        cur.clear();
+        cur.resize(ROW_BLOCK, 0);
+        // Rows of B per k block: 16 KiB of them, at least 8.
+        let kb = (4096 / np).max(8);
+        let full = n / l;
+        let mut i0 = r0;
+        while i0 < r1 {
+            let i1 = (i0 + ROW_BLOCK).min(r1);
+            let acc = &mut acc[..(i1 - i0) * np];
+            acc.fill(0.0);
+            for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
+                *c = sp.ptr[j.row(i0 + t)];
+            }
+            // alpha = 0 never reads B (0·NaN must not reach C).
+            let mut k0 = if j.alpha == 0.0 { k } else { 0 };
+            while k0 < k {
+                let k1 = (k0 + kb).min(k);
+                for t in 0..i1 - i0 {
+                    let e = sp.ptr[j.row(i0 + t) + 1];
+                    let q0 = cur[t];
+                    let mut q = q0;
+                    while q < e && (sp.idx[q] as usize) < k1 {
+                        q += 1;
+                    }
+                    if q == q0 {
+                        continue;
+                    }
+                    cur[t] = q;
+                    let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
+                    let a = &mut acc[t * np..(t + 1) * np];
+                    if j.csb != 1 {
+                        for (col, a) in a[..n].iter_mut().enumerate() {
+                            for (&p, &v) in ix.iter().zip(vs) {
+                                // SAFETY: (p, col) is inside B (p < k by construction).
+                                let bv = unsafe { *j.b.wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                                *a = v.mul_add(bv, *a);
+                            }
+                        }
+                        continue;
+                    }
+                    let mut v0 = 0;
+                    while v0 < full {
+                        let nv = (full - v0).min(STRIP);
+                        // SAFETY: vectors v0 .. v0+nv of rows ix of B (unit
+                        // column stride) and of the accumulator row are inside.
+                        unsafe {
+                            match nv {
+                                8 => strip::<S, E, 8, false>(s, j, v0 * l, l, ix, vs, a),
+                                7 => strip::<S, E, 7, false>(s, j, v0 * l, l, ix, vs, a),
+                                6 => strip::<S, E, 6, false>(s, j, v0 * l, l, ix, vs, a),
+                                5 => strip::<S, E, 5, false>(s, j, v0 * l, l, ix, vs, a),
+                                4 => strip::<S, E, 4, false>(s, j, v0 * l, l, ix, vs, a),
+                                3 => strip::<S, E, 3, false>(s, j, v0 * l, l, ix, vs, a),
+                                2 => strip::<S, E, 2, false>(s, j, v0 * l, l, ix, vs, a),
+                                _ => strip::<S, E, 1, false>(s, j, v0 * l, l, ix, vs, a),
+                            }
+                        }
+                        v0 += nv;
+                    }
+                    if full * l < n {
+                        // SAFETY: the last n - full·l < lanes columns of rows ix
+                        // of B are inside B; the accumulator row is padded.
+                        unsafe { strip::<S, E, 1, true>(s, j, full * l, n - full * l, ix, vs, a) };
+                    }
+                }
+                k0 = k1;
+            }
+            for i in i0..i1 {
+                let a = &acc[(i - i0) * np..(i - i0 + 1) * np];
+                // SAFETY: row i of C is inside C and belongs to this task.
+                unsafe { write_row(s, j, i, a) };
+            }
+            i0 = i1;
+        }
+    }
+}
+
+/// `a[c0 ..] += Σ v·B[p, c0 ..]` over the nonzeros `(p, v)`: `MV` full
+/// vectors, or with `TAIL` one vector of `m < lanes` columns, the strip held
+/// in registers.
+///
+/// # Safety
+/// B has unit column stride and those columns of rows `ix` are inside it;
+/// `a` holds `c0 + MV·lanes` elements.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool>(
+    s: S,
+    j: &Job<'_, E>,
+    c0: usize,
+    m: usize,
+    ix: &[u32],
+    vs: &[f32],
+    a: &mut [f32],
+) {
+    let l = S::F32_LANES;
+    let ap = a.as_mut_ptr().wrapping_add(c0);
+    // SAFETY: `a` holds the strip (caller contract).
+    let mut acc: [S::f32s; MV] = core::array::from_fn(|q| unsafe { f32::load(s, ap.add(q * l)) });
+    let b = j.b.wrapping_add(c0);
+    for (&p, &v) in ix.iter().zip(vs) {
+        let bp = b.wrapping_offset(p as isize * j.rsb);
+        let x = s.splat_f32s(v);
+        for (q, a) in acc.iter_mut().enumerate() {
+            // SAFETY: columns c0 .. c0+m of row p of B are inside B.
+            let bv = unsafe { if TAIL { f32::load_partial(s, bp, m) } else { f32::load(s, bp.add(q * l)) } };
+            *a = s.mul_add_e_f32s(x, bv, *a);
+        }
+    }
+    for (q, &v) in acc.iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { f32::store(s, ap.add(q * l), v) };
+    }
+}
+
+/// Row `i` of C from its accumulators `a` (padded to whole vectors): alpha,
+/// beta·C, the epilogue, one vector at a time.
+///
+/// # Safety
+/// Row `i` of C is inside C and written by this task only.
+#[inline(always)]
+unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: &[f32]) {
+    let l = S::F32_LANES;
+    let n = j.n;
+    let cp = j.c.wrapping_offset(i as isize * j.rsc);
+    if j.csc != 1 {
+        for (col, &x) in a[..n].iter().enumerate() {
+            let p = cp.wrapping_offset(col as isize * j.csc);
+            let mut x = x * j.alpha;
+            if let Some(beta) = j.beta {
+                // SAFETY: (i, col) is inside C.
+                x = beta.mul_add(unsafe { *p }, x);
+            }
+            if !E::IS_NONE {
+                // SAFETY: (col, i) of the transposed problem is (i, col) of C.
+                x = unsafe { j.epi.apply_scalar(x, col, i) };
+            }
+            // SAFETY: (i, col) is inside C and belongs to this task.
+            unsafe { *p = x };
+        }
+        return;
+    }
+    let mut c0 = 0;
+    while c0 < n {
+        let m = (n - c0).min(l);
+        // SAFETY: `a` holds whole vectors up to its padded length ≥ c0 + m.
+        let mut acc = [[unsafe { f32::load(s, a.as_ptr().add(c0)) }; 1]; 1];
+        if j.alpha != 1.0 {
+            acc[0][0] = s.mul_f32s(acc[0][0], s.splat_f32s(j.alpha));
+        }
+        if let Some(beta) = j.beta {
+            // SAFETY: columns c0 .. c0+m of row i are inside C.
+            let cv = unsafe { f32::load_upto(s, cp.add(c0), m) };
+            acc[0][0] = s.mul_add_e_f32s(s.splat_f32s(beta), cv, acc[0][0]);
+        }
+        if !E::IS_NONE {
+            // SAFETY: kernel rows c0 .. c0+m and kernel column i are inside C.
+            unsafe { j.epi.apply_tile(s, &mut acc, c0, i, m) };
+        }
+        // SAFETY: columns c0 .. c0+m of row i are inside C.
+        unsafe { f32::store_upto(s, cp.add(c0), m, acc[0][0]) };
+        c0 += m;
+    }
+}

@@ -1,0 +1,339 @@
+//! Sparse × dense products (`nnkern::gemm::spmm`, `spmm_rows`) and the sparse
+//! dense-layer steps against f64 oracles and against the dense path: random
+//! shapes (0, 1, odd, past the row and k blocks), densities, special values,
+//! strides, alpha/beta, every ISA of this CPU, 1/2/4 threads.
+//!
+//! Bound asserted for every element (see `nnkern::gemm::sparse`):
+//! `|c − ĉ| ≤ (nnz_i + 2)·ε·(|alpha|·Σ|s·b| + |beta·c|)`.
+
+use nnkern::gemm::{GemmOptions, MatMut, MatRef, SparseRows, spmm, spmm_rows};
+use nnkern::ops::Activation;
+use nnkern::ops::fused::{
+    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+};
+use nnkern::par::Par;
+use nnkern::simd::Isa;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn unif(&mut self) -> f32 {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// A matrix with about `density` of its values nonzero.
+    fn sparse(&mut self, n: usize, density: f64) -> Vec<f32> {
+        (0..n).map(|_| if (self.next() % 1000) as f64 / 1000.0 < density { self.unif() } else { 0.0 }).collect()
+    }
+}
+
+fn isas() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar, Isa::current()];
+    v.dedup();
+    v
+}
+
+#[test]
+fn sparse_rows_round_trip_and_keep_special_values() {
+    let mut rng = Rng(1);
+    for &(r, c) in &[(0usize, 0usize), (0, 5), (3, 0), (1, 1), (4, 7), (5, 8), (9, 17), (3, 100)] {
+        let mut x = rng.sparse(r * c, 0.3);
+        if r * c > 3 {
+            x[0] = f32::NAN;
+            x[1] = -0.0;
+            x[2] = f32::INFINITY;
+        }
+        let s = SparseRows::from_dense(&x, r, c).unwrap();
+        assert_eq!((s.rows(), s.cols()), (r, c));
+        let nz = x.iter().filter(|v| **v != 0.0 || v.is_nan()).count();
+        assert_eq!(s.nnz(), nz, "{r}×{c}");
+        let d = s.to_dense();
+        for (a, b) in d.iter().zip(&x) {
+            // -0.0 is not stored: it comes back as +0.0.
+            assert!(a.to_bits() == b.to_bits() || (*b == 0.0 && *a == 0.0), "{a} vs {b}");
+        }
+        for row in 0..r {
+            let (ix, _) = s.row(row);
+            assert!(ix.windows(2).all(|w| w[0] < w[1]), "indices increase");
+        }
+    }
+    assert!(SparseRows::from_dense(&[1.0, 2.0], 1, 3).is_err(), "wrong length");
+    let mut s = SparseRows::new(3).unwrap();
+    assert!(s.push_dense_row(&[1.0, 2.0]).is_err(), "wrong row width");
+}
+
+#[test]
+fn transposes_match_the_dense_transpose() {
+    let mut rng = Rng(2);
+    let (r, c) = (37, 29);
+    let x = rng.sparse(r * c, 0.2);
+    let s = SparseRows::from_dense(&x, r, c).unwrap();
+    let mut t = SparseRows::new(0).unwrap();
+    t.transpose_from(&s);
+    let td = t.to_dense();
+    for i in 0..r {
+        for j in 0..c {
+            assert_eq!(td[j * r + i].to_bits(), x[i * c + j].to_bits());
+        }
+    }
+    // A gathered batch, with repeats, transposed.
+    let rows = [5usize, 0, 36, 5, 17];
+    t.transpose_rows_from(&s, &rows).unwrap();
+    assert_eq!((t.rows(), t.cols()), (c, rows.len()));
+    let td = t.to_dense();
+    for (p, &i) in rows.iter().enumerate() {
+        for j in 0..c {
+            assert_eq!(td[j * rows.len() + p].to_bits(), x[i * c + j].to_bits());
+        }
+    }
+    assert!(t.transpose_rows_from(&s, &[0, 37]).is_err(), "row out of range");
+}
+
+/// f64 oracle of alpha·S·B + beta·C and the element bound's scale.
+#[allow(clippy::too_many_arguments)]
+fn oracle(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    b: &dyn Fn(usize, usize) -> f32,
+    alpha: f32,
+    beta: f32,
+    c0: &dyn Fn(usize, usize) -> f32,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut r, mut bound) = (vec![0.0; m * n], vec![0.0; m * n]);
+    for i in 0..m {
+        let nnz = (0..k).filter(|&p| x[i * k + p] != 0.0).count() as f64;
+        for j in 0..n {
+            let (mut s, mut a) = (0.0f64, 0.0f64);
+            for p in 0..k {
+                let t = x[i * k + p] as f64 * b(p, j) as f64;
+                s += t;
+                a += t.abs();
+            }
+            let cv = if beta == 0.0 { 0.0 } else { beta as f64 * c0(i, j) as f64 };
+            r[i * n + j] = alpha as f64 * s + cv;
+            bound[i * n + j] = (nnz + 2.0) * f32::EPSILON as f64 * (alpha.abs() as f64 * a + cv.abs());
+        }
+    }
+    (r, bound)
+}
+
+#[test]
+fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
+    let mut rng = Rng(3);
+    let shapes = [
+        (0usize, 3usize, 4usize),
+        (3, 0, 4),
+        (3, 4, 0),
+        (1, 1, 1),
+        (1, 7, 9),
+        (5, 13, 8),
+        (7, 31, 17),
+        (33, 50, 3),
+        (40, 100, 128), // k past one k block (32 rows of B at n = 128), m past one row block
+        (35, 70, 131),  // a partial last vector
+        (9, 300, 200),
+    ];
+    for isa in isas() {
+        let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
+        for &(m, k, n) in &shapes {
+            for &density in &[0.0, 0.05, 0.3, 1.0] {
+                for &(alpha, beta) in &[(1.0f32, 0.0f32), (0.5, 2.0), (-1.5, 1.0)] {
+                    for strided in [false, true] {
+                        let x = rng.sparse(m * k, density);
+                        let s = SparseRows::from_dense(&x, m, k).unwrap();
+                        // B row-major, or column-major (no unit column stride).
+                        let bd: Vec<f32> = (0..k * n).map(|_| rng.unif()).collect();
+                        let bview = if strided {
+                            MatRef::col_major(&bd, k, n, k.max(1)).unwrap()
+                        } else {
+                            MatRef::row_major(&bd, k, n, n.max(1)).unwrap()
+                        };
+                        let bget = |p: usize, j: usize| if strided { bd[j * k + p] } else { bd[p * n + j] };
+                        // C: padded rows, or column-major when strided; NaN where
+                        // beta = 0 must not be read.
+                        let ldc = if strided { m.max(1) } else { n + 3 };
+                        let len = if strided { ldc * n } else { m * ldc };
+                        let c_init: Vec<f32> =
+                            (0..len).map(|_| if beta == 0.0 { f32::NAN } else { rng.unif() }).collect();
+                        let cidx = |i: usize, j: usize| if strided { j * ldc + i } else { i * ldc + j };
+                        let (want, bound) =
+                            oracle(&x, m, k, n, &bget, alpha, beta, &|i: usize, j: usize| c_init[cidx(i, j)]);
+                        let mut c = c_init.clone();
+                        let cv = if strided {
+                            MatMut::col_major(&mut c, m, n, ldc).unwrap()
+                        } else {
+                            MatMut::row_major(&mut c, m, n, ldc).unwrap()
+                        };
+                        spmm(alpha, &s, bview, beta, cv, &o).unwrap();
+                        for i in 0..m {
+                            for j in 0..n {
+                                let got = c[cidx(i, j)] as f64;
+                                let e = (got - want[i * n + j]).abs();
+                                assert!(
+                                    e <= bound[i * n + j],
+                                    "{isa:?} {m}×{k}×{n} d{density} α{alpha} β{beta} strided {strided} ({i},{j}): \
+                                     {got} vs {} (bound {})",
+                                    want[i * n + j],
+                                    bound[i * n + j]
+                                );
+                            }
+                        }
+                        if !strided {
+                            // Padding between rows is never written.
+                            for i in 0..m {
+                                for j in n..ldc {
+                                    assert_eq!(c[i * ldc + j].to_bits(), c_init[i * ldc + j].to_bits());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn spmm_alpha_zero_never_reads_b_and_rejects_bad_shapes() {
+    let x = [1.0f32, 0.0, 2.0, 3.0];
+    let s = SparseRows::from_dense(&x, 2, 2).unwrap();
+    let b = [f32::NAN; 4];
+    let mut c = [1.0f32, 2.0, 3.0, 4.0];
+    let o = GemmOptions::default();
+    spmm(0.0, &s, MatRef::row_major(&b, 2, 2, 2).unwrap(), 2.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &o)
+        .unwrap();
+    assert_eq!(c, [2.0, 4.0, 6.0, 8.0]);
+    // Zeros of S skip B's NaN (a dense product would give NaN).
+    let b = [f32::NAN, f32::NAN, 1.0, 1.0];
+    spmm(
+        1.0,
+        &SparseRows::from_dense(&[0.0, 1.0], 1, 2).unwrap(),
+        MatRef::row_major(&b, 2, 2, 2).unwrap(),
+        0.0,
+        MatMut::row_major(&mut c[..2], 1, 2, 2).unwrap(),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(&c[..2], &[1.0, 1.0]);
+    let b3 = [0.0f32; 6];
+    let e =
+        spmm(1.0, &s, MatRef::row_major(&b3, 3, 2, 2).unwrap(), 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &o);
+    assert!(e.unwrap_err().to_string().contains("spmm"), "k mismatch");
+    let e = spmm_rows(
+        1.0,
+        &s,
+        &[0, 2],
+        MatRef::row_major(&b, 2, 2, 2).unwrap(),
+        0.0,
+        MatMut::row_major(&mut c, 2, 2, 2).unwrap(),
+        &o,
+    );
+    assert!(e.is_err(), "row out of range");
+}
+
+#[test]
+fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
+    let mut rng = Rng(4);
+    let (n_data, k, n) = (500, 784, 128);
+    let x = rng.sparse(n_data * k, 0.19);
+    let s = SparseRows::from_dense(&x, n_data, k).unwrap();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.unif()).collect();
+    let rows: Vec<usize> = (0..256).map(|_| rng.below(n_data)).collect();
+    let gathered: Vec<f32> = rows.iter().flat_map(|&r| x[r * k..(r + 1) * k].iter().copied()).collect();
+    let g = SparseRows::from_dense(&gathered, rows.len(), k).unwrap();
+    let run = |threads: usize, sel: bool| {
+        let o = GemmOptions { par: Par::Threads(threads), ..Default::default() };
+        let mut c = vec![0f32; rows.len() * n];
+        let bv = MatRef::row_major(&b, k, n, n).unwrap();
+        let cv = MatMut::row_major(&mut c, rows.len(), n, n).unwrap();
+        if sel { spmm_rows(1.0, &s, &rows, bv, 0.0, cv, &o) } else { spmm(1.0, &g, bv, 0.0, cv, &o) }.unwrap();
+        c
+    };
+    let base = run(1, false);
+    for t in [1, 2, 4] {
+        for sel in [false, true] {
+            let c = run(t, sel);
+            assert!(c.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "threads {t} rows {sel}");
+        }
+    }
+}
+
+#[test]
+fn sparse_dense_layer_steps_match_the_dense_ones() {
+    let mut rng = Rng(5);
+    for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (32, 784, 128), (7, 50, 13), (45, 100, 10)] {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Softmax] {
+            let shp = DenseShape { batch, n_in, n_out };
+            let x = rng.sparse(batch * n_in, 0.2);
+            let w: Vec<f32> = (0..n_in * n_out).map(|_| rng.unif() * 0.1).collect();
+            let bias: Vec<f32> = (0..n_out).map(|_| rng.unif()).collect();
+            let o = GemmOptions { par: Par::Seq, ..Default::default() };
+            let s = SparseRows::from_dense(&x, batch, n_in).unwrap();
+            let (mut zd, mut ad) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
+            let (mut zs, mut as_) = (zd.clone(), ad.clone());
+            dense_forward(act, shp, &x, &w, &bias, Some(&mut zd), &mut ad, &o).unwrap();
+            dense_forward_sparse(act, shp, &s, None, &w, &bias, Some(&mut zs), &mut as_, &o).unwrap();
+            // z: the GEMM bound with k = n_in; a: through the activation (its
+            // Lipschitz constant is ≤ 1.2 for these, softmax's rows ≤ 1).
+            for i in 0..batch {
+                for j in 0..n_out {
+                    let scale: f64 =
+                        (0..n_in).map(|p| (x[i * n_in + p] as f64 * w[p * n_out + j] as f64).abs()).sum::<f64>()
+                            + bias[j].abs() as f64;
+                    let tol = (n_in as f64 + 2.0) * f32::EPSILON as f64 * scale + 1e-6;
+                    let (a, b) = (zs[i * n_out + j] as f64, zd[i * n_out + j] as f64);
+                    assert!((a - b).abs() <= 2.0 * tol, "{act:?} z ({i},{j}) {a} vs {b}");
+                    let (a, b) = (as_[i * n_out + j] as f64, ad[i * n_out + j] as f64);
+                    assert!((a - b).abs() <= 4.0 * tol + 1e-6, "{act:?} a ({i},{j}) {a} vs {b}");
+                }
+            }
+            // The selected-rows form gives the same bits as the gathered one.
+            let data = SparseRows::from_dense(&[x.clone(), x.clone()].concat(), 2 * batch, n_in).unwrap();
+            let rows: Vec<usize> = (0..batch).map(|i| i + batch).collect();
+            let (mut z2, mut a2) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
+            dense_forward_sparse(act, shp, &data, Some(&rows), &w, &bias, Some(&mut z2), &mut a2, &o).unwrap();
+            assert!(a2.iter().zip(&as_).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} rows form");
+            if act == Activation::Softmax {
+                continue;
+            }
+            // Backward: dZ and db exactly, dW within the GEMM bound (k = batch).
+            let da: Vec<f32> = (0..batch * n_out).map(|_| rng.unif()).collect();
+            let mut xt = SparseRows::new(0).unwrap();
+            xt.transpose_from(&s);
+            let l2 = 1e-3;
+            let bufs = |sparse: bool| {
+                let (mut dw, mut db, mut dz) = (vec![0f32; n_in * n_out], vec![0f32; n_out], vec![0f32; batch * n_out]);
+                let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+                if sparse {
+                    dense_backward_sparse(act, shp, &xt, &w, &zd, &ad, &da, l2, g, &o).unwrap();
+                } else {
+                    dense_backward(act, shp, &x, &w, &zd, &ad, &da, l2, g, &o).unwrap();
+                }
+                (dw, db, dz)
+            };
+            let (dws, dbs, dzs) = bufs(true);
+            let (dwd, dbd, dzd) = bufs(false);
+            assert!(dzs.iter().zip(&dzd).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} dz");
+            assert!(dbs.iter().zip(&dbd).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} db");
+            for p in 0..n_in {
+                for j in 0..n_out {
+                    let scale: f64 =
+                        (0..batch).map(|i| (x[i * n_in + p] as f64 * dzs[i * n_out + j] as f64).abs()).sum::<f64>()
+                            + (l2 * w[p * n_out + j]).abs() as f64;
+                    let tol = 2.0 * (batch as f64 + 2.0) * f32::EPSILON as f64 * scale;
+                    let (a, b) = (dws[p * n_out + j] as f64, dwd[p * n_out + j] as f64);
+                    assert!((a - b).abs() <= tol, "{act:?} dW ({p},{j}) {a} vs {b}");
+                }
+            }
+        }
+    }
+}
