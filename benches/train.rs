@@ -4,10 +4,16 @@
 //! against a naive-loop implementation of the same step.
 //! Throughput is in samples per second.
 //!
+//! `*_sparse_data`: the same stripes on a zero background (30% of the pixels
+//! nonzero; MNIST has 19%), trained with the sparse first layer that
+//! `SparseInput::Auto` picks for it and, forced, with the dense one. Each
+//! sample is one `fit` of one epoch, so the sparse runs include finding the
+//! data's nonzeros (once per fit).
+//!
 //! `cargo bench --bench train`, then `python3 benches/report.py train_`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
+use nnkern::nn::{Layer, Mlp, SparseInput, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
 use std::time::Duration;
@@ -18,6 +24,15 @@ const H: usize = 128;
 const K: usize = 10;
 
 fn data() -> (Vec<f32>, Vec<u32>) {
+    data_with(0.3)
+}
+
+/// The stripes alone, background 0.
+fn sparse_data() -> (Vec<f32>, Vec<u32>) {
+    data_with(0.0)
+}
+
+fn data_with(background: f32) -> (Vec<f32>, Vec<u32>) {
     let mut x = vec![0.0f32; N * D];
     let mut y = vec![0u32; N];
     let mut s = 12345u64;
@@ -28,7 +43,7 @@ fn data() -> (Vec<f32>, Vec<u32>) {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let noise = (s >> 40) as f32 / (1u64 << 24) as f32;
             // A class-dependent stripe plus noise, pixels in [0, 1].
-            x[i * D + j] = if (j / 28 + c as usize) % 10 < 3 { 0.5 + 0.5 * noise } else { 0.3 * noise };
+            x[i * D + j] = if (j / 28 + c as usize) % 10 < 3 { 0.5 + 0.5 * noise } else { background * noise };
         }
     }
     (x, y)
@@ -160,6 +175,24 @@ fn epoch(c: &mut Criterion) {
             };
             g.bench_function(BenchmarkId::from_parameter(tag), |bch| {
                 bch.iter(|| m.fit(&x, N, Targets::Labels(&y), &cfg, None, None).unwrap())
+            });
+        }
+        let (xs, ys) = sparse_data();
+        for &(tag, mode) in
+            &[("nnkern_1t_sparse_data", SparseInput::Auto), ("nnkern_1t_sparse_data_dense_path", SparseInput::Dense)]
+        {
+            let mut m =
+                Mlp::new(D, &[Layer { units: H, activation: Activation::Relu }], K, Task::MultiClass, 0).unwrap();
+            let cfg = TrainConfig {
+                batch_size: bs,
+                max_iter: 1,
+                warm_start: true,
+                par: Par::Seq,
+                sparse_input: mode,
+                ..Default::default()
+            };
+            g.bench_function(BenchmarkId::from_parameter(tag), |bch| {
+                bch.iter(|| m.fit(&xs, N, Targets::Labels(&ys), &cfg, None, None).unwrap())
             });
         }
         let mut naive = Naive::new();

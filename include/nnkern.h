@@ -24,6 +24,13 @@
 
 
 /**
+ * The largest input density [`SparseInput::Auto`] trains sparse (measured
+ * crossover with the dense path on this project's benchmark machine, see
+ * BENCHMARKS.md).
+ */
+#define SparseInput_AUTO_DENSITY 0.4
+
+/**
  * ELU with alpha 1.
  */
 #define NNK_ACT_ELU 6
@@ -192,6 +199,21 @@
  * SGD (with `momentum` and Nesterov by default).
  */
 #define NNK_SOLVER_SGD 0
+
+/**
+ * First layer dense or sparse by the training inputs' density (default).
+ */
+#define NNK_SPARSE_AUTO 0
+
+/**
+ * First layer always dense.
+ */
+#define NNK_SPARSE_DENSE 1
+
+/**
+ * First layer always a sparse product of the inputs' nonzeros.
+ */
+#define NNK_SPARSE_SPARSE 2
 
 /**
  * CBLAS `CblasTrans`.
@@ -693,6 +715,17 @@ int32_t nnk_train_config_set_seed(struct nnk_train_config *c, uint64_t seed);
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver);
+
+/**
+ * How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
+ * (default: sparse when at most 40% of the values are nonzero),
+ * `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
+ * both give the same results up to the rounding of the sums).
+ *
+ * # Safety
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_sparse_input(struct nnk_train_config *c, uint32_t mode);
 
 /**
  * Kernel threads for fits with this config (0 = the process-wide count).

@@ -88,6 +88,12 @@ enum class Solver : uint32_t {
     RmsProp = NNK_SOLVER_RMSPROP,
 };
 
+enum class SparseInput : uint32_t {
+    Auto = NNK_SPARSE_AUTO,
+    Dense = NNK_SPARSE_DENSE,
+    Sparse = NNK_SPARSE_SPARSE,
+};
+
 enum class Schedule : uint32_t {
     Constant = NNK_SCHEDULE_CONSTANT,
     InvScaling = NNK_SCHEDULE_INVSCALING,
@@ -155,6 +161,9 @@ public:
     TrainConfig& solver(Solver s) { return set(nnk_train_config_set_solver(get(), static_cast<uint32_t>(s))); }
     TrainConfig& seed(uint64_t s) { return set(nnk_train_config_set_seed(get(), s)); }
     TrainConfig& threads(size_t n) { return set(nnk_train_config_set_threads(get(), n)); }
+    TrainConfig& sparse_input(SparseInput m) {
+        return set(nnk_train_config_set_sparse_input(get(), static_cast<uint32_t>(m)));
+    }
     TrainConfig& momentum(double m, bool nesterov = true) {
         return set(nnk_train_config_set_momentum(get(), m, nesterov ? 1u : 0u));
     }

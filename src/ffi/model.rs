@@ -13,7 +13,7 @@
 
 use super::{boundary, check_ptr};
 use crate::error::{Error, Result};
-use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, Targets, Task, TrainConfig};
+use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
 use crate::ops::act::Activation;
 use crate::par::Par;
 use std::ffi::{CStr, c_char, c_void};
@@ -27,6 +27,13 @@ pub const NNK_SOLVER_ADAM: u32 = 1;
 pub const NNK_SOLVER_ADAMW: u32 = 2;
 /// RMSprop.
 pub const NNK_SOLVER_RMSPROP: u32 = 3;
+
+/// First layer dense or sparse by the training inputs' density (default).
+pub const NNK_SPARSE_AUTO: u32 = 0;
+/// First layer always dense.
+pub const NNK_SPARSE_DENSE: u32 = 1;
+/// First layer always a sparse product of the inputs' nonzeros.
+pub const NNK_SPARSE_SPARSE: u32 = 2;
 
 /// Constant learning rate.
 pub const NNK_SCHEDULE_CONSTANT: u32 = 0;
@@ -290,6 +297,21 @@ pub unsafe extern "C" fn nnk_train_config_set_alpha(c: *mut nnk_train_config, l2
 pub unsafe extern "C" fn nnk_train_config_set_solver(c: *mut nnk_train_config, solver: u32) -> i32 {
     with_config(c, |c| {
         c.cfg.solver = Solver::from_code(solver)?;
+        Ok(())
+    })
+}
+
+/// How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
+/// (default: sparse when at most 40% of the values are nonzero),
+/// `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
+/// both give the same results up to the rounding of the sums).
+///
+/// # Safety
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_config, mode: u32) -> i32 {
+    with_config(c, |c| {
+        c.cfg.sparse_input = SparseInput::from_code(mode)?;
         Ok(())
     })
 }

@@ -620,7 +620,8 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool>(
 }
 
 /// Row `i` of C from its accumulators `a` (padded to whole vectors): alpha,
-/// beta·C, the epilogue, one vector at a time.
+/// beta·C, the epilogue and the store, a strip of up to 8 vectors at a time
+/// (one epilogue call per strip).
 ///
 /// # Safety
 /// Row `i` of C is inside C and written by this task only.
@@ -648,23 +649,66 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
     }
     let mut c0 = 0;
     while c0 < n {
-        let m = (n - c0).min(l);
-        // SAFETY: `a` holds whole vectors up to its padded length ≥ c0 + m.
-        let mut acc = [[unsafe { f32::load(s, a.as_ptr().add(c0)) }; 1]; 1];
-        if j.alpha != 1.0 {
-            acc[0][0] = s.mul_f32s(acc[0][0], s.splat_f32s(j.alpha));
+        let nv = ((n - c0) / l).min(STRIP);
+        // SAFETY: columns c0 .. c0+width of row i are inside C; `a` is padded.
+        unsafe {
+            match nv {
+                0 => write_strip::<S, E, 1>(s, j, i, cp, a, c0, n - c0),
+                8 => write_strip::<S, E, 8>(s, j, i, cp, a, c0, 8 * l),
+                7 => write_strip::<S, E, 7>(s, j, i, cp, a, c0, 7 * l),
+                6 => write_strip::<S, E, 6>(s, j, i, cp, a, c0, 6 * l),
+                5 => write_strip::<S, E, 5>(s, j, i, cp, a, c0, 5 * l),
+                4 => write_strip::<S, E, 4>(s, j, i, cp, a, c0, 4 * l),
+                3 => write_strip::<S, E, 3>(s, j, i, cp, a, c0, 3 * l),
+                2 => write_strip::<S, E, 2>(s, j, i, cp, a, c0, 2 * l),
+                _ => write_strip::<S, E, 1>(s, j, i, cp, a, c0, l),
+            }
         }
-        if let Some(beta) = j.beta {
+        c0 += if nv == 0 { n - c0 } else { nv * l };
+    }
+}
+
+/// Columns `c0 .. c0+m` of row `i` (`MV` vectors; only a strip of one vector
+/// may be partial, `m < lanes`).
+///
+/// # Safety
+/// Those columns of row `i` of C (at `cp`, unit column stride) are inside C;
+/// `a` holds whole vectors up to `c0 + MV·lanes`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn write_strip<S: Simd, E: Epilogue<f32>, const MV: usize>(
+    s: S,
+    j: &Job<'_, E>,
+    i: usize,
+    cp: *mut f32,
+    a: &[f32],
+    c0: usize,
+    m: usize,
+) {
+    let l = S::F32_LANES;
+    let full = m >= MV * l;
+    // SAFETY: `a` is padded to whole vectors.
+    let mut acc = [core::array::from_fn::<_, MV, _>(|q| unsafe { f32::load(s, a.as_ptr().add(c0 + q * l)) }); 1];
+    if j.alpha != 1.0 {
+        let al = s.splat_f32s(j.alpha);
+        for v in acc[0].iter_mut() {
+            *v = s.mul_f32s(*v, al);
+        }
+    }
+    if let Some(beta) = j.beta {
+        let be = s.splat_f32s(beta);
+        for (q, v) in acc[0].iter_mut().enumerate() {
             // SAFETY: columns c0 .. c0+m of row i are inside C.
-            let cv = unsafe { f32::load_upto(s, cp.add(c0), m) };
-            acc[0][0] = s.mul_add_e_f32s(s.splat_f32s(beta), cv, acc[0][0]);
+            let cv = unsafe { if full { f32::load(s, cp.add(c0 + q * l)) } else { f32::load_upto(s, cp.add(c0), m) } };
+            *v = s.mul_add_e_f32s(be, cv, *v);
         }
-        if !E::IS_NONE {
-            // SAFETY: kernel rows c0 .. c0+m and kernel column i are inside C.
-            unsafe { j.epi.apply_tile(s, &mut acc, c0, i, m) };
-        }
+    }
+    if !E::IS_NONE {
+        // SAFETY: kernel rows c0 .. c0+m and kernel column i are inside C.
+        unsafe { j.epi.apply_tile(s, &mut acc, c0, i, m) };
+    }
+    for (q, &v) in acc[0].iter().enumerate() {
         // SAFETY: columns c0 .. c0+m of row i are inside C.
-        unsafe { f32::store_upto(s, cp.add(c0), m, acc[0][0]) };
-        c0 += m;
+        unsafe { if full { f32::store(s, cp.add(c0 + q * l), v) } else { f32::store_upto(s, cp.add(c0), m, v) } }
     }
 }

@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
     CHECK(nnk_train_config_set_learning_rate(c, 2e-3) == NNK_OK, "lr");
     CHECK(nnk_train_config_set_alpha(c, 1e-4) == NNK_OK, "alpha");
     CHECK(nnk_train_config_set_solver(c, NNK_SOLVER_ADAM) == NNK_OK, "solver");
+    CHECK(nnk_train_config_set_sparse_input(c, NNK_SPARSE_SPARSE) == NNK_OK, "sparse input");
     CHECK(nnk_train_config_set_seed(c, 0) == NNK_OK, "seed");
     CHECK(nnk_mlp_fit_classifier(m, c, x, (size_t)ntr, N_FEAT, y) == NNK_OK, "fit");
     uint32_t *pred = malloc(sizeof(uint32_t) * (size_t)nte);
@@ -112,6 +113,8 @@ int main(int argc, char **argv) {
         {nnk_mlp_new(N_FEAT, 2, units, hidden_softmax, 0, &tmp), NNK_ERR_INVALID_ARG, "softmax hidden layer"},
         {nnk_mlp_new(N_FEAT, SIZE_MAX, units, acts, 0, &tmp), NNK_ERR_INVALID_ARG, "huge layer count"},
         {nnk_train_config_set_solver(c, 7), NNK_ERR_INVALID_ARG, "unknown solver"},
+        {nnk_train_config_set_sparse_input(c, 3), NNK_ERR_INVALID_ARG, "unknown sparse-input mode"},
+        {nnk_train_config_set_sparse_input(NULL, 0), NNK_ERR_NULL_POINTER, "null config (sparse input)"},
         {nnk_train_config_set_learning_rate(c, -1), NNK_ERR_INVALID_ARG, "negative lr"},
         {nnk_train_config_set_learning_rate(c, NAN), NNK_ERR_INVALID_ARG, "NaN lr"},
         {nnk_train_config_set_epochs(NULL, 3), NNK_ERR_NULL_POINTER, "null config"},

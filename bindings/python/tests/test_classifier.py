@@ -204,3 +204,17 @@ def test_callback_exception_propagates(digits):
     finally:
         builtins.print = orig
     assert not hasattr(clf, "classes_")
+
+
+def test_sparse_input_modes(split):
+    Xtr, ytr, Xte, _ = split
+    # Zeros kept (the digits before scaling have many): both paths agree.
+    Xz, Xtz = np.where(Xtr > 0.5, Xtr, 0.0), np.where(Xte > 0.5, Xte, 0.0)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=1)
+    a = MLPClassifier(sparse_input="dense", **kw).fit(Xz, ytr).predict_proba(Xtz)
+    b = MLPClassifier(sparse_input="sparse", **kw).fit(Xz, ytr).predict_proba(Xtz)
+    c = MLPClassifier(**kw).fit(Xz, ytr).predict_proba(Xtz)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert np.array_equal(c, a) or np.array_equal(c, b)
+    with pytest.raises(ValueError, match="sparse_input"):
+        MLPClassifier(sparse_input="bogus", max_iter=1).fit(Xz, ytr)
