@@ -11,7 +11,7 @@
 //! ratio of the three steps together (> 1: sparse faster); the crossover
 //! density is where that ratio is 1 (it sets `SparseInput::AUTO_DENSITY`).
 //!
-//! `cargo run --release --example sparse_cmp -- [--idx DIR] [REPS]`
+//! `cargo run --release --example sparse_cmp -- [--idx DIR [--quick]] [REPS]` (`--quick`: MNIST only)
 use nnkern::gemm::{GemmOptions, SparseRows};
 use nnkern::nn::data::load_mnist;
 use nnkern::ops::Activation;
@@ -103,9 +103,11 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
 
 fn main() -> nnkern::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut idx, mut reps) = (None, 400usize);
+    let (mut idx, mut reps, mut quick) = (None, 400usize, false);
     while let Some(a) = args.next() {
-        if a == "--idx" {
+        if a == "--quick" {
+            quick = true;
+        } else if a == "--idx" {
             idx = args.next();
         } else if let Ok(r) = a.parse() {
             reps = r;
@@ -117,6 +119,9 @@ fn main() -> nnkern::Result<()> {
         for batch in [32, 256] {
             run("MNIST", &tr.x, tr.n, batch, reps)?;
         }
+    }
+    if quick {
+        return Ok(());
     }
     let n = 4096;
     for d in [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7] {

@@ -38,7 +38,7 @@ Model and training:
   --threads N           kernel threads (default: all cores)
   --early-stopping      hold out 10% and stop when its accuracy stalls
   --sparse auto|yes|no  first layer as a sparse product of the inputs' nonzeros
-                        (default auto: when at most 40% of the inputs are nonzero)
+                        (default auto: when at most 25% of the inputs are nonzero)
 Files:
   --save FILE           save the trained model
   --load FILE           load a model instead of training (evaluates it)

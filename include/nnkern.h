@@ -24,11 +24,12 @@
 
 
 /**
- * The largest input density [`SparseInput::Auto`] trains sparse (measured
- * crossover with the dense path on this project's benchmark machine, see
- * BENCHMARKS.md).
+ * The largest input density [`SparseInput::Auto`] trains sparse: below
+ * the crossover with the dense path, about 0.3 for nonzeros at random
+ * positions on this project's benchmark machine at batch 32 and 256
+ * (`examples/sparse_cmp`, BENCHMARKS.md).
  */
-#define SparseInput_AUTO_DENSITY 0.4
+#define SparseInput_AUTO_DENSITY 0.25
 
 /**
  * ELU with alpha 1.
@@ -718,7 +719,7 @@ int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver)
 
 /**
  * How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
- * (default: sparse when at most 40% of the values are nonzero),
+ * (default: sparse when at most 25% of the values are nonzero),
  * `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
  * both give the same results up to the rounding of the sums).
  *

@@ -302,7 +302,7 @@ pub unsafe extern "C" fn nnk_train_config_set_solver(c: *mut nnk_train_config, s
 }
 
 /// How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
-/// (default: sparse when at most 40% of the values are nonzero),
+/// (default: sparse when at most 25% of the values are nonzero),
 /// `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
 /// both give the same results up to the rounding of the sums).
 ///

@@ -94,10 +94,11 @@ pub enum SparseInput {
 }
 
 impl SparseInput {
-    /// The largest input density [`SparseInput::Auto`] trains sparse (measured
-    /// crossover with the dense path on this project's benchmark machine, see
-    /// BENCHMARKS.md).
-    pub const AUTO_DENSITY: f64 = 0.4;
+    /// The largest input density [`SparseInput::Auto`] trains sparse: below
+    /// the crossover with the dense path, about 0.3 for nonzeros at random
+    /// positions on this project's benchmark machine at batch 32 and 256
+    /// (`examples/sparse_cmp`, BENCHMARKS.md).
+    pub const AUTO_DENSITY: f64 = 0.25;
 
     /// From the C code: 0 auto, 1 dense, 2 sparse.
     pub fn from_code(c: u32) -> Result<SparseInput> {

@@ -196,7 +196,7 @@ class MLPClassifier:
     ``solver`` also ``adamw``, ``rmsprop``; ``learning_rate`` also ``step``
     (``power_t`` epochs per halving) and ``cosine``; ``n_threads`` (0 = the
     process-wide count); ``sparse_input`` (``auto``: the first layer multiplies
-    only the nonzero inputs when at most 40% are nonzero, as in MNIST;
+    only the nonzero inputs when at most 25% are nonzero, as in MNIST;
     ``dense``; ``sparse``; the results agree up to the rounding of the sums).
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``n_iter_``,
