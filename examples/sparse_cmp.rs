@@ -9,7 +9,7 @@
 //!
 //! Prints the median microseconds per call of each step and the dense / sparse
 //! ratio of the three steps together (> 1: sparse faster); the crossover
-//! density is where that ratio is 1 (it sets `SparseInput::AUTO_DENSITY`).
+//! density is where that ratio is 1 (it sets `nn::SPARSE_AUTO_DENSITY`).
 //!
 //! `cargo run --release --example sparse_cmp -- [--idx DIR [--quick]] [REPS]` (`--quick`: MNIST only)
 use nnkern::gemm::{GemmOptions, SparseRows};

@@ -24,14 +24,6 @@
 
 
 /**
- * The largest input density [`SparseInput::Auto`] trains sparse: below
- * the crossover with the dense path, about 0.3 for nonzeros at random
- * positions on this project's benchmark machine at batch 32 and 256
- * (`examples/sparse_cmp`, BENCHMARKS.md).
- */
-#define SparseInput_AUTO_DENSITY 0.25
-
-/**
  * ELU with alpha 1.
  */
 #define NNK_ACT_ELU 6

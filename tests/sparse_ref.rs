@@ -67,6 +67,27 @@ fn sparse_rows_round_trip_and_keep_special_values() {
     assert!(SparseRows::from_dense(&[1.0, 2.0], 1, 3).is_err(), "wrong length");
     let mut s = SparseRows::new(3).unwrap();
     assert!(s.push_dense_row(&[1.0, 2.0]).is_err(), "wrong row width");
+    // The default matrix is a valid 0 × 0 one.
+    let mut d = SparseRows::default();
+    d.push_dense_row(&[]).unwrap();
+    assert_eq!((d.rows(), d.cols(), d.nnz()), (1, 0, 0));
+    assert_eq!(d.row(0), (&[][..], &[][..]));
+    let mut t = SparseRows::default();
+    t.transpose_from(&d).unwrap();
+    assert_eq!((t.rows(), t.cols()), (0, 1));
+    // Equality ignores the buffers' spare room: the same matrix built
+    // directly, row by row into a used buffer, and by transposing twice.
+    let x = rng.sparse(6 * 11, 0.4);
+    let a = SparseRows::from_dense(&x, 6, 11).unwrap();
+    let mut b = SparseRows::from_dense(&rng.sparse(9 * 11, 0.9), 9, 11).unwrap();
+    b.clear(11).unwrap();
+    for r in 0..6 {
+        b.push_dense_row(&x[r * 11..(r + 1) * 11]).unwrap();
+    }
+    let (mut t1, mut t2) = (SparseRows::default(), SparseRows::default());
+    t1.transpose_from(&a).unwrap();
+    t2.transpose_from(&t1).unwrap();
+    assert!(a == b && a == t2 && a != t1);
 }
 
 #[test]
@@ -76,7 +97,7 @@ fn transposes_match_the_dense_transpose() {
     let x = rng.sparse(r * c, 0.2);
     let s = SparseRows::from_dense(&x, r, c).unwrap();
     let mut t = SparseRows::new(0).unwrap();
-    t.transpose_from(&s);
+    t.transpose_from(&s).unwrap();
     let td = t.to_dense();
     for i in 0..r {
         for j in 0..c {
@@ -141,6 +162,7 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (40, 100, 128), // k past one k block (32 rows of B at n = 128), m past one row block
         (35, 70, 131),  // a partial last vector
         (9, 300, 200),
+        (3, 20, 1100), // past one column panel (1024)
     ];
     for isa in isas() {
         let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
@@ -212,18 +234,23 @@ fn spmm_alpha_zero_never_reads_b_and_rejects_bad_shapes() {
     spmm(0.0, &s, MatRef::row_major(&b, 2, 2, 2).unwrap(), 2.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &o)
         .unwrap();
     assert_eq!(c, [2.0, 4.0, 6.0, 8.0]);
-    // Zeros of S skip B's NaN (a dense product would give NaN).
-    let b = [f32::NAN, f32::NAN, 1.0, 1.0];
-    spmm(
-        1.0,
-        &SparseRows::from_dense(&[0.0, 1.0], 1, 2).unwrap(),
-        MatRef::row_major(&b, 2, 2, 2).unwrap(),
-        0.0,
-        MatMut::row_major(&mut c[..2], 1, 2, 2).unwrap(),
-        &o,
-    )
-    .unwrap();
-    assert_eq!(&c[..2], &[1.0, 1.0]);
+    // Zeros of S skip B's NaN and ∞ (a dense product would give NaN), at
+    // widths with full vectors, a partial one and both.
+    for n in [2usize, 16, 19] {
+        let b: Vec<f32> =
+            (0..2 * n).map(|i| if i < n { if i % 2 == 0 { f32::NAN } else { f32::INFINITY } } else { 1.0 }).collect();
+        let mut c = vec![0f32; n];
+        spmm(
+            1.0,
+            &SparseRows::from_dense(&[0.0, 1.0], 1, 2).unwrap(),
+            MatRef::row_major(&b, 2, n, n).unwrap(),
+            0.0,
+            MatMut::row_major(&mut c, 1, n, n).unwrap(),
+            &o,
+        )
+        .unwrap();
+        assert!(c.iter().all(|&v| v == 1.0), "n = {n}: {c:?}");
+    }
     let b3 = [0.0f32; 6];
     let e =
         spmm(1.0, &s, MatRef::row_major(&b3, 3, 2, 2).unwrap(), 0.0, MatMut::row_major(&mut c, 2, 2, 2).unwrap(), &o);
@@ -250,19 +277,32 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
     let rows: Vec<usize> = (0..256).map(|_| rng.below(n_data)).collect();
     let gathered: Vec<f32> = rows.iter().flat_map(|&r| x[r * k..(r + 1) * k].iter().copied()).collect();
     let g = SparseRows::from_dense(&gathered, rows.len(), k).unwrap();
-    let run = |threads: usize, sel: bool| {
-        let o = GemmOptions { par: Par::Threads(threads), ..Default::default() };
-        let mut c = vec![0f32; rows.len() * n];
-        let bv = MatRef::row_major(&b, k, n, n).unwrap();
-        let cv = MatMut::row_major(&mut c, rows.len(), n, n).unwrap();
-        if sel { spmm_rows(1.0, &s, &rows, bv, 0.0, cv, &o) } else { spmm(1.0, &g, bv, 0.0, cv, &o) }.unwrap();
-        c
-    };
-    let base = run(1, false);
-    for t in [1, 2, 4] {
-        for sel in [false, true] {
-            let c = run(t, sel);
-            assert!(c.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()), "threads {t} rows {sel}");
+    let m = rows.len();
+    let c0: Vec<f32> = (0..m * n).map(|_| rng.unif()).collect();
+    // Row-major C with beta = 0, and column-major C with beta = 0.5 (the
+    // strided write-out).
+    for (beta, col_major) in [(0.0f32, false), (0.5, true)] {
+        let run = |threads: usize, sel: bool| {
+            let o = GemmOptions { par: Par::Threads(threads), ..Default::default() };
+            let mut c = c0.clone();
+            let bv = MatRef::row_major(&b, k, n, n).unwrap();
+            let cv = if col_major {
+                MatMut::col_major(&mut c, m, n, m).unwrap()
+            } else {
+                MatMut::row_major(&mut c, m, n, n).unwrap()
+            };
+            if sel { spmm_rows(0.7, &s, &rows, bv, beta, cv, &o) } else { spmm(0.7, &g, bv, beta, cv, &o) }.unwrap();
+            c
+        };
+        let base = run(1, false);
+        for t in [1, 2, 4] {
+            for sel in [false, true] {
+                let c = run(t, sel);
+                assert!(
+                    c.iter().zip(&base).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "beta {beta}: threads {t} rows {sel}"
+                );
+            }
         }
     }
 }
@@ -270,7 +310,8 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
 #[test]
 fn sparse_dense_layer_steps_match_the_dense_ones() {
     let mut rng = Rng(5);
-    for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (32, 784, 128), (7, 50, 13), (45, 100, 10)] {
+    for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (32, 784, 128), (7, 50, 13), (45, 100, 10), (3, 40, 1030)]
+    {
         for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Softmax] {
             let shp = DenseShape { batch, n_in, n_out };
             let x = rng.sparse(batch * n_in, 0.2);
@@ -302,13 +343,14 @@ fn sparse_dense_layer_steps_match_the_dense_ones() {
             let (mut z2, mut a2) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
             dense_forward_sparse(act, shp, &data, Some(&rows), &w, &bias, Some(&mut z2), &mut a2, &o).unwrap();
             assert!(a2.iter().zip(&as_).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} rows form");
+            assert!(z2.iter().zip(&zs).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} rows form, z");
             if act == Activation::Softmax {
                 continue;
             }
             // Backward: dZ and db exactly, dW within the GEMM bound (k = batch).
             let da: Vec<f32> = (0..batch * n_out).map(|_| rng.unif()).collect();
             let mut xt = SparseRows::new(0).unwrap();
-            xt.transpose_from(&s);
+            xt.transpose_from(&s).unwrap();
             let l2 = 1e-3;
             let bufs = |sparse: bool| {
                 let (mut dw, mut db, mut dz) = (vec![0f32; n_in * n_out], vec![0f32; n_out], vec![0f32; batch * n_out]);

@@ -4,7 +4,9 @@
 
 use nnkern::Error;
 use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
-use nnkern::nn::{Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig, Validation};
+use nnkern::nn::{
+    Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets, Task, TrainConfig, Validation,
+};
 use nnkern::ops::Activation;
 use nnkern::par::Par;
 
@@ -713,7 +715,7 @@ fn sparse_inputs_train_like_dense_ones() {
     // copy with 80% of the values zeroed.
     let density = |x: &[f32]| x.iter().filter(|v| **v != 0.0).count() as f64 / x.len() as f64;
     let xz: Vec<f32> = tr.x.iter().enumerate().map(|(i, &v)| if i % 5 == 0 { v } else { 0.0 }).collect();
-    assert!(density(&xz) <= SparseInput::AUTO_DENSITY && density(&tr.x) > SparseInput::AUTO_DENSITY);
+    assert!(density(&xz) <= SPARSE_AUTO_DENSITY && density(&tr.x) > SPARSE_AUTO_DENSITY);
     let (ma, _) = fit(SparseInput::Auto, &tr.x);
     assert!(ma.params().iter().zip(md.params()).all(|(a, b)| a.to_bits() == b.to_bits()), "auto → dense");
     let (ma, _) = fit(SparseInput::Auto, &xz);

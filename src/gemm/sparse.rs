@@ -42,7 +42,7 @@ use pulp::{Simd, WithSimd};
 /// and their values. Built from dense rows ([`SparseRows::push_dense_row`]) or
 /// as the transpose of another ([`SparseRows::transpose_from`]); the buffers
 /// are kept between fills, so refilling one of the same size allocates nothing.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SparseRows {
     rows: usize,
     cols: usize,
@@ -52,6 +52,25 @@ pub struct SparseRows {
     /// Values; as `idx`.
     val: Vec<f32>,
     nnz: usize,
+}
+
+impl Default for SparseRows {
+    /// The empty `0 × 0` matrix.
+    fn default() -> Self {
+        SparseRows { rows: 0, cols: 0, ptr: vec![0], idx: Vec::new(), val: Vec::new(), nnz: 0 }
+    }
+}
+
+impl PartialEq for SparseRows {
+    /// Same shape and same nonzeros (positions and value bits); the spare
+    /// room of the buffers is ignored.
+    fn eq(&self, o: &Self) -> bool {
+        self.rows == o.rows
+            && self.cols == o.cols
+            && self.ptr[..=self.rows] == o.ptr[..=o.rows]
+            && self.idx[..self.nnz] == o.idx[..o.nnz]
+            && self.val[..self.nnz].iter().zip(&o.val[..o.nnz]).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
 }
 
 impl SparseRows {
@@ -73,7 +92,7 @@ impl SparseRows {
         // Counted first, so the buffers hold the nonzeros (plus one row of
         // write-ahead room), not the dense size.
         let nnz = x.iter().filter(|v| v.to_bits() << 1 != 0).count();
-        s.reserve(rows, nnz + cols);
+        s.reserve(rows, nnz)?;
         for r in 0..rows {
             s.push_dense_row(&x[r * cols..(r + 1) * cols])?;
         }
@@ -93,11 +112,25 @@ impl SparseRows {
         Ok(())
     }
 
-    /// Reserves room for `rows` more rows and `nnz` more nonzeros, so that
-    /// the fills up to that size allocate nothing.
-    pub fn reserve(&mut self, rows: usize, nnz: usize) {
-        self.ptr.reserve(rows);
-        let need = self.nnz.saturating_add(nnz);
+    /// Reserves room for `rows` more rows and `nnz` more nonzeros (plus the
+    /// one row of write-ahead room [`SparseRows::push_dense_row`] needs), so
+    /// that the fills up to that size allocate nothing. Errors, keeping the
+    /// matrix, if the memory cannot be had.
+    pub fn reserve(&mut self, rows: usize, nnz: usize) -> Result<()> {
+        let oom = |what: &str| overflow(format!("cannot reserve {what} for a sparse matrix"));
+        self.ptr.try_reserve(rows).map_err(|_| oom("row pointers"))?;
+        let need = self.nnz.checked_add(nnz).and_then(|n| n.checked_add(self.cols)).ok_or_else(|| oom("nonzeros"))?;
+        if self.idx.len() < need {
+            self.idx.try_reserve(need - self.idx.len()).map_err(|_| oom("nonzeros"))?;
+            self.val.try_reserve(need - self.val.len()).map_err(|_| oom("nonzeros"))?;
+            self.idx.resize(need, 0);
+            self.val.resize(need, 0.0);
+        }
+        Ok(())
+    }
+
+    /// Grows the value buffers to `need` (infallible form for the fills).
+    fn grow(&mut self, need: usize) {
         if self.idx.len() < need {
             self.idx.resize(need, 0);
             self.val.resize(need, 0.0);
@@ -113,9 +146,7 @@ impl SparseRows {
         }
         let start = self.nnz;
         let end = start + self.cols;
-        if self.idx.len() < end {
-            self.reserve(0, self.cols);
-        }
+        self.grow(end);
         let n = scan_row(row, &mut self.idx[start..end], &mut self.val[start..end]);
         self.nnz = start + n;
         self.rows += 1;
@@ -124,9 +155,14 @@ impl SparseRows {
     }
 
     /// Makes `self` the transpose of `s` (compressed columns of `s`), each
-    /// list in increasing row order. Allocates only to grow.
-    pub fn transpose_from(&mut self, s: &SparseRows) {
+    /// list in increasing row order. Errors if `s` has more rows than 32-bit
+    /// indices hold. Allocates only to grow.
+    pub fn transpose_from(&mut self, s: &SparseRows) -> Result<()> {
+        if u32::try_from(s.rows).is_err() {
+            return Err(invalid(format!("{} rows: sparse column indices are 32-bit", s.rows)));
+        }
         self.transpose_with(s, s.rows, |r| r);
+        Ok(())
     }
 
     /// Makes `self` the transpose of the matrix formed by the rows `rows` of
@@ -168,9 +204,8 @@ impl SparseRows {
             }
             nnz += s.ptr[r + 1] - s.ptr[r];
         }
-        self.nnz = 0;
-        self.reserve(0, nnz);
         self.nnz = nnz;
+        self.grow(nnz);
         for c in 0..s.cols {
             self.ptr[c + 1] += self.ptr[c];
         }
@@ -210,6 +245,9 @@ impl SparseRows {
         if all == 0.0 { 0.0 } else { self.nnz as f64 / all }
     }
     /// Row `r`: its column indices (increasing) and values.
+    ///
+    /// # Panics
+    /// If `r ≥ rows()`, as slice indexing does.
     pub fn row(&self, r: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.ptr[r], self.ptr[r + 1]);
         (&self.idx[a..b], &self.val[a..b])
@@ -360,6 +398,8 @@ pub fn spmm_rows(
 
 /// Rows of C per accumulator block.
 const ROW_BLOCK: usize = 32;
+/// Columns of C per panel (a multiple of every ISA's lanes).
+const PANEL: usize = 1024;
 /// Vectors of columns per register strip.
 const STRIP: usize = 8;
 
@@ -427,6 +467,7 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
         rsb: b.rs,
         csb: b.cs,
         n,
+        j0: 0,
         c: c.ptr_mut(),
         rsc: c.rs,
         csc: c.cs,
@@ -445,10 +486,18 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
         BUF.with(|cell| {
             let mut guard = cell.borrow_mut();
             let (acc, cur) = &mut *guard;
-            // SAFETY (of the kernel's accesses): the views were validated at
-            // construction and the row selection above; this task writes only
-            // C's rows r0..r1; B and S are only read.
-            isa.dispatch(Rows { job: &job, r0, r1, acc, cur });
+            // Panels of at most PANEL columns keep the accumulator block
+            // bounded (32 rows × PANEL) whatever n is.
+            let mut j0 = 0;
+            while j0 < n {
+                let panel = job.panel(j0, PANEL.min(n - j0));
+                // SAFETY (of the kernel's accesses): the views were validated
+                // at construction and the row selection above; the panel's
+                // columns are inside B and C; this task writes only C's rows
+                // r0..r1; B and S are only read.
+                isa.dispatch(Rows { job: &panel, r0, r1, acc, cur });
+                j0 += PANEL;
+            }
         });
     });
     Ok(())
@@ -460,13 +509,30 @@ struct Job<'a, E> {
     b: *const f32,
     rsb: isize,
     csb: isize,
+    /// Columns of this panel.
     n: usize,
+    /// First column of this panel in C (for the epilogue's coordinates).
+    j0: usize,
     c: *mut f32,
     rsc: isize,
     csc: isize,
     alpha: f32,
     beta: Option<f32>,
     epi: E,
+}
+
+impl<'a, E: Copy> Job<'a, E> {
+    /// Columns `j0 .. j0 + n` of the whole problem (pointers offset; nothing
+    /// dereferenced).
+    fn panel(&self, j0: usize, n: usize) -> Job<'a, E> {
+        Job {
+            b: self.b.wrapping_offset(j0 as isize * self.csb),
+            c: self.c.wrapping_offset(j0 as isize * self.csc),
+            n,
+            j0,
+            ..*self
+        }
+    }
 }
 
 impl<E> Job<'_, E> {
@@ -501,17 +567,19 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
         let (k, n) = (sp.cols, j.n);
         // Accumulator rows padded to whole vectors.
         let np = n.div_ceil(l) * l;
-        if acc.len() < ROW_BLOCK * np {
-            acc.resize(ROW_BLOCK * np, 0.0);
+        let rb = ROW_BLOCK.min(r1 - r0);
+        if acc.len() < rb * np {
+            acc.resize(rb * np, 0.0);
         }
         cur.clear();
-        cur.resize(ROW_BLOCK, 0);
-        // Rows of B per k block: 16 KiB of them, at least 8.
-        let kb = (4096 / np).max(8);
+        cur.resize(rb, 0);
+        // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
+        // columns measured a little faster than 32 and 128 on MNIST).
+        let kb = (8192 / np).max(8);
         let full = n / l;
         let mut i0 = r0;
         while i0 < r1 {
-            let i1 = (i0 + ROW_BLOCK).min(r1);
+            let i1 = (i0 + rb).min(r1);
             let acc = &mut acc[..(i1 - i0) * np];
             acc.fill(0.0);
             for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
@@ -640,7 +708,7 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
             }
             if !E::IS_NONE {
                 // SAFETY: (col, i) of the transposed problem is (i, col) of C.
-                x = unsafe { j.epi.apply_scalar(x, col, i) };
+                x = unsafe { j.epi.apply_scalar(x, j.j0 + col, i) };
             }
             // SAFETY: (i, col) is inside C and belongs to this task.
             unsafe { *p = x };
@@ -705,7 +773,7 @@ unsafe fn write_strip<S: Simd, E: Epilogue<f32>, const MV: usize>(
     }
     if !E::IS_NONE {
         // SAFETY: kernel rows c0 .. c0+m and kernel column i are inside C.
-        unsafe { j.epi.apply_tile(s, &mut acc, c0, i, m) };
+        unsafe { j.epi.apply_tile(s, &mut acc, j.j0 + c0, i, m) };
     }
     for (q, &v) in acc[0].iter().enumerate() {
         // SAFETY: columns c0 .. c0+m of row i are inside C.

@@ -77,10 +77,16 @@ pub enum Schedule {
     Cosine,
 }
 
+/// The largest input density [`SparseInput::Auto`] trains sparse: below
+/// the crossover with the dense path, about 0.3 for nonzeros at random
+/// positions on this project's benchmark machine at batch 32 and 256
+/// (`examples/sparse_cmp`, BENCHMARKS.md).
+pub const SPARSE_AUTO_DENSITY: f64 = 0.25;
+
 /// How the first layer reads the training inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SparseInput {
-    /// Sparse when at most [`SparseInput::AUTO_DENSITY`] of the input values
+    /// Sparse when at most [`SPARSE_AUTO_DENSITY`] of the input values
     /// are nonzero (estimated once per fit on up to 4 096 evenly spaced
     /// training rows, so the choice depends on the data only).
     Auto,
@@ -94,12 +100,6 @@ pub enum SparseInput {
 }
 
 impl SparseInput {
-    /// The largest input density [`SparseInput::Auto`] trains sparse: below
-    /// the crossover with the dense path, about 0.3 for nonzeros at random
-    /// positions on this project's benchmark machine at batch 32 and 256
-    /// (`examples/sparse_cmp`, BENCHMARKS.md).
-    pub const AUTO_DENSITY: f64 = 0.25;
-
     /// From the C code: 0 auto, 1 dense, 2 sparse.
     pub fn from_code(c: u32) -> Result<SparseInput> {
         Ok(match c {
@@ -111,15 +111,16 @@ impl SparseInput {
     }
 }
 
-/// Fraction of nonzero values in up to 4 096 evenly spaced rows of `x`.
-pub(crate) fn estimate_density(x: &[f32], n_samples: usize, n_inputs: usize) -> f64 {
-    let take = n_samples.min(4096);
+/// Fraction of nonzero values in up to 4 096 evenly spaced rows of `x`
+/// among `rows` (the training rows).
+pub(crate) fn estimate_density(x: &[f32], rows: &[usize], n_inputs: usize) -> f64 {
+    let take = rows.len().min(4096);
     if take == 0 || n_inputs == 0 {
         return 0.0;
     }
     let mut nz = 0usize;
     for t in 0..take {
-        let r = t * n_samples / take;
+        let r = rows[t * rows.len() / take];
         nz += x[r * n_inputs..(r + 1) * n_inputs].iter().filter(|v| v.to_bits() << 1 != 0).count();
     }
     nz as f64 / (take * n_inputs) as f64
@@ -429,7 +430,11 @@ impl Mlp {
         let sparse = match cfg.sparse_input {
             SparseInput::Dense => false,
             SparseInput::Sparse => true,
-            SparseInput::Auto => estimate_density(x, n_samples, self.n_inputs) <= SparseInput::AUTO_DENSITY,
+            // Sparse indices are 32-bit: wider inputs or batches stay dense.
+            SparseInput::Auto => {
+                u32::try_from(self.n_inputs.max(batch)).is_ok()
+                    && estimate_density(x, &idx, self.n_inputs) <= SPARSE_AUTO_DENSITY
+            }
         };
         let mut bufs = self.train_buffers(batch, sparse.then_some((x, n_samples)))?;
         let n_par = self.params.len();
@@ -632,7 +637,7 @@ impl Mlp {
             // transpose: no allocation per batch whatever its density.
             let xs = SparseRows::from_dense(x, n, self.n_inputs)?;
             let mut xt = SparseRows::new(batch)?;
-            xt.reserve(self.n_inputs + 1, batch * self.n_inputs);
+            xt.reserve(self.n_inputs + 1, batch * self.n_inputs)?;
             Some((xs, xt))
         } else {
             None
