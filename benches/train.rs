@@ -158,12 +158,20 @@ impl Naive {
 
 fn epoch(c: &mut Criterion) {
     let (x, y) = data();
+    let (xs, ys) = sparse_data();
     let all = nnkern::par::available_cores();
+    // (id, data, threads, first-layer mode)
+    let runs = [
+        ("nnkern_1t", (&x, &y), 1usize, SparseInput::Auto),
+        ("nnkern_all", (&x, &y), all, SparseInput::Auto),
+        ("nnkern_1t_sparse_data", (&xs, &ys), 1, SparseInput::Auto),
+        ("nnkern_1t_sparse_data_dense_path", (&xs, &ys), 1, SparseInput::Dense),
+    ];
     for &bs in &[32usize, 256] {
         let mut g = c.benchmark_group(format!("train_epoch/batch{bs}"));
         g.throughput(Throughput::Elements(N as u64));
         g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
-        for &(tag, threads) in &[("nnkern_1t", 1usize), ("nnkern_all", all)] {
+        for &(tag, (x, y), threads, mode) in &runs {
             let mut m =
                 Mlp::new(D, &[Layer { units: H, activation: Activation::Relu }], K, Task::MultiClass, 0).unwrap();
             let cfg = TrainConfig {
@@ -171,28 +179,11 @@ fn epoch(c: &mut Criterion) {
                 max_iter: 1,
                 warm_start: true,
                 par: if threads == 1 { Par::Seq } else { Par::Threads(threads) },
-                ..Default::default()
-            };
-            g.bench_function(BenchmarkId::from_parameter(tag), |bch| {
-                bch.iter(|| m.fit(&x, N, Targets::Labels(&y), &cfg, None, None).unwrap())
-            });
-        }
-        let (xs, ys) = sparse_data();
-        for &(tag, mode) in
-            &[("nnkern_1t_sparse_data", SparseInput::Auto), ("nnkern_1t_sparse_data_dense_path", SparseInput::Dense)]
-        {
-            let mut m =
-                Mlp::new(D, &[Layer { units: H, activation: Activation::Relu }], K, Task::MultiClass, 0).unwrap();
-            let cfg = TrainConfig {
-                batch_size: bs,
-                max_iter: 1,
-                warm_start: true,
-                par: Par::Seq,
                 sparse_input: mode,
                 ..Default::default()
             };
             g.bench_function(BenchmarkId::from_parameter(tag), |bch| {
-                bch.iter(|| m.fit(&xs, N, Targets::Labels(&ys), &cfg, None, None).unwrap())
+                bch.iter(|| m.fit(x, N, Targets::Labels(y), &cfg, None, None).unwrap())
             });
         }
         let mut naive = Naive::new();

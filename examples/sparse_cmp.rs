@@ -50,7 +50,7 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
         println!("{name:>14} nonzeros of {n} rows found in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     }
     let mut xt = SparseRows::new(batch)?;
-    xt.reserve(ni + 1, batch * ni);
+    xt.reserve(ni + 1, batch * ni)?;
     let (mut t_d, mut t_s) = ([Vec::new(), Vec::new(), Vec::new()], [Vec::new(), Vec::new(), Vec::new()]);
     let mut density = 0.0;
     for rep in 0..reps {

@@ -69,6 +69,16 @@ struct Args {
     plot: Option<String>,
 }
 
+/// `yes`, `no` or `auto` as the matching one of `[yes, no, auto]`.
+fn yes_no_auto<T: Copy>(flag: &str, v: &str, [yes, no, auto]: [T; 3]) -> Result<T, String> {
+    match v {
+        "yes" => Ok(yes),
+        "no" => Ok(no),
+        "auto" => Ok(auto),
+        _ => Err(format!("{flag}: yes, no or auto")),
+    }
+}
+
 fn parse() -> Result<Option<Args>, String> {
     let mut a = Args {
         idx: None,
@@ -99,14 +109,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--help" | "-h" => return Ok(None),
             "--idx" => a.idx = Some(val()?),
             "--csv" => a.csv = Some(val()?),
-            "--header" => {
-                a.header = match val()?.as_str() {
-                    "yes" => Header::Present,
-                    "no" => Header::Absent,
-                    "auto" => Header::Auto,
-                    _ => return Err("--header: yes, no or auto".into()),
-                }
-            }
+            "--header" => a.header = yes_no_auto(&flag, &val()?, [Header::Present, Header::Absent, Header::Auto])?,
             "--label-column" => a.label_column = val()?.parse().map_err(|_| "--label-column: not an integer")?,
             "--hidden" => {
                 a.hidden = val()?
@@ -125,12 +128,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--threads" => a.threads = Some(num(val()?, "--threads")? as usize),
             "--early-stopping" => a.early = true,
             "--sparse" => {
-                a.sparse = match val()?.as_str() {
-                    "yes" => SparseInput::Sparse,
-                    "no" => SparseInput::Dense,
-                    "auto" => SparseInput::Auto,
-                    _ => return Err("--sparse: yes, no or auto".into()),
-                }
+                a.sparse = yes_no_auto(&flag, &val()?, [SparseInput::Sparse, SparseInput::Dense, SparseInput::Auto])?
             }
             "--save" => a.save = Some(val()?),
             "--load" => a.load = Some(val()?),

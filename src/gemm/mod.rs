@@ -81,6 +81,20 @@ pub struct GemmOptions {
     pub isa: Option<Isa>,
 }
 
+impl GemmOptions {
+    /// The instruction set these options ask for: [`GemmOptions::isa`], or
+    /// the best of this CPU; one this CPU lacks is an error.
+    pub(crate) fn resolve_isa(&self) -> Result<Isa> {
+        match self.isa {
+            Some(i) if !i.is_available() => {
+                Err(crate::Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())))
+            }
+            Some(i) => Ok(i),
+            None => Ok(Isa::current()),
+        }
+    }
+}
+
 /// `C ← alpha·A·B + beta·C` with default options.
 ///
 /// Errors when the shapes disagree (`A: m×k`, `B: k×n`, `C: m×n`).
@@ -118,13 +132,7 @@ pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
             a.rows, a.cols, b.rows, b.cols, m, n
         )));
     }
-    let isa = match opts.isa {
-        Some(i) if !i.is_available() => {
-            return Err(crate::Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())));
-        }
-        Some(i) => i,
-        None => Isa::current(),
-    };
+    let isa = opts.resolve_isa()?;
     let backend = opts.backend.unwrap_or_else(default_backend);
     if !backend.is_available() {
         return Err(crate::Error::Unsupported(format!(

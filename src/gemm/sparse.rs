@@ -33,8 +33,8 @@
 
 use super::kernel::{Epilogue, NoEpilogue};
 use super::{GemmOptions, MatMut, MatRef};
-use crate::error::{Error, Result, invalid, overflow, shape};
-use crate::simd::{Isa, Real};
+use crate::error::{Result, invalid, overflow, shape};
+use crate::simd::Real;
 use pulp::{Simd, WithSimd};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
@@ -177,16 +177,7 @@ impl SparseRows {
         if u32::try_from(rows.len()).is_err() {
             return Err(invalid(format!("{} rows: sparse column indices are 32-bit", rows.len())));
         }
-        // Rows picked at random from a large data set come from memory: ask
-        // for all their lines at once, so the misses overlap instead of
-        // being met one row at a time.
-        for &r in rows {
-            let (a, b) = (s.ptr[r], s.ptr[r + 1]);
-            for p in (a..b).step_by(16) {
-                prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
-                prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
-            }
-        }
+        s.prefetch_rows(rows);
         self.transpose_with(s, rows.len(), |t| rows[t]);
         Ok(())
     }
@@ -225,6 +216,18 @@ impl SparseRows {
             self.ptr[c + 1] = self.ptr[c];
         }
         self.ptr[0] = 0;
+    }
+
+    /// Asks for the cache lines of the rows `rows` (in range) all at once:
+    /// rows picked at random from a large data set come from memory, and
+    /// their misses then overlap instead of being met one row at a time.
+    fn prefetch_rows(&self, rows: &[usize]) {
+        for &r in rows {
+            for p in (self.ptr[r]..self.ptr[r + 1]).step_by(16) {
+                prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
+                prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
+            }
+        }
     }
 
     /// Rows.
@@ -442,23 +445,12 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     if let Some(&r) = rows.and_then(|rs| rs.iter().find(|&&r| r >= s.rows)) {
         return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
     }
-    let isa = match opts.isa {
-        Some(i) if !i.is_available() => {
-            return Err(Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())));
-        }
-        Some(i) => i,
-        None => Isa::current(),
-    };
+    let isa = opts.resolve_isa()?;
     if m == 0 || n == 0 {
         return Ok(());
     }
     if let Some(rs) = rows {
-        for &r in rs {
-            for p in (s.ptr[r]..s.ptr[r + 1]).step_by(16) {
-                prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
-                prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
-            }
-        }
+        s.prefetch_rows(rs);
     }
     let job = Job {
         s,
