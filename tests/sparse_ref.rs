@@ -379,3 +379,52 @@ fn sparse_dense_layer_steps_match_the_dense_ones() {
         }
     }
 }
+
+#[test]
+fn bad_input_is_refused_with_clear_errors() {
+    assert!(SparseRows::new(u32::MAX as usize + 1).is_err(), "columns past 32-bit indices");
+    let mut s = SparseRows::from_dense(&[1.0, 0.0, 2.0, 3.0], 2, 2).unwrap();
+    let before = s.clone();
+    assert!(s.reserve(0, usize::MAX).is_err(), "overflowing reservation");
+    assert!(s == before, "a refused reservation keeps the matrix");
+    let o = GemmOptions::default();
+    let shp = DenseShape { batch: 2, n_in: 2, n_out: 3 };
+    let (w, b) = (vec![0.1f32; 6], vec![0.0f32; 3]);
+    let (mut z, mut a) = (vec![0f32; 6], vec![0f32; 6]);
+    let mut fwd = |x: &SparseRows, rows: Option<&[usize]>, w: &[f32]| {
+        dense_forward_sparse(Activation::Relu, shp, x, rows, w, &b, Some(&mut z), &mut a, &o).map_err(|e| e.to_string())
+    };
+    let wide = SparseRows::from_dense(&[1.0; 6], 2, 3).unwrap();
+    assert!(fwd(&wide, None, &w).unwrap_err().contains("'x'"), "x of the wrong width");
+    assert!(fwd(&s, Some(&[0]), &w).unwrap_err().contains("'rows'"), "rows for another batch");
+    assert!(fwd(&s, Some(&[0, 2]), &w).unwrap_err().contains("row 2"), "row out of range");
+    assert!(fwd(&s, None, &w[..5]).unwrap_err().contains("'w'"), "w of the wrong length");
+    assert!(fwd(&s, None, &w).is_ok());
+    let mut xt = SparseRows::default();
+    xt.transpose_from(&s).unwrap();
+    let da = vec![1.0f32; 6];
+    let mut bwd = |xt: &SparseRows, l2: f32| {
+        let (mut dw, mut db, mut dz) = (vec![0f32; 6], vec![0f32; 3], vec![0f32; 6]);
+        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+        dense_backward_sparse(Activation::Relu, shp, xt, &w, &z, &a, &da, l2, g, &o).map_err(|e| e.to_string())
+    };
+    assert!(bwd(&s, 0.0).is_ok(), "a 2×2 input is its own transpose's shape");
+    assert!(bwd(&wide, 0.0).unwrap_err().contains("'xt'"), "xt of the wrong shape");
+    assert!(bwd(&xt, f32::NAN).is_err(), "non-finite l2");
+    assert!(bwd(&xt, f32::INFINITY).is_err(), "infinite l2");
+    #[cfg(target_arch = "x86_64")]
+    if !Isa::V4.is_available() {
+        let o4 = GemmOptions { isa: Some(Isa::V4), ..Default::default() };
+        let bd = [0f32; 4];
+        let mut c = [0f32; 4];
+        let e = spmm(
+            1.0,
+            &s,
+            MatRef::row_major(&bd, 2, 2, 2).unwrap(),
+            0.0,
+            MatMut::row_major(&mut c, 2, 2, 2).unwrap(),
+            &o4,
+        );
+        assert!(e.unwrap_err().to_string().contains("not available"), "an ISA this CPU lacks");
+    }
+}
