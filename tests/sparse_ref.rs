@@ -403,7 +403,7 @@ fn bad_input_is_refused_with_clear_errors() {
     let mut xt = SparseRows::default();
     xt.transpose_from(&s).unwrap();
     let da = vec![1.0f32; 6];
-    let mut bwd = |xt: &SparseRows, l2: f32| {
+    let bwd = |xt: &SparseRows, l2: f32| {
         let (mut dw, mut db, mut dz) = (vec![0f32; 6], vec![0f32; 3], vec![0f32; 6]);
         let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
         dense_backward_sparse(Activation::Relu, shp, xt, &w, &z, &a, &da, l2, g, &o).map_err(|e| e.to_string())
