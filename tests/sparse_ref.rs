@@ -159,10 +159,15 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (5, 13, 8),
         (7, 31, 17),
         (33, 50, 3),
-        (40, 100, 128), // k past one k block (32 rows of B at n = 128), m past one row block
+        // B of at most 256 KiB: the direct row-by-row loop.
+        (40, 100, 128), // m past one row block of the blocked loop
         (35, 70, 131),  // a partial last vector
         (9, 300, 200),
         (3, 20, 1100), // past one column panel (1024)
+        // Larger B: the blocked loop (rows of C in blocks of 32, k in blocks
+        // of 32 KiB of B, columns in panels of 1024).
+        (37, 600, 130), // past a row block and several k blocks, a partial vector
+        (3, 100, 1100), // past a column panel
     ];
     for isa in isas() {
         let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
@@ -218,6 +223,52 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The direct loop (B ≤ 256 KiB) and the blocked loop (larger B) sum each
+/// element's terms in the same order: the same columns of a narrow and a wide
+/// B give the same bits, with and without beta.
+#[test]
+fn direct_and_blocked_loops_give_the_same_bits() {
+    let mut rng = Rng(17);
+    let (m, k, wide) = (37usize, 700usize, 140usize);
+    let x = rng.sparse(m * k, 0.2);
+    let s = SparseRows::from_dense(&x, m, k).unwrap();
+    let b: Vec<f32> = (0..k * wide).map(|_| rng.unif()).collect();
+    let c0: Vec<f32> = (0..m * wide).map(|_| rng.unif()).collect();
+    for isa in isas() {
+        let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
+        for beta in [0.0f32, 0.75] {
+            // Wide: 700 × 144 × 4 bytes of B, blocked. Narrow: the first 24
+            // columns (67 KiB), direct; same leading dimensions.
+            let mut cw = c0.clone();
+            spmm(
+                1.25,
+                &s,
+                MatRef::row_major(&b, k, wide, wide).unwrap(),
+                beta,
+                MatMut::row_major(&mut cw, m, wide, wide).unwrap(),
+                &o,
+            )
+            .unwrap();
+            let mut cn = c0.clone();
+            spmm(
+                1.25,
+                &s,
+                MatRef::row_major(&b, k, 24, wide).unwrap(),
+                beta,
+                MatMut::row_major(&mut cn, m, 24, wide).unwrap(),
+                &o,
+            )
+            .unwrap();
+            for i in 0..m {
+                for j in 0..wide {
+                    let want = if j < 24 { cw[i * wide + j] } else { c0[i * wide + j] };
+                    assert_eq!(cn[i * wide + j].to_bits(), want.to_bits(), "{isa:?} β{beta} ({i},{j})");
                 }
             }
         }
