@@ -737,6 +737,11 @@ impl Mlp {
         // Penalties (scikit-learn scaling: per batch size; biases excluded).
         let coupled_l2 = if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha };
         let l2 = coupled_l2 / b as f32;
+        // The L2 term `l2·W` joins the gradient in the optimizer's pass, which
+        // reads W anyway (the weight-gradient products then skip a pass over
+        // W; the same sum `dW + l2·W`, the same bits). Clipping by the norm
+        // needs the whole gradient first: then the products add it.
+        let (l2_grad, l2_step) = if cfg.clip_norm.is_some() { (l2, 0.0) } else { (0.0, l2) };
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
             let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
@@ -770,10 +775,10 @@ impl Mlp {
                 xt.transpose_rows_from(xs, rows)?;
             }
             match (&bf.sparse, i) {
-                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
+                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2_grad, g, opts)?,
                 _ => {
                     let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
-                    dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
+                    dense_backward(act, shp, input, w, z, a, da, l2_grad, g, opts)?
                 }
             }
             if cfg.l1 > 0.0 {
@@ -794,24 +799,33 @@ impl Mlp {
                 e => e,
             })?;
         }
-        // One fused optimizer pass over all parameters (L2 already in the
-        // gradient); Adam's step counter advances once per batch.
-        let rule = match cfg.solver {
-            Solver::Sgd => StepRule::sgd(lr, cfg.momentum, cfg.nesterovs_momentum, 0.0)?,
-            Solver::Adam | Solver::AdamW => {
-                let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
-                let t = st.t + 1;
-                let r = if cfg.solver == Solver::Adam {
-                    StepRule::adam(&p, t, 0.0)?
-                } else {
-                    StepRule::adamw(&p, t, cfg.alpha)?
-                };
-                st.t = t;
-                r
+        // One fused optimizer pass over each layer's weights (with the L2
+        // term, unless the gradient has it) and one over its biases (never
+        // penalised); Adam's step counter advances once per batch.
+        let rule = |l2: f32| -> Result<StepRule> {
+            match cfg.solver {
+                Solver::Sgd => StepRule::sgd(lr, cfg.momentum, cfg.nesterovs_momentum, l2),
+                Solver::Adam | Solver::AdamW => {
+                    let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
+                    if cfg.solver == Solver::Adam {
+                        StepRule::adam(&p, st.t + 1, l2)
+                    } else {
+                        StepRule::adamw(&p, st.t + 1, cfg.alpha)
+                    }
+                }
+                Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, l2),
             }
-            Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, 0.0)?,
         };
-        rule.apply(&mut self.params, &bf.grad, &mut st.s1, &mut st.s2, opts.par)?;
+        let (rule_w, rule_b) = (rule(l2_step)?, rule(0.0)?);
+        st.t += 1;
+        for i in 0..nl {
+            let (w0, b0) = self.offsets[i];
+            let end = b0 + self.layers[i].units;
+            for (r, lo, hi) in [(rule_w, w0, b0), (rule_b, b0, end)] {
+                let (s1, s2) = (st.s1.get_mut(lo..hi).unwrap_or_default(), st.s2.get_mut(lo..hi).unwrap_or_default());
+                r.apply(&mut self.params[lo..hi], &bf.grad[lo..hi], s1, s2, opts.par)?;
+            }
+        }
         Ok((loss, right))
     }
 }
