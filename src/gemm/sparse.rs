@@ -218,12 +218,19 @@ impl SparseRows {
         self.ptr[0] = 0;
     }
 
-    /// Asks for the cache lines of the rows `rows` (in range) all at once:
-    /// rows picked at random from a large data set come from memory, and
-    /// their misses then overlap instead of being met one row at a time.
-    fn prefetch_rows(&self, rows: &[usize]) {
+    /// Asks for the cache lines of the rows `rows` all at once (a hint:
+    /// indices out of range are skipped, nothing is read). Rows picked at
+    /// random from a large data set come from memory, and their misses then
+    /// overlap instead of being met one row at a time; the trainer asks for
+    /// the next mini-batch's rows during the optimizer step, whose divisions
+    /// leave the memory system idle.
+    pub fn prefetch_rows(&self, rows: &[usize]) {
         for &r in rows {
-            for p in (self.ptr[r]..self.ptr[r + 1]).step_by(16) {
+            if r >= self.rows {
+                continue;
+            }
+            // Every 64-byte line of the row's indices and values (16 of either).
+            for p in (self.ptr[r] & !15..self.ptr[r + 1]).step_by(16) {
                 prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
                 prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
             }

@@ -490,7 +490,8 @@ impl Mlp {
                     lr =
                         (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
                 }
-                let what = match self.train_batch(x, &y, chunk, &mut bufs, cfg, &mut state, lr, &opts) {
+                let next = chunks.peek().copied();
+                let what = match self.train_batch(x, &y, chunk, next, &mut bufs, cfg, &mut state, lr, &opts) {
                     Ok((loss, right)) if loss.is_finite() => {
                         total += loss * b as f64;
                         correct += right;
@@ -655,7 +656,8 @@ impl Mlp {
         })
     }
 
-    /// Forward, loss, backward and optimizer step on the samples `rows`.
+    /// Forward, loss, backward and optimizer step on the samples `rows` (`next`:
+    /// the next batch's, whose sparse inputs are prefetched during the step).
     /// Returns the batch loss and how many of its samples the forward pass
     /// classified right (0 for regression).
     #[allow(clippy::too_many_arguments)]
@@ -664,6 +666,7 @@ impl Mlp {
         x: &[f32],
         y: &Targets<'_>,
         rows: &[usize],
+        next: Option<&[usize]>,
         bf: &mut TrainBufs,
         cfg: &TrainConfig,
         st: &mut OptState,
@@ -818,6 +821,11 @@ impl Mlp {
         };
         let (rule_w, rule_b) = (rule(l2_step)?, rule(0.0)?);
         st.t += 1;
+        if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
+            // The next batch's nonzeros, while the optimizer's divisions leave
+            // the memory system idle.
+            xs.prefetch_rows(next);
+        }
         for i in 0..nl {
             let (w0, b0) = self.offsets[i];
             let end = b0 + self.layers[i].units;
