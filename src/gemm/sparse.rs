@@ -712,9 +712,14 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 ) {
     let l = S::F32_LANES;
     let ap = a.as_mut_ptr().wrapping_add(c0);
-    // SAFETY: `a` holds the strip (caller contract).
-    let mut acc: [S::f32s; MV] =
-        core::array::from_fn(|q| if FROM_ZERO { s.splat_f32s(0.0) } else { unsafe { f32::load(s, ap.add(q * l)) } });
+    let mut acc: [S::f32s; MV] = core::array::from_fn(|q| {
+        if FROM_ZERO {
+            s.splat_f32s(0.0)
+        } else {
+            // SAFETY: `a` holds the strip (caller contract).
+            unsafe { f32::load(s, ap.add(q * l)) }
+        }
+    });
     let b = j.b.wrapping_add(c0);
     for (&p, &v) in ix.iter().zip(vs) {
         let bp = b.wrapping_offset(p as isize * j.rsb);
