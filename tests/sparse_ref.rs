@@ -117,6 +117,20 @@ fn transposes_match_the_dense_transpose() {
     assert!(t.transpose_rows_from(&s, &[0, 37]).is_err(), "row out of range");
 }
 
+/// `prefetch_rows` is a hint: rows out of range (even `usize::MAX`) and empty
+/// matrices are skipped, and nothing changes.
+#[test]
+fn prefetch_rows_skips_rows_out_of_range() {
+    let mut rng = Rng(5);
+    let x = rng.sparse(37 * 29, 0.3);
+    let s = SparseRows::from_dense(&x, 37, 29).unwrap();
+    let before = s.clone();
+    s.prefetch_rows(&[0, 36, 37, usize::MAX, 5, 5]);
+    assert_eq!(s, before);
+    SparseRows::default().prefetch_rows(&[0, 1, usize::MAX]);
+    SparseRows::new(8).unwrap().prefetch_rows(&[0]);
+}
+
 /// f64 oracle of alpha·S·B + beta·C and the element bound's scale.
 #[allow(clippy::too_many_arguments)]
 fn oracle(

@@ -429,9 +429,10 @@ thread_local! {
 /// When B (its `k` rows, padded) takes at most 256 KiB, each row of C takes
 /// all its nonzeros at once, a strip of up to 8 vectors of columns at a time
 /// in registers (the direct loop). Larger B is blocked: C's rows go in
-/// blocks of 32, accumulated in a cache-resident buffer; `k` goes in blocks of rows of B that fit in L1 (16 KiB). Within a
-/// block, each row of C takes its nonzeros in that range of `k` with a strip
-/// of up to 8 vectors of accumulators in registers and B's rows read from L1.
+/// blocks of 32, accumulated in a cache-resident buffer; `k` goes in blocks
+/// of rows of B of 32 KiB. Within a block, each row of C takes its nonzeros
+/// in that range of `k` with a strip of up to 8 vectors of accumulators in
+/// registers and B's rows read from L1.
 /// B streams through once per block of C's rows, and every element of C
 /// sums its terms in increasing `k`, whatever the blocking or the threads
 /// (work is split over C's rows only).
