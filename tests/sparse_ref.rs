@@ -173,9 +173,13 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (5, 13, 8),
         (7, 31, 17),
         (33, 50, 3),
-        // B of at most 256 KiB: the direct row-by-row loop.
-        (40, 100, 128), // m past one row block of the blocked loop
-        (35, 70, 131),  // a partial last vector
+        // B of at most 32 KiB: the direct row-by-row loop.
+        (40, 60, 128), // m past one row block of the blocked loop
+        (35, 60, 131), // a partial last vector
+        // B of 32 to 256 KiB: the sliced direct loop (rows in pairs, B in
+        // slices of 4 vectors of columns).
+        (40, 100, 128),
+        (35, 70, 131), // an odd row left after the pairs, a partial last slice
         (9, 300, 200),
         (3, 20, 1100), // past one column panel (1024)
         // Larger B: the blocked loop (rows of C in blocks of 32, k in blocks
@@ -243,11 +247,12 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
     }
 }
 
-/// The direct loop (B ≤ 256 KiB) and the blocked loop (larger B) sum each
-/// element's terms in the same order: the same columns of a narrow and a wide
-/// B give the same bits, with and without beta.
+/// The direct loop (B ≤ 32 KiB), the sliced direct loop (32 to 256 KiB) and
+/// the blocked loop (larger B) sum each element's terms in the same order:
+/// the same columns of narrower and wider B give the same bits, with and
+/// without beta, on one thread and on three.
 #[test]
-fn direct_and_blocked_loops_give_the_same_bits() {
+fn direct_sliced_and_blocked_loops_give_the_same_bits() {
     let mut rng = Rng(17);
     let (m, k, wide) = (37usize, 700usize, 140usize);
     let x = rng.sparse(m * k, 0.2);
@@ -255,34 +260,37 @@ fn direct_and_blocked_loops_give_the_same_bits() {
     let b: Vec<f32> = (0..k * wide).map(|_| rng.unif()).collect();
     let c0: Vec<f32> = (0..m * wide).map(|_| rng.unif()).collect();
     for isa in isas() {
-        let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
-        for beta in [0.0f32, 0.75] {
-            // Wide: 700 × 144 × 4 bytes of B, blocked. Narrow: the first 24
-            // columns (67 KiB), direct; same leading dimensions.
-            let mut cw = c0.clone();
-            spmm(
-                1.25,
-                &s,
-                MatRef::row_major(&b, k, wide, wide).unwrap(),
-                beta,
-                MatMut::row_major(&mut cw, m, wide, wide).unwrap(),
-                &o,
-            )
-            .unwrap();
-            let mut cn = c0.clone();
-            spmm(
-                1.25,
-                &s,
-                MatRef::row_major(&b, k, 24, wide).unwrap(),
-                beta,
-                MatMut::row_major(&mut cn, m, 24, wide).unwrap(),
-                &o,
-            )
-            .unwrap();
-            for i in 0..m {
-                for j in 0..wide {
-                    let want = if j < 24 { cw[i * wide + j] } else { c0[i * wide + j] };
-                    assert_eq!(cn[i * wide + j].to_bits(), want.to_bits(), "{isa:?} β{beta} ({i},{j})");
+        for par in [Par::Seq, Par::Threads(3)] {
+            let o = GemmOptions { isa: Some(isa), par, ..Default::default() };
+            for beta in [0.0f32, 0.75] {
+                let run = |n: usize| {
+                    let mut c = c0.clone();
+                    spmm(
+                        1.25,
+                        &s,
+                        MatRef::row_major(&b, k, n, wide).unwrap(),
+                        beta,
+                        MatMut::row_major(&mut c, m, n, wide).unwrap(),
+                        &o,
+                    )
+                    .unwrap();
+                    c
+                };
+                // 700 × 144 × 4 bytes of B: blocked. 24 columns (67 KiB) and
+                // 45 (134 KiB, a partial vector): sliced. 8 (22 KiB): direct.
+                let cw = run(wide);
+                for n in [8, 24, 45] {
+                    let cn = run(n);
+                    for i in 0..m {
+                        for j in 0..wide {
+                            let want = if j < n { cw[i * wide + j] } else { c0[i * wide + j] };
+                            assert_eq!(
+                                cn[i * wide + j].to_bits(),
+                                want.to_bits(),
+                                "{isa:?} {par:?} n{n} β{beta} ({i},{j})"
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -375,7 +383,9 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
 #[test]
 fn sparse_dense_layer_steps_match_the_dense_ones() {
     let mut rng = Rng(5);
-    for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (32, 784, 128), (7, 50, 13), (45, 100, 10), (3, 40, 1030)]
+    // (131, 200, 70): dW's B (dZ, 131 × 72 floats) takes the sliced loop.
+    for &(batch, n_in, n_out) in
+        &[(1usize, 1usize, 1usize), (32, 784, 128), (7, 50, 13), (45, 100, 10), (3, 40, 1030), (131, 200, 70)]
     {
         for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Softmax] {
             let shp = DenseShape { batch, n_in, n_out };
