@@ -187,11 +187,18 @@ impl SparseRows {
         self.cols = n;
         self.ptr.clear();
         self.ptr.resize(s.cols + 1, 0);
+        // The two passes below index without bounds checks (about 12% of
+        // the transpose on MNIST's batches): every index of `s` is below
+        // `s.cols` (its invariant), so `c + 1 ≤ s.cols` is inside `ptr`;
+        // the fill cursor of column c stays below the start of column c + 1,
+        // at most `nnz`, the length of `idx` and `val` after `grow`.
         let mut nnz = 0;
+        let pp = self.ptr.as_mut_ptr();
         for t in 0..n {
             let r = row(t);
             for &c in &s.idx[s.ptr[r]..s.ptr[r + 1]] {
-                self.ptr[c as usize + 1] += 1;
+                // SAFETY: c < s.cols, and ptr holds s.cols + 1 elements.
+                unsafe { *pp.add(c as usize + 1) += 1 };
             }
             nnz += s.ptr[r + 1] - s.ptr[r];
         }
@@ -202,14 +209,21 @@ impl SparseRows {
         }
         // ptr[c] is now the start of column c; used as the fill cursor, then
         // shifted back.
+        let (pp, pi, pv) = (self.ptr.as_mut_ptr(), self.idx.as_mut_ptr(), self.val.as_mut_ptr());
         for t in 0..n {
             let r = row(t);
-            for p in s.ptr[r]..s.ptr[r + 1] {
-                let c = s.idx[p] as usize;
-                let q = self.ptr[c];
-                self.idx[q] = t as u32;
-                self.val[q] = s.val[p];
-                self.ptr[c] = q + 1;
+            let q = s.ptr[r]..s.ptr[r + 1];
+            for (&c, &v) in s.idx[q.clone()].iter().zip(&s.val[q]) {
+                // SAFETY: c < s.cols (ptr holds s.cols + 1); the cursor q of
+                // column c is below the start of column c + 1 ≤ nnz, and idx
+                // and val hold at least nnz elements (grown above).
+                unsafe {
+                    let cur = pp.add(c as usize);
+                    let q = *cur;
+                    *pi.add(q) = t as u32;
+                    *pv.add(q) = v;
+                    *cur = q + 1;
+                }
             }
         }
         for c in (0..s.cols).rev() {
