@@ -6,11 +6,18 @@
 //! `matrixmultiply_1t`).
 //! Throughput is reported as elements = 2·m·n·k, i.e. criterion's "elem/s" are FLOP/s.
 //!
+//! `spmm_f32_1t/*`: the sparse × dense product (`nnkern::gemm::spmm`, as
+//! `nnkern`) on MNIST's first-layer shapes, S from synthetic 28×28 digits
+//! (strokes in the centre, 19% of the pixels nonzero as in MNIST), against
+//! the dense GEMM of the same matrices (`nnkern_dense`) and a naive loop over
+//! the nonzeros (`naive`). Throughput there counts the useful flops,
+//! 2·nnz·n, for every implementation.
+//!
 //! Run: `cargo bench --bench gemm [--features blas] -- [filter]`, then
 //! `python3 benches/report.py` for the markdown table.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, gemm_with};
+use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
 use nnkern::par::Par;
 use std::hint::black_box;
 use std::time::Duration;
@@ -192,7 +199,95 @@ fn bench_type<T: Elem>(c: &mut Criterion) {
     }
 }
 
+/// `rows` synthetic 28×28 digits, row-major: a few thick strokes through the
+/// centre, values in (0, 1], about 19% of the pixels nonzero (MNIST: 19%).
+fn digits(rows: usize) -> Vec<f32> {
+    let mut st = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        (st >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut x = vec![0f32; rows * 784];
+    for img in x.chunks_mut(784) {
+        for _ in 0..3 {
+            // A stroke: a segment between two points of the central 16×16,
+            // drawn 2.5 pixels thick.
+            let (r0, c0, r1, c1) = (6.0 + 16.0 * next(), 6.0 + 16.0 * next(), 6.0 + 16.0 * next(), 6.0 + 16.0 * next());
+            for r in 0..28 {
+                for c in 0..28 {
+                    let (pr, pc) = (r as f64, c as f64);
+                    let (dr, dc) = (r1 - r0, c1 - c0);
+                    let t = (((pr - r0) * dr + (pc - c0) * dc) / (dr * dr + dc * dc + 1e-9)).clamp(0.0, 1.0);
+                    let d = ((pr - r0 - t * dr).powi(2) + (pc - c0 - t * dc).powi(2)).sqrt();
+                    if d < 1.25 {
+                        img[r * 28 + c] = img[r * 28 + c].max((1.0 - d / 2.5) as f32);
+                    }
+                }
+            }
+        }
+    }
+    x
+}
+
+/// The naive loop over the nonzeros: `C = S·B`, row by row.
+fn naive_spmm(s: &SparseRows, b: &[f32], n: usize, c: &mut [f32]) {
+    for i in 0..s.rows() {
+        let ci = &mut c[i * n..(i + 1) * n];
+        ci.fill(0.0);
+        let (ix, vs) = s.row(i);
+        for (&p, &v) in ix.iter().zip(vs) {
+            for (cj, &bj) in ci.iter_mut().zip(&b[p as usize * n..(p as usize + 1) * n]) {
+                *cj += v * bj;
+            }
+        }
+    }
+}
+
+fn bench_spmm(c: &mut Criterion) {
+    // (name, batch, transposed): the forward X·W (S = X, batch × 784; B = W,
+    // 784 × 128) and the weight gradient Xᵀ·dZ (S = Xᵀ, 784 × batch; B = dZ,
+    // batch × 128). At batch 256 the gradient's B (128 KiB) takes the sliced
+    // loop; the forward's B (392 KiB) the blocked one; batch 32's gradient the
+    // plain direct loop.
+    let n = 128;
+    for &(name, batch, tr) in &[
+        ("32x784x128_fwd1", 32usize, false),
+        ("784x32x128_dW", 32, true),
+        ("256x784x128_fwd1", 256, false),
+        ("784x256x128_dW", 256, true),
+    ] {
+        let x = digits(batch);
+        let (m, k, dense) = if tr { (784, batch, transpose(&x, batch, 784)) } else { (batch, 784, x) };
+        let s = SparseRows::from_dense(&dense, m, k).unwrap();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        let mut out = vec![0f32; m * n];
+        let mut g = c.benchmark_group(format!("spmm_f32_1t/{name}"));
+        g.throughput(Throughput::Elements((2 * s.nnz() * n) as u64));
+        g.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1500));
+        let o = GemmOptions { par: Par::Seq, ..Default::default() };
+        g.bench_function(BenchmarkId::from_parameter("nnkern"), |bch| {
+            bch.iter(|| {
+                let bv = MatRef::row_major(&b, k, n, n).unwrap();
+                spmm(1.0, black_box(&s), bv, 0.0, MatMut::row_major(&mut out, m, n, n).unwrap(), &o).unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::from_parameter("nnkern_dense"), |bch| {
+            bch.iter(|| {
+                let (av, bv) = (MatRef::row_major(&dense, m, k, k).unwrap(), MatRef::row_major(&b, k, n, n).unwrap());
+                gemm_with(1.0, black_box(av), bv, 0.0, MatMut::row_major(&mut out, m, n, n).unwrap(), &o).unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::from_parameter("naive"), |bch| {
+            bch.iter(|| naive_spmm(black_box(&s), &b, n, &mut out))
+        });
+        g.finish();
+    }
+}
+
 fn benches(c: &mut Criterion) {
+    bench_spmm(c);
     bench_type::<f32>(c);
     bench_type::<f64>(c);
 }
