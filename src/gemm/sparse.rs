@@ -9,11 +9,12 @@
 //! ones. The trainer chooses it from the data's density
 //! (`TrainConfig::sparse_input`).
 //!
-//! * Each row of `C` is one register strip of up to 8 vectors of columns,
-//!   accumulated over the row's nonzeros in their stored order (increasing
-//!   column of `S`) with one FMA per nonzero and vector, then scaled and
-//!   written once. Work is split over rows of `C` only, so the bits do not
-//!   depend on the thread count.
+//! * Each row of `C` is accumulated in registers, a strip of up to 8 vectors
+//!   of columns at a time (with B of 32 to 256 KiB: slices of 4 vectors, two
+//!   rows in step), over the row's nonzeros in their stored order
+//!   (increasing column of `S`) with one FMA per nonzero and vector, then
+//!   scaled and written once. Work is split over rows of `C` only, so the
+//!   bits do not depend on the thread count.
 //! * Zeros of `S` are skipped, so `0·∞` and `0·NaN` from `B` are not formed
 //!   (a dense GEMM would give NaN there). NaN and ±∞ stored in `S` count as
 //!   nonzeros and propagate as in a dense product.
