@@ -173,7 +173,8 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (5, 13, 8),
         (7, 31, 17),
         (33, 50, 3),
-        // B of at most 32 KiB: the direct row-by-row loop.
+        // B of at most 32 KiB (with AVX2's 8 lanes): the direct row-by-row
+        // loop.
         (40, 60, 128), // m past one row block of the blocked loop
         (35, 60, 131), // a partial last vector
         // B of 32 to 256 KiB: the sliced direct loop (rows in pairs, B in
@@ -181,7 +182,8 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (40, 100, 128),
         (35, 70, 131), // an odd row left after the pairs, a partial last slice
         (9, 300, 200),
-        (3, 20, 1100), // past one column panel (1024)
+        (3, 20, 1100),  // past one column panel (1024)
+        (5, 200, 1088), // a blocked first panel, a sliced second one (64 columns)
         // Larger B: the blocked loop (rows of C in blocks of 32, k in blocks
         // of 32 KiB of B, columns in panels of 1024).
         (37, 600, 130), // past a row block and several k blocks, a partial vector
@@ -250,11 +252,15 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
 /// The direct loop (B ≤ 32 KiB), the sliced direct loop (32 to 256 KiB) and
 /// the blocked loop (larger B) sum each element's terms in the same order:
 /// the same columns of narrower and wider B give the same bits, with and
-/// without beta, on one thread and on three.
+/// without beta, on one thread and on three, into row- and column-major C.
 #[test]
 fn direct_sliced_and_blocked_loops_give_the_same_bits() {
     let mut rng = Rng(17);
-    let (m, k, wide) = (37usize, 700usize, 140usize);
+    // k = 300 rows of B. 240 columns (288 KiB): blocked. 45 and 100 columns
+    // (padded: 57 to 134 KiB): sliced. 8 columns (at most 19 KiB): direct.
+    // The same with 8 or 16 lanes. 301 rows of C: an odd one after the
+    // pairs, and enough work for three threads from 45 columns on.
+    let (m, k, wide) = (301usize, 300usize, 240usize);
     let x = rng.sparse(m * k, 0.2);
     let s = SparseRows::from_dense(&x, m, k).unwrap();
     let b: Vec<f32> = (0..k * wide).map(|_| rng.unif()).collect();
@@ -263,32 +269,39 @@ fn direct_sliced_and_blocked_loops_give_the_same_bits() {
         for par in [Par::Seq, Par::Threads(3)] {
             let o = GemmOptions { isa: Some(isa), par, ..Default::default() };
             for beta in [0.0f32, 0.75] {
-                let run = |n: usize| {
-                    let mut c = c0.clone();
-                    spmm(
-                        1.25,
-                        &s,
-                        MatRef::row_major(&b, k, n, wide).unwrap(),
-                        beta,
-                        MatMut::row_major(&mut c, m, n, wide).unwrap(),
-                        &o,
-                    )
-                    .unwrap();
-                    c
+                // C row-major (leading dimension `wide`), or column-major
+                // (leading dimension m) read back in row-major order.
+                let run = |n: usize, col_major: bool| {
+                    let bv = MatRef::row_major(&b, k, n, wide).unwrap();
+                    if col_major {
+                        let mut c: Vec<f32> = (0..m * n).map(|t| c0[(t % m) * wide + t / m]).collect();
+                        spmm(1.25, &s, bv, beta, MatMut::col_major(&mut c, m, n, m).unwrap(), &o).unwrap();
+                        (0..m * wide)
+                            .map(|t| if t % wide < n { c[(t % wide) * m + t / wide] } else { c0[t] })
+                            .collect::<Vec<f32>>()
+                    } else {
+                        let mut c = c0.clone();
+                        spmm(1.25, &s, bv, beta, MatMut::row_major(&mut c, m, n, wide).unwrap(), &o).unwrap();
+                        c
+                    }
                 };
-                // 700 × 144 × 4 bytes of B: blocked. 24 columns (67 KiB) and
-                // 45 (134 KiB, a partial vector): sliced. 8 (22 KiB): direct.
-                let cw = run(wide);
-                for n in [8, 24, 45] {
-                    let cn = run(n);
-                    for i in 0..m {
-                        for j in 0..wide {
-                            let want = if j < n { cw[i * wide + j] } else { c0[i * wide + j] };
-                            assert_eq!(
-                                cn[i * wide + j].to_bits(),
-                                want.to_bits(),
-                                "{isa:?} {par:?} n{n} β{beta} ({i},{j})"
-                            );
+                // Each layout against the wide product in the same layout (the
+                // scalar ISA's strided write-out rounds beta·C with a fused
+                // multiply-add, its vector one without).
+                let cws = [run(wide, false), run(wide, true)];
+                for n in [8, 45, 100] {
+                    for col_major in [false, true] {
+                        let cw = &cws[col_major as usize];
+                        let cn = run(n, col_major);
+                        for i in 0..m {
+                            for j in 0..wide {
+                                let want = if j < n { cw[i * wide + j] } else { c0[i * wide + j] };
+                                assert_eq!(
+                                    cn[i * wide + j].to_bits(),
+                                    want.to_bits(),
+                                    "{isa:?} {par:?} n{n} col-major {col_major} β{beta} ({i},{j})"
+                                );
+                            }
                         }
                     }
                 }

@@ -40,7 +40,10 @@ use pulp::{Simd, WithSimd};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
 /// rows): row `r` holds the column indices `idx[ptr[r]..ptr[r+1]]`, increasing,
-/// and their values. Built from dense rows ([`SparseRows::push_dense_row`]) or
+/// and their values. Invariant, relied on by the unchecked indexing of the
+/// products and the transpose: every stored column index is below `cols`
+/// (every way of filling one guarantees it; a constructor from raw arrays
+/// would have to check it). Built from dense rows ([`SparseRows::push_dense_row`]) or
 /// as the transpose of another ([`SparseRows::transpose_from`]); the buffers
 /// are kept between fills, so refilling one of the same size allocates nothing.
 #[derive(Debug, Clone)]
@@ -183,6 +186,8 @@ impl SparseRows {
         Ok(())
     }
 
+    /// `row(t)` (for `t < n`, a row of `s`) must give the same row in both
+    /// passes: the fill relies on the counts of the first.
     fn transpose_with(&mut self, s: &SparseRows, n: usize, row: impl Fn(usize) -> usize) {
         self.rows = s.cols;
         self.cols = n;
@@ -433,6 +438,8 @@ const DIRECT_B_BYTES: usize = 256 << 10;
 const SLICED_B_BYTES: usize = 32 << 10;
 /// Vectors of columns per slice of the sliced direct loop.
 const SLICE: usize = 4;
+/// The sliced loop's copy of one slice of B takes at most this many bytes.
+const SLICE_COPY_BYTES: usize = 64 << 10;
 /// Vectors of columns per register strip.
 const STRIP: usize = 8;
 
@@ -450,7 +457,9 @@ thread_local! {
 /// all its nonzeros at once, a strip of up to 8 vectors of columns at a time
 /// in registers (the direct loop); past 32 KiB (beyond L1), B goes in copied
 /// slices of 4 vectors of columns and C's rows in pairs (the sliced direct
-/// loop). Larger B is blocked: C's rows go in
+/// loop; when B has unit column stride, `alpha != 0`, B holds at least one
+/// whole slice of columns and a slice's copy takes at most 64 KiB). Larger B
+/// is blocked: C's rows go in
 /// blocks of 32, accumulated in a cache-resident buffer; `k` goes in blocks
 /// of rows of B of 32 KiB. Within a block, each row of C takes its nonzeros
 /// in that range of `k` with a strip of up to 8 vectors of accumulators in
@@ -608,7 +617,17 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
         // B beyond L1 (dW at batch 256: dZ, 128 KiB) takes the sliced
         // variant of the direct loop (`sliced`).
         let b_bytes = k.saturating_mul(np).saturating_mul(4);
-        if j.csb == 1 && b_bytes > SLICED_B_BYTES && b_bytes <= DIRECT_B_BYTES && j.alpha != 0.0 {
+        // The sliced loop also needs a whole slice of columns (narrower B
+        // would multiply padding) and a slice copy of at most 64 KiB (so
+        // that it stays near L1).
+        let slice_bytes = k.saturating_mul(SLICE * l * 4);
+        if j.csb == 1
+            && b_bytes > SLICED_B_BYTES
+            && b_bytes <= DIRECT_B_BYTES
+            && n >= SLICE * l
+            && slice_bytes <= SLICE_COPY_BYTES
+            && j.alpha != 0.0
+        {
             // SAFETY: rows r0..r1 of C are this task's; S's indices are < k
             // and B's first n columns of its k rows are inside (unit column
             // stride).
@@ -771,8 +790,9 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 
 /// The direct loop for B beyond L1 (MNIST's `dW = Xᵀ·dZ` at batch 256: dZ
 /// takes 128 KiB): B's columns go in slices of `SLICE` vectors, each copied
-/// (zero-padded) into `pk`, whose `k` rows then take at most 32 KiB at 128
-/// columns of a 256-row B; every row of C takes its nonzeros against the
+/// (zero-padded) into `pk` (`k` rows of 4 vectors: 32 KiB for a 256-row B
+/// with AVX2, 64 KiB with AVX-512; at most `SLICE_COPY_BYTES`, checked by
+/// the caller); every row of C takes its nonzeros against the
 /// slice from L1, two rows at a time in step (eight independent FMA chains),
 /// then writes those columns. Each element of C still sums its terms from
 /// zero in increasing `k`: the bits of the direct loop. Measured on a
@@ -882,7 +902,6 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
 #[inline(always)]
 unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
     let l = S::F32_LANES;
-    let n = hi;
     let cp = j.c.wrapping_offset(i as isize * j.rsc);
     if j.csc != 1 {
         for col in lo..hi {
@@ -904,13 +923,13 @@ unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, 
         return;
     }
     let mut c0 = lo;
-    while c0 < n {
-        let nv = ((n - c0) / l).min(STRIP);
+    while c0 < hi {
+        let nv = ((hi - c0) / l).min(STRIP);
         let ap = a.wrapping_add(c0 - lo);
         // SAFETY: columns c0 .. c0+width of row i are inside C; `a` is padded.
         unsafe {
             match nv {
-                0 => write_strip::<S, E, 1>(s, j, i, cp, ap, c0, n - c0),
+                0 => write_strip::<S, E, 1>(s, j, i, cp, ap, c0, hi - c0),
                 8 => write_strip::<S, E, 8>(s, j, i, cp, ap, c0, 8 * l),
                 7 => write_strip::<S, E, 7>(s, j, i, cp, ap, c0, 7 * l),
                 6 => write_strip::<S, E, 6>(s, j, i, cp, ap, c0, 6 * l),
@@ -921,7 +940,7 @@ unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, 
                 _ => write_strip::<S, E, 1>(s, j, i, cp, ap, c0, l),
             }
         }
-        c0 += if nv == 0 { n - c0 } else { nv * l };
+        c0 += if nv == 0 { hi - c0 } else { nv * l };
     }
 }
 
