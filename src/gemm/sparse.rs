@@ -621,20 +621,14 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
         // would multiply padding) and a slice copy of at most 64 KiB (so
         // that it stays near L1).
         let slice_bytes = k.saturating_mul(SLICE * l * 4);
-        if j.csb == 1
-            && b_bytes > SLICED_B_BYTES
-            && b_bytes <= DIRECT_B_BYTES
-            && n >= SLICE * l
-            && slice_bytes <= SLICE_COPY_BYTES
-            && j.alpha != 0.0
-        {
-            // SAFETY: rows r0..r1 of C are this task's; S's indices are < k
-            // and B's first n columns of its k rows are inside (unit column
-            // stride).
-            unsafe { sliced(s, j, r0, r1, acc) };
-            return;
-        }
         if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
+            if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
+                // SAFETY: rows r0..r1 of C are this task's; S's indices are
+                // < k and B's first n columns of its k rows are inside (unit
+                // column stride).
+                unsafe { sliced(s, j, r0, r1, acc) };
+                return;
+            }
             let a = &mut acc[..np];
             for i in r0..r1 {
                 let r = j.row(i);
@@ -842,27 +836,35 @@ unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
                         slice_fma(s, &mut a1, pb.add(p1 as usize * w), x1);
                     }
                 }
-                for (&p1, &x1) in ix1[both..].iter().zip(&vs1[both..]) {
-                    // SAFETY: as above.
-                    unsafe { slice_fma(s, &mut a1, pb.add(p1 as usize * w), x1) };
+                // SAFETY (of these three): the indices are < k, and pk holds
+                // k rows of w; a1 holds SLICE whole vectors ≥ m columns and
+                // row i+1 is this task's.
+                unsafe {
+                    slice_row(s, &mut a1, pb, w, &ix1[both..], &vs1[both..]);
+                    slice_row(s, &mut a0, pb, w, &ix0[both..], &vs0[both..]);
+                    write_cols(s, j, i + 1, a1.as_ptr() as *const f32, c0, c0 + m);
                 }
-                for (&p0, &x0) in ix0[both..].iter().zip(&vs0[both..]) {
-                    // SAFETY: as above.
-                    unsafe { slice_fma(s, &mut a0, pb.add(p0 as usize * w), x0) };
-                }
-                // SAFETY: a1 holds SLICE whole vectors ≥ m columns; row i+1 is this task's.
-                unsafe { write_cols(s, j, i + 1, a1.as_ptr() as *const f32, c0, c0 + m) };
             } else {
-                for (&p0, &x0) in ix0.iter().zip(vs0) {
-                    // SAFETY: as above.
-                    unsafe { slice_fma(s, &mut a0, pb.add(p0 as usize * w), x0) };
-                }
+                // SAFETY: as above.
+                unsafe { slice_row(s, &mut a0, pb, w, ix0, vs0) };
             }
             // SAFETY: a0 holds SLICE whole vectors ≥ m columns; row i is this task's.
             unsafe { write_cols(s, j, i, a0.as_ptr() as *const f32, c0, c0 + m) };
             i += 2;
         }
         c0 += w;
+    }
+}
+
+/// `a += Σ v·pk[p·w ..][..SLICE vectors]` over the nonzeros `(p, v)`, in order.
+///
+/// # Safety
+/// Every `p` is below the number of rows of `w` floats that `pk` holds.
+#[inline(always)]
+unsafe fn slice_row<S: Simd>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: usize, ix: &[u32], vs: &[f32]) {
+    for (&p, &x) in ix.iter().zip(vs) {
+        // SAFETY: row p of pk is inside (caller contract).
+        unsafe { slice_fma(s, a, pk.add(p as usize * w), x) };
     }
 }
 
