@@ -39,6 +39,8 @@ Model and training:
   --early-stopping      hold out 10% and stop when its accuracy stalls
   --sparse auto|yes|no  first layer as a sparse product of the inputs' nonzeros
                         (default auto: when at most 25% of the inputs are nonzero)
+  --keep-subnormals     train with IEEE gradual underflow instead of flushing
+                        subnormal numbers to zero (slow on Intel cores)
 Files:
   --save FILE           save the trained model
   --load FILE           load a model instead of training (evaluates it)
@@ -63,6 +65,7 @@ struct Args {
     threads: Option<usize>,
     early: bool,
     sparse: SparseInput,
+    keep_subnormals: bool,
     save: Option<String>,
     load: Option<String>,
     curve: Option<String>,
@@ -96,6 +99,7 @@ fn parse() -> Result<Option<Args>, String> {
         threads: None,
         early: false,
         sparse: SparseInput::Auto,
+        keep_subnormals: false,
         save: None,
         load: None,
         curve: None,
@@ -127,6 +131,7 @@ fn parse() -> Result<Option<Args>, String> {
             "--seed" => a.seed = num(val()?, "--seed")? as u64,
             "--threads" => a.threads = Some(num(val()?, "--threads")? as usize),
             "--early-stopping" => a.early = true,
+            "--keep-subnormals" => a.keep_subnormals = true,
             "--sparse" => {
                 a.sparse = yes_no_auto(&flag, &val()?, [SparseInput::Sparse, SparseInput::Dense, SparseInput::Auto])?
             }
@@ -225,6 +230,7 @@ fn run(a: Args) -> nnkern::Result<()> {
             n_iter_no_change: if a.early { 10 } else { usize::MAX - 1 },
             par: Par::Default,
             sparse_input: a.sparse,
+            flush_denormals: !a.keep_subnormals,
             ..Default::default()
         };
         let epochs = a.epochs;

@@ -8,6 +8,9 @@
 //!   dimension, so every result is bit-identical for any thread count.
 //! * A call made from inside a worker of a rayon pool (ours or the caller's) runs
 //!   serially: pools are never nested.
+//! * Workers run each task in the subnormal mode of the thread that handed it
+//!   out ([`crate::simd::fp`]), so that mode, too, leaves results independent of
+//!   the thread count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -98,7 +101,8 @@ fn pool(n: usize) -> Arc<rayon::ThreadPool> {
 }
 
 /// Runs `f(i)` for `i in 0..tasks` on up to `tasks` threads (the caller runs
-/// task 0) and returns when all are done. `tasks <= 1` runs inline.
+/// task 0) and returns when all are done, every task in the caller's
+/// subnormal mode. `tasks <= 1` runs inline.
 pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
     if tasks <= 1 {
         if tasks == 1 {
@@ -108,11 +112,42 @@ pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
     }
     let p = pool(tasks - 1);
     let f = &f;
+    let flush = crate::simd::fp::flushing();
     // The caller's thread takes task 0, the pool's workers the rest.
     p.in_place_scope(|s| {
         for t in 1..tasks {
-            s.spawn(move |_| f(t));
+            s.spawn(move |_| {
+                let _mode = crate::simd::fp::FlushDenormals::new(flush);
+                f(t)
+            });
         }
         f(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::fp::{FlushDenormals, flushing};
+    use std::sync::Mutex;
+
+    /// Each task reports its thread's mode; the workers must take the caller's.
+    fn modes(tasks: usize) -> Vec<bool> {
+        let seen = Mutex::new(vec![None; tasks]);
+        run_tasks(tasks, |t| {
+            // Slow enough that several workers take part.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            seen.lock().unwrap()[t] = Some(flushing());
+        });
+        seen.into_inner().unwrap().into_iter().map(|m| m.expect("every task ran")).collect()
+    }
+
+    #[test]
+    fn workers_take_the_callers_subnormal_mode() {
+        for on in [true, false, true] {
+            let _g = FlushDenormals::new(on);
+            let want = flushing();
+            assert_eq!(modes(4), vec![want; 4], "caller flushing = {want}");
+        }
+    }
 }

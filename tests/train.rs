@@ -724,3 +724,50 @@ fn sparse_inputs_train_like_dense_ones() {
     assert_eq!(SparseInput::from_code(2).unwrap(), SparseInput::Sparse);
     assert!(SparseInput::from_code(3).is_err());
 }
+
+/// Under L2, Adam drives the weights of an input that is always zero down
+/// through the subnormal range (gradual underflow then keeps them there, as on
+/// MNIST's border pixels). With `flush_denormals` (the default) they end at
+/// zero; without, some stay subnormal. Either way `fit` gives the caller's
+/// thread its own mode back.
+#[test]
+fn flush_denormals_keeps_subnormals_out_and_restores_the_mode() {
+    let (n, d) = (64usize, 6usize);
+    // Column 0 is always zero; the class is the sign of column 1.
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| if i % d == 0 { 0.0 } else { (((i * 2654435761) >> 9) % 200) as f32 / 100.0 - 1.0 })
+        .collect();
+    let y: Vec<u32> = (0..n).map(|i| (x[i * d + 1] > 0.0) as u32).collect();
+    for caller_flushes in [false, true] {
+        let _caller = nnkern::simd::fp::FlushDenormals::new(caller_flushes);
+        let caller = nnkern::simd::fp::flushing();
+        fit_in_both_modes(&x, &y, n, d, caller);
+    }
+}
+
+fn fit_in_both_modes(x: &[f32], y: &[u32], n: usize, d: usize, caller: bool) {
+    let mut subnormal = [0usize; 2];
+    for (k, flush) in [true, false].into_iter().enumerate() {
+        let mut m = Mlp::new(d, &[relu(4)], 2, Task::MultiClass, 3).unwrap();
+        let cfg = TrainConfig {
+            batch_size: 4,
+            max_iter: 400,
+            alpha: 1e-2,
+            tol: 0.0,
+            n_iter_no_change: usize::MAX,
+            sparse_input: SparseInput::Dense,
+            flush_denormals: flush,
+            ..Default::default()
+        };
+        m.fit(x, n, Targets::Labels(y), &cfg, None, None).unwrap();
+        assert_eq!(nnkern::simd::fp::flushing(), caller, "fit restores the caller's mode");
+        subnormal[k] = m.params().iter().filter(|v| v.is_subnormal()).count();
+        assert!(m.score(x, n, &Targets::Labels(y)).unwrap() > 0.9);
+        assert_eq!(nnkern::simd::fp::flushing(), caller, "score restores the caller's mode");
+    }
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(subnormal[0], 0, "flushed: no subnormal weight");
+        assert!(subnormal[1] > 0, "gradual underflow: the unused input's weights end subnormal ({subnormal:?})");
+    }
+    eprintln!("caller flushing {caller}: subnormal weights with / without flushing: {subnormal:?}");
+}

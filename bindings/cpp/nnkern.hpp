@@ -164,6 +164,8 @@ public:
     TrainConfig& sparse_input(SparseInput m) {
         return set(nnk_train_config_set_sparse_input(get(), static_cast<uint32_t>(m)));
     }
+    /// Flush subnormal numbers to zero while training (default true).
+    TrainConfig& flush_denormals(bool on) { return set(nnk_train_config_set_flush_denormals(get(), on ? 1u : 0u)); }
     TrainConfig& momentum(double m, bool nesterov = true) {
         return set(nnk_train_config_set_momentum(get(), m, nesterov ? 1u : 0u));
     }

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
     size_t epochs = 0;
     double first_loss = 0, last_loss = 0;
     cfg.epochs(40).batch_size(32).learning_rate(2e-3).solver(nnkern::Solver::Adam).seed(0);
-    cfg.sparse_input(nnkern::SparseInput::Auto).on_epoch(
+    cfg.sparse_input(nnkern::SparseInput::Auto).flush_denormals(true).on_epoch(
         [&](const nnk_epoch_info& info) {
             epochs = info.epoch;
             if (info.epoch == 1) first_loss = info.loss;

@@ -5,6 +5,7 @@ use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::GemmOptions;
 use crate::ops::act::Activation;
 use crate::ops::fused::{DenseShape, dense_forward};
+use crate::simd::fp::FlushDenormals;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -231,6 +232,7 @@ impl Mlp {
         if out.len() != n_samples * k {
             return Err(shape(format!("out has {} values, need {}", out.len(), n_samples * k)));
         }
+        let _mode = FlushDenormals::new(ws.flush_denormals);
         let chunk = ws.batch.max(1);
         let opts = GemmOptions { par: ws.par, ..Default::default() };
         let mut s0 = 0;
@@ -253,9 +255,15 @@ impl Mlp {
         Ok(())
     }
 
-    /// Output activations as a new vector (see [`Mlp::predict_into`]).
+    /// Output activations as a new vector (see [`Mlp::predict_into`]), with
+    /// subnormals flushed (the default [`Workspace`]).
     pub fn predict_proba(&self, x: &[f32], n_samples: usize) -> Result<Vec<f32>> {
-        let mut ws = Workspace::new(self, 256);
+        self.predict_proba_mode(x, n_samples, true)
+    }
+
+    /// [`Mlp::predict_proba`] flushing subnormals or not.
+    pub(crate) fn predict_proba_mode(&self, x: &[f32], n_samples: usize, flush: bool) -> Result<Vec<f32>> {
+        let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
         let mut out = vec![0.0; n_samples * self.n_outputs()];
         self.predict_into(x, n_samples, &mut ws, &mut out)?;
         Ok(out)
@@ -358,12 +366,18 @@ pub struct Workspace {
     pub(crate) batch: usize,
     pub(crate) bufs: [Vec<f32>; 2],
     pub(crate) par: crate::par::Par,
+    pub(crate) flush_denormals: bool,
 }
 
 impl Workspace {
     /// A workspace for `model` processing up to `batch` samples at a time.
     pub fn new(model: &Mlp, batch: usize) -> Workspace {
-        let mut ws = Workspace { batch: batch.max(1), bufs: [Vec::new(), Vec::new()], par: crate::par::Par::Default };
+        let mut ws = Workspace {
+            batch: batch.max(1),
+            bufs: [Vec::new(), Vec::new()],
+            par: crate::par::Par::Default,
+            flush_denormals: true,
+        };
         ws.ensure(model, ws.batch);
         ws
     }
@@ -371,6 +385,14 @@ impl Workspace {
     /// Threads for the GEMMs of calls using this workspace.
     pub fn with_par(mut self, par: crate::par::Par) -> Self {
         self.par = par;
+        self
+    }
+
+    /// Whether calls using this workspace flush subnormal numbers to zero
+    /// (default `true`, as [`TrainConfig::flush_denormals`](crate::nn::TrainConfig::flush_denormals);
+    /// see [`crate::simd::fp`]). The caller's own mode is restored on return.
+    pub fn with_flush_denormals(mut self, on: bool) -> Self {
+        self.flush_denormals = on;
         self
     }
 

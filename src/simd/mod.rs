@@ -10,6 +10,7 @@
 //! Everything reachable from a `with_simd` body must be `#[inline(always)]`,
 //! otherwise it leaves the target-feature region and runs as scalar code.
 
+pub mod fp;
 pub mod math;
 pub mod reduce;
 

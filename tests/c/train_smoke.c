@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
     CHECK(nnk_train_config_set_alpha(c, 1e-4) == NNK_OK, "alpha");
     CHECK(nnk_train_config_set_solver(c, NNK_SOLVER_ADAM) == NNK_OK, "solver");
     CHECK(nnk_train_config_set_sparse_input(c, NNK_SPARSE_SPARSE) == NNK_OK, "sparse input");
+    CHECK(nnk_train_config_set_flush_denormals(c, 1) == NNK_OK, "flush denormals");
     CHECK(nnk_train_config_set_seed(c, 0) == NNK_OK, "seed");
     CHECK(nnk_mlp_fit_classifier(m, c, x, (size_t)ntr, N_FEAT, y) == NNK_OK, "fit");
     uint32_t *pred = malloc(sizeof(uint32_t) * (size_t)nte);
@@ -115,6 +116,8 @@ int main(int argc, char **argv) {
         {nnk_train_config_set_solver(c, 7), NNK_ERR_INVALID_ARG, "unknown solver"},
         {nnk_train_config_set_sparse_input(c, 3), NNK_ERR_INVALID_ARG, "unknown sparse-input mode"},
         {nnk_train_config_set_sparse_input(NULL, 0), NNK_ERR_NULL_POINTER, "null config (sparse input)"},
+        {nnk_train_config_set_flush_denormals(c, 2), NNK_ERR_INVALID_ARG, "flush_denormals not 0 or 1"},
+        {nnk_train_config_set_flush_denormals(NULL, 1), NNK_ERR_NULL_POINTER, "null config (flush)"},
         {nnk_train_config_set_learning_rate(c, -1), NNK_ERR_INVALID_ARG, "negative lr"},
         {nnk_train_config_set_learning_rate(c, NAN), NNK_ERR_INVALID_ARG, "NaN lr"},
         {nnk_train_config_set_epochs(NULL, 3), NNK_ERR_NULL_POINTER, "null config"},

@@ -159,6 +159,7 @@ SIGNATURES: dict = {
     "nnk_train_config_set_solver": (c_int32, [_cfg, c_uint32]),
     "nnk_train_config_set_threads": (c_int32, [_cfg, c_size_t]),
     "nnk_train_config_set_sparse_input": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_flush_denormals": (c_int32, [_cfg, c_uint32]),
 }
 
 _lock = threading.Lock()

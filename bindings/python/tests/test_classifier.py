@@ -218,3 +218,16 @@ def test_sparse_input_modes(split):
     assert np.array_equal(c, a) or np.array_equal(c, b)
     with pytest.raises(ValueError, match="sparse_input"):
         MLPClassifier(sparse_input="bogus", max_iter=1).fit(Xz, ytr)
+
+
+def test_flush_denormals_both_modes(split):
+    Xtr, ytr, Xte, yte = split
+    kw = dict(hidden_layer_sizes=(32,), max_iter=15, random_state=1)
+    on = MLPClassifier(**kw).fit(Xtr, ytr)
+    off = MLPClassifier(flush_denormals=False, **kw).fit(Xtr, ytr)
+    assert on.get_params()["flush_denormals"] is True
+    # Only numbers below f32's smallest normal can differ between the modes.
+    np.testing.assert_allclose(on.predict_proba(Xte), off.predict_proba(Xte), atol=1e-6)
+    assert on.score(Xte, yte) > 0.9
+    with pytest.raises(TypeError):
+        MLPClassifier(flush_denormal=True)
