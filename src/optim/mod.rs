@@ -12,6 +12,14 @@
 //!   `w −= lr·m̂/(√v̂ + ε)` with bias correction `m̂ = m/(1−β1ᵗ)`, `v̂ = v/(1−β2ᵗ)`.
 //! * AdamW: Adam on `g` with decoupled decay `w −= lr·wd·w`.
 //! * RMSprop: `s = ρ·s + (1−ρ)·g'²`, `w −= lr·g'/(√s + ε)`.
+//!
+//! On AVX-512, Adam's and RMSprop's quotient `x/(√v + ε)` comes from the
+//! hardware's 14-bit estimates of `1/√v` and `1/d`, each refined by a Newton
+//! step, within 8 ulp of the IEEE square root and division (3 at most in the
+//! test's 16 Ki random lanes). IEEE `vsqrtps` and `vdivps` share one divider;
+//! with the estimates a batch-32 MNIST epoch took 0.256 s instead of 0.303 on
+//! an Intel Xeon. Other instruction sets use IEEE operations. See
+//! `simd::div_sqrt_plus`.
 
 use crate::error::{Error, Result, invalid, shape};
 use crate::par::Par;
@@ -98,14 +106,14 @@ impl Rule {
                 let m = s.mul_add_e_f32s(sp(b1), a, s.mul_f32s(sp(1.0 - b1), g2));
                 let v = s.mul_add_e_f32s(sp(b2), b, s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
                 // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
-                let upd = s.div_f32s(m, s.add_f32s(s.sqrt_f32s(v), sp(eps_t)));
+                let upd = crate::simd::div_sqrt_plus(s, m, v, eps_t);
                 let w1 = s.negate_mul_add_e_f32s(sp(decay), wv, wv);
                 (s.negate_mul_add_e_f32s(sp(lr_t), upd, w1), m, v)
             }
             Rule::RmsProp { lr, rho, eps, l2 } => {
                 let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
                 let q = s.mul_add_e_f32s(sp(rho), a, s.mul_f32s(sp(1.0 - rho), s.mul_f32s(g2, g2)));
-                let upd = s.div_f32s(g2, s.add_f32s(s.sqrt_f32s(q), sp(eps)));
+                let upd = crate::simd::div_sqrt_plus(s, g2, q, eps);
                 (s.negate_mul_add_e_f32s(sp(lr), upd, wv), q, b)
             }
         }
