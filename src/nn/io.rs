@@ -63,7 +63,7 @@ impl Mlp {
             v.extend_from_slice(&act_param(l.activation).to_le_bytes());
         }
         v.extend_from_slice(&(self.params.len() as u64).to_le_bytes());
-        for p in &self.params {
+        for p in self.params.iter() {
             v.extend_from_slice(&p.to_le_bytes());
         }
         let h = fnv1a(&v);
@@ -143,7 +143,7 @@ impl Mlp {
         }
         let mut m =
             Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| Error::Format(e.message().to_string()))?;
-        m.params = params;
+        m.params = params.into();
         Ok(m)
     }
 

@@ -5,6 +5,7 @@ use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::GemmOptions;
 use crate::ops::act::Activation;
 use crate::ops::fused::{DenseShape, dense_forward};
+use crate::simd::AlignedVec;
 use crate::simd::fp::FlushDenormals;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -70,7 +71,7 @@ pub struct Mlp {
     pub(crate) n_inputs: usize,
     pub(crate) layers: Vec<Layer>,
     pub(crate) task: Task,
-    pub(crate) params: Vec<f32>,
+    pub(crate) params: AlignedVec,
     /// Offsets of `(W, b)` of each layer in `params`.
     pub(crate) offsets: Vec<(usize, usize)>,
     /// Optimizer state kept for `warm_start` / `partial_fit`.
@@ -139,7 +140,7 @@ impl Mlp {
         if total > MAX_PARAMS {
             return Err(invalid(format!("{total} parameters exceed the limit of {MAX_PARAMS}")));
         }
-        let mut m = Mlp { n_inputs, layers, task, params: vec![0.0; total], offsets, state: None };
+        let mut m = Mlp { n_inputs, layers, task, params: AlignedVec::zeros(total), offsets, state: None };
         m.reinitialize(seed);
         Ok(m)
     }
@@ -364,7 +365,7 @@ pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Resu
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub(crate) batch: usize,
-    pub(crate) bufs: [Vec<f32>; 2],
+    pub(crate) bufs: [AlignedVec; 2],
     pub(crate) par: crate::par::Par,
     pub(crate) flush_denormals: bool,
 }
@@ -374,7 +375,7 @@ impl Workspace {
     pub fn new(model: &Mlp, batch: usize) -> Workspace {
         let mut ws = Workspace {
             batch: batch.max(1),
-            bufs: [Vec::new(), Vec::new()],
+            bufs: [AlignedVec::default(), AlignedVec::default()],
             par: crate::par::Par::Default,
             flush_denormals: true,
         };
@@ -400,7 +401,8 @@ impl Workspace {
         let widest = model.layers.iter().map(|l| l.units).max().unwrap_or(1);
         for v in &mut self.bufs {
             if v.len() < b * widest {
-                v.resize(b * widest, 0.0);
+                // Scratch only: nothing in it outlives a call.
+                *v = AlignedVec::zeros(b * widest);
             }
         }
     }

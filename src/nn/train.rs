@@ -12,6 +12,7 @@ use crate::ops::fused::{
 use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
 use crate::optim::{AdamParams, StepRule, clip_grad_norm};
 use crate::par::Par;
+use crate::simd::AlignedVec;
 use crate::simd::fp::FlushDenormals;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -326,8 +327,8 @@ pub struct History {
 /// Optimizer state kept between `fit` calls for `warm_start`/`partial_fit`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OptState {
-    s1: Vec<f32>,
-    s2: Vec<f32>,
+    s1: AlignedVec,
+    s2: AlignedVec,
     t: u64,
     samples_seen: u64,
     lr: f32,
@@ -336,16 +337,16 @@ pub struct OptState {
 /// Buffers sized once per fit: no allocation per batch.
 struct TrainBufs {
     /// The batch's inputs, dense (empty when sparse).
-    xb: Vec<f32>,
+    xb: AlignedVec,
     /// The batch's inputs as nonzeros, and their transpose (sparse only).
     sparse: Option<(SparseRows, SparseRows)>,
     yl: Vec<u32>,
     yd: Vec<f32>,
-    z: Vec<Vec<f32>>,
-    a: Vec<Vec<f32>>,
-    da: Vec<Vec<f32>>,
-    dz: Vec<f32>,
-    grad: Vec<f32>,
+    z: Vec<AlignedVec>,
+    a: Vec<AlignedVec>,
+    da: Vec<AlignedVec>,
+    dz: AlignedVec,
+    grad: AlignedVec,
 }
 
 /// Validation data given explicitly.
@@ -451,8 +452,8 @@ impl Mlp {
         let mut bufs = self.train_buffers(batch, sparse.then_some((x, n_samples)))?;
         let n_par = self.params.len();
         let mut state = self.state.take().filter(|s| s.s1.len() == n_par || s.s1.is_empty()).unwrap_or(OptState {
-            s1: Vec::new(),
-            s2: Vec::new(),
+            s1: AlignedVec::default(),
+            s2: AlignedVec::default(),
             t: 0,
             samples_seen: 0,
             lr: cfg.learning_rate_init,
@@ -460,15 +461,15 @@ impl Mlp {
         let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
             || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
         if need_s1 && state.s1.len() != n_par {
-            state.s1 = vec![0.0; n_par];
+            state.s1 = AlignedVec::zeros(n_par);
         }
         if matches!(cfg.solver, Solver::Adam | Solver::AdamW) && state.s2.len() != n_par {
-            state.s2 = vec![0.0; n_par];
+            state.s2 = AlignedVec::zeros(n_par);
         }
         let mut rng = StdRng::seed_from_u64(cfg.random_state);
         let mut hist = History { best_loss: f64::INFINITY, ..Default::default() };
         let mut best_score = f64::NEG_INFINITY;
-        let mut best_params: Option<Vec<f32>> = None;
+        let mut best_params: Option<AlignedVec> = None;
         let mut no_improve = 0usize;
         let opts = GemmOptions { par: cfg.par, ..Default::default() };
         // Weights and optimizer state at the start of the epoch, restored if
@@ -662,15 +663,15 @@ impl Mlp {
             None
         };
         Ok(TrainBufs {
-            xb: if sparse.is_some() { Vec::new() } else { vec![0.0; batch * self.n_inputs] },
+            xb: if sparse.is_some() { AlignedVec::default() } else { AlignedVec::zeros(batch * self.n_inputs) },
             sparse,
             yl: vec![0; batch],
             yd: vec![0.0; batch * k],
-            z: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
-            a: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
-            da: self.layers.iter().map(|l| vec![0.0; batch * l.units]).collect(),
-            dz: vec![0.0; batch * widest],
-            grad: vec![0.0; self.params.len()],
+            z: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
+            a: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
+            da: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
+            dz: AlignedVec::zeros(batch * widest),
+            grad: AlignedVec::zeros(self.params.len()),
         })
     }
 

@@ -10,9 +10,12 @@
 //! Everything reachable from a `with_simd` body must be `#[inline(always)]`,
 //! otherwise it leaves the target-feature region and runs as scalar code.
 
+mod aligned;
 pub mod fp;
 pub mod math;
 pub mod reduce;
+
+pub use aligned::AlignedVec;
 
 use pulp::{Simd, WithSimd};
 use std::sync::OnceLock;
