@@ -841,7 +841,8 @@ fn first_non_finite_matches_scalar_scan() {
 #[test]
 fn optimizer_steps_same_bits_any_thread_count() {
     use nnkern::optim::{adam_step_par, adamw_step_par, rmsprop_step_par, sgd_step_par};
-    let n = 200_003;
+    // Four tasks of at least 128 Ki elements each, and a remainder.
+    let n = 600_003;
     let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 1e-3).collect();
     let g: Vec<f32> = (0..n).map(|i| ((i * 91 % 997) as f32 - 498.0) * 1e-4).collect();
     let p = AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };

@@ -259,7 +259,7 @@ fn direct_sliced_and_blocked_loops_give_the_same_bits() {
     // k = 300 rows of B. 240 columns (288 KiB): blocked. 45 and 100 columns
     // (padded: 57 to 134 KiB): sliced. 8 columns (at most 19 KiB): direct.
     // The same with 8 or 16 lanes. 301 rows of C: an odd one after the
-    // pairs, and enough work for three threads from 45 columns on.
+    // pairs, and enough work for three threads from 100 columns on.
     let (m, k, wide) = (301usize, 300usize, 240usize);
     let x = rng.sparse(m * k, 0.2);
     let s = SparseRows::from_dense(&x, m, k).unwrap();

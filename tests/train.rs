@@ -324,8 +324,9 @@ fn concurrent_predictions_share_one_model() {
 }
 
 /// MNIST-shaped synthetic data (784 inputs, 10 classes): large enough that the
-/// GEMMs (256×784·784×128) and the optimizer (101 770 parameters) really run on
-/// several threads, which the digits-sized test above does not.
+/// first layer's products (256×784·784×128, dense or sparse) really run on
+/// several threads, which the digits-sized test above does not (the optimizer
+/// splits from 256 Ki parameters: `ops_ref`'s test covers it).
 #[test]
 fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
     let (n, d) = (600usize, 784usize);
@@ -342,7 +343,7 @@ fn same_bits_for_threads(x: &[f32], n: usize, d: usize, sparse_input: SparseInpu
     let mut base: Option<(Vec<f32>, Vec<f64>)> = None;
     for t in [1usize, 2, 4] {
         let mut m = Mlp::new(d, &[relu(128)], 10, Task::MultiClass, 5).unwrap();
-        assert!(m.params().len() > 2 * 32768, "the optimizer must split");
+
         let cfg = TrainConfig {
             batch_size: 256,
             max_iter: 2,

@@ -47,8 +47,11 @@ unsafe impl<T: Send> Send for Problem<T> {}
 // SAFETY: as above.
 unsafe impl<T: Sync> Sync for Problem<T> {}
 
-/// Minimum floating-point work (2·m·n·k) per thread before a call goes parallel.
-pub(crate) const MIN_FLOPS_PER_THREAD: usize = 1 << 19;
+/// Minimum floating-point work (2·m·n·k) per thread before a call goes
+/// parallel: 1 Mi flops, about 10–20 µs, comparable to waking a pool thread on
+/// a virtual machine (with 512 Ki, a batch-32 MNIST epoch on two threads took
+/// 0.39 s against 0.24 on one; the sparse products use the same bound).
+pub(crate) const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
 
 impl<T: Real> Problem<T> {
     /// The same product with C transposed: `Cᵀ = Bᵀ·Aᵀ`.
