@@ -8,9 +8,9 @@
 //!   dimension, so every result is bit-identical for any thread count.
 //! * A call made from inside a worker of a rayon pool (ours or the caller's) runs
 //!   serially: pools are never nested.
-//! * Workers run each task in the subnormal mode of the thread that handed it
-//!   out ([`crate::simd::fp`]), so that mode, too, leaves results independent of
-//!   the thread count.
+//! * Workers run each task in the subnormal mode (FTZ and DAZ) of the thread
+//!   that handed it out ([`crate::simd::fp`]), so that mode, too, leaves
+//!   results independent of the thread count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -112,12 +112,12 @@ pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
     }
     let p = pool(tasks - 1);
     let f = &f;
-    let flush = crate::simd::fp::flushing();
+    let mode = crate::simd::fp::mode();
     // The caller's thread takes task 0, the pool's workers the rest.
     p.in_place_scope(|s| {
         for t in 1..tasks {
             s.spawn(move |_| {
-                let _mode = crate::simd::fp::FlushDenormals::new(flush);
+                let _mode = crate::simd::fp::FlushDenormals::with_mode(mode);
                 f(t)
             });
         }
@@ -128,16 +128,16 @@ pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::fp::{FlushDenormals, flushing};
+    use crate::simd::fp::{FlushDenormals, Mode, mode};
     use std::sync::Mutex;
 
     /// Each task reports its thread's mode; the workers must take the caller's.
-    fn modes(tasks: usize) -> Vec<bool> {
+    fn modes(tasks: usize) -> Vec<Mode> {
         let seen = Mutex::new(vec![None; tasks]);
         run_tasks(tasks, |t| {
             // Slow enough that several workers take part.
             std::thread::sleep(std::time::Duration::from_millis(2));
-            seen.lock().unwrap()[t] = Some(flushing());
+            seen.lock().unwrap()[t] = Some(mode());
         });
         seen.into_inner().unwrap().into_iter().map(|m| m.expect("every task ran")).collect()
     }
@@ -146,8 +146,8 @@ mod tests {
     fn workers_take_the_callers_subnormal_mode() {
         for on in [true, false, true] {
             let _g = FlushDenormals::new(on);
-            let want = flushing();
-            assert_eq!(modes(4), vec![want; 4], "caller flushing = {want}");
+            let want = mode();
+            assert_eq!(modes(4), vec![want; 4], "caller flushing = {on}");
         }
     }
 }

@@ -320,8 +320,8 @@ pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_con
 /// numbers to zero: 1 (default) or 0 (IEEE gradual underflow). See
 /// `TrainConfig::flush_denormals`: on x86-64 Intel cores, Adam under L2
 /// otherwise runs several times slower once unused weights turn subnormal.
-/// The calling thread's own mode is restored when the fit returns;
-/// `nnk_mlp_predict_*` always flush.
+/// The calling thread's own mode is restored when the fit returns; the
+/// epoch callback runs in the fit's mode. `nnk_mlp_predict_*` always flush.
 ///
 /// # Safety
 /// `c` is a live config.

@@ -188,13 +188,14 @@ pub struct TrainConfig {
     /// give the same results up to the rounding of the sums, both
     /// reproducible for a seed and independent of the thread count.
     pub sparse_input: SparseInput,
-    /// Flush subnormal numbers to zero while training, validating and
+    /// Flush subnormal results to zero while training, validating and
     /// predicting inside `fit` (true; not in scikit-learn). On x86-64 this
     /// avoids a microcode assist per subnormal operand, which Adam under L2
     /// otherwise meets on every step for the weights of always-zero inputs
     /// (3.6× slower MNIST epochs at batch 32 on a Xeon). TensorFlow and XLA
-    /// (JAX) flush too. Only numbers below `f32::MIN_POSITIVE` in magnitude
-    /// change; the caller's own mode is restored when `fit` returns, and the
+    /// (JAX) flush too. Results below `f32::MIN_POSITIVE` in magnitude become
+    /// zero, so the trained weights can differ slightly from those trained
+    /// without it. The caller's own mode is restored when `fit` returns; the
     /// per-epoch callback runs in this mode. See [`crate::simd::fp`].
     pub flush_denormals: bool,
 }

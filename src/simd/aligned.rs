@@ -13,6 +13,10 @@
 //! then never follows a store whose address differs by a multiple of 4 KiB,
 //! which the core would first take for the same address ("4K aliasing";
 //! with heap offsets the same build's epoch still moved by 7%).
+//!
+//! Inside a buffer, alignment is the caller's: the trainer's flat parameter
+//! buffer starts on a page, and so does the first layer's weight block, but
+//! later blocks start where the model file's layout puts them.
 
 use std::ops::{Deref, DerefMut};
 
@@ -80,6 +84,15 @@ impl Clone for AlignedVec {
     fn clone(&self) -> AlignedVec {
         AlignedVec::from_slice(self)
     }
+
+    /// Copies in place when the lengths agree (no allocation).
+    fn clone_from(&mut self, source: &AlignedVec) {
+        if self.len == source.len {
+            self.copy_from_slice(source);
+        } else {
+            *self = source.clone();
+        }
+    }
 }
 
 impl From<Vec<f32>> for AlignedVec {
@@ -118,6 +131,13 @@ mod tests {
             let c = v.clone();
             assert_eq!(c.as_ptr() as usize % align, 0);
             assert_eq!(c, v);
+            let mut d = AlignedVec::zeros(n);
+            let at = d.as_ptr();
+            d.clone_from(&v);
+            assert_eq!((d.as_ptr(), &d), (at, &v), "clone_from copies in place");
+            let mut e = AlignedVec::zeros(n + 1);
+            e.clone_from(&v);
+            assert_eq!(e, v);
             let w = AlignedVec::from((0..n).map(|i| i as f32).collect::<Vec<_>>());
             assert_eq!(w, v);
             assert_eq!(format!("{w:?}"), format!("{:?}", (0..n).map(|i| i as f32).collect::<Vec<_>>()));

@@ -10,23 +10,29 @@
 //! was measured on, a batch-32 MNIST epoch took 1.12 s with gradual
 //! underflow and 0.31 s with subnormals flushed, the same test accuracy.
 //!
-//! [`FlushDenormals`] sets, for its lifetime, flush-to-zero and
-//! denormals-are-zero (MXCSR's FTZ and DAZ bits) on the calling thread, and
-//! puts the previous mode back when dropped (also on unwinding). TensorFlow
-//! and XLA run their CPU kernels in this mode. nnkern's trainer does by
-//! default (`TrainConfig::flush_denormals`, `Workspace::with_flush_denormals`),
-//! and its worker threads take the mode of the thread that hands them work,
-//! so results stay independent of the thread count in either mode.
+//! [`FlushDenormals`] sets, for its lifetime, flush-to-zero (MXCSR's FTZ
+//! bit) on the calling thread: a result below `f32::MIN_POSITIVE` in
+//! magnitude becomes zero, so no new subnormal arises, and none reaches the
+//! weights. It puts the previous mode back when dropped (also on unwinding).
+//! TensorFlow and XLA flush in their CPU kernels; nnkern's trainer does by
+//! default (`TrainConfig::flush_denormals`, `Workspace::with_flush_denormals`).
+//! Its worker threads take the FTZ and DAZ bits of the thread that hands them
+//! work, so results stay independent of the thread count in any mode.
+//! Subnormal *inputs* (DAZ) are left alone: a caller's data are read as given.
 //!
 //! On targets other than x86-64 this is a no-op: AArch64 cores (NEON) handle
 //! subnormals in hardware at or near full speed, and [`flushing`] reports
 //! `false` there.
 //!
-//! Rust's own model assumes the default floating-point environment: a value
-//! the compiler folds at build time, or an operation it moves across the
-//! switch, keeps gradual underflow. That decides, at most, whether a number
-//! below `f32::MIN_POSITIVE` is kept or flushed to zero; no nnkern result
-//! depends on which, and a given binary always takes the same choice.
+//! Rust assumes the default floating-point environment. Its documentation
+//! (`_mm_setcsr`) names the exception masks, the rounding mode and DAZ as
+//! undefined behaviour to change; this module changes none of them, only FTZ,
+//! and copies a caller's existing DAZ bit to the pool's workers. What FTZ
+//! leaves to the compiler: an expression it folds at build time, or moves
+//! across the switch, keeps gradual underflow, so such a result may stay
+//! subnormal where the same operation at run time gives zero. Both are valid
+//! approximations; the trainer's results are still reproducible for a build
+//! and a seed, and independent of the thread count.
 
 use std::marker::PhantomData;
 
@@ -35,12 +41,6 @@ mod imp {
     /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags.
     const FTZ: u32 = 1 << 15;
     const DAZ: u32 = 1 << 6;
-
-    /// The flags this CPU takes: DAZ is missing on the oldest x86-64 cores
-    /// (and setting an unsupported MXCSR bit faults); every core with AVX has it.
-    fn bits() -> u32 {
-        if std::arch::is_x86_feature_detected!("avx") { FTZ | DAZ } else { FTZ }
-    }
 
     fn read() -> u32 {
         let mut v: u32 = 0;
@@ -54,10 +54,11 @@ mod imp {
 
     fn write(v: u32) {
         // SAFETY: `ldmxcsr` loads MXCSR from the local `v`. Callers change
-        // only the FTZ and DAZ bits of a value just read, and only to bits
-        // this CPU supports (`bits`), so it cannot fault. Exceptions stay
-        // masked and the rounding mode stays as it was. See the module doc
-        // for what the switch means to the compiler's model.
+        // only the FTZ bit of a value just read (FTZ exists on every x86-64
+        // core), or copy FTZ and DAZ from another thread's MXCSR, where they
+        // were set already: neither faults. The exception masks and the
+        // rounding mode stay as they were. See the module doc for what the
+        // switch means to the compiler's model.
         unsafe {
             core::arch::asm!("ldmxcsr [{}]", in(reg) &v as *const u32, options(nostack, preserves_flags, readonly));
         }
@@ -67,15 +68,29 @@ mod imp {
         read() & FTZ != 0
     }
 
-    /// Sets the mode; returns the previous flag bits to restore.
-    pub(super) fn set(on: bool) -> Option<u32> {
+    /// The FTZ and DAZ bits now in force.
+    pub(super) fn mode() -> u32 {
+        read() & (FTZ | DAZ)
+    }
+
+    /// Sets the bits of `mask` to those of `bits`; returns the previous FTZ
+    /// and DAZ bits to restore, or `None` when nothing changed.
+    pub(super) fn set(bits: u32, mask: u32) -> Option<u32> {
         let cur = read();
-        let want = if on { bits() } else { 0 };
-        if cur & (FTZ | DAZ) == want {
+        let new = (cur & !mask) | (bits & mask);
+        if new == cur {
             return None;
         }
-        write((cur & !(FTZ | DAZ)) | want);
+        write(new);
         Some(cur & (FTZ | DAZ))
+    }
+
+    pub(super) fn set_flush(on: bool) -> Option<u32> {
+        set(if on { FTZ } else { 0 }, FTZ)
+    }
+
+    pub(super) fn set_mode(bits: u32) -> Option<u32> {
+        set(bits, FTZ | DAZ)
     }
 
     pub(super) fn restore(prev: u32) {
@@ -88,7 +103,13 @@ mod imp {
     pub(super) fn flushing() -> bool {
         false
     }
-    pub(super) fn set(_on: bool) -> Option<u32> {
+    pub(super) fn mode() -> u32 {
+        0
+    }
+    pub(super) fn set_flush(_on: bool) -> Option<u32> {
+        None
+    }
+    pub(super) fn set_mode(_bits: u32) -> Option<u32> {
         None
     }
     pub(super) fn restore(_prev: u32) {}
@@ -100,10 +121,11 @@ pub fn flushing() -> bool {
     imp::flushing()
 }
 
-/// While alive, the calling thread flushes subnormal inputs and results to
-/// zero (`on = true`) or keeps IEEE gradual underflow (`on = false`); dropping
-/// it restores the mode it found. Guards nest. It is not `Send`: it must be
-/// dropped on the thread that made it.
+/// While alive, the calling thread flushes subnormal results to zero
+/// (`on = true`) or keeps IEEE gradual underflow (`on = false`); dropping it
+/// restores the mode it found. Guards nest when dropped in reverse order of
+/// creation (as scopes do; `mem::forget` on one leaves its mode in force). It
+/// is not `Send`: it must be dropped on the thread that made it.
 #[must_use = "the mode is restored as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct FlushDenormals {
@@ -115,8 +137,23 @@ impl FlushDenormals {
     /// Sets the calling thread's mode (a no-op off x86-64, or when the thread
     /// is in that mode already).
     pub fn new(on: bool) -> FlushDenormals {
-        FlushDenormals { prev: imp::set(on), _not_send: PhantomData }
+        FlushDenormals { prev: imp::set_flush(on), _not_send: PhantomData }
     }
+
+    /// Copies the whole subnormal mode (FTZ and DAZ) of another thread, as
+    /// [`mode`] read it: the pool's workers run each task in its caller's.
+    pub(crate) fn with_mode(m: Mode) -> FlushDenormals {
+        FlushDenormals { prev: imp::set_mode(m.0), _not_send: PhantomData }
+    }
+}
+
+/// A thread's subnormal mode (its FTZ and DAZ bits), to hand to another thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mode(u32);
+
+/// The calling thread's subnormal mode.
+pub(crate) fn mode() -> Mode {
+    Mode(imp::mode())
 }
 
 impl Drop for FlushDenormals {
@@ -158,18 +195,31 @@ mod tests {
 
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn flushed_results_and_inputs_are_zero() {
+    fn flushed_results_are_zero_and_inputs_kept() {
         let sub = black_box(f32::from_bits(1 << 20));
         assert!(sub.is_subnormal());
         {
             let _g = FlushDenormals::new(true);
             assert_eq!(tiny_product(), 0.0, "FTZ: a subnormal result is zero");
-            if std::arch::is_x86_feature_detected!("avx") {
-                assert_eq!(black_box(sub) * black_box(1.0f32), 0.0, "DAZ: a subnormal input is zero");
-            }
+            assert_eq!(black_box(sub) + black_box(1.0f32), 1.0);
+            // 2⁻¹²⁹ · 2¹⁰ = 2⁻¹¹⁹, a normal result from a subnormal input.
+            assert_eq!(black_box(sub) * black_box(1024.0f32), 2f32.powi(-119), "no DAZ: the input is read");
         }
         assert!(tiny_product().is_subnormal(), "gradual underflow again after the guard");
-        assert_eq!(black_box(sub) * black_box(1.0f32), sub);
+        assert_eq!(black_box(sub) * black_box(1024.0f32), 2f32.powi(-119));
+    }
+
+    #[test]
+    fn a_copied_mode_is_restored() {
+        let before = mode();
+        {
+            let _on = FlushDenormals::new(true);
+            let flushing_mode = mode();
+            drop(_on);
+            let _copy = FlushDenormals::with_mode(flushing_mode);
+            assert_eq!(mode(), flushing_mode);
+        }
+        assert_eq!(mode(), before);
     }
 
     #[test]

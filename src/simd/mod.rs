@@ -317,14 +317,16 @@ pub(crate) fn store_tail<S: Simd>(s: S, y: &mut [f32], v: S::f32s) {
     unsafe { f32::store_partial(s, y.as_mut_ptr(), y.len(), v) }
 }
 
-/// The smallest `eps` for which [`div_sqrt_plus`] takes its AVX-512 estimate
-/// path: `√v + eps` then stays a normal number whose reciprocal neither
-/// overflows nor goes subnormal.
+/// The range of `eps` in which [`div_sqrt_plus`] takes its AVX-512 estimate
+/// path: `d = √v + eps` (with `√v` below 2⁶⁴) then stays between 1e-30 and
+/// 1e30, so `1/d` neither overflows nor goes subnormal.
 pub(crate) const DIV_SQRT_FAST_EPS: f32 = 1e-30;
+/// See [`DIV_SQRT_FAST_EPS`].
+pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 
 /// `num / (√v + eps)` per lane: Adam's and RMSprop's step.
 ///
-/// With pulp's AVX-512 token (and `eps ≥ DIV_SQRT_FAST_EPS`), the square
+/// With pulp's AVX-512 token (and `eps` within `DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX`), the square
 /// root and the division come from the 14-bit hardware estimates
 /// (`vrsqrt14ps`, `vrcp14ps`), each refined by one Newton step on the FMA
 /// units, where IEEE `vsqrtps` and `vdivps` on 512-bit vectors share a divider
@@ -332,9 +334,10 @@ pub(crate) const DIV_SQRT_FAST_EPS: f32 = 1e-30;
 /// of `num / (√v + eps)` computed with IEEE operations (at most 3 ulp seen in
 /// `tests::div_sqrt_plus_estimates_stay_within_8_ulp`); `√0` is exact. A vector with any lane outside `{0} ∪ [f32::MIN_POSITIVE, ∞)`
 /// (subnormal, negative, infinite, NaN) takes the IEEE path whole, so every
-/// special value behaves as IEEE prescribes. Every other token computes with
-/// IEEE `sqrt` and division. Either way the result depends only on the
-/// inputs, never on threads or position.
+/// special value behaves as IEEE prescribes; a lane's bits can therefore
+/// depend on the other lanes of its vector (the optimizer's thread tasks
+/// start at multiples of 64 elements, so never on the thread count). Every
+/// other token computes with IEEE `sqrt` and division.
 #[inline(always)]
 pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
@@ -343,7 +346,7 @@ pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -
         use core::arch::x86_64::*;
         if TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>()
             && core::mem::size_of::<S::f32s>() == 64
-            && eps >= DIV_SQRT_FAST_EPS
+            && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps)
         {
             // SAFETY: `S` is pulp's V4, whose token exists only once AVX-512F
             // was detected; its f32 vector is 64 bytes, the layout of
@@ -655,29 +658,34 @@ mod tests {
             seed
         };
         let n = 1 << 14;
-        // v over the whole normal range (and zeros), num of both signs.
+        // v over the whole finite normal range (and zeros), num of both signs.
         let mut v: Vec<f32> = (0..n)
             .map(|_| {
                 let r = rnd();
                 if r % 17 == 0 {
                     0.0
                 } else {
-                    f32::from_bits(0x0080_0000 + (r >> 40) as u32 % (0x7f00_0000 - 0x0080_0000))
+                    f32::from_bits(0x0080_0000 + (r >> 32) as u32 % (0x7f80_0000 - 0x0080_0000))
                 }
             })
             .collect();
+        v[5] = f32::MAX;
+        v[6] = f32::MIN_POSITIVE;
+        assert!(v.iter().any(|&x| x > 1e30) && v.iter().any(|&x| x > 0.0 && x < 1e-30));
         let num: Vec<f32> = (0..n).map(|_| (rnd() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).collect();
         // One special value in each of a few vectors.
         let specials = [f32::from_bits(1), f32::MIN_POSITIVE / 2.0, -1.0, -0.0, f32::INFINITY, f32::NAN];
         for (j, &x) in specials.iter().enumerate() {
             v[64 * j + 3] = x;
         }
-        for &eps in &[1e-8f32, 3.2e-10, DIV_SQRT_FAST_EPS, 1e-31, 0.5] {
+        for &eps in &[1e-8f32, 3.2e-10, DIV_SQRT_FAST_EPS, 1e-31, 0.5, DIV_SQRT_FAST_EPS_MAX, 2e30] {
             let want: Vec<f32> = num.iter().zip(&v).map(|(&a, &b)| a / (b.sqrt() + eps)).collect();
             for &isa in Isa::all().iter().filter(|i| i.is_available()) {
                 let mut got = vec![0.0f32; n];
                 isa.dispatch(Op(&num, &v, eps, &mut got));
-                let estimate = isa.name() == "avx512" && eps >= DIV_SQRT_FAST_EPS;
+                let estimate = isa.name() == "avx512" && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps);
+                let differ = got.iter().zip(&want).filter(|(g, w)| g.to_bits() != w.to_bits()).count();
+                assert!(!estimate || differ > 0, "eps {eps}: the estimate path never ran");
                 for i in 0..n {
                     let (g, w) = (got[i], want[i]);
                     let special = !(v[i] == 0.0 || (v[i] >= f32::MIN_POSITIVE && v[i].is_finite()));
