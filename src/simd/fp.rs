@@ -39,7 +39,7 @@ use std::marker::PhantomData;
 #[cfg(target_arch = "x86_64")]
 mod imp {
     /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags.
-    const FTZ: u32 = 1 << 15;
+    pub(super) const FTZ: u32 = 1 << 15;
     const DAZ: u32 = 1 << 6;
 
     fn read() -> u32 {
@@ -52,73 +52,41 @@ mod imp {
         v
     }
 
-    fn write(v: u32) {
-        // SAFETY: `ldmxcsr` loads MXCSR from the local `v`. Callers change
-        // only the FTZ bit of a value just read (FTZ exists on every x86-64
-        // core), or copy FTZ and DAZ from another thread's MXCSR, where they
-        // were set already: neither faults. The exception masks and the
-        // rounding mode stay as they were. See the module doc for what the
-        // switch means to the compiler's model.
-        unsafe {
-            core::arch::asm!("ldmxcsr [{}]", in(reg) &v as *const u32, options(nostack, preserves_flags, readonly));
-        }
-    }
-
-    pub(super) fn flushing() -> bool {
-        read() & FTZ != 0
-    }
-
     /// The FTZ and DAZ bits now in force.
     pub(super) fn mode() -> u32 {
         read() & (FTZ | DAZ)
     }
 
-    /// Sets the bits of `mask` to those of `bits`; returns the previous FTZ
-    /// and DAZ bits to restore, or `None` when nothing changed.
-    pub(super) fn set(bits: u32, mask: u32) -> Option<u32> {
-        let cur = read();
-        let new = (cur & !mask) | (bits & mask);
-        if new == cur {
-            return None;
+    /// Replaces the FTZ and DAZ bits with those of `bits`, keeping the rest.
+    pub(super) fn set_mode(bits: u32) {
+        let v = (read() & !(FTZ | DAZ)) | (bits & (FTZ | DAZ));
+        // SAFETY: `ldmxcsr` loads MXCSR from the local `v`: the value just
+        // read with only FTZ and DAZ replaced. Callers pass a mode read on
+        // this or another thread (where those bits were accepted already)
+        // with at most FTZ changed, and FTZ exists on every x86-64 core, so it
+        // cannot fault. The exception masks and the rounding mode stay as
+        // they were. See the module doc for what the switch means to the
+        // compiler's model.
+        unsafe {
+            core::arch::asm!("ldmxcsr [{}]", in(reg) &v as *const u32, options(nostack, preserves_flags, readonly));
         }
-        write(new);
-        Some(cur & (FTZ | DAZ))
-    }
-
-    pub(super) fn set_flush(on: bool) -> Option<u32> {
-        set(if on { FTZ } else { 0 }, FTZ)
-    }
-
-    pub(super) fn set_mode(bits: u32) -> Option<u32> {
-        set(bits, FTZ | DAZ)
-    }
-
-    pub(super) fn restore(prev: u32) {
-        write((read() & !(FTZ | DAZ)) | prev);
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    pub(super) fn flushing() -> bool {
-        false
-    }
+    /// No flush bit to set: every mode is the IEEE default.
+    pub(super) const FTZ: u32 = 0;
     pub(super) fn mode() -> u32 {
         0
     }
-    pub(super) fn set_flush(_on: bool) -> Option<u32> {
-        None
-    }
-    pub(super) fn set_mode(_bits: u32) -> Option<u32> {
-        None
-    }
-    pub(super) fn restore(_prev: u32) {}
+    pub(super) fn set_mode(_bits: u32) {}
 }
 
 /// Whether the calling thread flushes subnormal numbers to zero now
 /// (always `false` off x86-64).
 pub fn flushing() -> bool {
-    imp::flushing()
+    imp::mode() & imp::FTZ != 0
 }
 
 /// While alive, the calling thread flushes subnormal results to zero
@@ -137,13 +105,23 @@ impl FlushDenormals {
     /// Sets the calling thread's mode (a no-op off x86-64, or when the thread
     /// is in that mode already).
     pub fn new(on: bool) -> FlushDenormals {
-        FlushDenormals { prev: imp::set_flush(on), _not_send: PhantomData }
+        let cur = imp::mode();
+        FlushDenormals::switch(cur, if on { cur | imp::FTZ } else { cur & !imp::FTZ })
     }
 
     /// Copies the whole subnormal mode (FTZ and DAZ) of another thread, as
     /// [`mode`] read it: the pool's workers run each task in its caller's.
     pub(crate) fn with_mode(m: Mode) -> FlushDenormals {
-        FlushDenormals { prev: imp::set_mode(m.0), _not_send: PhantomData }
+        FlushDenormals::switch(imp::mode(), m.0)
+    }
+
+    /// Goes from mode `cur` to `want`, remembering `cur` if they differ.
+    fn switch(cur: u32, want: u32) -> FlushDenormals {
+        let prev = (cur != want).then(|| {
+            imp::set_mode(want);
+            cur
+        });
+        FlushDenormals { prev, _not_send: PhantomData }
     }
 }
 
@@ -159,7 +137,7 @@ pub(crate) fn mode() -> Mode {
 impl Drop for FlushDenormals {
     fn drop(&mut self) {
         if let Some(p) = self.prev {
-            imp::restore(p);
+            imp::set_mode(p);
         }
     }
 }
