@@ -125,6 +125,16 @@ pub(crate) fn boundary(f: impl FnOnce() -> crate::Result<()>) -> i32 {
     }
 }
 
+/// A C boolean flag: 0 or 1, anything else an error naming `name` (C gives
+/// no guarantee that an integer is a valid Rust `bool`).
+pub(crate) fn flag(x: u32, name: &str) -> crate::Result<bool> {
+    match x {
+        0 => Ok(false),
+        1 => Ok(true),
+        x => Err(Error::InvalidArgument(format!("{name} must be 0 or 1, got {x}"))),
+    }
+}
+
 /// Checks a pointer the callee will read `len` elements through: NULL is allowed
 /// only for `len == 0`; misalignment and an extent beyond `isize::MAX` bytes are errors.
 pub(crate) fn check_ptr<T>(p: *const T, len: usize, name: &str) -> crate::Result<()> {

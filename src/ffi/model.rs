@@ -11,7 +11,7 @@
 // The C names are the type names (one grep finds both sides).
 #![allow(non_camel_case_types)]
 
-use super::{boundary, check_ptr};
+use super::{boundary, check_ptr, flag};
 use crate::error::{Error, Result};
 use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
 use crate::ops::act::Activation;
@@ -328,11 +328,7 @@ pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_con
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_flush_denormals(c: *mut nnk_train_config, on: u32) -> i32 {
     with_config(c, |c| {
-        c.cfg.flush_denormals = match on {
-            0 => false,
-            1 => true,
-            x => return Err(Error::InvalidArgument(format!("flush_denormals must be 0 or 1, got {x}"))),
-        };
+        c.cfg.flush_denormals = flag(on, "flush_denormals")?;
         Ok(())
     })
 }
@@ -359,11 +355,7 @@ pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config,
         if !(0.0..1.0).contains(&momentum) {
             return Err(Error::InvalidArgument(format!("momentum {momentum} must be in [0, 1)")));
         }
-        c.cfg.nesterovs_momentum = match nesterov {
-            0 => false,
-            1 => true,
-            x => return Err(Error::InvalidArgument(format!("nesterov must be 0 or 1, got {x}"))),
-        };
+        c.cfg.nesterovs_momentum = flag(nesterov, "nesterov")?;
         c.cfg.momentum = momentum as f32;
         Ok(())
     })
@@ -408,11 +400,7 @@ pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
     tol: f64,
 ) -> i32 {
     with_config(c, |c| {
-        let on = match enable {
-            0 => false,
-            1 => true,
-            x => return Err(Error::InvalidArgument(format!("enable must be 0 or 1, got {x}"))),
-        };
+        let on = flag(enable, "enable")?;
         if on && !(validation_fraction > 0.0 && validation_fraction < 1.0) {
             return Err(Error::InvalidArgument("validation_fraction must be in (0, 1)".into()));
         }

@@ -1,7 +1,7 @@
 //! C entry points of the kernels: vector math, activations, fused dense
 //! steps, softmax cross-entropy and optimizer steps (f32, row-major, contiguous).
 
-use super::{boundary, check_ptr, overlaps};
+use super::{boundary, check_ptr, flag, overlaps};
 use crate::error::{Error, Result};
 use crate::gemm::GemmOptions;
 use crate::ops::act::{Activation, activation_backward, activation_forward};
@@ -423,11 +423,7 @@ pub unsafe extern "C" fn nnk_sgd_step(
     l2: f32,
 ) -> i32 {
     boundary(|| {
-        let nesterov = match nesterov {
-            0 => false,
-            1 => true,
-            x => return Err(Error::InvalidArgument(format!("nesterov must be 0 or 1, got {x}"))),
-        };
+        let nesterov = flag(nesterov, "nesterov")?;
         let nv = if momentum > 0.0 { n } else { 0 };
         no_overlap(&[(w, n, "w"), (velocity, nv, "velocity")], &[(g, n, "g")])?;
         // SAFETY: checked; disjoint.
