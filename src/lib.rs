@@ -33,6 +33,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod par;
+pub(crate) mod ptr;
 pub mod simd;
 
 pub use error::{Error, Result};

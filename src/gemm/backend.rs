@@ -74,7 +74,7 @@ macro_rules! impl_elem {
                 // accepts any strides and does not read C when beta == 0.
                 unsafe {
                     matrixmultiply::$mm(
-                        p.m, p.k, p.n, p.alpha, p.a, p.rsa, p.csa, p.b, p.rsb, p.csb, beta, p.c, p.rsc, p.csc,
+                        p.m, p.k, p.n, p.alpha, p.a.get(), p.rsa, p.csa, p.b.get(), p.rsb, p.csb, beta, p.c.get(), p.rsc, p.csc,
                     )
                 }
             }
@@ -94,12 +94,12 @@ macro_rules! impl_elem {
                             l.n,
                             l.k,
                             p.alpha,
-                            p.a,
+                            p.a.get(),
                             l.lda,
-                            p.b,
+                            p.b.get(),
                             l.ldb,
                             p.beta.unwrap_or(0.0),
-                            p.c,
+                            p.c.get(),
                             l.ldc,
                         )
                     };

@@ -14,6 +14,7 @@
 use super::kernel::{Epilogue, Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
 use super::pack::{pack_a, pack_b};
 use super::params::Params;
+use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
 use std::cell::RefCell;
@@ -26,14 +27,15 @@ pub(crate) struct Problem<T> {
     pub n: usize,
     pub k: usize,
     pub alpha: T,
-    pub a: *const T,
+    pub a: ConstPtr<T>,
     pub rsa: isize,
     pub csa: isize,
-    pub b: *const T,
+    pub b: ConstPtr<T>,
     pub rsb: isize,
     pub csb: isize,
     pub beta: Option<T>,
-    pub c: *mut T,
+    /// From C's exclusive borrow; the call's threads write disjoint blocks.
+    pub c: MutPtr<T>,
     pub rsc: isize,
     pub csc: isize,
     /// Offset of this (sub-)problem's C in the whole C, for epilogues.
@@ -41,17 +43,12 @@ pub(crate) struct Problem<T> {
     pub j_off: usize,
 }
 
-// SAFETY: a `Problem` is only shared between the threads of one call, which write
-// disjoint parts of C and only read A and B; the caller holds the borrows.
-unsafe impl<T: Send> Send for Problem<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for Problem<T> {}
-
 /// Minimum floating-point work (2·m·n·k) per thread before a call goes
 /// parallel: 1 Mi flops, about 10–20 µs, comparable to waking a pool thread on
 /// a virtual machine (with 512 Ki, a batch-32 MNIST epoch on two threads took
 /// 0.39 s against 0.24 on one; the sparse products use the same bound).
-pub(crate) const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
+/// Under Miri, 64, so that the small shapes it can afford still split.
+pub(crate) const MIN_FLOPS_PER_THREAD: usize = if cfg!(miri) { 64 } else { 1 << 20 };
 
 impl<T: Real> Problem<T> {
     /// The same product with C transposed: `Cᵀ = Bᵀ·Aᵀ`.
@@ -132,7 +129,7 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(isa: Isa, prob: Proble
 unsafe fn scale_c<T: Real, E: Epilogue<T>>(prob: Problem<T>, epi: &E) {
     for j in 0..prob.n {
         for i in 0..prob.m {
-            let p = prob.c.wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            let p = prob.c.get().wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
             // SAFETY: (i, j) is in C's validated range.
             unsafe {
                 let v = match prob.beta {
@@ -157,7 +154,7 @@ pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, e
     }
     for j in 0..prob.n {
         for i in 0..prob.m {
-            let p = prob.c.wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            let p = prob.c.get().wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
             // SAFETY: (i, j) is in C's validated range.
             unsafe { *p = epi.apply_scalar(*p, prob.i_off + i, prob.j_off + j) };
         }
@@ -226,7 +223,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
             while pc < prob.k {
                 let kcur = p.kc.min(prob.k - pc);
                 let beta = if pc == 0 { prob.beta } else { Some(T::ONE) };
-                let bsrc = prob.b.wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
+                let bsrc = prob.b.get().wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
                 let (b_ptr, b_ks, b_js, b_panel) = if pb {
                     // SAFETY: the block is inside B; the buffer holds b_len elements.
                     unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
@@ -237,7 +234,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                 let mut ic = 0;
                 while ic < prob.m {
                     let mcur = p.mc.min(prob.m - ic);
-                    let asrc = prob.a.wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
+                    let asrc = prob.a.get().wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
                     let (a_ptr, a_ks, a_panel) = if pa {
                         // SAFETY: the block is inside A; the buffer holds a_len elements.
                         unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
@@ -281,7 +278,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                         b_js,
                         b_panel,
                         b_packed: pb,
-                        c: prob.c.wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
+                        c: prob.c.get().wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
                         rsc: prob.rsc,
                         csc: prob.csc,
                         alpha: prob.alpha,

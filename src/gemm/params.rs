@@ -58,7 +58,13 @@ impl Params {
                     Params { lanes: 2, mv: 2, mr: 4, nr: 12, kc: 256, mc: 96, nc: 1020 }
                 }
             }
+            #[cfg(not(miri))]
             Isa::Scalar => Params { lanes: 1, mv: 4, mr: 4, nr: 4, kc: 128, mc: 64, nc: 512 },
+            // Under Miri (which takes the scalar path), small blocks, so that
+            // the small shapes Miri can afford still run every loop of the
+            // nest several times (tests/miri.rs).
+            #[cfg(miri)]
+            Isa::Scalar => Params { lanes: 1, mv: 4, mr: 4, nr: 4, kc: 8, mc: 8, nc: 8 },
         };
         p.check();
         p

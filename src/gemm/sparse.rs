@@ -35,6 +35,7 @@
 use super::kernel::{Epilogue, NoEpilogue};
 use super::{GemmOptions, MatMut, MatRef};
 use crate::error::{Result, invalid, overflow, shape};
+use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
 use pulp::{Simd, WithSimd};
 
@@ -542,14 +543,15 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
 struct Job<'a, E> {
     s: &'a SparseRows,
     rows: Option<&'a [usize]>,
-    b: *const f32,
+    b: ConstPtr<f32>,
     rsb: isize,
     csb: isize,
     /// Columns of this panel.
     n: usize,
     /// First column of this panel in C (for the epilogue's coordinates).
     j0: usize,
-    c: *mut f32,
+    /// From C's exclusive borrow; the call's tasks write disjoint rows.
+    c: MutPtr<f32>,
     rsc: isize,
     csc: isize,
     alpha: f32,
@@ -578,12 +580,6 @@ impl<E> Job<'_, E> {
         self.rows.map_or(t, |r| r[t])
     }
 }
-
-// SAFETY: the raw pointers are read (B) or written at disjoint rows (C) by the
-// tasks of one call; the caller holds the borrows for its duration.
-unsafe impl<E: Send> Send for Job<'_, E> {}
-// SAFETY: as above.
-unsafe impl<E: Sync> Sync for Job<'_, E> {}
 
 struct Rows<'a, 'b, E> {
     job: &'b Job<'a, E>,
@@ -679,7 +675,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
                         for (col, a) in a[..n].iter_mut().enumerate() {
                             for (&p, &v) in ix.iter().zip(vs) {
                                 // SAFETY: (p, col) is inside B (p < k by construction).
-                                let bv = unsafe { *j.b.wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                                let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
                                 *a = v.mul_add(bv, *a);
                             }
                         }
@@ -766,7 +762,7 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
             unsafe { f32::load(s, ap.add(q * l)) }
         }
     });
-    let b = j.b.wrapping_add(c0);
+    let b = j.b.get().wrapping_add(c0);
     for (&p, &v) in ix.iter().zip(vs) {
         let bp = b.wrapping_offset(p as isize * j.rsb);
         let x = s.splat_f32s(v);
@@ -814,7 +810,7 @@ unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
     while c0 < n {
         let m = w.min(n - c0);
         for (p, dst) in pk.chunks_exact_mut(w).take(k).enumerate() {
-            let src = j.b.wrapping_offset(p as isize * j.rsb).wrapping_add(c0);
+            let src = j.b.get().wrapping_offset(p as isize * j.rsb).wrapping_add(c0);
             // SAFETY: columns c0 .. c0+m of row p < k of B are inside B
             // (unit column stride); dst holds w ≥ m elements.
             unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), m) };
@@ -904,7 +900,7 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
 #[inline(always)]
 unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
     let l = S::F32_LANES;
-    let cp = j.c.wrapping_offset(i as isize * j.rsc);
+    let cp = j.c.get().wrapping_offset(i as isize * j.rsc);
     if j.csc != 1 {
         for col in lo..hi {
             // SAFETY: a holds hi − lo accumulators.

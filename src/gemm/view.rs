@@ -9,6 +9,7 @@
 //! two elements share one address.
 
 use crate::error::{Result, invalid, overflow, shape};
+use crate::ptr::{ConstPtr, MutPtr};
 
 /// Index range `[lo, hi]` touched by a strided view, or `None` if empty.
 fn extent(offset: usize, rows: usize, cols: usize, rs: isize, cs: isize) -> Result<Option<(usize, usize)>> {
@@ -119,8 +120,8 @@ impl<'a, T> MatRef<'a, T> {
     }
 
     /// Pointer to element (0, 0). Only dereferenced by kernels for in-range indices.
-    pub(crate) fn ptr(&self) -> *const T {
-        self.data.as_ptr().wrapping_add(self.offset)
+    pub(crate) fn ptr(&self) -> ConstPtr<T> {
+        ConstPtr::from_slice(self.data).wrapping_offset(self.offset as isize)
     }
 }
 
@@ -191,7 +192,8 @@ impl<'a, T> MatMut<'a, T> {
     }
 
     /// Pointer to element (0, 0). Only dereferenced by kernels for in-range indices.
-    pub(crate) fn ptr_mut(&mut self) -> *mut T {
-        self.data.as_mut_ptr().wrapping_add(self.offset)
+    /// Writable: it derives from the view's exclusive borrow.
+    pub(crate) fn ptr_mut(&mut self) -> MutPtr<T> {
+        MutPtr::from_mut_slice(self.data).wrapping_offset(self.offset as isize)
     }
 }

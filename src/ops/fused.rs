@@ -22,6 +22,7 @@ use super::act::{Activation, act_bwd, act_fwd, count, per_activation, softmax_ro
 use crate::error::{Result, shape};
 use crate::gemm::kernel::Epilogue;
 use crate::gemm::sparse::spmm_epilogue;
+use crate::ptr::{ConstPtr, MutPtr};
 use crate::gemm::{GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm};
 use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
@@ -29,20 +30,17 @@ use pulp::{Simd, WithSimd};
 /// Bias + activation (+ storing the pre-activation) in the GEMM write-out.
 #[derive(Clone, Copy)]
 struct BiasAct {
-    bias: *const f32,
+    /// Null when the layer has no bias.
+    bias: ConstPtr<f32>,
     /// Bias indexed by the kernel's rows (true after the driver transposed).
     bias_on_rows: bool,
     act: Activation,
-    z: *mut f32,
+    /// Null unless Z is stored; made from Z's exclusive borrow. The GEMM's
+    /// threads write disjoint tiles of Z.
+    z: MutPtr<f32>,
     z_rs: isize,
     z_cs: isize,
 }
-
-// SAFETY: the pointers are only used within one GEMM call whose threads write
-// disjoint tiles of Z; the caller holds the borrows.
-unsafe impl Send for BiasAct {}
-// SAFETY: as above.
-unsafe impl Sync for BiasAct {}
 
 impl Epilogue<f32> for BiasAct {
     fn transposed(self) -> Self {
@@ -63,7 +61,7 @@ impl Epilogue<f32> for BiasAct {
             if self.bias_on_rows {
                 let bv: [S::f32s; MV] = core::array::from_fn(|v| {
                     // SAFETY: rows i..i+m are inside the bias vector.
-                    unsafe { f32::load_upto(s, self.bias.add(i + v * l), if v + 1 < MV { l } else { last }) }
+                    unsafe { f32::load_upto(s, self.bias.get().add(i + v * l), if v + 1 < MV { l } else { last }) }
                 });
                 for col in acc.iter_mut() {
                     for (x, &b) in col.iter_mut().zip(&bv) {
@@ -73,7 +71,7 @@ impl Epilogue<f32> for BiasAct {
             } else {
                 for (c, col) in acc.iter_mut().enumerate() {
                     // SAFETY: column j + c is inside the bias vector.
-                    let b = s.splat_f32s(unsafe { *self.bias.add(j + c) });
+                    let b = s.splat_f32s(unsafe { *self.bias.get().add(j + c) });
                     for x in col.iter_mut() {
                         *x = s.add_f32s(*x, b);
                     }
@@ -83,7 +81,7 @@ impl Epilogue<f32> for BiasAct {
         if !self.z.is_null() {
             if self.z_rs == 1 {
                 for (c, col) in acc.iter().enumerate() {
-                    let zp = self.z.wrapping_offset(i as isize + (j + c) as isize * self.z_cs);
+                    let zp = self.z.get().wrapping_offset(i as isize + (j + c) as isize * self.z_cs);
                     for (v, &x) in col.iter().enumerate() {
                         // SAFETY: rows i .. i+m of column j+c are inside Z (C's shape).
                         unsafe { f32::store_upto(s, zp.add(v * l), if v + 1 < MV { l } else { last }, x) }
@@ -99,7 +97,7 @@ impl Epilogue<f32> for BiasAct {
                         for (r, &e) in buf[..rows].iter().enumerate() {
                             let p = ((i + v * l + r) as isize) * self.z_rs + (j + c) as isize * self.z_cs;
                             // SAFETY: (i+v·l+r, j+c) is inside Z, which has C's shape.
-                            unsafe { *self.z.wrapping_offset(p) = e };
+                            unsafe { *self.z.get().wrapping_offset(p) = e };
                         }
                     }
                 }
@@ -130,11 +128,11 @@ impl Epilogue<f32> for BiasAct {
         let mut x = x;
         if !self.bias.is_null() {
             // SAFETY: the index is inside the bias vector.
-            x += unsafe { *self.bias.add(if self.bias_on_rows { i } else { j }) };
+            x += unsafe { *self.bias.get().add(if self.bias_on_rows { i } else { j }) };
         }
         if !self.z.is_null() {
             // SAFETY: (i, j) is inside Z.
-            unsafe { *self.z.wrapping_offset(i as isize * self.z_rs + j as isize * self.z_cs) = x };
+            unsafe { *self.z.get().wrapping_offset(i as isize * self.z_rs + j as isize * self.z_cs) = x };
         }
         act_fwd(pulp::Scalar::new(), self.act, x)
     }
@@ -166,15 +164,10 @@ fn act_fwd_outlined<S: Simd>(s: S, act: Activation, v: &mut [S::f32s]) {
 #[derive(Clone, Copy)]
 struct AddScaled {
     l2: f32,
-    w: *const f32,
+    w: ConstPtr<f32>,
     w_rs: isize,
     w_cs: isize,
 }
-
-// SAFETY: read-only pointer used within one GEMM call.
-unsafe impl Send for AddScaled {}
-// SAFETY: as above.
-unsafe impl Sync for AddScaled {}
 
 impl Epilogue<f32> for AddScaled {
     fn transposed(self) -> Self {
@@ -197,7 +190,7 @@ impl Epilogue<f32> for AddScaled {
             // last vector of a column partial. Branch-free per column so the
             // tile stays in registers.
             for (c, col) in acc.iter_mut().enumerate() {
-                let wp = self.w.wrapping_offset(i as isize + (j + c) as isize * self.w_cs);
+                let wp = self.w.get().wrapping_offset(i as isize + (j + c) as isize * self.w_cs);
                 for (v, x) in col.iter_mut().enumerate() {
                     // SAFETY: rows i .. i+m of column j+c are inside W (C's shape).
                     let wv = unsafe { f32::load_upto(s, wp.add(v * l), if v + 1 < MV { l } else { last }) };
@@ -213,7 +206,7 @@ impl Epilogue<f32> for AddScaled {
                 for (r, b) in buf[..rows].iter_mut().enumerate() {
                     let p = ((i + v * l + r) as isize) * self.w_rs + (j + c) as isize * self.w_cs;
                     // SAFETY: (i+v·l+r, j+c) is inside W, which has C's shape.
-                    *b = unsafe { *self.w.wrapping_offset(p) };
+                    *b = unsafe { *self.w.get().wrapping_offset(p) };
                 }
                 // SAFETY: `buf` holds at least one vector.
                 let wv = unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const S::f32s) };
@@ -224,7 +217,7 @@ impl Epilogue<f32> for AddScaled {
     #[inline(always)]
     unsafe fn apply_scalar(&self, x: f32, i: usize, j: usize) -> f32 {
         // SAFETY: (i, j) is inside W.
-        x + self.l2 * unsafe { *self.w.wrapping_offset(i as isize * self.w_rs + j as isize * self.w_cs) }
+        x + self.l2 * unsafe { *self.w.get().wrapping_offset(i as isize * self.w_rs + j as isize * self.w_cs) }
     }
 }
 
@@ -337,12 +330,15 @@ fn forward(
     let DenseShape { batch, n_in, n_out } = shp;
     let wv = MatRef::row_major(w, n_in, n_out, n_out)?;
     let rowwise = act.is_rowwise();
-    let zp = match (&z, rowwise) {
-        (Some(z), false) => z.as_ptr() as *mut f32,
-        _ => core::ptr::null_mut(),
+    let mut z = z;
+    // Z's write pointer comes from its exclusive borrow (`&mut`), never
+    // through a shared reborrow.
+    let zp = match (&mut z, rowwise) {
+        (Some(z), false) => MutPtr::from_mut_slice(z),
+        _ => MutPtr::null(),
     };
     let epi = BiasAct {
-        bias: if b.is_empty() { core::ptr::null() } else { b.as_ptr() },
+        bias: if b.is_empty() { ConstPtr::null() } else { ConstPtr::from_slice(b) },
         bias_on_rows: false,
         act: if rowwise { Activation::Identity } else { act },
         z: zp,
@@ -558,7 +554,7 @@ fn backward(
     let dz = &*g.dz;
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
     let dwv = MatMut::row_major(g.dw, n_in, n_out, n_out)?;
-    let epi = AddScaled { l2, w: w.as_ptr(), w_rs: n_out as isize, w_cs: 1 };
+    let epi = AddScaled { l2, w: ConstPtr::from_slice(w), w_rs: n_out as isize, w_cs: 1 };
     match (x, l2 != 0.0) {
         (Input::Dense(x), true) => {
             gemm_epilogue(1.0, MatRef::row_major(x, batch, n_in, n_in)?.t(), dzv, 0.0, dwv, epi, opts)?

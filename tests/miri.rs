@@ -1,0 +1,406 @@
+//! The trimmed set that CI runs under Miri (`cargo +nightly miri test --test
+//! miri`, see `.ci/run`): every piece of `unsafe` the crate's kernels and C
+//! edge rely on, on shapes Miri can afford. The same tests run natively in
+//! the normal suite.
+//!
+//! * **Miri takes the scalar path.** It reports no SIMD features, so
+//!   [`Isa::current`] is `Scalar` there (asserted below); the AVX2, AVX-512
+//!   and NEON kernels are covered natively by `gemm_ref`, `ops_ref` and
+//!   `math_sweep`. Under `cfg(miri)` the crate also shrinks its scalar GEMM
+//!   blocks (KC = MC = NC = 8) and its thread thresholds (64 flops per GEMM
+//!   task, 64 elements per optimizer task), so that these small shapes still
+//!   run every loop of the GEMM nest several times, the pack routines, and
+//!   the multi-threaded splits.
+//! * Inputs are small integers, so every product is exact and compared with
+//!   `==` against a float64 reference.
+//! * The subnormal-mode switch (`simd::fp`, inline assembly) is a no-op under
+//!   Miri, which cannot run assembly.
+
+use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
+use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
+use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse};
+use nnkern::ops::Activation;
+use nnkern::optim::{AdamParams, adam_step_par, rmsprop_step_par, sgd_step_par};
+use nnkern::par::Par;
+use nnkern::simd::{AlignedVec, Isa};
+
+/// A deterministic generator of small integers (exact products).
+struct Lcg(u64);
+impl Lcg {
+    fn int(&mut self, lo: i32, hi: i32) -> i32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        lo + ((self.0 >> 33) % (hi - lo + 1) as u64) as i32
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.int(-3, 3) as f32).collect()
+    }
+}
+
+fn opts(threads: usize) -> GemmOptions {
+    let mut o = GemmOptions::default();
+    o.backend = Some(Backend::Native);
+    o.par = if threads == 1 { Par::Seq } else { Par::Threads(threads) };
+    o
+}
+
+#[test]
+fn miri_takes_the_scalar_path() {
+    if cfg!(miri) {
+        assert_eq!(Isa::current(), Isa::Scalar, "Miri reports no SIMD features: the scalar kernels run");
+        println!("under Miri: ISA {:?} (the SIMD kernels are tested natively)", Isa::current());
+    }
+}
+
+/// One GEMM through strided views of A, B and C against an exact reference,
+/// with NaN guards around C that must survive and a NaN-filled C for beta = 0.
+#[allow(clippy::too_many_arguments)]
+fn gemm_case(rng: &mut Lcg, m: usize, k: usize, n: usize, ta: bool, tb: bool, c_row: bool, gap: usize, beta: f32, threads: usize) {
+    // A stored as (k×m)ᵀ when ta, with a row gap; B with both strides ≠ 1 when gap > 0.
+    let lda = if ta { m } else { k } + gap;
+    let a_data = rng.vec(if ta { k } else { m } * lda.max(1));
+    let a = if ta {
+        MatRef::row_major(&a_data, k, m, lda).unwrap().t()
+    } else {
+        MatRef::row_major(&a_data, m, k, lda).unwrap()
+    };
+    let (rsb, csb) = if tb { (1, (k + gap).max(1) as isize) } else { (((n + gap) * (1 + gap)).max(1) as isize, 1 + gap as isize) };
+    let b_len = if k == 0 || n == 0 { 0 } else { (k - 1) * rsb as usize + (n - 1) * csb as usize + 1 };
+    let b_data = rng.vec(b_len);
+    let b = MatRef::new(&b_data, 0, k, n, rsb, csb).unwrap();
+    let ldc = if c_row { n } else { m } + gap;
+    let c_len = if c_row { m * ldc } else { n * ldc };
+    let c0: Vec<f32> = if beta == 0.0 { vec![f32::NAN; c_len] } else { rng.vec(c_len) };
+    let mut c_data = c0.clone();
+    let at = |v: &MatRef<'_, f32>, i, j| *v.get(i, j) as f64;
+    let idx = |i: usize, j: usize| if c_row { i * ldc + j } else { j * ldc + i };
+    let alpha = 2.0f32;
+    let cv = if c_row {
+        MatMut::row_major(&mut c_data, m, n, ldc).unwrap()
+    } else {
+        MatMut::col_major(&mut c_data, m, n, ldc).unwrap()
+    };
+    gemm_with(alpha, a, b, beta, cv, &opts(threads)).unwrap();
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k).map(|p| at(&a, i, p) * at(&b, p, j)).sum();
+            let old = if beta == 0.0 { 0.0 } else { beta as f64 * c0[idx(i, j)] as f64 };
+            let want = alpha as f64 * dot + old;
+            assert_eq!(c_data[idx(i, j)] as f64, want, "C({i},{j}) of {m}×{k}×{n} ta={ta} tb={tb} row={c_row} gap={gap}");
+        }
+    }
+    // The gaps between C's rows or columns are never written.
+    for (p, (&x, &x0)) in c_data.iter().zip(&c0).enumerate() {
+        let (major, minor) = (p / ldc.max(1), p % ldc.max(1));
+        let inside = if c_row { major < m && minor < n } else { major < n && minor < m };
+        if !inside {
+            assert!(x.to_bits() == x0.to_bits(), "C's gap element {p} was written");
+        }
+    }
+}
+
+#[test]
+fn gemm_driver_small_shapes_and_packing() {
+    let mut rng = Lcg(1);
+    // Odd sizes, 0 and 1; k = 33 > 32 with strided B packs B, transposed A packs A;
+    // under Miri KC = MC = NC = 8 so these run several blocks of every loop.
+    let shapes: &[(usize, usize, usize)] =
+        &[(0, 3, 2), (3, 0, 2), (1, 1, 1), (5, 7, 3), (9, 33, 7), (13, 9, 17), (37, 5, 6)];
+    for &(m, k, n) in shapes {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (c_row, gap, beta, threads) in [(true, 0, 0.0, 1), (false, 1, 1.0, 3), (true, 2, -1.0, 2)] {
+                gemm_case(&mut rng, m, k, n, ta, tb, c_row, gap, beta, threads);
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_f64_and_alpha_zero() {
+    let (m, k, n) = (6, 11, 5);
+    let a: Vec<f64> = (0..m * k).map(|i| (i % 5) as f64 - 2.0).collect();
+    let b: Vec<f64> = (0..k * n).map(|i| (i % 3) as f64 - 1.0).collect();
+    let mut c = vec![f64::NAN; m * n];
+    let av = MatRef::row_major(&a, m, k, k).unwrap();
+    let bv = MatRef::row_major(&b, k, n, n).unwrap();
+    gemm_with(1.0, av.t().t(), bv, 0.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &opts(2)).unwrap();
+    for i in 0..m {
+        for j in 0..n {
+            let want: f64 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            assert_eq!(c[i * n + j], want);
+        }
+    }
+    // alpha = 0 never reads A or B: NaN there must not reach C.
+    let nan = vec![f64::NAN; m * k];
+    gemm_with(0.0, MatRef::row_major(&nan, m, k, k).unwrap(), bv, 2.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &opts(1)).unwrap();
+    assert!(c.iter().all(|x| x.is_finite()));
+}
+
+fn relu(x: f64) -> f64 {
+    x.max(0.0)
+}
+
+#[test]
+fn fused_dense_steps_dense_and_sparse() {
+    let mut rng = Lcg(7);
+    let (batch, n_in, n_out) = (7, 13, 5);
+    let shp = DenseShape { batch, n_in, n_out };
+    // Mostly-zero X, so that the sparse path has work and skips.
+    let x: Vec<f32> = (0..batch * n_in).map(|i| if i % 3 == 0 { rng.int(-2, 2) as f32 } else { 0.0 }).collect();
+    let w = rng.vec(n_in * n_out);
+    let b = rng.vec(n_out);
+    let zref: Vec<f64> = (0..batch * n_out)
+        .map(|t| {
+            let (r, c) = (t / n_out, t % n_out);
+            b[c] as f64 + (0..n_in).map(|p| x[r * n_in + p] as f64 * w[p * n_out + c] as f64).sum::<f64>()
+        })
+        .collect();
+    let xs = SparseRows::from_dense(&x, batch, n_in).unwrap();
+    for threads in [1, 3] {
+        let o = opts(threads);
+        let (mut z, mut a) = (vec![f32::NAN; batch * n_out], vec![f32::NAN; batch * n_out]);
+        dense_forward(Activation::Relu, shp, &x, &w, &b, Some(&mut z), &mut a, &o).unwrap();
+        let (mut zs, mut as_) = (vec![f32::NAN; batch * n_out], vec![f32::NAN; batch * n_out]);
+        dense_forward_sparse(Activation::Relu, shp, &xs, None, &w, &b, Some(&mut zs), &mut as_, &o).unwrap();
+        for t in 0..batch * n_out {
+            assert_eq!(z[t] as f64, zref[t]);
+            assert_eq!(a[t] as f64, relu(zref[t]));
+            assert_eq!((zs[t], as_[t]), (z[t], a[t]));
+        }
+        // Softmax rows (finished in the second pass) sum to one.
+        let mut p = vec![0.0f32; batch * n_out];
+        dense_forward(Activation::Softmax, shp, &x, &w, &b, None, &mut p, &o).unwrap();
+        for r in p.chunks(n_out) {
+            assert!((r.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+
+        // Backward: dZ = dA ⊙ relu′(Z), db = Σ dZ, dW = Xᵀ·dZ + l2·W, dX = dZ·Wᵀ.
+        let da = rng.vec(batch * n_out);
+        let l2 = 0.5f32;
+        let (mut dw, mut db, mut dx, mut dz) =
+            (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_in], vec![f32::NAN; batch * n_out]);
+        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz };
+        dense_backward(Activation::Relu, shp, &x, &w, &z, &a, &da, l2, g, &o).unwrap();
+        let dzr: Vec<f64> = (0..batch * n_out).map(|t| if zref[t] > 0.0 { da[t] as f64 } else { 0.0 }).collect();
+        for c in 0..n_out {
+            assert_eq!(db[c] as f64, (0..batch).map(|r| dzr[r * n_out + c]).sum::<f64>());
+            for p in 0..n_in {
+                let want = (0..batch).map(|r| x[r * n_in + p] as f64 * dzr[r * n_out + c]).sum::<f64>()
+                    + l2 as f64 * w[p * n_out + c] as f64;
+                assert_eq!(dw[p * n_out + c] as f64, want);
+            }
+        }
+        for r in 0..batch {
+            for p in 0..n_in {
+                let want: f64 = (0..n_out).map(|c| dzr[r * n_out + c] * w[p * n_out + c] as f64).sum();
+                assert_eq!(dx[r * n_in + p] as f64, want);
+            }
+        }
+        let mut xt = SparseRows::new(batch).unwrap();
+        xt.transpose_from(&xs).unwrap();
+        let (mut dw2, mut db2, mut dz2) = (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
+        let g = DenseGrads { dw: &mut dw2, db: &mut db2, dx: None, dz: &mut dz2 };
+        dense_backward_sparse(Activation::Relu, shp, &xt, &w, &z, &a, &da, l2, g, &o).unwrap();
+        assert_eq!((dw2, db2, dz2), (dw.clone(), db.clone(), dz.clone()));
+    }
+}
+
+#[test]
+fn spmm_rows_split_over_threads() {
+    let mut rng = Lcg(3);
+    let (m, k, n) = (11, 9, 6);
+    let s: Vec<f32> = (0..m * k).map(|i| if i % 4 == 1 { rng.int(-3, 3) as f32 } else { 0.0 }).collect();
+    let sp = SparseRows::from_dense(&s, m, k).unwrap();
+    let b = rng.vec(k * n);
+    let mut want = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            want[i * n + j] = (0..k).map(|p| s[i * k + p] * b[p * n + j]).sum();
+        }
+    }
+    for threads in [1, 4] {
+        let mut c = vec![f32::NAN; m * n];
+        let bv = MatRef::row_major(&b, k, n, n).unwrap();
+        spmm(1.0, &sp, bv, 0.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &opts(threads)).unwrap();
+        assert_eq!(c, want);
+    }
+}
+
+/// The optimizers' split path: several tasks over disjoint ranges give the
+/// bits of one thread.
+#[test]
+fn optimizer_split_path_same_bits() {
+    // Above 2 × the per-task chunk (64 elements under Miri, 128 Ki natively).
+    let n = if cfg!(miri) { 64 * 4 + 13 } else { (1 << 17) * 4 + 13 };
+    let mut rng = Lcg(11);
+    let (w0, g) = (rng.vec(n), rng.vec(n));
+    let run = |par: Par| {
+        let (mut w, mut m, mut v) = (w0.clone(), vec![0.1f32; n], vec![0.2f32; n]);
+        adam_step_par(&mut w, &g, &mut m, &mut v, 3, &AdamParams::default(), 0.01, par).unwrap();
+        let mut vel = vec![0.0f32; n];
+        sgd_step_par(&mut w, &g, &mut vel, 0.1, 0.9, true, 0.01, par).unwrap();
+        sgd_step_par(&mut w, &g, &mut [], 0.1, 0.0, false, 0.0, par).unwrap();
+        let mut sq = vec![0.0f32; n];
+        rmsprop_step_par(&mut w, &g, &mut sq, 0.01, 0.9, 1e-8, 0.0, par).unwrap();
+        (w, m, v, vel, sq)
+    };
+    let one = run(Par::Seq);
+    assert_eq!(run(Par::Threads(4)), one);
+    assert_eq!(run(Par::Threads(3)), one);
+    assert!(one.0.iter().zip(&w0).any(|(a, b)| a != b), "the steps changed the weights");
+}
+
+#[test]
+fn aligned_vec() {
+    for len in [0usize, 1, 17, 1023, 1024, 1500] {
+        let mut v = AlignedVec::zeros(len);
+        assert_eq!(v.len(), len);
+        assert!(v.iter().all(|&x| x == 0.0));
+        assert_eq!(v.as_ptr() as usize % 64, 0, "cache-line aligned");
+        if len >= 1024 {
+            assert_eq!(v.as_ptr() as usize % 4096, 0, "page aligned from 1 Ki elements");
+        }
+        for (i, x) in v.iter_mut().enumerate() {
+            *x = i as f32;
+        }
+        let c = v.clone();
+        assert_eq!(c, v);
+        let mut d = AlignedVec::zeros(len);
+        d.clone_from(&v);
+        assert_eq!(&d[..], &v[..]);
+        let e = AlignedVec::from_slice(&v);
+        assert_eq!(e, v);
+        let f: AlignedVec = v.to_vec().into();
+        assert_eq!(f, v);
+    }
+}
+
+fn tiny_model() -> Mlp {
+    let hidden = [Layer { units: 3, activation: Activation::Tanh }];
+    Mlp::new(4, &hidden, 3, Task::MultiClass, 5).unwrap()
+}
+
+#[test]
+fn model_file_reader_refuses_every_truncation() {
+    let m = tiny_model();
+    let bytes = m.to_bytes();
+    assert_eq!(Mlp::from_bytes(&bytes).unwrap(), m);
+    // Every prefix natively; under Miri a spread of them.
+    let step = if cfg!(miri) { 13 } else { 1 };
+    for cut in (0..bytes.len()).step_by(step) {
+        assert!(Mlp::from_bytes(&bytes[..cut]).is_err(), "a file cut at {cut} of {} bytes was accepted", bytes.len());
+    }
+    // Flipped bytes are refused or parse into a valid model; never UB.
+    for p in (0..bytes.len()).step_by(step * 3) {
+        let mut b = bytes.clone();
+        b[p] ^= 0xA5;
+        if let Ok(m2) = Mlp::from_bytes(&b) {
+            let _ = m2.predict_proba(&[0.5; 4], 1);
+        }
+    }
+}
+
+#[test]
+fn trainer_end_to_end_tiny() {
+    let mut m = tiny_model();
+    let x: Vec<f32> = (0..12 * 4).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+    let y: Vec<u32> = (0..12).map(|i| (i % 3) as u32).collect();
+    let mut cfg = TrainConfig::default();
+    cfg.max_iter = 2;
+    cfg.batch_size = 5;
+    cfg.n_iter_no_change = 100;
+    m.fit(&x, 12, Targets::Labels(&y), &cfg, None, None).unwrap();
+    let p = m.predict_proba(&x, 12).unwrap();
+    assert!(p.chunks(3).all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+}
+
+mod c_entry_points {
+    use nnkern::ffi::gemm::nnk_sgemm;
+    use nnkern::ffi::model::*;
+    use nnkern::ffi::ops::{NNK_ACT_RELU, NNK_ACT_SOFTMAX, nnk_adam_step, nnk_dense_forward};
+    use nnkern::ffi::{NNK_NO_TRANS, NNK_ROW_MAJOR, nnk_last_error_message};
+    use std::ffi::CStr;
+    use std::ptr::{null, null_mut};
+
+    fn last() -> String {
+        // SAFETY: the library returns a valid NUL-terminated string owned by this thread.
+        unsafe { CStr::from_ptr(nnk_last_error_message()) }.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn gemm_and_kernels_check_their_arguments() {
+        let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0];
+        let mut c = [0.0f32; 4];
+                // SAFETY: the pointers and leading dimensions describe these arrays.
+        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        assert_eq!(st, 0, "{}", last());
+        assert_eq!(c, [58.0, 64.0, 139.0, 154.0]);
+        // SAFETY: a null C is refused before any access.
+        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, null_mut(), 2) };
+        assert_ne!(st, 0);
+        assert!(!last().is_empty());
+        // SAFETY: lda < k is refused before any access.
+        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 2, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        assert_ne!(st, 0);
+        // SAFETY: an unknown layout code is refused.
+        let st = unsafe { nnk_sgemm(7, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        assert_ne!(st, 0);
+
+        let (x, w, bias) = ([1.0f32, -1.0, 2.0, 0.5], [1.0f32, 2.0, 3.0, 4.0], [0.5f32, -0.5]);
+        let (mut z, mut out) = ([0.0f32; 4], [0.0f32; 4]);
+        // SAFETY: batch 2 × n_in 2 → n_out 2; every array holds what the shapes need.
+        let st = unsafe { nnk_dense_forward(NNK_ACT_RELU, 2, 2, 2, x.as_ptr(), w.as_ptr(), bias.as_ptr(), z.as_mut_ptr(), out.as_mut_ptr()) };
+        assert_eq!(st, 0, "{}", last());
+        assert_eq!(z, [-1.5, -2.5, 4.0, 5.5]);
+        assert_eq!(out, [0.0, 0.0, 4.0, 5.5]);
+        // SAFETY: a null X is refused.
+        let st = unsafe { nnk_dense_forward(NNK_ACT_RELU, 2, 2, 2, null(), w.as_ptr(), bias.as_ptr(), z.as_mut_ptr(), out.as_mut_ptr()) };
+        assert_ne!(st, 0);
+
+        let (mut w, g, mut m, mut v) = ([1.0f32; 5], [0.5f32; 5], [0.0f32; 5], [0.0f32; 5]);
+        // SAFETY: four arrays of 5 elements.
+        let st = unsafe { nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 1, 0.1, 0.9, 0.999, 1e-8, 0.0) };
+        assert_eq!(st, 0, "{}", last());
+        assert!(w.iter().all(|&x| x < 1.0));
+        // SAFETY: t = 0 is refused before any access.
+        let st = unsafe { nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 0, 0.1, 0.9, 0.999, 1e-8, 0.0) };
+        assert_ne!(st, 0);
+    }
+
+    #[test]
+    fn model_handles() {
+        let units = [4usize, 3];
+        let acts = [NNK_ACT_RELU, NNK_ACT_SOFTMAX];
+        let mut m = null_mut();
+        // SAFETY: 2 layers described by arrays of 2; `m` receives the handle.
+        let st = unsafe { nnk_mlp_new(5, 2, units.as_ptr(), acts.as_ptr(), 1, &mut m) };
+        assert_eq!(st, 0, "{}", last());
+        let mut cfg = null_mut();
+        // SAFETY: `cfg` receives the handle.
+        assert_eq!(unsafe { nnk_train_config_new(&mut cfg) }, 0);
+        // SAFETY: valid handle.
+        assert_eq!(unsafe { nnk_train_config_set_epochs(cfg, 2) }, 0);
+        // SAFETY: valid handle.
+        assert_eq!(unsafe { nnk_train_config_set_batch_size(cfg, 4) }, 0);
+        let x: Vec<f32> = (0..10 * 5).map(|i| ((i * 3) % 7) as f32 - 3.0).collect();
+        let y: Vec<u32> = (0..10).map(|i| (i % 3) as u32).collect();
+        // SAFETY: 10 samples × 5 features, 10 labels.
+        let st = unsafe { nnk_mlp_fit_classifier(m, cfg, x.as_ptr(), 10, 5, y.as_ptr()) };
+        assert_eq!(st, 0, "{}", last());
+        let mut p = [0.0f32; 30];
+        // SAFETY: 10 × 5 inputs, 30 outputs.
+        let st = unsafe { nnk_mlp_predict_proba(m, x.as_ptr(), 10, 5, p.as_mut_ptr(), 30) };
+        assert_eq!(st, 0, "{}", last());
+        assert!(p.chunks(3).all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+        // SAFETY: an output buffer too short is refused before any write.
+        let st = unsafe { nnk_mlp_predict_proba(m, x.as_ptr(), 10, 5, p.as_mut_ptr(), 29) };
+        assert_ne!(st, 0);
+        // SAFETY: null handles are refused; free accepts NULL.
+        unsafe {
+            assert_ne!(nnk_mlp_predict_proba(null(), x.as_ptr(), 10, 5, p.as_mut_ptr(), 30), 0);
+            nnk_train_config_free(cfg);
+            nnk_mlp_free(m);
+            nnk_mlp_free(null_mut());
+        }
+    }
+}
