@@ -4,6 +4,8 @@
 //! Bound asserted for every element (see `nnkern::gemm` docs):
 //! `|c − ĉ| ≤ (k + 2)·ε·(|alpha|·Σ|a·b| + |beta·c|)`.
 
+mod common;
+
 use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, gemm_reference, gemm_with};
 use nnkern::par::Par;
 use nnkern::simd::{Isa, Real};
@@ -246,7 +248,11 @@ fn matrixmultiply_backend() {
 #[test]
 fn blas_backend() {
     if !Backend::Blas.is_available() {
-        println!("Skipping blas backend: built without --features blas");
+        common::skip(
+            "gemm_ref::blas_backend",
+            "built without the `blas` feature",
+            "apt-get install libopenblas-dev, then cargo test --release --features blas; .ci/run does both",
+        );
         return;
     }
     random_cases::<f32>(Isa::detect(), Backend::Blas, 600, 5);

@@ -98,3 +98,45 @@ pub fn installed_prefix() -> PathBuf {
         })
         .clone()
 }
+
+/// Whether this run is CI's: `CI` set to anything but empty, `0` or `false`
+/// (`.ci/run` sets `CI=true`). In CI every skip is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// A test (or part of one) cannot run because an outside tool is missing:
+/// outside CI, prints one line saying what was skipped, why, and how to get
+/// the tool, and returns; under CI ([`in_ci`]), panics with the same words.
+/// The line goes straight to the process's stderr, which libtest does not
+/// capture, so that `cargo test` shows it.
+pub fn skip(what: &str, why: &str, fix: &str) {
+    let line = format!("SKIPPED {what}: {why} ({fix})");
+    if in_ci() {
+        panic!("CI=true and a test was skipped, which CI counts as a failure: {line}");
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
+}
+
+/// Whether the command `tool args…` runs and exits 0 (a probe such as
+/// `cmake --version`); if not, [`skip`]s `what` and returns false.
+pub fn have_tool(tool: &str, args: &[&str], what: &str, fix: &str) -> bool {
+    match Command::new(tool).args(args).output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            skip(what, &format!("`{tool} {}` failed: {}", args.join(" "), err.trim()), fix);
+            false
+        }
+        Err(e) => {
+            skip(what, &format!("`{tool}` cannot run: {e}"), fix);
+            false
+        }
+    }
+}
+
+/// [`have_tool`] for the usual `TOOL --version` probe, where Debian's package
+/// `package` provides the tool (`.ci/run` installs it).
+pub fn have(tool: &str, package: &str, what: &str) -> bool {
+    have_tool(tool, &["--version"], what, &format!("apt-get install {package}; .ci/run installs it"))
+}
