@@ -8,6 +8,9 @@
 //!   dimension, so every result is bit-identical for any thread count.
 //! * A call made from inside a worker of a rayon pool (ours or the caller's) runs
 //!   serially: pools are never nested.
+//! * A pool whose threads cannot be started (`RLIMIT_NPROC`, no memory for
+//!   their stacks) is not an error: the caller's thread runs the tasks, with
+//!   the same bits.
 //! * Workers run each task in the subnormal mode (FTZ and DAZ) of the thread
 //!   that handed it out ([`crate::simd::fp`]), so that mode, too, leaves
 //!   results independent of the thread count.
@@ -50,6 +53,7 @@ fn env_default() -> usize {
 /// Sets the process-wide default thread count; 0 restores the default
 /// (`NNK_NUM_THREADS`, else all cores). Values are capped at 1024.
 pub fn set_num_threads(n: usize) {
+    SPAWN_FAILED_AT.store(0, Ordering::Relaxed);
     GLOBAL.store(n.min(1024), Ordering::Relaxed);
 }
 
@@ -77,27 +81,42 @@ impl Par {
     }
 }
 
-fn pool(n: usize) -> Arc<rayon::ThreadPool> {
+/// The smallest pool size whose threads could not be started (0: none
+/// failed). Larger requests then run serially without trying again; a new
+/// [`set_num_threads`] call clears it.
+static SPAWN_FAILED_AT: AtomicUsize = AtomicUsize::new(0);
+
+/// A pool of at least `n` workers, or `None` when its threads cannot be
+/// started (`RLIMIT_NPROC`, no memory for their stacks, ...): the caller then
+/// runs the tasks itself, which gives the same bits, since tasks never share
+/// a reduction.
+fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     if let Some((size, p)) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         if *size >= n {
-            return p.clone();
+            return Some(p.clone());
         }
+    }
+    let failed = SPAWN_FAILED_AT.load(Ordering::Relaxed);
+    if failed != 0 && n >= failed {
+        return None;
     }
     let mut w = POOL.write().unwrap_or_else(|e| e.into_inner());
     if let Some((size, p)) = w.as_ref() {
         if *size >= n {
-            return p.clone();
+            return Some(p.clone());
         }
     }
-    let p = Arc::new(
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("nnkern-{i}"))
-            .build()
-            .expect("nnkern: cannot start worker threads"),
-    );
-    *w = Some((n, p.clone()));
-    p
+    match rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("nnkern-{i}")).build() {
+        Ok(p) => {
+            let p = Arc::new(p);
+            *w = Some((n, p.clone()));
+            Some(p)
+        }
+        Err(_) => {
+            SPAWN_FAILED_AT.store(n, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// Runs `f(i)` for `i in 0..tasks` on up to `tasks` threads (the caller runs
@@ -129,7 +148,12 @@ pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
         return;
     }
     #[allow(unreachable_code)]
-    let p = pool(tasks - 1);
+    let Some(p) = pool(tasks - 1) else {
+        // No threads could be started: the tasks run here, in order. Each
+        // writes its own part, so the bits are those of any thread count.
+        (0..tasks).for_each(f);
+        return;
+    };
     // The caller's thread takes task 0, the pool's workers the rest.
     p.in_place_scope(|s| {
         for t in 1..tasks {
