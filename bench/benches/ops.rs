@@ -6,7 +6,7 @@
 //! softmax then the loss (`loss/…`, rows of 10 classes), and every optimizer step and gradient
 //! clipping (`optim/…`), at 4 Ki (L1), 256 Ki (L2) and 16 Mi (memory) elements.
 //!
-//! Quick run: `cargo bench --bench ops -- --warm-up-time 1 --measurement-time 2 'exp|tanh'`.
+//! Quick run: `cargo bench -p nnkern-bench --bench ops -- --warm-up-time 1 --measurement-time 2 'exp|tanh'`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnkern::ops::act::{Activation, activation_backward, activation_forward};
