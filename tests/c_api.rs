@@ -197,6 +197,8 @@ fn native_static_libs_line_is_current() {
             "rustc",
             "--lib",
             "--quiet",
+            "--features",
+            "capi",
             "--crate-type",
             "staticlib",
             "--release",

@@ -8,7 +8,7 @@ The shared library is located, first match wins:
    ``.dylib`` on macOS, ``nnkern.dll`` on Windows).
 3. ``target/release/`` of the source checkout this package lives in
    (``bindings/python/../../target/release/libnnkern.so``), as built by
-   ``cargo build --release --lib``.
+   ``cargo rustc --release --lib --features capi --crate-type staticlib,cdylib``.
 4. ``ctypes.util.find_library("nnkern")`` (the system library path).
 
 The library is loaded on first use, not at import.
@@ -220,7 +220,7 @@ def _load():
             f.argtypes = args
         return handle, path
     raise OSError("cannot load libnnkern; tried:\n  " + "\n  ".join(tried)
-                  + "\nBuild it with `cargo build --release --lib` or set NNKERN_LIB to its path.")
+                  + "\nBuild it with `cargo rustc --release --lib --features capi --crate-type staticlib,cdylib` or set NNKERN_LIB to its path.")
 
 
 def lib():
