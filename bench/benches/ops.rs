@@ -80,6 +80,7 @@ fn naive_act(act: Activation, x: f32) -> f32 {
         Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
         Activation::Gelu => naive_gelu(x),
         Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),
+        other => unimplemented!("no naive form of {other:?}"),
     }
 }
 
@@ -115,6 +116,7 @@ fn naive_deriv(act: Activation, x: f32) -> f32 {
             0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * x * x)
         }
         Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),
+        other => unimplemented!("no naive form of {other:?}"),
     }
 }
 

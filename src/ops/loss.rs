@@ -23,6 +23,7 @@ use pulp::{Simd, WithSimd};
 
 /// A loss function (the output head decides which one a model uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Loss {
     /// Squared error, for regression with an identity output.
     SquaredError,
