@@ -72,8 +72,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
-#[cfg(feature = "capi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "capi")))]
+// With the `capi` feature only: the `#![cfg]` is inside src/ffi/mod.rs, where
+// cbindgen (which reads the C API unconditionally) does not see it.
 pub mod ffi;
 pub mod gemm;
 pub mod nn;
