@@ -12,7 +12,9 @@ fn main() {
     // target, so `rustc-cdylib-link-arg` would draw a cargo warning: the
     // plain link argument reaches the cdylib (and, harmlessly, this package's
     // own test executables, which get a DT_SONAME nobody reads).
-    if std::env::var_os("CARGO_FEATURE_CAPI").is_some() && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    if std::env::var_os("CARGO_FEATURE_CAPI").is_some()
+        && std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+    {
         let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
         println!("cargo:rustc-link-arg=-Wl,-soname,libnnkern.so.{major}");
     }

@@ -111,8 +111,7 @@ fn status_enum(h: &str) -> (Vec<(String, i32)>, String) {
 fn status_codes_are_one_enum_in_order() {
     let h = header();
     let (items, rest) = status_enum(&h);
-    let want: Vec<(String, i32)> =
-        nnkern::error::Status::all().iter().map(|s| (format!("{s:?}"), s.code())).collect();
+    let want: Vec<(String, i32)> = nnkern::error::Status::all().iter().map(|s| (format!("{s:?}"), s.code())).collect();
     assert_eq!(items, want, "enum nnk_status differs from nnkern::error::Status");
     assert!(items.windows(2).all(|w| w[0].1 < w[1].1), "codes in increasing order");
     assert!(h.contains("typedef int32_t nnk_status;"), "in C the enum's type is int32_t wide");

@@ -18,7 +18,6 @@
 
 #![cfg(feature = "capi")]
 #![cfg_attr(docsrs, doc(cfg(feature = "capi")))]
-
 // The header is these functions' documentation, so their preconditions are
 // written for C readers ("Undefined behaviour unless: ...") instead of under a
 // rustdoc `# Safety` heading (which cbindgen would copy into the header).

@@ -93,8 +93,7 @@ pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> 
 /// [`read_csv`] with the header chosen.
 pub fn read_csv_with(path: impl AsRef<Path>, label_column: isize, header: Header) -> Result<Dataset> {
     let path = path.as_ref();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
     parse_csv_with(&text, label_column, header).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
