@@ -15,7 +15,8 @@
 # Usage: bindings/install.sh [--prefix DIR] [--features LIST] [--no-build] [--build-dir DIR]
 #   --prefix DIR     where to install (default /usr/local; DESTDIR is honoured for staging)
 #   --features LIST  cargo features for the build (e.g. blas: links the system CBLAS)
-#   --no-build       install what is already built instead of running cargo build --release
+#   --no-build       install what is already built instead of building the C libraries
+#                    (cargo rustc --release --lib --features capi --crate-type staticlib,cdylib)
 #   --build-dir DIR  where the built libraries are (default: $CARGO_TARGET_DIR or target, /release)
 # The generated files locate the prefix relative to themselves (pkg-config's
 # ${pcfiledir}, CMake's CMAKE_CURRENT_LIST_DIR), so an installed tree can be moved.
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
         --no-build) build=0; shift ;;
         --build-dir) build_dir=$2; shift 2 ;;
         --build-dir=*) build_dir=${1#--build-dir=}; shift ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -56,9 +57,9 @@ fi
 
 if [ "$build" = 1 ]; then
     if [ -n "$features" ]; then
-        (cd "$root" && cargo build --release --lib --features "$features")
+        (cd "$root" && cargo rustc --release --lib --features "capi,$features" --crate-type staticlib,cdylib)
     else
-        (cd "$root" && cargo build --release --lib)
+        (cd "$root" && cargo rustc --release --lib --features capi --crate-type staticlib,cdylib)
     fi
 fi
 for f in libnnkern.a libnnkern.so; do

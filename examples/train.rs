@@ -197,7 +197,7 @@ fn svg(hist: &[EpochRecord]) -> String {
 
 fn run(a: Args) -> nnkern::Result<()> {
     if let Some(t) = a.threads {
-        nnkern::par::set_num_threads(t);
+        nnkern::par::set_num_threads(t)?;
     }
     let (train, test, name) = data(&a)?;
     let ytr = train.labels()?;

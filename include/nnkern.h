@@ -1,13 +1,64 @@
 /*
  * nnkern: SIMD kernels for small neural networks, C ABI.
  *
- * Conventions: every fallible function returns an int32_t status, NNK_OK (0) on
- * success or an NNK_ERR_* code; outputs are written only on success; the message
- * of the last failure on the calling thread is nnk_last_error_message(). No
- * function prints, and no panic crosses this boundary.
+ * This header is the complete contract for C and C++ callers; nothing else
+ * needs to be read.
  *
- * Thread-safety: every function may be called from any thread concurrently,
- * as long as two calls do not write the same output buffer.
+ * STATUS CODES AND ERRORS
+ * Every fallible function returns an int32_t holding an nnk_status value:
+ * NNK_OK (0) on success, else one of the NNK_ERR_* codes (enum nnk_status
+ * below). Outputs are written only on success: on failure every output buffer
+ * and every out-parameter is left as it was (a fit that fails after training
+ * has begun is the one exception: its function says which weights the model
+ * keeps). nnk_status_str(code) gives the
+ * short text of a code; nnk_last_error_message() gives the full message of the
+ * last failed call on the calling thread (it starts with that short text and
+ * names the argument, file or size at fault), and a successful call clears it.
+ * Codes are stable; a future version may add codes, so treat any unknown
+ * nonzero value as a failure. No function prints anything.
+ *
+ * POINTERS
+ * Every pointer argument is checked for NULL (NULL is accepted only where the
+ * sizes mean nothing is read or written through it, e.g. n == 0) and for the
+ * alignment of its element type; every size product is checked for overflow.
+ * What cannot be checked is the caller's part: each non-NULL pointer must be
+ * valid for the number of elements its sizes describe, and outputs must not
+ * overlap inputs unless a function says so. A function's "Undefined behaviour
+ * unless:" paragraph lists exactly these conditions for it.
+ *
+ * OWNERSHIP
+ * nnk_mlp_new and nnk_mlp_load create an nnk_mlp, nnk_train_config_new an
+ * nnk_train_config; on success the new handle is stored in *out and the caller
+ * owns it. Free each handle exactly once, with nnk_mlp_free or
+ * nnk_train_config_free (both accept NULL); do not use it afterwards. No
+ * function takes ownership of a handle or of a buffer passed to it, and no
+ * function keeps a pointer to a caller's buffer after it returns, except the
+ * callback's user pointer, which a config keeps until it is replaced or the
+ * config is freed. Strings returned by nnk_version, nnk_isa_name and
+ * nnk_status_str are static; the string returned by nnk_last_error_message
+ * belongs to the calling thread and is valid until that thread's next nnkern
+ * call (copy it, or use nnk_last_error, to keep it). Nothing returned needs
+ * to be freed except the two handle types.
+ *
+ * THREADS
+ * Every function may be called from any thread, concurrently, with these
+ * exceptions: two calls must not write the same output buffer; a model that
+ * is being trained (nnk_mlp_fit_*) must not be used by any other call at the
+ * same time, while nnk_mlp_predict_*, nnk_mlp_save, nnk_mlp_n_inputs and
+ * nnk_mlp_n_outputs may run concurrently on one model; and a config must not
+ * be changed (nnk_train_config_set_*, nnk_train_config_free) while a fit that
+ * uses it is running, though several fits may read one config at once. The
+ * epoch callback runs on the thread that called the fit. Kernels use a
+ * process-wide number of worker threads (nnk_set_num_threads, or the
+ * NNK_NUM_THREADS environment variable); results never depend on it.
+ *
+ * PANICS AND POISONING
+ * An internal panic (always a bug in nnkern) never unwinds into the caller:
+ * the call returns NNK_ERR_PANIC with a message saying where it happened. A
+ * panic during a call on a model poisons that model: every later call on it
+ * that returns a status returns NNK_ERR_PANIC without touching it, and the
+ * only thing left to do is nnk_mlp_free (which always works). Other handles
+ * and the rest of the library keep working.
  */
 
 #ifndef NNKERN_H
@@ -24,54 +75,9 @@
 
 
 /**
- * ELU with alpha 1.
+ * CBLAS `CblasRowMajor`.
  */
-#define NNK_ACT_ELU 6
-
-/**
- * GELU (tanh form).
- */
-#define NNK_ACT_GELU 8
-
-/**
- * Identity activation.
- */
-#define NNK_ACT_IDENTITY 0
-
-/**
- * Leaky ReLU with slope 0.01.
- */
-#define NNK_ACT_LEAKY_RELU 5
-
-/**
- * Log-softmax over each row.
- */
-#define NNK_ACT_LOG_SOFTMAX 9
-
-/**
- * `max(x, 0)`.
- */
-#define NNK_ACT_RELU 1
-
-/**
- * Logistic sigmoid.
- */
-#define NNK_ACT_SIGMOID 2
-
-/**
- * Softmax over each row.
- */
-#define NNK_ACT_SOFTMAX 4
-
-/**
- * `log(1 + e^x)`.
- */
-#define NNK_ACT_SOFTPLUS 7
-
-/**
- * Hyperbolic tangent.
- */
-#define NNK_ACT_TANH 3
+#define NNK_ROW_MAJOR 101
 
 /**
  * CBLAS `CblasColMajor`.
@@ -79,99 +85,24 @@
 #define NNK_COL_MAJOR 102
 
 /**
- * CBLAS `CblasConjTrans` (a plain transpose for real matrices).
- */
-#define NNK_CONJ_TRANS 113
-
-/**
- * Training diverged (non-finite loss); the last good weights were kept.
- */
-#define NNK_ERR_DIVERGED 9
-
-/**
- * A file is corrupt, truncated, foreign or of a future version.
- */
-#define NNK_ERR_FORMAT 8
-
-/**
- * An argument is outside its domain (unknown enum code, leading dimension too small, misaligned or overlapping buffers, ...).
- */
-#define NNK_ERR_INVALID_ARG 1
-
-/**
- * An I/O operation failed.
- */
-#define NNK_ERR_IO 7
-
-/**
- * Input contains NaN or infinity where finite values are required.
- */
-#define NNK_ERR_NON_FINITE 5
-
-/**
- * A required pointer was NULL.
- */
-#define NNK_ERR_NULL_POINTER 2
-
-/**
- * A size, stride or size product overflows.
- */
-#define NNK_ERR_OVERFLOW 4
-
-/**
- * A panic inside nnkern was caught (a bug; please report it).
- */
-#define NNK_ERR_PANIC 10
-
-/**
- * Shapes of the operands disagree.
- */
-#define NNK_ERR_SHAPE 3
-
-/**
- * The requested feature or backend is not available in this build or on this CPU.
- */
-#define NNK_ERR_UNSUPPORTED 6
-
-/**
  * CBLAS `CblasNoTrans`.
  */
 #define NNK_NO_TRANS 111
 
 /**
- * Success.
+ * CBLAS `CblasTrans`.
  */
-#define NNK_OK 0
+#define NNK_TRANS 112
 
 /**
- * CBLAS `CblasRowMajor`.
+ * CBLAS `CblasConjTrans` (a plain transpose for real matrices).
  */
-#define NNK_ROW_MAJOR 101
+#define NNK_CONJ_TRANS 113
 
 /**
- * Divide by 5 when progress stalls (scikit-learn "adaptive").
+ * SGD (with `momentum` and Nesterov by default).
  */
-#define NNK_SCHEDULE_ADAPTIVE 2
-
-/**
- * Constant learning rate.
- */
-#define NNK_SCHEDULE_CONSTANT 0
-
-/**
- * Cosine decay over the epochs.
- */
-#define NNK_SCHEDULE_COSINE 4
-
-/**
- * `lr / t^param` with t the samples seen (param = power_t, 0.5 in scikit-learn).
- */
-#define NNK_SCHEDULE_INVSCALING 1
-
-/**
- * Halve every `param` epochs.
- */
-#define NNK_SCHEDULE_STEP 3
+#define NNK_SOLVER_SGD 0
 
 /**
  * Adam.
@@ -189,11 +120,6 @@
 #define NNK_SOLVER_RMSPROP 3
 
 /**
- * SGD (with `momentum` and Nesterov by default).
- */
-#define NNK_SOLVER_SGD 0
-
-/**
  * First layer dense or sparse by the training inputs' density (default).
  */
 #define NNK_SPARSE_AUTO 0
@@ -209,18 +135,164 @@
 #define NNK_SPARSE_SPARSE 2
 
 /**
- * CBLAS `CblasTrans`.
+ * Constant learning rate.
  */
-#define NNK_TRANS 112
+#define NNK_SCHEDULE_CONSTANT 0
 
 /**
- * A multilayer perceptron (opaque). See the module notes for thread-safety.
+ * `lr / t^param` with t the samples seen (param = power_t, 0.5 in scikit-learn).
+ */
+#define NNK_SCHEDULE_INVSCALING 1
+
+/**
+ * Divide by 5 when progress stalls (scikit-learn "adaptive").
+ */
+#define NNK_SCHEDULE_ADAPTIVE 2
+
+/**
+ * Halve every `param` epochs.
+ */
+#define NNK_SCHEDULE_STEP 3
+
+/**
+ * Cosine decay over the epochs.
+ */
+#define NNK_SCHEDULE_COSINE 4
+
+/**
+ * Identity activation.
+ */
+#define NNK_ACT_IDENTITY 0
+
+/**
+ * `max(x, 0)`.
+ */
+#define NNK_ACT_RELU 1
+
+/**
+ * Logistic sigmoid.
+ */
+#define NNK_ACT_SIGMOID 2
+
+/**
+ * Hyperbolic tangent.
+ */
+#define NNK_ACT_TANH 3
+
+/**
+ * Softmax over each row.
+ */
+#define NNK_ACT_SOFTMAX 4
+
+/**
+ * Leaky ReLU with slope 0.01.
+ */
+#define NNK_ACT_LEAKY_RELU 5
+
+/**
+ * ELU with alpha 1.
+ */
+#define NNK_ACT_ELU 6
+
+/**
+ * `log(1 + e^x)`.
+ */
+#define NNK_ACT_SOFTPLUS 7
+
+/**
+ * GELU (tanh form).
+ */
+#define NNK_ACT_GELU 8
+
+/**
+ * Log-softmax over each row.
+ */
+#define NNK_ACT_LOG_SOFTMAX 9
+
+/**
+ * Status codes: `NNK_OK` (0) for success, else one `NNK_ERR_*` code per kind
+ * of failure. Every fallible function returns one of these values as an
+ * `int32_t`; `nnk_status_str` gives each one's text. Codes are stable: a code
+ * keeps its number and new codes get new numbers, so treat an unknown nonzero
+ * code as a failure.
+ */
+enum nnk_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Success.
+   */
+  NNK_OK = 0,
+  /**
+   * An argument is outside its domain (unknown enum code, leading dimension
+   * too small, misaligned or overlapping buffers, thread count above 1024, ...).
+   */
+  NNK_ERR_INVALID_ARG = 1,
+  /**
+   * A pointer that must be read or written through is NULL.
+   */
+  NNK_ERR_NULL_POINTER = 2,
+  /**
+   * Shapes of the operands disagree with each other or with a buffer length.
+   */
+  NNK_ERR_SHAPE = 3,
+  /**
+   * A size, stride or size product overflows.
+   */
+  NNK_ERR_OVERFLOW = 4,
+  /**
+   * Input contains NaN or infinity where finite values are required.
+   */
+  NNK_ERR_NON_FINITE = 5,
+  /**
+   * The requested feature or backend is not available in this build or on this CPU.
+   */
+  NNK_ERR_UNSUPPORTED = 6,
+  /**
+   * An I/O operation failed (the message names the file).
+   */
+  NNK_ERR_IO = 7,
+  /**
+   * A file is corrupt, truncated, foreign or of a future version.
+   */
+  NNK_ERR_FORMAT = 8,
+  /**
+   * Training diverged (non-finite loss); the last good weights were kept.
+   */
+  NNK_ERR_DIVERGED = 9,
+  /**
+   * A panic inside nnkern was caught (a bug; please report it).
+   */
+  NNK_ERR_PANIC = 10,
+  /**
+   * Memory for a buffer could not be allocated (the message gives its size
+   * in bytes and what it was for); nothing was changed.
+   */
+  NNK_ERR_OUT_OF_MEMORY = 11,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum nnk_status nnk_status;
+#else
+typedef int32_t nnk_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A multilayer perceptron (opaque handle). Created by `nnk_mlp_new` or
+ * `nnk_mlp_load`, freed by `nnk_mlp_free`; see OWNERSHIP, THREADS and PANICS
+ * AND POISONING at the top of this header.
  */
 typedef struct nnk_mlp nnk_mlp;
 
 /**
- * Training hyper-parameters (opaque); defaults as scikit-learn's MLPClassifier,
- * except the ones noted on each setter.
+ * Training hyper-parameters (opaque handle); defaults as scikit-learn's
+ * MLPClassifier, except the ones noted on each setter. Created by
+ * `nnk_train_config_new`, freed by `nnk_train_config_free`; do not change a
+ * config while a fit that uses it is running (see THREADS at the top of this
+ * header).
  */
 typedef struct nnk_train_config nnk_train_config;
 
@@ -269,7 +341,7 @@ extern "C" {
  * (relu, leaky relu, softplus, gelu need `x`; sigmoid, tanh, softmax,
  * log-softmax need `y`; elu needs both; identity neither).
  *
- * # Safety
+ * Undefined behaviour unless:
  * Non-NULL pointers valid for `rows·cols` elements; `dx` must not overlap the inputs.
  */
 int32_t nnk_activation_backward(uint32_t act,
@@ -284,7 +356,7 @@ int32_t nnk_activation_backward(uint32_t act,
  * `y = f(x)` for a `rows × cols` row-major matrix (`act`: `NNK_ACT_*`;
  * softmax and log-softmax work over each row). `x == y` is allowed.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `x` and `y` valid for `rows·cols` elements.
  */
 int32_t nnk_activation_forward(uint32_t act, size_t rows, size_t cols, const float *x, float *y);
@@ -293,7 +365,7 @@ int32_t nnk_activation_forward(uint32_t act, size_t rows, size_t cols, const flo
  * One Adam step over `n` parameters (`t` ≥ 1: the step number after this
  * update; `m`, `v` zero before the first step; `l2` coupled L2).
  *
- * # Safety
+ * Undefined behaviour unless:
  * All buffers valid for `n` elements and pairwise disjoint.
  */
 int32_t nnk_adam_step(size_t n,
@@ -316,7 +388,7 @@ int32_t nnk_adam_step(size_t n,
  * trained with cross-entropy, pass the already-combined gradient with
  * `NNK_ACT_IDENTITY` instead.
  *
- * # Safety
+ * Undefined behaviour unless:
  * Pointers valid for their sizes; outputs must not overlap anything.
  */
 int32_t nnk_dense_backward(uint32_t act,
@@ -338,7 +410,7 @@ int32_t nnk_dense_backward(uint32_t act,
  * n_in×n_out, `b` n_out (may be NULL: no bias), `z` batch×n_out or NULL (not
  * stored), `a` batch×n_out. Bias and activation run inside the GEMM.
  *
- * # Safety
+ * Undefined behaviour unless:
  * Pointers valid for the sizes above; outputs must not overlap anything.
  */
 int32_t nnk_dense_forward(uint32_t act,
@@ -352,10 +424,10 @@ int32_t nnk_dense_forward(uint32_t act,
                           float *a);
 
 /**
- * Double-precision GEMM; the same contract as [`nnk_sgemm`].
+ * Double-precision GEMM; the same contract as `nnk_sgemm`.
  *
- * # Safety
- * As [`nnk_sgemm`].
+ * Undefined behaviour unless:
+ * as for `nnk_sgemm`.
  */
 int32_t nnk_dgemm(int32_t layout,
                   int32_t trans_a,
@@ -388,8 +460,7 @@ const char *nnk_isa_name(void);
  * into `buf` and returns the full message length without the NUL. `buf` may be
  * NULL when `cap` is 0 (to query the length).
  *
- * # Safety
- * `buf` must be valid for `cap` bytes of writes.
+ * Undefined behaviour unless: `buf` is valid for `cap` bytes of writes.
  */
 size_t nnk_last_error(char *buf, size_t cap);
 
@@ -406,7 +477,7 @@ const char *nnk_last_error_message(void);
  * is refused before any weight changes; a non-finite loss returns
  * `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` a live model used by no other thread; `c` a live config; `x`, `labels`
  * valid for their sizes.
  */
@@ -422,7 +493,7 @@ int32_t nnk_mlp_fit_classifier(struct nnk_mlp *m,
  * outputs, 0/1 targets) on dense targets `y` (`n_samples × n_targets`,
  * `n_targets` = output units).
  *
- * # Safety
+ * Undefined behaviour unless:
  * As `nnk_mlp_fit_classifier`.
  */
 int32_t nnk_mlp_fit_regressor(struct nnk_mlp *m,
@@ -436,7 +507,7 @@ int32_t nnk_mlp_fit_regressor(struct nnk_mlp *m,
 /**
  * Frees a model (NULL is fine). Call exactly once per handle.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` is NULL or a handle from `nnk_mlp_new`/`nnk_mlp_load` not yet freed.
  */
 void nnk_mlp_free(struct nnk_mlp *m);
@@ -446,7 +517,7 @@ void nnk_mlp_free(struct nnk_mlp *m);
  * corrupt, foreign or future-version files give `NNK_ERR_FORMAT`; missing
  * files and directories `NNK_ERR_IO`.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `path` NUL-terminated; `out` writable.
  */
 int32_t nnk_mlp_load(const char *path, struct nnk_mlp **out);
@@ -454,7 +525,7 @@ int32_t nnk_mlp_load(const char *path, struct nnk_mlp **out);
 /**
  * Input width of a model (0 for NULL).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` NULL or a live model.
  */
 size_t nnk_mlp_n_inputs(const struct nnk_mlp *m);
@@ -462,7 +533,7 @@ size_t nnk_mlp_n_inputs(const struct nnk_mlp *m);
 /**
  * Output width of a model (0 for NULL).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` NULL or a live model.
  */
 size_t nnk_mlp_n_outputs(const struct nnk_mlp *m);
@@ -474,7 +545,7 @@ size_t nnk_mlp_n_outputs(const struct nnk_mlp *m);
  * `NNK_ACT_SIGMOID` (binary / multi-label) or `NNK_ACT_IDENTITY` (regression).
  * Weights are drawn from `seed`. On success `*out` owns the model.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `units` and `activations` valid for `n_layers` elements; `out` writable.
  */
 int32_t nnk_mlp_new(size_t n_inputs,
@@ -487,7 +558,7 @@ int32_t nnk_mlp_new(size_t n_inputs,
 /**
  * Predicted class per sample into `out` (`out_len` = `n_samples`).
  *
- * # Safety
+ * Undefined behaviour unless:
  * As `nnk_mlp_predict_proba`.
  */
 int32_t nnk_mlp_predict_class(const struct nnk_mlp *m,
@@ -502,7 +573,7 @@ int32_t nnk_mlp_predict_class(const struct nnk_mlp *m,
  * values) into `out` (`out_len` must be exactly that). Concurrent calls on one
  * model are fine.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` a live model; `x` valid for `n_samples·n_features`, `out` for `out_len`.
  */
 int32_t nnk_mlp_predict_proba(const struct nnk_mlp *m,
@@ -515,15 +586,15 @@ int32_t nnk_mlp_predict_proba(const struct nnk_mlp *m,
 /**
  * Saves the model atomically (temporary file + rename) to `path`.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `m` a live model; `path` a NUL-terminated string.
  */
 int32_t nnk_mlp_save(const struct nnk_mlp *m, const char *path);
 
 /**
  * Sets the number of threads kernels may use in this process; `0` means all
- * cores. Returns [`NNK_ERR_INVALID_ARG`] above 1024. Results never depend on
- * the thread count. Thread-safe.
+ * cores. Returns `NNK_ERR_INVALID_ARG` above 1024 (the count is then
+ * unchanged). Results never depend on the thread count. Thread-safe.
  */
 int32_t nnk_set_num_threads(size_t n);
 
@@ -532,7 +603,7 @@ int32_t nnk_set_num_threads(size_t n);
  * elements) is required when `momentum > 0` and may be NULL otherwise;
  * `nesterov` is 0 or 1 (any other value is refused).
  *
- * # Safety
+ * Undefined behaviour unless:
  * Buffers valid for `n` elements and pairwise disjoint.
  */
 int32_t nnk_sgd_step(size_t n,
@@ -561,8 +632,8 @@ int32_t nnk_sgd_step(size_t n,
  * `NNK_ERR_NULL_POINTER`, `NNK_ERR_OVERFLOW` (sizes whose products overflow).
  * On error C is untouched. Thread-safe; uses the process-wide thread count.
  *
- * # Safety
- * Each non-NULL pointer must be valid for the extent its dimensions and
+ * Undefined behaviour unless:
+ * Each non-NULL pointer are valid for the extent its dimensions and
  * leading dimension describe.
  */
 int32_t nnk_sgemm(int32_t layout,
@@ -585,7 +656,7 @@ int32_t nnk_sgemm(int32_t layout,
  * writes the mean loss to `*loss` and `dlogits = (softmax − onehot)/batch`.
  * A label ≥ classes is refused (`NNK_ERR_INVALID_ARG`), outputs untouched.
  *
- * # Safety
+ * Undefined behaviour unless:
  * Pointers valid for their sizes; `dlogits` must not overlap `logits`.
  */
 int32_t nnk_softmax_cross_entropy(size_t batch,
@@ -597,14 +668,15 @@ int32_t nnk_softmax_cross_entropy(size_t batch,
 
 /**
  * A static description of a status code (`"ok"`, `"invalid argument"`, ...;
- * `"unknown status"` for codes nnkern never returns). Never NULL.
+ * `"unknown status"` for codes nnkern never returns). Never NULL. The text is
+ * also the first part of every error message (`"shape mismatch: ..."`).
  */
 const char *nnk_status_str(int32_t status);
 
 /**
  * Frees a config (NULL is fine). Call exactly once per handle.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is NULL or a handle from `nnk_train_config_new` not yet freed.
  */
 void nnk_train_config_free(struct nnk_train_config *c);
@@ -613,7 +685,7 @@ void nnk_train_config_free(struct nnk_train_config *c);
  * Creates a config with scikit-learn's defaults (adam, lr 1e-3, alpha 1e-4,
  * batch min(200, n), 200 epochs, seed 0). On success `*out` owns it.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `out` writable.
  */
 int32_t nnk_train_config_new(struct nnk_train_config **out);
@@ -621,7 +693,7 @@ int32_t nnk_train_config_new(struct nnk_train_config **out);
 /**
  * L2 penalty `alpha` (≥ 0; scikit-learn scaling; default 1e-4).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_alpha(struct nnk_train_config *c, double l2);
@@ -629,7 +701,7 @@ int32_t nnk_train_config_set_alpha(struct nnk_train_config *c, double l2);
 /**
  * Mini-batch size (0 = min(200, n_samples), the default).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch);
@@ -637,7 +709,7 @@ int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch
 /**
  * Per-epoch callback (NULL removes it); `user` is passed back unchanged.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config; the callback must be safe to call from the fitting thread.
  */
 int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
@@ -649,7 +721,7 @@ int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
  * Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
  * `n_iter_no_change` and `tol`; the best weights are restored.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_early_stopping(struct nnk_train_config *c,
@@ -661,20 +733,20 @@ int32_t nnk_train_config_set_early_stopping(struct nnk_train_config *c,
 /**
  * Epochs (`max_iter`, ≥ 1; default 200).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_epochs(struct nnk_train_config *c, size_t epochs);
 
 /**
  * Whether training (and the validation inside it) flushes subnormal
- * numbers to zero: 1 (default) or 0 (IEEE gradual underflow). See
- * `TrainConfig::flush_denormals`: on x86-64 Intel cores, Adam under L2
- * otherwise runs several times slower once unused weights turn subnormal.
+ * numbers to zero: 1 (default) or 0 (IEEE gradual underflow). On x86-64
+ * Intel cores, Adam under L2 otherwise runs several times slower once unused
+ * weights turn subnormal; flushing can change the trained weights slightly.
  * The calling thread's own mode is restored when the fit returns; the
  * epoch callback runs in the fit's mode. `nnk_mlp_predict_*` always flush.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_flush_denormals(struct nnk_train_config *c, uint32_t on);
@@ -682,7 +754,7 @@ int32_t nnk_train_config_set_flush_denormals(struct nnk_train_config *c, uint32_
 /**
  * Initial learning rate (> 0; default 1e-3).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_learning_rate(struct nnk_train_config *c, double lr);
@@ -690,7 +762,7 @@ int32_t nnk_train_config_set_learning_rate(struct nnk_train_config *c, double lr
 /**
  * SGD momentum in [0, 1) (default 0.9) and Nesterov (0 or 1; default 1).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_momentum(struct nnk_train_config *c,
@@ -701,7 +773,7 @@ int32_t nnk_train_config_set_momentum(struct nnk_train_config *c,
  * Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for
  * invscaling, epochs per halving for step; ignored otherwise).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_schedule(struct nnk_train_config *c, uint32_t schedule, double param);
@@ -709,7 +781,7 @@ int32_t nnk_train_config_set_schedule(struct nnk_train_config *c, uint32_t sched
 /**
  * Seed of shuffling and validation split (default 0).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_seed(struct nnk_train_config *c, uint64_t seed);
@@ -717,7 +789,7 @@ int32_t nnk_train_config_set_seed(struct nnk_train_config *c, uint64_t seed);
 /**
  * Solver: `NNK_SOLVER_SGD`, `_ADAM` (default), `_ADAMW`, `_RMSPROP`.
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver);
@@ -725,10 +797,10 @@ int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver)
 /**
  * How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
  * (default: sparse when at most 25% of the values are nonzero),
- * `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
- * both give the same results up to the rounding of the sums).
+ * `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (both give the same results up
+ * to the rounding of the sums).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_sparse_input(struct nnk_train_config *c, uint32_t mode);
@@ -736,7 +808,7 @@ int32_t nnk_train_config_set_sparse_input(struct nnk_train_config *c, uint32_t m
 /**
  * Kernel threads for fits with this config (0 = the process-wide count).
  *
- * # Safety
+ * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_threads(struct nnk_train_config *c, size_t threads);
@@ -752,8 +824,8 @@ const char *nnk_version(void);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vexp_f32(const float *x, float *y, size_t n);
 
@@ -763,8 +835,8 @@ int32_t nnk_vexp_f32(const float *x, float *y, size_t n);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vgelu_f32(const float *x, float *y, size_t n);
 
@@ -774,8 +846,8 @@ int32_t nnk_vgelu_f32(const float *x, float *y, size_t n);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vlog_f32(const float *x, float *y, size_t n);
 
@@ -785,8 +857,8 @@ int32_t nnk_vlog_f32(const float *x, float *y, size_t n);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vsigmoid_f32(const float *x, float *y, size_t n);
 
@@ -796,8 +868,8 @@ int32_t nnk_vsigmoid_f32(const float *x, float *y, size_t n);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vsoftplus_f32(const float *x, float *y, size_t n);
 
@@ -807,8 +879,8 @@ int32_t nnk_vsoftplus_f32(const float *x, float *y, size_t n);
  * `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
  * overlap is refused. NULL is allowed only with `n == 0`.
  *
- * # Safety
- * `x` and `y` must be valid for `n` elements.
+ * Undefined behaviour unless:
+ * `x` and `y` are valid for `n` elements.
  */
 int32_t nnk_vtanh_f32(const float *x, float *y, size_t n);
 

@@ -15,6 +15,7 @@
 //!   that handed it out ([`crate::simd::fp`]), so that mode, too, leaves
 //!   results independent of the thread count.
 
+use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -50,11 +51,21 @@ fn env_default() -> usize {
     })
 }
 
+/// The largest thread count [`set_num_threads`] (and `nnk_set_num_threads`) accepts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Sets the process-wide default thread count; 0 restores the default
-/// (`NNK_NUM_THREADS`, else all cores). Values are capped at 1024.
-pub fn set_num_threads(n: usize) {
+/// (`NNK_NUM_THREADS`, else all cores).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] above [`MAX_THREADS`]; the count is then unchanged.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n > MAX_THREADS {
+        return Err(Error::InvalidArgument(format!("thread count {n} > {MAX_THREADS}")));
+    }
     SPAWN_FAILED_AT.store(0, Ordering::Relaxed);
-    GLOBAL.store(n.min(1024), Ordering::Relaxed);
+    GLOBAL.store(n, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The process-wide default thread count now in force.

@@ -206,6 +206,8 @@ fn native_static_libs_line_is_current() {
             "rustc",
             "--lib",
             "--quiet",
+            "--features",
+            "capi",
             "--crate-type",
             "staticlib",
             "--release",

@@ -76,3 +76,164 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
     }
     v
 }
+
+fn header() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/nnkern.h")).unwrap()
+}
+
+/// The enumerators of `enum nnk_status` (name, value) in header order, and the
+/// header's text with that block cut out.
+fn status_enum(h: &str) -> (Vec<(String, i32)>, String) {
+    let start = h.find("\nenum nnk_status").expect("the header has `enum nnk_status`");
+    let open = start + h[start..].find('{').unwrap();
+    let close = open + h[open..].find("\n};").expect("enum nnk_status is closed");
+    let mut body = String::new();
+    let mut rest = &h[open + 1..close];
+    // Drop the enumerators' comments.
+    while let Some(i) = rest.find("/*") {
+        body.push_str(&rest[..i]);
+        rest = &rest[i + rest[i..].find("*/").unwrap() + 2..];
+    }
+    body.push_str(rest);
+    let items = body
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (name, value) = s.split_once('=').unwrap_or_else(|| panic!("enumerator without a value: {s}"));
+            (name.trim().to_string(), value.trim().parse().unwrap())
+        })
+        .collect();
+    (items, format!("{}{}", &h[..start], &h[close..]))
+}
+
+/// Section 5 of the review: the status codes are one typed enum, in code order,
+/// and it is the crate's table (`Status`): same names, same values, nothing
+/// missing or extra; no status code is defined anywhere else in the header.
+#[test]
+fn status_codes_are_one_enum_in_order() {
+    let h = header();
+    let (items, rest) = status_enum(&h);
+    let want: Vec<(String, i32)> = nnkern::error::Status::all().iter().map(|s| (format!("{s:?}"), s.code())).collect();
+    assert_eq!(items, want, "enum nnk_status differs from nnkern::error::Status");
+    assert!(items.windows(2).all(|w| w[0].1 < w[1].1), "codes in increasing order");
+    assert!(h.contains("typedef int32_t nnk_status;"), "in C the enum's type is int32_t wide");
+    for (name, _) in &items {
+        assert!(!rest.contains(&format!("#define {name} ")), "{name} is also a #define");
+    }
+    assert!(!rest.contains("#define NNK_ERR_") && !rest.contains("#define NNK_OK"), "a status outside the enum");
+}
+
+/// Each family of constants (`NNK_ACT_*`, `NNK_SOLVER_*`, ...) is one block of
+/// consecutive `#define`s in increasing value order, not sorted among the others.
+#[test]
+fn constant_families_are_contiguous_blocks() {
+    let h = header();
+    let defines: Vec<(String, i64)> = h
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define NNK_"))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((format!("NNK_{name}"), value.trim().parse().ok()?))
+        })
+        .filter(|(name, _)| !name.starts_with("NNK_VERSION_"))
+        .collect();
+    assert!(defines.len() > 25, "{defines:?}");
+    let family = |name: &str| -> String {
+        for f in ["NNK_ACT_", "NNK_SOLVER_", "NNK_SPARSE_", "NNK_SCHEDULE_"] {
+            if name.starts_with(f) {
+                return f.to_string();
+            }
+        }
+        // Layouts and transposes: the CBLAS codes.
+        "CBLAS".to_string()
+    };
+    let mut seen: Vec<String> = Vec::new();
+    let mut last: Option<(String, i64)> = None;
+    for (name, value) in &defines {
+        let f = family(name);
+        match &last {
+            Some((lf, lv)) if *lf == f => assert!(value > lv, "{name} = {value} is out of order in {f}"),
+            _ => {
+                assert!(!seen.contains(&f), "{f} constants are split into several blocks ({name})");
+                seen.push(f.clone());
+            }
+        }
+        last = Some((f, *value));
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+}
+
+/// C comments hold no rustdoc markup: no `# Safety` (or any Markdown heading),
+/// no intra-doc links like ``[`nnk_sgemm`]``.
+#[test]
+fn no_rustdoc_markup_in_c_comments() {
+    let h = header();
+    for (i, line) in h.lines().enumerate() {
+        let t = line.trim_start().trim_start_matches('*').trim_start().trim_start_matches("//").trim_start();
+        assert!(!t.starts_with("# "), "line {}: Markdown heading: {line}", i + 1);
+        assert!(!line.contains("# Safety"), "line {}: {line}", i + 1);
+        assert!(!line.contains("[`"), "line {}: intra-doc link: {line}", i + 1);
+        assert!(!line.contains("TrainConfig::"), "line {}: names a Rust item: {line}", i + 1);
+        assert!(!line.contains("module notes"), "line {}: points to Rust docs: {line}", i + 1);
+    }
+}
+
+/// The header stands alone: its preamble states, in C terms, ownership, thread
+/// safety, what a poisoned handle does and that a config must not change
+/// during a fit, and every function with preconditions lists them.
+#[test]
+fn header_preamble_states_the_contract() {
+    let h = header();
+    let pre = &h[..h.find("#ifndef NNKERN_H").expect("include guard")];
+    let flat = pre.replace("\n *", "").split_whitespace().collect::<Vec<_>>().join(" ");
+    for (section, needles) in [
+        ("STATUS CODES AND ERRORS", &["int32_t holding an nnk_status", "Outputs are written only on success"][..]),
+        ("OWNERSHIP", &["the caller owns it", "exactly once", "nnk_mlp_free", "nnk_train_config_free"][..]),
+        ("THREADS", &["from any thread", "must not be used by any other call", "may run concurrently"][..]),
+        ("THREADS", &["a config must not be changed", "while a fit that uses it is running"][..]),
+        ("PANICS AND POISONING", &["never unwinds", "poisons that model", "NNK_ERR_PANIC"][..]),
+    ] {
+        assert!(flat.contains(section), "preamble lacks the {section} section");
+        for n in needles {
+            assert!(flat.contains(n), "{section}: preamble lacks {n:?}");
+        }
+    }
+    // Every function that takes a pointer and is not just a free/getter documents
+    // what the caller must guarantee.
+    let decls = h.split("\n/**").filter(|b| b.contains("nnk_") && b.contains("*/\n"));
+    let mut n = 0;
+    for block in decls {
+        let (doc, decl) = block.split_once("*/\n").unwrap();
+        let decl = decl.split(';').next().unwrap();
+        if decl.contains('(') && decl.contains('*') && !decl.contains("const char *nnk_") && decl.contains("nnk_") {
+            let name = decl.split('(').next().unwrap().split_whitespace().last().unwrap().trim_start_matches('*');
+            if name.starts_with("nnk_") && !decl.trim_start().starts_with("typedef") {
+                n += 1;
+                assert!(doc.contains("Undefined behaviour unless:"), "{name} does not state its preconditions");
+            }
+        }
+    }
+    assert!(n > 30, "{n} functions with pointers");
+}
+
+/// The Python binding's code table (`bindings/python/nnkern/_lib.py`) equals the
+/// header's, so it is checked even where Python is not installed; the C++
+/// wrapper maps the out-of-memory code to its own exception.
+#[test]
+fn binding_tables_match_the_header() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let h = header();
+    let (codes, _) = status_enum(&h);
+    let py = std::fs::read_to_string(root.join("bindings/python/nnkern/_lib.py")).unwrap();
+    let ours: Vec<(String, i32)> = py
+        .lines()
+        .filter_map(|l| l.split_once(" = "))
+        .filter(|(k, _)| *k == "NNK_OK" || k.starts_with("NNK_ERR_"))
+        .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
+        .collect();
+    assert_eq!(ours, codes, "_lib.py's status codes differ from enum nnk_status");
+    assert!(py.contains("class NnkMemoryError(NnkError, MemoryError)"), "_lib.py maps out of memory to MemoryError");
+    let hpp = std::fs::read_to_string(root.join("bindings/cpp/nnkern.hpp")).unwrap();
+    assert!(hpp.contains("if (status == NNK_ERR_OUT_OF_MEMORY) throw OutOfMemory(message);"));
+}

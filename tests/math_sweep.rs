@@ -280,6 +280,7 @@ fn tail_lengths_and_inplace() {
             Isa::V4 => 16,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => 4,
+            other => panic!("no lane count for {other:?}"),
         };
         let mut lens = vec![0, 1, lanes.saturating_sub(1), lanes, lanes + 1, 2 * lanes + 3, 1_000_003];
         lens.sort_unstable();

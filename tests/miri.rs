@@ -16,6 +16,8 @@
 //! * The subnormal-mode switch (`simd::fp`, inline assembly) is a no-op under
 //!   Miri, which cannot run assembly.
 
+mod common;
+
 use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
 use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse};
@@ -313,6 +315,14 @@ fn trainer_end_to_end_tiny() {
     assert!(p.chunks(3).all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
 }
 
+/// The C entry points exist with the `capi` feature only (CI turns it on).
+#[cfg(not(feature = "capi"))]
+#[test]
+fn c_entry_points() {
+    common::skip("miri::c_entry_points", "built without the `capi` feature", "cargo test --release --features capi");
+}
+
+#[cfg(feature = "capi")]
 mod c_entry_points {
     use nnkern::ffi::gemm::nnk_sgemm;
     use nnkern::ffi::model::*;

@@ -12,10 +12,18 @@ fn nnk_num_threads_environment_variable() {
         assert_eq!(num_threads(), 3, "NNK_NUM_THREADS=3");
         assert_eq!(Par::Default.threads(), 3);
         assert_eq!(Par::Threads(0).threads(), 3);
-        set_num_threads(5);
+        set_num_threads(5).unwrap();
         assert_eq!(num_threads(), 5);
-        set_num_threads(0);
+        set_num_threads(0).unwrap();
         assert_eq!(num_threads(), 3, "0 restores the environment's value");
+        // Like nnk_set_num_threads: above MAX_THREADS is an error and changes nothing.
+        set_num_threads(7).unwrap();
+        let e = set_num_threads(nnkern::par::MAX_THREADS + 1).unwrap_err();
+        assert_eq!(e.status(), nnkern::error::Status::NNK_ERR_INVALID_ARG);
+        assert!(e.to_string().contains("1025"), "{e}");
+        assert_eq!(num_threads(), 7, "a refused count leaves the old one");
+        set_num_threads(nnkern::par::MAX_THREADS).unwrap();
+        assert_eq!(num_threads(), nnkern::par::MAX_THREADS);
         return;
     }
     for (value, want) in [("3", None), ("0", Some(available_cores())), ("lots", Some(available_cores()))] {

@@ -57,3 +57,16 @@ fn a_missing_tool_skips_outside_ci_and_fails_inside() {
     assert!(!o.status.success(), "CI=true: a skip must fail the test:\n{t}");
     assert!(t.contains("CI=true and a test was skipped") && t.contains("cmake"), "{t}");
 }
+
+/// The C API's own Rust unit tests (`src/ffi`) compile with the `capi`
+/// feature only: without it, say so (and fail under CI, which turns it on).
+#[test]
+fn the_c_api_unit_tests_are_built() {
+    if !cfg!(feature = "capi") {
+        common::skip(
+            "the C API's Rust unit tests (src/ffi)",
+            "built without the `capi` feature",
+            "cargo test --release --features capi",
+        );
+    }
+}

@@ -184,8 +184,24 @@ fn save_load_predict_is_bit_identical_and_bad_files_are_refused() {
     let mut extra = good.clone();
     extra.push(0);
     expect_format(&extra, "trailing bytes");
-    assert!(matches!(Mlp::load(&dir), Err(Error::Io(_))), "a directory");
-    assert!(matches!(Mlp::load(dir.join("missing")), Err(Error::Io(_))));
+    // I/O errors keep the kind and the path.
+    match Mlp::load(&dir) {
+        Err(Error::Io { kind, path, .. }) => {
+            assert_eq!(kind, std::io::ErrorKind::IsADirectory, "a directory");
+            assert_eq!(path.as_deref(), Some(dir.as_path()));
+        }
+        other => panic!("a directory: {other:?}"),
+    }
+    let missing = dir.join("missing");
+    match Mlp::load(&missing) {
+        Err(e @ Error::Io { .. }) => {
+            assert!(e.to_string().contains(&missing.display().to_string()), "{e}");
+            let Error::Io { kind, path, .. } = e else { unreachable!() };
+            assert_eq!(kind, std::io::ErrorKind::NotFound);
+            assert_eq!(path, Some(missing.clone()));
+        }
+        other => panic!("a missing file: {other:?}"),
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

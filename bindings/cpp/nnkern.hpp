@@ -5,7 +5,10 @@
 //   holds NULL: calls on it throw Error(NNK_ERR_NULL_POINTER).
 // * Every nonzero status throws `nnkern::Error`, carrying the status code and
 //   the library's message for the failed call (nnk_last_error_message(), copied
-//   at once since it is only valid until the next call on the thread).
+//   at once since it is only valid until the next call on the thread);
+//   NNK_ERR_OUT_OF_MEMORY throws its subclass `nnkern::OutOfMemory`, so that it
+//   can be told apart (and caught) like std::bad_alloc without losing the
+//   message, which names the size and what it was for.
 // * Inputs are pointer + size or std::vector; matrices are row-major.
 // * An exception thrown by an epoch callback is caught at the C boundary (it
 //   never unwinds through the library), stops training and is rethrown by fit.
@@ -42,10 +45,23 @@ private:
     int32_t code_;
 };
 
+/// NNK_ERR_OUT_OF_MEMORY: an allocation inside the library failed; what()
+/// names its size and purpose. Nothing was changed.
+class OutOfMemory : public Error {
+public:
+    explicit OutOfMemory(const std::string& message) : Error(NNK_ERR_OUT_OF_MEMORY, message) {}
+};
+
 namespace detail {
-/// Throws Error for a nonzero status, with this thread's last message.
+/// Throws the exception for a nonzero status with `message`: OutOfMemory for
+/// NNK_ERR_OUT_OF_MEMORY, Error for every other code.
+[[noreturn]] inline void raise(int32_t status, const std::string& message) {
+    if (status == NNK_ERR_OUT_OF_MEMORY) throw OutOfMemory(message);
+    throw Error(status, message);
+}
+/// Throws for a nonzero status, with this thread's last message.
 inline void check(int32_t status) {
-    if (status != NNK_OK) throw Error(status, nnk_last_error_message());
+    if (status != NNK_OK) raise(status, nnk_last_error_message());
 }
 struct MlpDeleter {
     void operator()(nnk_mlp* m) const noexcept { nnk_mlp_free(m); }
@@ -315,7 +331,7 @@ private:
     static void finish_fit(const TrainConfig& cfg, int32_t status) {
         std::string msg = status != NNK_OK ? nnk_last_error_message() : "";
         cfg.rethrow_callback_error();
-        if (status != NNK_OK) throw Error(status, msg);
+        if (status != NNK_OK) detail::raise(status, msg);
     }
 
     std::unique_ptr<nnk_mlp, detail::MlpDeleter> h_;

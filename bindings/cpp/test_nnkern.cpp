@@ -166,6 +166,37 @@ int main(int argc, char** argv) {
     CHECK(other.n_inputs() == 64 && loaded.get() == nullptr && loaded.n_inputs() == 0, "move");
     expect_error("moved-from model", NNK_ERR_NULL_POINTER, "'model' is NULL", [&] { loaded.predict_class(xte, d); });
 
+    // Status codes: every code has its own text; out of memory is its own
+    // exception type, still an nnkern::Error with the code and the message.
+    {
+        std::vector<std::string> texts;
+        for (int32_t code = NNK_OK; code <= NNK_ERR_OUT_OF_MEMORY; code++) {
+            std::string t = nnk_status_str(code);
+            CHECK(t != "unknown status", "status " + std::to_string(code) + " has no text");
+            for (const std::string& u : texts) CHECK(t != u, "status text '" + t + "' used twice");
+            texts.push_back(t);
+        }
+        CHECK(std::string(nnk_status_str(NNK_ERR_OUT_OF_MEMORY + 1)) == "unknown status", "unknown status");
+        CHECK(std::string(nnk_status_str(NNK_ERR_OUT_OF_MEMORY)) == "out of memory", "out of memory text");
+        bool oom = false;
+        try {
+            nnkern::detail::raise(NNK_ERR_OUT_OF_MEMORY, "out of memory: cannot allocate 64 bytes for x");
+        } catch (const nnkern::OutOfMemory& e) {
+            const nnkern::Error& base = e;
+            oom = base.code() == NNK_ERR_OUT_OF_MEMORY && std::string(e.what()).find("64 bytes") != std::string::npos &&
+                  std::string(base.status()) == "out of memory";
+        }
+        CHECK(oom, "NNK_ERR_OUT_OF_MEMORY throws nnkern::OutOfMemory with the message");
+        bool plain = false;
+        try {
+            nnkern::detail::raise(NNK_ERR_IO, "i/o error: x");
+        } catch (const nnkern::OutOfMemory&) {
+        } catch (const nnkern::Error& e) {
+            plain = e.code() == NNK_ERR_IO;
+        }
+        CHECK(plain, "other codes throw plain nnkern::Error");
+    }
+
     if (failures) {
         std::fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

@@ -6,7 +6,9 @@
 //! dyadic alpha/beta make every rounding exact); on failure C is untouched.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nnkern::ffi::NNK_OK;
+use nnkern::error::Status;
+
+const NNK_OK: i32 = Status::NNK_OK as i32;
 use nnkern::ffi::gemm::{nnk_dgemm, nnk_sgemm};
 
 #[path = "bytes.rs"]

@@ -8,6 +8,8 @@ use libfuzzer_sys::fuzz_target;
 use nnkern::ffi::ops::*;
 use nnkern::ffi::*;
 
+const NNK_OK: i32 = Status::NNK_OK as i32;
+
 #[path = "bytes.rs"]
 mod bytes;
 use bytes::Bytes;

@@ -7,6 +7,10 @@ use libfuzzer_sys::fuzz_target;
 use nnkern::ffi::model::*;
 use nnkern::ffi::*;
 
+const NNK_OK: i32 = Status::NNK_OK as i32;
+const NNK_ERR_PANIC: i32 = Status::NNK_ERR_PANIC as i32;
+const NNK_ERR_DIVERGED: i32 = Status::NNK_ERR_DIVERGED as i32;
+
 #[path = "bytes.rs"]
 mod bytes;
 use bytes::Bytes;

@@ -121,8 +121,8 @@ unsafe fn gemm_c<T: Elem>(
 /// `NNK_ERR_NULL_POINTER`, `NNK_ERR_OVERFLOW` (sizes whose products overflow).
 /// On error C is untouched. Thread-safe; uses the process-wide thread count.
 ///
-/// # Safety
-/// Each non-NULL pointer must be valid for the extent its dimensions and
+/// Undefined behaviour unless:
+/// Each non-NULL pointer are valid for the extent its dimensions and
 /// leading dimension describe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_sgemm(
@@ -145,10 +145,10 @@ pub unsafe extern "C" fn nnk_sgemm(
     boundary(|| unsafe { gemm_c(layout, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) })
 }
 
-/// Double-precision GEMM; the same contract as [`nnk_sgemm`].
+/// Double-precision GEMM; the same contract as `nnk_sgemm`.
 ///
-/// # Safety
-/// As [`nnk_sgemm`].
+/// Undefined behaviour unless:
+/// as for `nnk_sgemm`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_dgemm(
     layout: i32,

@@ -1,12 +1,11 @@
 //! The trainer from C: opaque `nnk_mlp` and `nnk_train_config` handles.
 //!
-//! Ownership: `nnk_mlp_new` / `nnk_mlp_load` and `nnk_train_config_new` hand
-//! out handles that the caller frees exactly once with `nnk_mlp_free` /
-//! `nnk_train_config_free` (NULL is fine). Thread-safety: `nnk_mlp_predict_*`,
-//! `nnk_mlp_save` and the getters may run concurrently on one model (each call
-//! uses its own workspace); `nnk_mlp_fit_*` needs exclusive access to the model.
-//! A config must not be mutated while a fit reads it. A panic inside a model
-//! call (a bug) poisons that model: later calls on it return `NNK_ERR_PANIC`.
+//! Their ownership, thread-safety and poisoning rules are stated for C
+//! callers in the header's preamble (`cbindgen.toml`, sections OWNERSHIP,
+//! THREADS, PANICS AND POISONING); this module implements them: each
+//! prediction uses its own workspace (so concurrent predictions on one model
+//! are fine), a fit takes the model `&mut`, and `with_model` /
+//! `with_model_mut` set the poison flag when a call panics.
 
 // The C names are the type names (one grep finds both sides).
 #![allow(non_camel_case_types)]
@@ -46,14 +45,19 @@ pub const NNK_SCHEDULE_STEP: u32 = 3;
 /// Cosine decay over the epochs.
 pub const NNK_SCHEDULE_COSINE: u32 = 4;
 
-/// A multilayer perceptron (opaque). See the module notes for thread-safety.
+/// A multilayer perceptron (opaque handle). Created by `nnk_mlp_new` or
+/// `nnk_mlp_load`, freed by `nnk_mlp_free`; see OWNERSHIP, THREADS and PANICS
+/// AND POISONING at the top of this header.
 pub struct nnk_mlp {
     model: Mlp,
     poisoned: AtomicBool,
 }
 
-/// Training hyper-parameters (opaque); defaults as scikit-learn's MLPClassifier,
-/// except the ones noted on each setter.
+/// Training hyper-parameters (opaque handle); defaults as scikit-learn's
+/// MLPClassifier, except the ones noted on each setter. Created by
+/// `nnk_train_config_new`, freed by `nnk_train_config_free`; do not change a
+/// config while a fit that uses it is running (see THREADS at the top of this
+/// header).
 pub struct nnk_train_config {
     cfg: TrainConfig,
     callback: Option<nnk_epoch_callback>,
@@ -139,7 +143,7 @@ fn with_config(c: *mut nnk_train_config, f: impl FnOnce(&mut nnk_train_config) -
 /// `NNK_ACT_SIGMOID` (binary / multi-label) or `NNK_ACT_IDENTITY` (regression).
 /// Weights are drawn from `seed`. On success `*out` owns the model.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `units` and `activations` valid for `n_layers` elements; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_new(
@@ -191,7 +195,7 @@ pub unsafe extern "C" fn nnk_mlp_new(
 
 /// Frees a model (NULL is fine). Call exactly once per handle.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` is NULL or a handle from `nnk_mlp_new`/`nnk_mlp_load` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_free(m: *mut nnk_mlp) {
@@ -204,7 +208,7 @@ pub unsafe extern "C" fn nnk_mlp_free(m: *mut nnk_mlp) {
 /// Creates a config with scikit-learn's defaults (adam, lr 1e-3, alpha 1e-4,
 /// batch min(200, n), 200 epochs, seed 0). On success `*out` owns it.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_new(out: *mut *mut nnk_train_config) -> i32 {
@@ -221,7 +225,7 @@ pub unsafe extern "C" fn nnk_train_config_new(out: *mut *mut nnk_train_config) -
 
 /// Frees a config (NULL is fine). Call exactly once per handle.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is NULL or a handle from `nnk_train_config_new` not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_free(c: *mut nnk_train_config) {
@@ -240,7 +244,7 @@ fn pos_f32(v: f64, name: &str, allow_zero: bool) -> Result<f32> {
 
 /// Epochs (`max_iter`, ≥ 1; default 200).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_epochs(c: *mut nnk_train_config, epochs: usize) -> i32 {
@@ -255,7 +259,7 @@ pub unsafe extern "C" fn nnk_train_config_set_epochs(c: *mut nnk_train_config, e
 
 /// Mini-batch size (0 = min(200, n_samples), the default).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_batch_size(c: *mut nnk_train_config, batch: usize) -> i32 {
@@ -267,7 +271,7 @@ pub unsafe extern "C" fn nnk_train_config_set_batch_size(c: *mut nnk_train_confi
 
 /// Initial learning rate (> 0; default 1e-3).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_learning_rate(c: *mut nnk_train_config, lr: f64) -> i32 {
@@ -279,7 +283,7 @@ pub unsafe extern "C" fn nnk_train_config_set_learning_rate(c: *mut nnk_train_co
 
 /// L2 penalty `alpha` (≥ 0; scikit-learn scaling; default 1e-4).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_alpha(c: *mut nnk_train_config, l2: f64) -> i32 {
@@ -291,7 +295,7 @@ pub unsafe extern "C" fn nnk_train_config_set_alpha(c: *mut nnk_train_config, l2
 
 /// Solver: `NNK_SOLVER_SGD`, `_ADAM` (default), `_ADAMW`, `_RMSPROP`.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_solver(c: *mut nnk_train_config, solver: u32) -> i32 {
@@ -303,10 +307,10 @@ pub unsafe extern "C" fn nnk_train_config_set_solver(c: *mut nnk_train_config, s
 
 /// How the first layer reads the training inputs: `NNK_SPARSE_AUTO`
 /// (default: sparse when at most 25% of the values are nonzero),
-/// `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (see `TrainConfig::sparse_input`;
-/// both give the same results up to the rounding of the sums).
+/// `NNK_SPARSE_DENSE` or `NNK_SPARSE_SPARSE` (both give the same results up
+/// to the rounding of the sums).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_config, mode: u32) -> i32 {
@@ -317,13 +321,13 @@ pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_con
 }
 
 /// Whether training (and the validation inside it) flushes subnormal
-/// numbers to zero: 1 (default) or 0 (IEEE gradual underflow). See
-/// `TrainConfig::flush_denormals`: on x86-64 Intel cores, Adam under L2
-/// otherwise runs several times slower once unused weights turn subnormal.
+/// numbers to zero: 1 (default) or 0 (IEEE gradual underflow). On x86-64
+/// Intel cores, Adam under L2 otherwise runs several times slower once unused
+/// weights turn subnormal; flushing can change the trained weights slightly.
 /// The calling thread's own mode is restored when the fit returns; the
 /// epoch callback runs in the fit's mode. `nnk_mlp_predict_*` always flush.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_flush_denormals(c: *mut nnk_train_config, on: u32) -> i32 {
@@ -335,7 +339,7 @@ pub unsafe extern "C" fn nnk_train_config_set_flush_denormals(c: *mut nnk_train_
 
 /// Seed of shuffling and validation split (default 0).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_seed(c: *mut nnk_train_config, seed: u64) -> i32 {
@@ -347,7 +351,7 @@ pub unsafe extern "C" fn nnk_train_config_set_seed(c: *mut nnk_train_config, see
 
 /// SGD momentum in [0, 1) (default 0.9) and Nesterov (0 or 1; default 1).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config, momentum: f64, nesterov: u32) -> i32 {
@@ -364,7 +368,7 @@ pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config,
 /// Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for
 /// invscaling, epochs per halving for step; ignored otherwise).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_schedule(c: *mut nnk_train_config, schedule: u32, param: f64) -> i32 {
@@ -389,7 +393,7 @@ pub unsafe extern "C" fn nnk_train_config_set_schedule(c: *mut nnk_train_config,
 /// Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
 /// `n_iter_no_change` and `tol`; the best weights are restored.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
@@ -414,7 +418,7 @@ pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
 
 /// Kernel threads for fits with this config (0 = the process-wide count).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_threads(c: *mut nnk_train_config, threads: usize) -> i32 {
@@ -429,7 +433,7 @@ pub unsafe extern "C" fn nnk_train_config_set_threads(c: *mut nnk_train_config, 
 
 /// Per-epoch callback (NULL removes it); `user` is passed back unchanged.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `c` is a live config; the callback must be safe to call from the fitting thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_callback(
@@ -491,7 +495,7 @@ fn fit_common(
 /// is refused before any weight changes; a non-finite loss returns
 /// `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` a live model used by no other thread; `c` a live config; `x`, `labels`
 /// valid for their sizes.
 #[unsafe(no_mangle)]
@@ -516,7 +520,7 @@ pub unsafe extern "C" fn nnk_mlp_fit_classifier(
 /// outputs, 0/1 targets) on dense targets `y` (`n_samples × n_targets`,
 /// `n_targets` = output units).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// As `nnk_mlp_fit_classifier`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_fit_regressor(
@@ -550,7 +554,7 @@ pub unsafe extern "C" fn nnk_mlp_fit_regressor(
 /// values) into `out` (`out_len` must be exactly that). Concurrent calls on one
 /// model are fine.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` a live model; `x` valid for `n_samples·n_features`, `out` for `out_len`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_predict_proba(
@@ -584,7 +588,7 @@ pub unsafe extern "C" fn nnk_mlp_predict_proba(
 
 /// Predicted class per sample into `out` (`out_len` = `n_samples`).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// As `nnk_mlp_predict_proba`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_predict_class(
@@ -620,7 +624,7 @@ fn path_of<'a>(p: *const c_char) -> Result<&'a str> {
 
 /// Saves the model atomically (temporary file + rename) to `path`.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` a live model; `path` a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_save(m: *const nnk_mlp, path: *const c_char) -> i32 {
@@ -634,7 +638,7 @@ pub unsafe extern "C" fn nnk_mlp_save(m: *const nnk_mlp, path: *const c_char) ->
 /// corrupt, foreign or future-version files give `NNK_ERR_FORMAT`; missing
 /// files and directories `NNK_ERR_IO`.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `path` NUL-terminated; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_load(path: *const c_char, out: *mut *mut nnk_mlp) -> i32 {
@@ -651,7 +655,7 @@ pub unsafe extern "C" fn nnk_mlp_load(path: *const c_char, out: *mut *mut nnk_ml
 
 /// Input width of a model (0 for NULL).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` NULL or a live model.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_n_inputs(m: *const nnk_mlp) -> usize {
@@ -661,7 +665,7 @@ pub unsafe extern "C" fn nnk_mlp_n_inputs(m: *const nnk_mlp) -> usize {
 
 /// Output width of a model (0 for NULL).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `m` NULL or a live model.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_n_outputs(m: *const nnk_mlp) -> usize {

@@ -98,8 +98,8 @@ unsafe fn vmath(x: *const f32, y: *mut f32, n: usize, f: fn(&[f32], &mut [f32]) 
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vexp_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -111,8 +111,8 @@ pub unsafe extern "C" fn nnk_vexp_f32(x: *const f32, y: *mut f32, n: usize) -> i
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vlog_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -124,8 +124,8 @@ pub unsafe extern "C" fn nnk_vlog_f32(x: *const f32, y: *mut f32, n: usize) -> i
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vtanh_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -137,8 +137,8 @@ pub unsafe extern "C" fn nnk_vtanh_f32(x: *const f32, y: *mut f32, n: usize) -> 
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vsigmoid_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -150,8 +150,8 @@ pub unsafe extern "C" fn nnk_vsigmoid_f32(x: *const f32, y: *mut f32, n: usize) 
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vsoftplus_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -163,8 +163,8 @@ pub unsafe extern "C" fn nnk_vsoftplus_f32(x: *const f32, y: *mut f32, n: usize)
 /// `y[i] = f(x[i])` for `n` elements; `x == y` (in place) is allowed, any other
 /// overlap is refused. NULL is allowed only with `n == 0`.
 ///
-/// # Safety
-/// `x` and `y` must be valid for `n` elements.
+/// Undefined behaviour unless:
+/// `x` and `y` are valid for `n` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_vgelu_f32(x: *const f32, y: *mut f32, n: usize) -> i32 {
     // SAFETY: forwarded contract.
@@ -174,7 +174,7 @@ pub unsafe extern "C" fn nnk_vgelu_f32(x: *const f32, y: *mut f32, n: usize) -> 
 /// `y = f(x)` for a `rows × cols` row-major matrix (`act`: `NNK_ACT_*`;
 /// softmax and log-softmax work over each row). `x == y` is allowed.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// `x` and `y` valid for `rows·cols` elements.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usize, x: *const f32, y: *mut f32) -> i32 {
@@ -204,7 +204,7 @@ pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usi
 /// (relu, leaky relu, softplus, gelu need `x`; sigmoid, tanh, softmax,
 /// log-softmax need `y`; elu needs both; identity neither).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// Non-NULL pointers valid for `rows·cols` elements; `dx` must not overlap the inputs.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_activation_backward(
@@ -242,7 +242,7 @@ pub unsafe extern "C" fn nnk_activation_backward(
 /// n_in×n_out, `b` n_out (may be NULL: no bias), `z` batch×n_out or NULL (not
 /// stored), `a` batch×n_out. Bias and activation run inside the GEMM.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// Pointers valid for the sizes above; outputs must not overlap anything.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_dense_forward(
@@ -283,7 +283,7 @@ thread_local! {
 /// trained with cross-entropy, pass the already-combined gradient with
 /// `NNK_ACT_IDENTITY` instead.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// Pointers valid for their sizes; outputs must not overlap anything.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_dense_backward(
@@ -342,7 +342,7 @@ pub unsafe extern "C" fn nnk_dense_backward(
 /// writes the mean loss to `*loss` and `dlogits = (softmax − onehot)/batch`.
 /// A label ≥ classes is refused (`NNK_ERR_INVALID_ARG`), outputs untouched.
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// Pointers valid for their sizes; `dlogits` must not overlap `logits`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_softmax_cross_entropy(
@@ -379,7 +379,7 @@ pub unsafe extern "C" fn nnk_softmax_cross_entropy(
 /// One Adam step over `n` parameters (`t` ≥ 1: the step number after this
 /// update; `m`, `v` zero before the first step; `l2` coupled L2).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// All buffers valid for `n` elements and pairwise disjoint.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_adam_step(
@@ -409,7 +409,7 @@ pub unsafe extern "C" fn nnk_adam_step(
 /// elements) is required when `momentum > 0` and may be NULL otherwise;
 /// `nesterov` is 0 or 1 (any other value is refused).
 ///
-/// # Safety
+/// Undefined behaviour unless:
 /// Buffers valid for `n` elements and pairwise disjoint.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_sgd_step(

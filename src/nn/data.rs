@@ -93,8 +93,7 @@ pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> 
 /// [`read_csv`] with the header chosen.
 pub fn read_csv_with(path: impl AsRef<Path>, label_column: isize, header: Header) -> Result<Dataset> {
     let path = path.as_ref();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
     parse_csv_with(&text, label_column, header).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
@@ -167,7 +166,7 @@ pub struct Idx {
 /// Reads an IDX file of unsigned bytes (type 0x08), gzip-compressed or not.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
     let path = path.as_ref();
-    let raw = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+    let raw = std::fs::read(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
     parse_idx(&raw).map_err(|e| Error::Format(format!("{}: {}", path.display(), e.message())))
 }
 
@@ -223,7 +222,7 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
                 return Ok(p);
             }
         }
-        Err(Error::Io(format!("'{}' has no {stem}[.gz]", dir.display())))
+        Err(Error::io(std::io::ErrorKind::NotFound, dir, format!("'{}' has no {stem}[.gz]", dir.display())))
     };
     let pair = |img: &str, lab: &str| -> Result<Dataset> {
         let i = read_idx(find(img)?)?;

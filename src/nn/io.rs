@@ -150,7 +150,9 @@ impl Mlp {
     /// Saves atomically to `path` (temporary file + rename).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let name = path.file_name().ok_or_else(|| Error::Io(format!("'{}' is not a file path", path.display())))?;
+        let name = path.file_name().ok_or_else(|| {
+            Error::io(std::io::ErrorKind::InvalidInput, path, format!("'{}' is not a file path", path.display()))
+        })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
         let res = (|| -> std::io::Result<()> {
@@ -161,7 +163,7 @@ impl Mlp {
         })();
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Error::Io(format!("cannot save the model to '{}': {e}", path.display())));
+            return Err(Error::io_at(&e, "cannot save the model to", path));
         }
         Ok(())
     }
@@ -169,14 +171,15 @@ impl Mlp {
     /// Loads a model saved by [`Mlp::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Mlp> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path).map_err(|e| Error::Io(format!("cannot open '{}': {e}", path.display())))?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io_at(&e, "cannot open", path))?;
         if meta.is_dir() {
-            return Err(Error::Io(format!("'{}' is a directory, not a model file", path.display())));
+            let msg = format!("'{}' is a directory, not a model file", path.display());
+            return Err(Error::io(std::io::ErrorKind::IsADirectory, path, msg));
         }
         if meta.len() > 8 + 4 * MAX_PARAMS as u64 + 64 * MAX_LAYERS as u64 {
             return Err(Error::Format(format!("'{}' is too large to be a model file", path.display())));
         }
-        let b = std::fs::read(path).map_err(|e| Error::Io(format!("cannot read '{}': {e}", path.display())))?;
+        let b = std::fs::read(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
         Mlp::from_bytes(&b).map_err(|e| match e {
             Error::Format(m) => Error::Format(format!("'{}': {m}", path.display())),
             e => e,

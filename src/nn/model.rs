@@ -12,6 +12,7 @@ use rand::{RngExt, SeedableRng};
 
 /// What the output layer predicts; decides the output activation and the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Task {
     /// One of K classes: softmax output, categorical cross-entropy.
     MultiClass,

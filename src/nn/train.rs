@@ -21,6 +21,7 @@ use std::time::Instant;
 
 /// Optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Solver {
     /// SGD with `momentum` and `nesterovs_momentum` (code 0).
     Sgd,
@@ -57,6 +58,7 @@ impl Solver {
 
 /// Learning-rate schedule.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Schedule {
     /// `learning_rate_init` throughout.
     Constant,
@@ -87,6 +89,7 @@ pub const SPARSE_AUTO_DENSITY: f64 = 0.25;
 
 /// How the first layer reads the training inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SparseInput {
     /// Sparse when at most [`SPARSE_AUTO_DENSITY`] of the input values
     /// are nonzero (estimated once per fit on up to 4 096 evenly spaced
@@ -293,6 +296,7 @@ impl TrainConfig {
 
 /// One epoch of history (scikit-learn's `loss_curve_` / `validation_scores_`).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct EpochRecord {
     /// Epoch number, from 1.
     pub epoch: usize,
@@ -316,6 +320,7 @@ pub struct EpochRecord {
 
 /// What [`fit`](Mlp::fit) returns.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct History {
     /// One record per epoch run.
     pub epochs: Vec<EpochRecord>,

@@ -17,6 +17,7 @@ use pulp::{Simd, WithSimd};
 
 /// An activation function (scikit-learn and Keras names; C codes `NNK_ACT_*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Activation {
     /// `f(x) = x` (code 0).
     Identity,

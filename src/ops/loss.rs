@@ -10,7 +10,7 @@
 //!   ([`softmax_cross_entropy_sparse`]): `∂L/∂z = (softmax(z) − y)/batch`.
 //!
 //! Deterministic sums: the elementwise losses sum their terms in f32 vector
-//! accumulators over fixed blocks of [`BLOCK_VECTORS`] vectors (at most 16
+//! accumulators over fixed blocks of `BLOCK_VECTORS` vectors (at most 16
 //! terms per lane, all ≥ 0: relative error ≤ 2⁻¹⁹ before the final f32
 //! rounding), the blocks in f64 in index order; the softmax losses sum per row
 //! in f64 in row order. No thread count enters either.
@@ -23,6 +23,7 @@ use pulp::{Simd, WithSimd};
 
 /// A loss function (the output head decides which one a model uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Loss {
     /// Squared error, for regression with an identity output.
     SquaredError,

@@ -356,7 +356,7 @@ fn log1p_unit<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 ///
 /// `tanh x = (e^{2x} − 1)/(e^{2x} + 1)` with `x` clamped to `[−9.5, 9.5]` (the
 /// result rounds to ±1 from `|x| > 9.011` on). With `2x = n·ln2 + r` and
-/// `t = e^r − 1` ([`expm1_poly_n`]), numerator `2ⁿ·t + (2ⁿ − 1)` and denominator
+/// `t = e^r − 1` (`expm1_poly_n`), numerator `2ⁿ·t + (2ⁿ − 1)` and denominator
 /// `2ⁿ·t + (2ⁿ + 1)` are each one FMA from `t`, so they are accurate for small
 /// arguments too (the numerator is `t` itself when `n = 0`) and one formula
 /// covers the whole range without cancellation. `|x| < 2⁻¹²` returns `x` (exact

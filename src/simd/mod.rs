@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction set nnkern can run its kernels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Isa {
     /// Portable scalar code (one lane).
     Scalar,

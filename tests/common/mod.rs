@@ -11,9 +11,10 @@ pub fn profile_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// Builds the library crate types (`cargo build --lib`, in this test's
-/// profile) so that `libnnkern.a` and `libnnkern.so` are current, and returns
-/// the directory that holds them.
+/// Builds the C libraries as bindings/install.sh does (`cargo rustc --lib
+/// --features capi --crate-type staticlib,cdylib`, in this test's profile) so
+/// that `libnnkern.a` and `libnnkern.so` are current, and returns the
+/// directory that holds them.
 ///
 /// The build uses its own target directory (`target/ffi-lib`): `cargo test`
 /// unifies the features of dependencies shared with dev-dependencies (rayon's
@@ -26,14 +27,14 @@ pub fn build_lib() -> PathBuf {
         let release = profile.file_name().unwrap() == "release";
         let target = profile.parent().unwrap().join("ffi-lib");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--lib", "--quiet"])
+        cmd.args(["rustc", "--lib", "--quiet", "--features", "capi", "--crate-type", "staticlib,cdylib"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("CARGO_TARGET_DIR", &target);
         if release {
             cmd.arg("--release");
         }
         let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "cargo build --lib failed");
+        assert!(st.success(), "cargo rustc --lib --features capi --crate-type staticlib,cdylib failed");
         target.join(if release { "release" } else { "debug" })
     })
     .clone()

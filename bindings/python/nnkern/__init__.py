@@ -5,10 +5,10 @@ a bundled copy, the checkout's ``target/release``, the system path).
 """
 
 from ._gemm import dgemm, sgemm
-from ._lib import NnkError, lib, library_path
+from ._lib import NnkError, NnkMemoryError, lib, library_path
 from ._model import ACTIVATIONS, SOLVERS, MLPClassifier, Mlp, NotFittedError, TrainConfig
 
-__all__ = ["NnkError", "NotFittedError", "MLPClassifier", "Mlp", "TrainConfig", "sgemm", "dgemm", "lib",
+__all__ = ["NnkError", "NnkMemoryError", "NotFittedError", "MLPClassifier", "Mlp", "TrainConfig", "sgemm", "dgemm", "lib",
            "library_path", "version", "isa", "ACTIVATIONS", "SOLVERS"]
 __version__ = "0.1.0"
 

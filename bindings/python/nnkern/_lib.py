@@ -8,7 +8,7 @@ The shared library is located, first match wins:
    ``.dylib`` on macOS, ``nnkern.dll`` on Windows).
 3. ``target/release/`` of the source checkout this package lives in
    (``bindings/python/../../target/release/libnnkern.so``), as built by
-   ``cargo build --release --lib``.
+   ``cargo rustc --release --lib --features capi --crate-type staticlib,cdylib``.
 4. ``ctypes.util.find_library("nnkern")`` (the system library path).
 
 The library is loaded on first use, not at import.
@@ -24,7 +24,7 @@ import threading
 from ctypes import POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 
-__all__ = ["NnkError", "lib", "library_path", "check", "SIGNATURES"]
+__all__ = ["NnkError", "NnkMemoryError", "lib", "library_path", "check", "error_for", "SIGNATURES"]
 
 if sys.platform == "darwin":
     _FILE = "libnnkern.dylib"
@@ -33,7 +33,8 @@ elif sys.platform == "win32":
 else:
     _FILE = "libnnkern.so"
 
-# Status codes (include/nnkern.h).
+# Status codes (enum nnk_status in include/nnkern.h; a test checks this table
+# against the header).
 NNK_OK = 0
 NNK_ERR_INVALID_ARG = 1
 NNK_ERR_NULL_POINTER = 2
@@ -45,6 +46,7 @@ NNK_ERR_IO = 7
 NNK_ERR_FORMAT = 8
 NNK_ERR_DIVERGED = 9
 NNK_ERR_PANIC = 10
+NNK_ERR_OUT_OF_MEMORY = 11
 
 NNK_ROW_MAJOR = 101
 NNK_COL_MAJOR = 102
@@ -71,6 +73,23 @@ class NnkError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} (nnkern status {self.code})"
+
+
+class NnkMemoryError(NnkError, MemoryError):
+    """``NNK_ERR_OUT_OF_MEMORY``: an allocation inside the library failed (the
+    message gives its size and what it was for); nothing was changed.
+
+    Both an :class:`NnkError` and a :class:`MemoryError`, so ``except
+    MemoryError`` catches it as it catches Python's own allocation failures.
+    """
+
+
+def error_for(code: int, message: str) -> NnkError:
+    """The exception for a nonzero status ``code`` with ``message``:
+    :class:`NnkMemoryError` for ``NNK_ERR_OUT_OF_MEMORY``, else :class:`NnkError`."""
+    if code == NNK_ERR_OUT_OF_MEMORY:
+        return NnkMemoryError(code, message)
+    return NnkError(code, message)
 
 
 # Opaque handle types, so that ctypes refuses a model where a config is expected.
@@ -201,7 +220,7 @@ def _load():
             f.argtypes = args
         return handle, path
     raise OSError("cannot load libnnkern; tried:\n  " + "\n  ".join(tried)
-                  + "\nBuild it with `cargo build --release --lib` or set NNKERN_LIB to its path.")
+                  + "\nBuild it with `cargo rustc --release --lib --features capi --crate-type staticlib,cdylib` or set NNKERN_LIB to its path.")
 
 
 def lib():
@@ -231,7 +250,7 @@ def check(status: int) -> None:
     thread and only valid until the next nnkern call.
     """
     if status != NNK_OK:
-        raise NnkError(status, last_error_message())
+        raise error_for(status, last_error_message())
 
 
 def ptr(a, ctype):

@@ -1,9 +1,9 @@
 //! GEMM demo: GFLOP/s of nnkern's native kernels against matrixmultiply and a
 //! naive triple loop, single-threaded and with all threads, on square and MLP
 //! shapes. Quick and rough (best of a few repetitions); the criterion benches
-//! (`cargo bench --bench gemm`) are the measured reference.
+//! (`cargo bench -p nnkern-bench --bench gemm`) are the measured reference.
 //!
-//! `cargo run --release --example gemm_demo [-- --quick]`
+//! `cargo run --release -p nnkern-bench --example gemm_demo [-- --quick]`
 
 use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, gemm_naive, gemm_with};
 use nnkern::par::Par;

@@ -3,7 +3,7 @@
 //! three alike, plus a pure-FMA probe of this core's peak. A quick A/B tool for
 //! tuning; the criterion bench (`benches/gemm.rs`) is the reference.
 //!
-//! `cargo run --release --example gemm_cmp -- [REPS] [M K N [nn|tn|nt] ...]`
+//! `cargo run --release -p nnkern-bench --example gemm_cmp -- [REPS] [M K N [nn|tn|nt] ...]`
 //! With no shapes it runs the squares and the MLP shapes of the GEMM bench.
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::par::Par;

@@ -4,9 +4,9 @@
 //! groups. Prints the median over reps of unfused time / fused time (> 1: the
 //! fused kernel is faster) with the quartiles.
 //!
-//! The unfused sequences are the bench's (`benches/common/unfused.rs`).
+//! The unfused sequences are the bench's (`bench/benches/common/unfused.rs`).
 //!
-//! `cargo run --release --example fused_cmp -- [REPS]`; with `FUSED_CMP_GEMM=1`
+//! `cargo run --release -p nnkern-bench --example fused_cmp -- [REPS]`; with `FUSED_CMP_GEMM=1`
 //! it also times the forward GEMM with an epilogue that does nothing against
 //! the plain GEMM (what the epilogue's mere presence costs).
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};

@@ -1,7 +1,7 @@
 //! Runs one f32 GEMM shape repeatedly with one thread: a steady workload for
 //! profilers (`valgrind --tool=callgrind`) and quick A/B timing.
 //!
-//! `cargo run --release --example gemm_one -- M K N [REPS] [nn|tn|nt]`
+//! `cargo run --release -p nnkern-bench --example gemm_one -- M K N [REPS] [nn|tn|nt]`
 //! (`tn`: A stored transposed, as in Xᵀ·dZ; `nt`: B stored transposed, as in dZ·Wᵀ).
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::par::Par;

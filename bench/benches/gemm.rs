@@ -13,8 +13,8 @@
 //! the nonzeros (`naive`). Throughput there counts the useful flops,
 //! 2·nnz·n, for every implementation.
 //!
-//! Run: `cargo bench --bench gemm [--features blas] -- [filter]`, then
-//! `python3 benches/report.py` for the markdown table.
+//! Run: `cargo bench -p nnkern-bench --bench gemm [--features blas] -- [filter]`, then
+//! `python3 bench/report.py` for the markdown table.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};

@@ -6,7 +6,7 @@
 //! softmax then the loss (`loss/…`, rows of 10 classes), and every optimizer step and gradient
 //! clipping (`optim/…`), at 4 Ki (L1), 256 Ki (L2) and 16 Mi (memory) elements.
 //!
-//! Quick run: `cargo bench --bench ops -- --warm-up-time 1 --measurement-time 2 'exp|tanh'`.
+//! Quick run: `cargo bench -p nnkern-bench --bench ops -- --warm-up-time 1 --measurement-time 2 'exp|tanh'`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnkern::ops::act::{Activation, activation_backward, activation_forward};
@@ -80,6 +80,7 @@ fn naive_act(act: Activation, x: f32) -> f32 {
         Activation::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
         Activation::Gelu => naive_gelu(x),
         Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),
+        other => unimplemented!("no naive form of {other:?}"),
     }
 }
 
@@ -115,6 +116,7 @@ fn naive_deriv(act: Activation, x: f32) -> f32 {
             0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * x * x)
         }
         Activation::Softmax | Activation::LogSoftmax => unreachable!("row-wise"),
+        other => unimplemented!("no naive form of {other:?}"),
     }
 }
 

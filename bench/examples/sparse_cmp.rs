@@ -11,7 +11,7 @@
 //! ratio of the three steps together (> 1: sparse faster); the crossover
 //! density is where that ratio is 1 (it sets `nn::SPARSE_AUTO_DENSITY`).
 //!
-//! `cargo run --release --example sparse_cmp -- [--idx DIR [--quick]] [REPS]` (`--quick`: MNIST only)
+//! `cargo run --release -p nnkern-bench --example sparse_cmp -- [--idx DIR [--quick]] [REPS]` (`--quick`: MNIST only)
 use nnkern::gemm::{GemmOptions, SparseRows};
 use nnkern::nn::data::load_mnist;
 use nnkern::ops::Activation;

@@ -9,7 +9,7 @@
 //! * Adam over 1 Mi parameters vs a naive loop, and `copy` of the same number
 //!   of bytes (7 × 4 MiB moved per step) as the bandwidth bound.
 //!
-//! `cargo bench --bench fused`, then `python3 benches/report.py fused_ adam_`.
+//! `cargo bench -p nnkern-bench --bench fused`, then `python3 bench/report.py fused_ adam_`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnkern::gemm::GemmOptions;

@@ -11,7 +11,7 @@ A trailing partial batch is dropped (JAX's scan needs equal batches).
     pip install "jax[cpu]"
     # one thread, as the Rust figure with --threads 1:
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
-        taskset -c 0 python3 benches/peers/jax_mnist.py DIR [EPOCHS] [BATCH]
+        taskset -c 0 python3 bench/peers/jax_mnist.py DIR [EPOCHS] [BATCH]
 
 Prints the seconds of every epoch (the first includes compilation), the
 median of the others, and the test accuracy.

@@ -2,7 +2,7 @@
 """Turns criterion's results (target/criterion) into markdown tables of GFLOP/s
 (or Gelem/s), one row per benchmark group, one column per implementation.
 
-Usage: python3 benches/report.py [prefix ...]   e.g. gemm_f32_1t
+Usage: python3 bench/report.py [prefix ...]   e.g. gemm_f32_1t
 """
 import json, os, sys
 from collections import OrderedDict

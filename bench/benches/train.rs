@@ -10,7 +10,7 @@
 //! sample is one `fit` of one epoch, so the sparse runs include finding the
 //! data's nonzeros (once per fit).
 //!
-//! `cargo bench --bench train`, then `python3 benches/report.py train_`.
+//! `cargo bench -p nnkern-bench --bench train`, then `python3 bench/report.py train_`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnkern::nn::{Layer, Mlp, SparseInput, Targets, Task, TrainConfig};
