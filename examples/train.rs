@@ -249,7 +249,7 @@ fn run(a: Args) -> nnkern::Result<()> {
             if r.epoch == epochs || r.epoch % 10 == 0 || !std::io::stdout().is_terminal() {
                 println!();
             }
-            true
+            std::ops::ControlFlow::Continue(())
         };
         let t0 = std::time::Instant::now();
         let hist = m.fit(&train.x, train.n, Targets::Labels(&ytr), &cfg, None, Some(&mut log))?;

@@ -5,10 +5,12 @@
 use nnkern::Error;
 use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
 use nnkern::nn::{
-    Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets, Task, TrainConfig, Validation,
+    BatchProgress, EpochRecord, FitObserver, Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets,
+    Task, TrainConfig, Validation,
 };
 use nnkern::ops::Activation;
 use nnkern::par::Par;
+use std::ops::ControlFlow;
 
 fn digits() -> (Vec<f32>, Vec<u32>, Vec<f32>, Vec<u32>, usize, usize, usize) {
     let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
@@ -248,19 +250,25 @@ fn early_stopping_callback_partial_fit_and_validation() {
         ..Default::default()
     };
     let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
-    assert!(h.stopped_early && h.epochs.len() < 200);
+    assert!(h.stopped_early && !h.stopped_by_callback && h.epochs.len() < 200);
     let best = h.epochs.iter().map(|r| r.val_score.unwrap()).fold(0.0, f64::max);
     assert!(best > 0.8);
-    // Callback stops after 3 epochs.
+    // The restored epoch is the first one with the best validation score.
+    let first_best = h.epochs.iter().find(|r| r.val_score == Some(best)).unwrap().epoch;
+    assert_eq!(h.restored_epoch, Some(first_best));
+    assert!(first_best < h.epochs.len(), "stopped at {} after the best epoch {first_best}", h.epochs.len());
+    // Callback: Break stops after 3 epochs, Continue goes on.
     let mut seen = 0;
     let mut cb = |r: &nnkern::nn::EpochRecord| {
         seen = r.epoch;
-        r.epoch < 3
+        if r.epoch < 3 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
     };
     let val = Validation { x: &xte, n: nte, y: Targets::Labels(&yte) };
     let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig::default(), Some(val), Some(&mut cb)).unwrap();
     assert_eq!(h.epochs.len(), 3);
     assert_eq!(seen, 3);
+    assert!(h.stopped_early && h.stopped_by_callback);
+    assert_eq!(h.restored_epoch, None);
     assert!(h.epochs[0].val_loss.is_some());
     // partial_fit keeps going from the current weights.
     let before = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
@@ -269,6 +277,53 @@ fn early_stopping_callback_partial_fit_and_validation() {
     }
     let after = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
     assert!(after >= before - 0.02, "{before} → {after}");
+}
+
+/// Records every batch and epoch it sees; stops after `stop_after` epochs.
+struct Recorder {
+    batches: Vec<BatchProgress>,
+    epochs: Vec<usize>,
+    stop_after: usize,
+}
+
+impl FitObserver for Recorder {
+    fn on_batch(&mut self, p: &BatchProgress) {
+        self.batches.push(*p);
+    }
+    fn on_epoch(&mut self, r: &EpochRecord) -> ControlFlow<()> {
+        self.epochs.push(r.epoch);
+        if r.epoch >= self.stop_after { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+}
+
+#[test]
+fn batch_observer_sees_every_batch_and_changes_nothing() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    // 1438 training rows in batches of 100: 15 batches, the last of 38.
+    assert_eq!(ntr, 1438);
+    let cfg = TrainConfig { max_iter: 3, batch_size: 100, ..Default::default() };
+    let mut plain = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 5).unwrap();
+    let hp = plain.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    let mut watched = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 5).unwrap();
+    let mut rec = Recorder { batches: vec![], epochs: vec![], stop_after: usize::MAX };
+    let hw = watched.fit_observed(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, &mut rec).unwrap();
+    assert_eq!(rec.batches.len(), 3 * 15);
+    for (i, p) in rec.batches.iter().enumerate() {
+        assert_eq!(*p, BatchProgress { epoch: i / 15 + 1, max_epochs: 3, batch: i % 15 + 1, batches: 15 });
+    }
+    assert_eq!(rec.epochs, vec![1, 2, 3]);
+    // Same bits with or without the observer.
+    let bits = |m: &Mlp| m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&plain), bits(&watched));
+    assert_eq!(
+        hp.epochs.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        hw.epochs.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
+    assert!(!hw.stopped_early && !hw.stopped_by_callback);
+    // on_epoch's Break stops the observed fit too.
+    let mut rec = Recorder { batches: vec![], epochs: vec![], stop_after: 2 };
+    let h = watched.fit_observed(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, &mut rec).unwrap();
+    assert_eq!((h.epochs.len(), rec.batches.len(), h.stopped_by_callback), (2, 30, true));
 }
 
 #[test]
