@@ -191,6 +191,72 @@ fn save_load_predict_is_bit_identical_and_bad_files_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+#[test]
+fn model_files_carry_evaluation_metadata_and_version_1_still_loads() {
+    use nnkern::nn::io::{DataRecord, FORMAT_VERSION, ModelMeta, SplitRecord};
+    let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
+    let (tr, _) = ds.split(0.2, 7).unwrap();
+    let m = Mlp::new(ds.d, &[relu(8)], 10, Task::MultiClass, 1).unwrap();
+    let meta = ModelMeta {
+        data: Some(DataRecord { rows: ds.n as u64, features: ds.d as u64, fingerprint: ds.fingerprint() }),
+        split: Some(SplitRecord { seed: 7, test_fraction: 0.2 }),
+        scaler: Some(Scaler::standard(&tr.x, tr.d)),
+    };
+    assert_eq!(FORMAT_VERSION, 2);
+    let bytes = m.to_bytes_with_meta(&meta).unwrap();
+    let (l, lm) = Mlp::from_bytes_with_meta(&bytes).unwrap();
+    assert_eq!((&l, &lm), (&m, &meta));
+    // Without metadata: version 2, empty metadata; `from_bytes` drops any.
+    let plain = m.to_bytes();
+    assert_eq!(plain.len() + 24 + 16 + 8 * ds.d, bytes.len());
+    assert_eq!(Mlp::from_bytes_with_meta(&plain).unwrap().1, ModelMeta::default());
+    assert_eq!(Mlp::from_bytes(&bytes).unwrap(), m);
+    // A version 1 file (no flags word) still loads, without metadata.
+    let flags_at = 8 + 4 + 4 + 8 + 4 + 16 * m.layers().len() + 8;
+    let mut v1 = plain[..flags_at].to_vec();
+    v1.extend_from_slice(&plain[flags_at + 4..plain.len() - 8]);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let h = fnv1a(&v1);
+    v1.extend_from_slice(&h.to_le_bytes());
+    let (l1, m1) = Mlp::from_bytes_with_meta(&v1).unwrap();
+    assert_eq!((l1, m1), (m.clone(), ModelMeta::default()));
+    // Refused: unknown flags, a bad fraction, a scaler of the wrong width.
+    let reseal = |mut b: Vec<u8>| {
+        let n = b.len() - 8;
+        let h = fnv1a(&b[..n]);
+        b[n..].copy_from_slice(&h.to_le_bytes());
+        b
+    };
+    let mut unknown = bytes.clone();
+    unknown[flags_at] |= 8;
+    assert!(matches!(Mlp::from_bytes(&reseal(unknown)), Err(Error::Format(e)) if e.contains("flags")));
+    let bad_split = ModelMeta { split: Some(SplitRecord { seed: 7, test_fraction: 1.0 }), ..meta.clone() };
+    assert!(matches!(m.to_bytes_with_meta(&bad_split), Err(Error::InvalidArgument(_))));
+    let frac_at = bytes.len() - 8 - 8 * ds.d - 8;
+    let mut bad = bytes.clone();
+    bad[frac_at..frac_at + 8].copy_from_slice(&1.5f64.to_le_bytes());
+    assert!(matches!(Mlp::from_bytes(&reseal(bad)), Err(Error::Format(e)) if e.contains("fraction")));
+    let narrow = ModelMeta { scaler: Some(Scaler { shift: vec![0.0; 3], scale: vec![1.0; 3] }), ..meta.clone() };
+    assert!(m.to_bytes_with_meta(&narrow).is_err());
+    let lost = ModelMeta { data: None, ..meta.clone() };
+    assert!(m.to_bytes_with_meta(&lost).is_err(), "a split without the data it splits");
+    // Truncation anywhere in the metadata is a format error, not a panic.
+    for cut in [bytes.len() - 1, bytes.len() - 9, plain.len(), flags_at + 2] {
+        assert!(matches!(Mlp::from_bytes(&bytes[..cut]), Err(Error::Format(_))), "cut at {cut}");
+    }
+    // The fingerprint sees one changed value, and a reordering.
+    let mut changed = ds.clone();
+    changed.x[5] += 1.0;
+    assert_ne!(changed.fingerprint(), ds.fingerprint());
+    let swapped = ds.take(&[1, 0]);
+    assert_ne!(swapped.fingerprint(), ds.take(&[0, 1]).fingerprint());
+    assert_eq!(ds.clone().fingerprint(), ds.fingerprint());
+}
+
 #[test]
 fn bad_inputs_are_clear_errors_and_lose_nothing() {
     let (xtr, ytr, _, _, ntr, _, d) = digits();
