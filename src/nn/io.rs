@@ -112,13 +112,13 @@ impl ModelMeta {
 
     /// Checks the metadata against a model of `n_inputs` inputs.
     fn check(&self, n_inputs: usize) -> Result<()> {
-        if let Some(d) = self.data {
-            if d.features != n_inputs as u64 || d.rows == 0 {
-                return Err(Error::Format(format!(
-                    "data record of {} rows × {} features does not fit a model of {n_inputs} inputs",
-                    d.rows, d.features
-                )));
-            }
+        if let Some(d) = self.data
+            && (d.features != n_inputs as u64 || d.rows == 0)
+        {
+            return Err(Error::Format(format!(
+                "data record of {} rows × {} features does not fit a model of {n_inputs} inputs",
+                d.rows, d.features
+            )));
         }
         if let Some(s) = self.split {
             if !(s.test_fraction > 0.0 && s.test_fraction < 1.0) {

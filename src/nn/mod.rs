@@ -12,6 +12,6 @@ pub mod train;
 
 pub use model::{Layer, Mlp, Targets, Task, Workspace};
 pub use train::{
-    BatchProgress, EpochRecord, FitObserver, History, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, TrainConfig,
-    Validation,
+    BatchProgress, EpochCallback, EpochRecord, FitObserver, History, SPARSE_AUTO_DENSITY, Schedule, Solver,
+    SparseInput, TrainConfig, Validation,
 };

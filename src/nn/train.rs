@@ -372,8 +372,12 @@ pub trait FitObserver {
     }
 }
 
+/// The per-epoch callback of [`Mlp::fit`]: [`ControlFlow::Continue`] goes on,
+/// [`ControlFlow::Break`] stops.
+pub type EpochCallback<'a> = dyn FnMut(&EpochRecord) -> ControlFlow<()> + 'a;
+
 /// The epoch callback of [`Mlp::fit`] as an observer.
-struct EpochFn<'a, 'b>(Option<&'a mut (dyn FnMut(&EpochRecord) -> ControlFlow<()> + 'b)>);
+struct EpochFn<'a, 'b>(Option<&'a mut EpochCallback<'b>>);
 
 impl FitObserver for EpochFn<'_, '_> {
     fn on_epoch(&mut self, record: &EpochRecord) -> ControlFlow<()> {
@@ -471,7 +475,7 @@ impl Mlp {
         y: Targets<'_>,
         cfg: &TrainConfig,
         val: Option<Validation<'_>>,
-        callback: Option<&mut dyn FnMut(&EpochRecord) -> ControlFlow<()>>,
+        callback: Option<&mut EpochCallback<'_>>,
     ) -> Result<History> {
         self.fit_observed(x, n_samples, y, cfg, val, &mut EpochFn(callback))
     }
