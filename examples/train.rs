@@ -383,10 +383,12 @@ fn bar(done: usize, total: usize) -> String {
     format!("[{}{}]", "#".repeat(f), ".".repeat(w - f))
 }
 
-/// `m:ss`, or `h:mm:ss` from an hour.
+/// `4.2s` under a minute, then `m:ss`, and `h:mm:ss` from an hour.
 fn clock(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 3600 {
+    if s < 60 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
     } else {
         format!("{}:{:02}", s / 60, s % 60)
@@ -403,6 +405,8 @@ struct Monitor {
     early_stopping: bool,
     start: Instant,
     last: Option<Instant>,
+    /// When the first batch was done.
+    first: Option<Instant>,
     /// Whether a progress line is on the terminal (to be cleared).
     shown: bool,
 }
@@ -431,17 +435,24 @@ impl FitObserver for Monitor {
         let done = (p.epoch - 1) * p.batches + p.batch;
         let total = p.max_epochs * p.batches;
         let elapsed = now.duration_since(self.start);
-        let left = elapsed.mul_f64((total - done) as f64 / done as f64);
+        // The rate from the first batch on: the first one also carries the
+        // fit's setup (buffers, the sparse copy of the inputs).
+        let first = *self.first.get_or_insert(now);
+        let left = if done > 1 {
+            let per = now.duration_since(first).div_f64((done - 1) as f64);
+            clock(per.mul_f64((total - done) as f64))
+        } else {
+            "--:--".to_string()
+        };
         let bound = if self.early_stopping { " at most" } else { "" };
         let line = format!(
-            "epoch {}/{} {} batch {}/{} · {} elapsed · ETA{bound} {}",
+            "epoch {}/{} {} batch {}/{} · {} elapsed · ETA{bound} {left}",
             p.epoch,
             p.max_epochs,
             bar(p.batch, p.batches),
             p.batch,
             p.batches,
             clock(elapsed),
-            clock(left)
         );
         if self.stderr_tty {
             eprint!("\r{line}\x1b[K");
@@ -753,6 +764,7 @@ fn run(a: Args) -> Result<(), Fail> {
         early_stopping: a.early_stopping,
         start: Instant::now(),
         last: None,
+        first: None,
         shown: false,
     };
     let t0 = Instant::now();
