@@ -331,6 +331,19 @@ typedef struct nnk_epoch_info {
   double score;
 } nnk_epoch_info;
 
+/**
+ * Called after every epoch on the fitting thread with the epoch's record
+ * (valid only during the call) and the `user` pointer given to
+ * `nnk_train_config_set_callback`.
+ *
+ * Return value: **0 continues** training; **nonzero stops** it after this
+ * epoch, and the fit then returns `NNK_OK` with the epochs run so far (with
+ * early stopping, the best epoch's weights restored).
+ *
+ * The type is nullable: NULL means no callback.
+ */
+typedef int32_t (*nnk_epoch_callback)(const struct nnk_epoch_info *info, void *user);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -707,14 +720,15 @@ int32_t nnk_train_config_set_alpha(struct nnk_train_config *c, double l2);
 int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch);
 
 /**
- * Per-epoch callback (NULL removes it); `user` is passed back unchanged.
+ * Installs the per-epoch callback (NULL removes it); `user` is passed back
+ * unchanged. The callback returns 0 to continue training and nonzero to stop
+ * it (see `nnk_epoch_callback`).
  *
  * Undefined behaviour unless:
  * `c` is a live config; the callback must be safe to call from the fitting thread.
  */
 int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
-                                      int32_t (*callback)(const struct nnk_epoch_info *info,
-                                                          void *user),
+                                      nnk_epoch_callback callback,
                                       void *user);
 
 /**

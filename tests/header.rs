@@ -38,6 +38,22 @@ fn header_is_current() {
     );
 }
 
+/// The epoch callback's type is named in the setter's signature, and its
+/// documentation says what the return value means (0 continues, nonzero stops).
+#[test]
+fn epoch_callback_contract_is_in_the_header() {
+    let h = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/nnkern.h")).unwrap();
+    let typedef = "typedef int32_t (*nnk_epoch_callback)(const struct nnk_epoch_info *info, void *user);";
+    let at = h.find(typedef).expect("the nnk_epoch_callback typedef");
+    let doc = &h[h[..at].rfind("/**").expect("a doc comment on the typedef")..at];
+    assert!(doc.contains("0 continues") && doc.contains("nonzero stops"), "typedef doc: {doc}");
+    let setter = h.find("int32_t nnk_train_config_set_callback(").expect("the setter");
+    let sig = &h[setter..setter + h[setter..].find(';').unwrap()];
+    assert!(sig.contains("nnk_epoch_callback callback"), "the setter does not take the typedef: {sig}");
+    let setter_doc = &h[h[..setter].rfind("/**").unwrap()..setter];
+    assert!(setter_doc.contains("0 to continue") && setter_doc.contains("nonzero to stop"), "{setter_doc}");
+}
+
 /// `simd` → kernels (`gemm`, `ops`, `optim`) → `nn` → `ffi`: a lower layer never
 /// names a higher one.
 #[test]

@@ -5,10 +5,12 @@
 use nnkern::Error;
 use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
 use nnkern::nn::{
-    Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets, Task, TrainConfig, Validation,
+    BatchProgress, EpochRecord, FitObserver, Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets,
+    Task, TrainConfig, Validation,
 };
 use nnkern::ops::Activation;
 use nnkern::par::Par;
+use std::ops::ControlFlow;
 
 fn digits() -> (Vec<f32>, Vec<u32>, Vec<f32>, Vec<u32>, usize, usize, usize) {
     let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
@@ -205,6 +207,72 @@ fn save_load_predict_is_bit_identical_and_bad_files_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+#[test]
+fn model_files_carry_evaluation_metadata_and_version_1_still_loads() {
+    use nnkern::nn::io::{DataRecord, FORMAT_VERSION, ModelMeta, SplitRecord};
+    let ds = read_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv"), -1).unwrap();
+    let (tr, _) = ds.split(0.2, 7).unwrap();
+    let m = Mlp::new(ds.d, &[relu(8)], 10, Task::MultiClass, 1).unwrap();
+    let meta = ModelMeta {
+        data: Some(DataRecord { rows: ds.n as u64, features: ds.d as u64, fingerprint: ds.fingerprint() }),
+        split: Some(SplitRecord { seed: 7, test_fraction: 0.2 }),
+        scaler: Some(Scaler::standard(&tr.x, tr.d)),
+    };
+    assert_eq!(FORMAT_VERSION, 2);
+    let bytes = m.to_bytes_with_meta(&meta).unwrap();
+    let (l, lm) = Mlp::from_bytes_with_meta(&bytes).unwrap();
+    assert_eq!((&l, &lm), (&m, &meta));
+    // Without metadata: version 2, empty metadata; `from_bytes` drops any.
+    let plain = m.to_bytes();
+    assert_eq!(plain.len() + 24 + 16 + 8 * ds.d, bytes.len());
+    assert_eq!(Mlp::from_bytes_with_meta(&plain).unwrap().1, ModelMeta::default());
+    assert_eq!(Mlp::from_bytes(&bytes).unwrap(), m);
+    // A version 1 file (no flags word) still loads, without metadata.
+    let flags_at = 8 + 4 + 4 + 8 + 4 + 16 * m.layers().len() + 8;
+    let mut v1 = plain[..flags_at].to_vec();
+    v1.extend_from_slice(&plain[flags_at + 4..plain.len() - 8]);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let h = fnv1a(&v1);
+    v1.extend_from_slice(&h.to_le_bytes());
+    let (l1, m1) = Mlp::from_bytes_with_meta(&v1).unwrap();
+    assert_eq!((l1, m1), (m.clone(), ModelMeta::default()));
+    // Refused: unknown flags, a bad fraction, a scaler of the wrong width.
+    let reseal = |mut b: Vec<u8>| {
+        let n = b.len() - 8;
+        let h = fnv1a(&b[..n]);
+        b[n..].copy_from_slice(&h.to_le_bytes());
+        b
+    };
+    let mut unknown = bytes.clone();
+    unknown[flags_at] |= 8;
+    assert!(matches!(Mlp::from_bytes(&reseal(unknown)), Err(Error::Format(e)) if e.contains("flags")));
+    let bad_split = ModelMeta { split: Some(SplitRecord { seed: 7, test_fraction: 1.0 }), ..meta.clone() };
+    assert!(matches!(m.to_bytes_with_meta(&bad_split), Err(Error::InvalidArgument(_))));
+    let frac_at = bytes.len() - 8 - 8 * ds.d - 8;
+    let mut bad = bytes.clone();
+    bad[frac_at..frac_at + 8].copy_from_slice(&1.5f64.to_le_bytes());
+    assert!(matches!(Mlp::from_bytes(&reseal(bad)), Err(Error::Format(e)) if e.contains("fraction")));
+    let narrow = ModelMeta { scaler: Some(Scaler { shift: vec![0.0; 3], scale: vec![1.0; 3] }), ..meta.clone() };
+    assert!(m.to_bytes_with_meta(&narrow).is_err());
+    let lost = ModelMeta { data: None, ..meta.clone() };
+    assert!(m.to_bytes_with_meta(&lost).is_err(), "a split without the data it splits");
+    // Truncation anywhere in the metadata is a format error, not a panic.
+    for cut in [bytes.len() - 1, bytes.len() - 9, plain.len(), flags_at + 2] {
+        assert!(matches!(Mlp::from_bytes(&bytes[..cut]), Err(Error::Format(_))), "cut at {cut}");
+    }
+    // The fingerprint sees one changed value, and a reordering.
+    let mut changed = ds.clone();
+    changed.x[5] += 1.0;
+    assert_ne!(changed.fingerprint(), ds.fingerprint());
+    let swapped = ds.take(&[1, 0]);
+    assert_ne!(swapped.fingerprint(), ds.take(&[0, 1]).fingerprint());
+    assert_eq!(ds.clone().fingerprint(), ds.fingerprint());
+}
+
 #[test]
 fn bad_inputs_are_clear_errors_and_lose_nothing() {
     let (xtr, ytr, _, _, ntr, _, d) = digits();
@@ -264,19 +332,25 @@ fn early_stopping_callback_partial_fit_and_validation() {
         ..Default::default()
     };
     let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
-    assert!(h.stopped_early && h.epochs.len() < 200);
+    assert!(h.stopped_early && !h.stopped_by_callback && h.epochs.len() < 200);
     let best = h.epochs.iter().map(|r| r.val_score.unwrap()).fold(0.0, f64::max);
     assert!(best > 0.8);
-    // Callback stops after 3 epochs.
+    // The restored epoch is the first one with the best validation score.
+    let first_best = h.epochs.iter().find(|r| r.val_score == Some(best)).unwrap().epoch;
+    assert_eq!(h.restored_epoch, Some(first_best));
+    assert!(first_best < h.epochs.len(), "stopped at {} after the best epoch {first_best}", h.epochs.len());
+    // Callback: Break stops after 3 epochs, Continue goes on.
     let mut seen = 0;
     let mut cb = |r: &nnkern::nn::EpochRecord| {
         seen = r.epoch;
-        r.epoch < 3
+        if r.epoch < 3 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
     };
     let val = Validation { x: &xte, n: nte, y: Targets::Labels(&yte) };
     let h = m.fit(&xtr, ntr, Targets::Labels(&ytr), &TrainConfig::default(), Some(val), Some(&mut cb)).unwrap();
     assert_eq!(h.epochs.len(), 3);
     assert_eq!(seen, 3);
+    assert!(h.stopped_early && h.stopped_by_callback);
+    assert_eq!(h.restored_epoch, None);
     assert!(h.epochs[0].val_loss.is_some());
     // partial_fit keeps going from the current weights.
     let before = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
@@ -285,6 +359,53 @@ fn early_stopping_callback_partial_fit_and_validation() {
     }
     let after = m.score(&xte, nte, &Targets::Labels(&yte)).unwrap();
     assert!(after >= before - 0.02, "{before} → {after}");
+}
+
+/// Records every batch and epoch it sees; stops after `stop_after` epochs.
+struct Recorder {
+    batches: Vec<BatchProgress>,
+    epochs: Vec<usize>,
+    stop_after: usize,
+}
+
+impl FitObserver for Recorder {
+    fn on_batch(&mut self, p: &BatchProgress) {
+        self.batches.push(*p);
+    }
+    fn on_epoch(&mut self, r: &EpochRecord) -> ControlFlow<()> {
+        self.epochs.push(r.epoch);
+        if r.epoch >= self.stop_after { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+}
+
+#[test]
+fn batch_observer_sees_every_batch_and_changes_nothing() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    // 1438 training rows in batches of 100: 15 batches, the last of 38.
+    assert_eq!(ntr, 1438);
+    let cfg = TrainConfig { max_iter: 3, batch_size: 100, ..Default::default() };
+    let mut plain = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 5).unwrap();
+    let hp = plain.fit(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+    let mut watched = Mlp::new(d, &[relu(16)], 10, Task::MultiClass, 5).unwrap();
+    let mut rec = Recorder { batches: vec![], epochs: vec![], stop_after: usize::MAX };
+    let hw = watched.fit_observed(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, &mut rec).unwrap();
+    assert_eq!(rec.batches.len(), 3 * 15);
+    for (i, p) in rec.batches.iter().enumerate() {
+        assert_eq!(*p, BatchProgress { epoch: i / 15 + 1, max_epochs: 3, batch: i % 15 + 1, batches: 15 });
+    }
+    assert_eq!(rec.epochs, vec![1, 2, 3]);
+    // Same bits with or without the observer.
+    let bits = |m: &Mlp| m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&plain), bits(&watched));
+    assert_eq!(
+        hp.epochs.iter().map(|r| r.loss).collect::<Vec<_>>(),
+        hw.epochs.iter().map(|r| r.loss).collect::<Vec<_>>()
+    );
+    assert!(!hw.stopped_early && !hw.stopped_by_callback);
+    // on_epoch's Break stops the observed fit too.
+    let mut rec = Recorder { batches: vec![], epochs: vec![], stop_after: 2 };
+    let h = watched.fit_observed(&xtr, ntr, Targets::Labels(&ytr), &cfg, None, &mut rec).unwrap();
+    assert_eq!((h.epochs.len(), rec.batches.len(), h.stopped_by_callback), (2, 30, true));
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, SparseInput, Targets,
 use crate::ops::act::Activation;
 use crate::par::Par;
 use std::ffi::{CStr, c_char, c_void};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// SGD (with `momentum` and Nesterov by default).
@@ -60,7 +61,7 @@ pub struct nnk_mlp {
 /// header).
 pub struct nnk_train_config {
     cfg: TrainConfig,
-    callback: Option<nnk_epoch_callback>,
+    callback: nnk_epoch_callback,
     user: *mut c_void,
 }
 
@@ -85,11 +86,17 @@ pub struct nnk_epoch_info {
     pub score: f64,
 }
 
-/// Called after every epoch with the epoch's record and the `user` pointer
-/// given to `nnk_train_config_set_callback`; return 0 to continue, nonzero to
-/// stop training (the fit then succeeds with the epochs run so far).
+/// Called after every epoch on the fitting thread with the epoch's record
+/// (valid only during the call) and the `user` pointer given to
+/// `nnk_train_config_set_callback`.
+///
+/// Return value: **0 continues** training; **nonzero stops** it after this
+/// epoch, and the fit then returns `NNK_OK` with the epochs run so far (with
+/// early stopping, the best epoch's weights restored).
 #[allow(non_camel_case_types)]
-pub type nnk_epoch_callback = unsafe extern "C" fn(info: *const nnk_epoch_info, user: *mut c_void) -> i32;
+///
+/// The type is nullable: NULL means no callback.
+pub type nnk_epoch_callback = Option<unsafe extern "C" fn(info: *const nnk_epoch_info, user: *mut c_void) -> i32>;
 
 fn null(name: &str) -> Error {
     Error::NullPointer(format!("'{name}' is NULL"))
@@ -431,14 +438,16 @@ pub unsafe extern "C" fn nnk_train_config_set_threads(c: *mut nnk_train_config, 
     })
 }
 
-/// Per-epoch callback (NULL removes it); `user` is passed back unchanged.
+/// Installs the per-epoch callback (NULL removes it); `user` is passed back
+/// unchanged. The callback returns 0 to continue training and nonzero to stop
+/// it (see `nnk_epoch_callback`).
 ///
 /// Undefined behaviour unless:
 /// `c` is a live config; the callback must be safe to call from the fitting thread.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_callback(
     c: *mut nnk_train_config,
-    callback: Option<unsafe extern "C" fn(info: *const nnk_epoch_info, user: *mut c_void) -> i32>,
+    callback: nnk_epoch_callback,
     user: *mut c_void,
 ) -> i32 {
     with_config(c, |c| {
@@ -462,15 +471,15 @@ fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Res
 fn fit_common(
     m: *mut nnk_mlp,
     c: *const nnk_train_config,
-    f: impl FnOnce(&mut Mlp, &TrainConfig, &mut dyn FnMut(&EpochRecord) -> bool) -> Result<()>,
+    f: impl FnOnce(&mut Mlp, &TrainConfig, &mut dyn FnMut(&EpochRecord) -> ControlFlow<()>) -> Result<()>,
 ) -> i32 {
     boundary(|| {
         // SAFETY: non-NULL configs come from `nnk_train_config_new`.
         let c = unsafe { c.as_ref() }.ok_or_else(|| null("config"))?;
         let (cb, user) = (c.callback, c.user);
-        let mut call = |r: &EpochRecord| -> bool {
+        let mut call = |r: &EpochRecord| -> ControlFlow<()> {
             match cb {
-                None => true,
+                None => ControlFlow::Continue(()),
                 Some(f) => {
                     let info = nnk_epoch_info {
                         epoch: r.epoch,
@@ -482,7 +491,8 @@ fn fit_common(
                         score: r.score.unwrap_or(f64::NAN),
                     };
                     // SAFETY: a C function pointer supplied by the caller, called as documented.
-                    unsafe { f(&info, user) == 0 }
+                    let stop = unsafe { f(&info, user) } != 0;
+                    if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
                 }
             }
         };

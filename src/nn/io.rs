@@ -3,15 +3,30 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic "NNKMLP\0\x01"
-//! 8       4     format version (u32, currently 1)
+//! 8       4     format version (u32, currently 2; version 1 files still load)
 //! 12      4     task (u32: 0 multi-class, 1 multi-label/binary, 2 regression)
 //! 16      8     n_inputs (u64)
 //! 24      4     n_layers (u32)
 //! 28      16·L  per layer: units (u64), activation code (u32, NNK_ACT_*), parameter (f32)
 //! …       8     n_params (u64), must equal what the layers imply
+//! …       4     version 2 only: metadata flags (u32; bit 0 data set, bit 1 split,
+//!               bit 2 scaler; other bits must be 0)
 //! …       4·P   parameters (f32), W₀ b₀ W₁ b₁ … with W row-major n_in × n_out
+//! …       24    flag bit 0: the training data set: rows (u64), features (u64,
+//!               = n_inputs), fingerprint (u64, Dataset::fingerprint)
+//! …       16    flag bit 1: the train/test split drawn from it: seed (u64),
+//!               test fraction (f64, in (0, 1))
+//! …       8·I   flag bit 2: the input scaler fitted on the training rows:
+//!               I = n_inputs shifts (f32), then I scales (f32), all finite
 //! …       8     FNV-1a 64 checksum of every byte before it
 //! ```
+//!
+//! The metadata ([`ModelMeta`]) is what evaluating the model on held-out data
+//! needs besides its weights: how to scale the inputs, and which rows it was
+//! trained on, so that an evaluation can refuse a test set that overlaps
+//! them. [`Mlp::save`] writes version 2 without metadata,
+//! [`Mlp::save_with_meta`] with it. Version 1 files (no flags, no metadata)
+//! load with an empty [`ModelMeta`].
 //!
 //! Files are written atomically (a temporary file in the same directory, synced,
 //! then renamed over the target). Loading checks the size the header implies
@@ -19,6 +34,7 @@
 //! huge allocation; a truncated, corrupt, foreign or future-version file is an
 //! [`Error::Format`]. Save → load → predict is bit-identical.
 
+use super::data::Scaler;
 use super::model::{Layer, MAX_PARAMS, MAX_WIDTH, Mlp, Task};
 use crate::error::{Error, Result};
 use crate::ops::act::Activation;
@@ -28,7 +44,7 @@ use std::path::Path;
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"NNKMLP\0\x01";
 /// Current format version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Largest number of layers a file may declare.
 pub const MAX_LAYERS: usize = 1024;
 
@@ -48,10 +64,109 @@ fn act_param(a: Activation) -> f32 {
     }
 }
 
+/// The data set a model was trained on, as [`Dataset::fingerprint`](super::data::Dataset::fingerprint) describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRecord {
+    /// Rows of the whole data set (before any split).
+    pub rows: u64,
+    /// Features per row (the model's inputs).
+    pub features: u64,
+    /// Fingerprint of its values and targets.
+    pub fingerprint: u64,
+}
+
+/// A seeded train/test split ([`Dataset::split`](super::data::Dataset::split)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitRecord {
+    /// The split's seed.
+    pub seed: u64,
+    /// Fraction of the rows held out for testing, in (0, 1).
+    pub test_fraction: f64,
+}
+
+/// What evaluating a saved model needs besides its weights (see the module
+/// docs). Every field is optional; [`Mlp::load`] ignores them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelMeta {
+    /// The data set the model was trained on: the split below is of its rows
+    /// (without a split, it is the training set itself, and the test set is
+    /// separate data, as MNIST's files).
+    pub data: Option<DataRecord>,
+    /// The train/test split of `data` the model was trained on.
+    pub split: Option<SplitRecord>,
+    /// The scaler fitted on the training rows: inputs must go through it
+    /// before prediction. Its width is the model's input width.
+    pub scaler: Option<Scaler>,
+}
+
+const META_DATA: u32 = 1;
+const META_SPLIT: u32 = 2;
+const META_SCALER: u32 = 4;
+
+impl ModelMeta {
+    fn flags(&self) -> u32 {
+        (if self.data.is_some() { META_DATA } else { 0 })
+            | (if self.split.is_some() { META_SPLIT } else { 0 })
+            | (if self.scaler.is_some() { META_SCALER } else { 0 })
+    }
+
+    /// Checks the metadata against a model of `n_inputs` inputs.
+    fn check(&self, n_inputs: usize) -> Result<()> {
+        if let Some(d) = self.data
+            && (d.features != n_inputs as u64 || d.rows == 0)
+        {
+            return Err(Error::Format(format!(
+                "data record of {} rows × {} features does not fit a model of {n_inputs} inputs",
+                d.rows, d.features
+            )));
+        }
+        if let Some(s) = self.split {
+            if !(s.test_fraction > 0.0 && s.test_fraction < 1.0) {
+                return Err(Error::Format(format!("split test fraction {} is not in (0, 1)", s.test_fraction)));
+            }
+            if self.data.is_none() {
+                return Err(Error::Format("a split record needs the data record it splits".into()));
+            }
+        }
+        if let Some(sc) = &self.scaler {
+            if sc.shift.len() != n_inputs || sc.scale.len() != n_inputs {
+                return Err(Error::Format(format!(
+                    "scaler of {}/{} features for a model of {n_inputs} inputs",
+                    sc.shift.len(),
+                    sc.scale.len()
+                )));
+            }
+            if let Some(i) = sc.shift.iter().chain(&sc.scale).position(|v| !v.is_finite()) {
+                return Err(Error::Format(format!("scaler value {i} is not finite")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the metadata section that `flags` implies for `n_inputs` inputs.
+    fn len_of(flags: u32, n_inputs: u64) -> u64 {
+        (if flags & META_DATA != 0 { 24 } else { 0 })
+            + (if flags & META_SPLIT != 0 { 16 } else { 0 })
+            + (if flags & META_SCALER != 0 { 8 * n_inputs } else { 0 })
+    }
+}
+
 impl Mlp {
-    /// The model as bytes in the format above.
+    /// The model as bytes in the format above, without metadata.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(48 + 16 * self.layers.len() + 4 * self.params.len());
+        self.to_bytes_with_meta(&ModelMeta::default()).expect("empty metadata fits any model")
+    }
+
+    /// The model and its metadata as bytes; errors if the metadata does not
+    /// fit the model (scaler width, data features) or a value is out of range.
+    pub fn to_bytes_with_meta(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
+        meta.check(self.n_inputs).map_err(|e| crate::error::invalid(e.message().to_string()))?;
+        let flags = meta.flags();
+        let mut v = Vec::with_capacity(
+            52 + 16 * self.layers.len()
+                + 4 * self.params.len()
+                + ModelMeta::len_of(flags, self.n_inputs as u64) as usize,
+        );
         v.extend_from_slice(&MAGIC);
         v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         v.extend_from_slice(&self.task.code().to_le_bytes());
@@ -63,16 +178,37 @@ impl Mlp {
             v.extend_from_slice(&act_param(l.activation).to_le_bytes());
         }
         v.extend_from_slice(&(self.params.len() as u64).to_le_bytes());
+        v.extend_from_slice(&flags.to_le_bytes());
         for p in self.params.iter() {
             v.extend_from_slice(&p.to_le_bytes());
         }
+        if let Some(d) = meta.data {
+            for x in [d.rows, d.features, d.fingerprint] {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        if let Some(sp) = meta.split {
+            v.extend_from_slice(&sp.seed.to_le_bytes());
+            v.extend_from_slice(&sp.test_fraction.to_le_bytes());
+        }
+        if let Some(sc) = &meta.scaler {
+            for x in sc.shift.iter().chain(&sc.scale) {
+                v.extend_from_slice(&x.to_le_bytes());
+            }
+        }
         let h = fnv1a(&v);
         v.extend_from_slice(&h.to_le_bytes());
-        v
+        Ok(v)
     }
 
-    /// Parses a model from bytes (see the module docs for what is refused).
+    /// Parses a model from bytes (see the module docs for what is refused);
+    /// any metadata is checked and dropped.
     pub fn from_bytes(b: &[u8]) -> Result<Mlp> {
+        Mlp::from_bytes_with_meta(b).map(|(m, _)| m)
+    }
+
+    /// Parses a model and its metadata from bytes (empty for version 1 files).
+    pub fn from_bytes_with_meta(b: &[u8]) -> Result<(Mlp, ModelMeta)> {
         let bad = |m: &str| Error::Format(m.to_string());
         let mut r = Reader { b, pos: 0 };
         if b.len() < 8 || b[..8] != MAGIC {
@@ -123,7 +259,12 @@ impl Mlp {
         if n_params != expect || n_params > MAX_PARAMS as u64 {
             return Err(Error::Format(format!("parameter count {n_params} does not match the layers ({expect})")));
         }
-        let need = r.pos as u64 + 4 * n_params + 8;
+        let flags = if version >= 2 { r.u32()? } else { 0 };
+        if flags & !(META_DATA | META_SPLIT | META_SCALER) != 0 {
+            return Err(Error::Format(format!("unknown metadata flags 0x{flags:x}")));
+        }
+        let meta_len = ModelMeta::len_of(flags, n_inputs);
+        let need = r.pos as u64 + 4 * n_params + meta_len + 8;
         if (b.len() as u64) < need {
             return Err(Error::Format(format!("truncated model file: {} bytes, the header implies {need}", b.len())));
         }
@@ -136,19 +277,46 @@ impl Mlp {
         if !cfg!(fuzzing) && stored != fnv1a(&b[..body_end]) {
             return Err(bad("checksum mismatch: the model file is corrupt"));
         }
+        let params_end = body_end - meta_len as usize;
         let params: Vec<f32> =
-            b[r.pos..body_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            b[r.pos..params_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         if let Some(i) = crate::ops::reduce::first_non_finite(&params) {
             return Err(Error::Format(format!("parameter {i} is not finite")));
         }
+        r.pos = params_end;
+        let mut meta = ModelMeta::default();
+        if flags & META_DATA != 0 {
+            meta.data = Some(DataRecord { rows: r.u64()?, features: r.u64()?, fingerprint: r.u64()? });
+        }
+        if flags & META_SPLIT != 0 {
+            meta.split = Some(SplitRecord { seed: r.u64()?, test_fraction: f64::from_bits(r.u64()?) });
+        }
+        if flags & META_SCALER != 0 {
+            let ni = n_inputs as usize;
+            let vals: Vec<f32> = b[r.pos..r.pos + 8 * ni]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            r.pos += 8 * ni;
+            meta.scaler = Some(Scaler { shift: vals[..ni].to_vec(), scale: vals[ni..].to_vec() });
+        }
+        debug_assert_eq!(r.pos, body_end);
+        meta.check(n_inputs as usize)?;
         let mut m =
             Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| Error::Format(e.message().to_string()))?;
         m.params = params.into();
-        Ok(m)
+        Ok((m, meta))
     }
 
-    /// Saves atomically to `path` (temporary file + rename).
+    /// Saves atomically to `path` (temporary file + rename), without metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_meta(path, &ModelMeta::default())
+    }
+
+    /// Saves the model and its metadata atomically to `path`; errors before
+    /// writing anything if the metadata does not fit the model.
+    pub fn save_with_meta(&self, path: impl AsRef<Path>, meta: &ModelMeta) -> Result<()> {
+        let bytes = self.to_bytes_with_meta(meta)?;
         let path = path.as_ref();
         let name = path.file_name().ok_or_else(|| {
             Error::io(std::io::ErrorKind::InvalidInput, path, format!("'{}' is not a file path", path.display()))
@@ -157,7 +325,7 @@ impl Mlp {
         let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
         let res = (|| -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
+            f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)
         })();
@@ -168,19 +336,26 @@ impl Mlp {
         Ok(())
     }
 
-    /// Loads a model saved by [`Mlp::save`].
+    /// Loads a model saved by [`Mlp::save`] or [`Mlp::save_with_meta`]
+    /// (any metadata is checked and dropped).
     pub fn load(path: impl AsRef<Path>) -> Result<Mlp> {
+        Mlp::load_with_meta(path).map(|(m, _)| m)
+    }
+
+    /// Loads a model and its metadata (empty for files saved without it, and
+    /// for version 1 files).
+    pub fn load_with_meta(path: impl AsRef<Path>) -> Result<(Mlp, ModelMeta)> {
         let path = path.as_ref();
         let meta = std::fs::metadata(path).map_err(|e| Error::io_at(&e, "cannot open", path))?;
         if meta.is_dir() {
             let msg = format!("'{}' is a directory, not a model file", path.display());
             return Err(Error::io(std::io::ErrorKind::IsADirectory, path, msg));
         }
-        if meta.len() > 8 + 4 * MAX_PARAMS as u64 + 64 * MAX_LAYERS as u64 {
+        if meta.len() > 64 + 4 * MAX_PARAMS as u64 + 64 * MAX_LAYERS as u64 + 8 * MAX_WIDTH as u64 {
             return Err(Error::Format(format!("'{}' is too large to be a model file", path.display())));
         }
         let b = std::fs::read(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
-        Mlp::from_bytes(&b).map_err(|e| match e {
+        Mlp::from_bytes_with_meta(&b).map_err(|e| match e {
             Error::Format(m) => Error::Format(format!("'{}': {m}", path.display())),
             e => e,
         })

@@ -11,4 +11,7 @@ pub mod model;
 pub mod train;
 
 pub use model::{Layer, Mlp, Targets, Task, Workspace};
-pub use train::{EpochRecord, History, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, TrainConfig, Validation};
+pub use train::{
+    BatchProgress, EpochCallback, EpochRecord, FitObserver, History, SPARSE_AUTO_DENSITY, Schedule, Solver,
+    SparseInput, TrainConfig, Validation,
+};

@@ -17,6 +17,7 @@ use crate::simd::fp::FlushDenormals;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// Optimizer.
@@ -326,8 +327,70 @@ pub struct History {
     pub epochs: Vec<EpochRecord>,
     /// Best training loss (`best_loss_`).
     pub best_loss: f64,
-    /// Whether training stopped early (no improvement, or the callback).
+    /// Whether training stopped before `max_iter` epochs: no improvement for
+    /// `n_iter_no_change` epochs, or the callback returned
+    /// [`ControlFlow::Break`] (see [`History::stopped_by_callback`]).
     pub stopped_early: bool,
+    /// Whether the epoch callback (or [`FitObserver::on_epoch`]) asked to stop.
+    pub stopped_by_callback: bool,
+    /// With `early_stopping`: the epoch (from 1) whose weights the model holds
+    /// after `fit`, the best by validation score; they are restored at the end,
+    /// whether training stopped early or ran all `max_iter` epochs. `None`
+    /// without early stopping (the model holds the last epoch's weights).
+    pub restored_epoch: Option<usize>,
+}
+
+/// Progress within an epoch, given to [`FitObserver::on_batch`] after every
+/// mini-batch's update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchProgress {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// The most epochs this fit runs (`max_iter`).
+    pub max_epochs: usize,
+    /// Mini-batches done in this epoch, from 1.
+    pub batch: usize,
+    /// Mini-batches per epoch.
+    pub batches: usize,
+}
+
+/// Watches a fit: [`Mlp::fit_observed`] calls [`on_batch`](Self::on_batch)
+/// after every mini-batch's update and [`on_epoch`](Self::on_epoch) after every
+/// epoch. Both default to doing nothing (and continuing).
+///
+/// The observer cannot change what is trained: a fit gives the same bits with
+/// or without one (unless `on_epoch` stops it). `on_batch` is called once per
+/// batch on the fitting thread, with the subnormal mode of the fit (see
+/// [`TrainConfig::flush_denormals`]); keep it cheap (throttle any printing), as
+/// it runs between two batches' work.
+pub trait FitObserver {
+    /// After each mini-batch's update.
+    fn on_batch(&mut self, progress: &BatchProgress) {
+        let _ = progress;
+    }
+    /// After each epoch, with its record: [`ControlFlow::Continue`] to go on,
+    /// [`ControlFlow::Break`] to stop (the fit then succeeds with the epochs
+    /// run so far, and [`History::stopped_by_callback`] is set).
+    fn on_epoch(&mut self, record: &EpochRecord) -> ControlFlow<()> {
+        let _ = record;
+        ControlFlow::Continue(())
+    }
+}
+
+/// The per-epoch callback of [`Mlp::fit`]: [`ControlFlow::Continue`] goes on,
+/// [`ControlFlow::Break`] stops.
+pub type EpochCallback<'a> = dyn FnMut(&EpochRecord) -> ControlFlow<()> + 'a;
+
+/// The epoch callback of [`Mlp::fit`] as an observer.
+struct EpochFn<'a, 'b>(Option<&'a mut EpochCallback<'b>>);
+
+impl FitObserver for EpochFn<'_, '_> {
+    fn on_epoch(&mut self, record: &EpochRecord) -> ControlFlow<()> {
+        match self.0.as_mut() {
+            Some(f) => f(record),
+            None => ControlFlow::Continue(()),
+        }
+    }
 }
 
 /// Optimizer state kept between `fit` calls for `warm_start`/`partial_fit`.
@@ -401,11 +464,15 @@ impl Mlp {
     /// Trains on `n_samples` rows of `x` (`n_samples × n_inputs`, finite) with
     /// targets `y`. Validation data: `val`, else with `early_stopping` a seeded
     /// `validation_fraction` split of the training data. `callback` is called
-    /// after every epoch and may return `false` to stop.
+    /// after every epoch with its record and returns
+    /// [`ControlFlow::Continue`] to go on or [`ControlFlow::Break`] to stop
+    /// (the fit then succeeds with the epochs run so far). For progress within
+    /// an epoch, see [`Mlp::fit_observed`].
     ///
     /// A non-finite loss stops training with [`Error::Diverged`] and restores
     /// the weights of the start of that epoch. With `early_stopping`, the
-    /// weights of the best validation epoch are restored at the end.
+    /// weights of the best validation epoch are restored at the end
+    /// ([`History::restored_epoch`]).
     pub fn fit(
         &mut self,
         x: &[f32],
@@ -413,7 +480,22 @@ impl Mlp {
         y: Targets<'_>,
         cfg: &TrainConfig,
         val: Option<Validation<'_>>,
-        mut callback: Option<&mut dyn FnMut(&EpochRecord) -> bool>,
+        callback: Option<&mut EpochCallback<'_>>,
+    ) -> Result<History> {
+        self.fit_observed(x, n_samples, y, cfg, val, &mut EpochFn(callback))
+    }
+
+    /// [`Mlp::fit`] with an observer that also sees every mini-batch
+    /// ([`FitObserver::on_batch`]: progress within long epochs). The trained
+    /// weights are the same bits as `fit`'s.
+    pub fn fit_observed(
+        &mut self,
+        x: &[f32],
+        n_samples: usize,
+        y: Targets<'_>,
+        cfg: &TrainConfig,
+        val: Option<Validation<'_>>,
+        observer: &mut dyn FitObserver,
     ) -> Result<History> {
         cfg.validate()?;
         let _mode = FlushDenormals::new(cfg.flush_denormals);
@@ -501,7 +583,9 @@ impl Mlp {
             };
             let mut total = 0.0f64;
             let mut correct = 0usize;
+            let batches = n_train.div_ceil(batch);
             let mut chunks = idx.chunks(batch).peekable();
+            let mut done = 0usize;
             while let Some(chunk) = chunks.next() {
                 let b = chunk.len();
                 let mut lr = lr_epoch;
@@ -546,6 +630,8 @@ impl Mlp {
                     )));
                 }
                 state.samples_seen += b as u64;
+                done += 1;
+                observer.on_batch(&BatchProgress { epoch, max_epochs: cfg.max_iter, batch: done, batches });
             }
             let loss = total / n_train as f64;
             // Validation.
@@ -582,6 +668,7 @@ impl Mlp {
                 if s > best_score {
                     best_score = s;
                     best_params = Some(self.params.clone());
+                    hist.restored_epoch = Some(epoch);
                 }
                 imp
             } else {
@@ -598,10 +685,9 @@ impl Mlp {
                     stop = true;
                 }
             }
-            if let Some(cb) = callback.as_mut() {
-                if !cb(&rec) {
-                    stop = true;
-                }
+            if observer.on_epoch(&rec).is_break() {
+                hist.stopped_by_callback = true;
+                stop = true;
             }
             if stop {
                 hist.stopped_early = true;
