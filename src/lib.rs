@@ -80,6 +80,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod par;
+pub(crate) mod mem;
 pub(crate) mod ptr;
 pub mod simd;
 

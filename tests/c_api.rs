@@ -136,6 +136,20 @@ fn c99_trainer_and_bad_input_table_asan_ubsan_lsan() {
     c_test("tests/c/train_smoke.c", &train_args("asan"), Mode::Sanitized);
 }
 
+/// Out of memory is NNK_ERR_OUT_OF_MEMORY, never an abort: the program limits
+/// its own address space, and the model stays bit for bit as it was.
+#[test]
+fn c99_out_of_memory() {
+    let out = c_test("tests/c/oom_smoke.c", &[], Mode::Plain);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c99_out_of_memory_valgrind() {
+    let out = c_test("tests/c/oom_smoke.c", &[], Mode::Valgrind);
+    assert!(out.is_empty() || out.contains("all checks passed"), "{out}");
+}
+
 #[test]
 fn c99_gemm_smoke_valgrind() {
     c_test("tests/c/gemm_smoke.c", &[], Mode::Valgrind);

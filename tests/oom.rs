@@ -80,3 +80,152 @@ fn threads_that_cannot_start_mean_serial_same_bits() {
     }
     println!("CASE OK");
 }
+
+mod fallible {
+    use super::{is_child, limit_address_space, run_child};
+    use nnkern::Error;
+    use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
+    use nnkern::nn::data::{read_csv, read_idx};
+    use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig, Workspace};
+    use nnkern::ops::Activation;
+
+    const MIB: u64 = 1 << 20;
+
+    fn model(n_in: usize, hidden: usize) -> Mlp {
+        Mlp::new(n_in, &[Layer { units: hidden, activation: Activation::Relu }], 10, Task::MultiClass, 1).unwrap()
+    }
+
+    fn data(n: usize, d: usize) -> (Vec<f32>, Vec<u32>) {
+        ((0..n * d).map(|i| ((i * 7919) % 13) as f32 / 13.0).collect(), (0..n).map(|i| (i % 10) as u32).collect())
+    }
+
+    fn assert_oom<T: std::fmt::Debug>(r: nnkern::Result<T>, what: &str) {
+        match r {
+            Err(e @ Error::OutOfMemory { .. }) => println!("{what}: {e}"),
+            other => panic!("{what}: expected OutOfMemory, got {other:?}"),
+        }
+    }
+
+    /// After a failed call: the model is bit for bit what it was, and a small
+    /// prediction still works.
+    fn still_usable(m: &Mlp, before: &Mlp, bytes: &[u8], n_in: usize) {
+        assert!(m == before, "the model changed");
+        assert_eq!(m.to_bytes(), bytes, "the model's bytes changed");
+        let mut ws = Workspace::new(m, 1);
+        let mut out = vec![0.0f32; 10];
+        m.predict_into(&vec![0.5; n_in], 1, &mut ws, &mut out).unwrap();
+        assert!((out.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn fit_and_partial_fit_out_of_memory_keep_the_model() {
+        let case = "fallible::fit_and_partial_fit_out_of_memory_keep_the_model";
+        if !is_child(case) {
+            return run_child(case);
+        }
+        // 784-8192-10: 6.5 M parameters, 26 MB; Adam's fit needs six more
+        // buffers of that size (gradient, moments, restore points).
+        let (n_in, n) = (784, 64);
+        let (x, y) = data(n, n_in);
+        let mut m = model(n_in, 8192);
+        // A first partial fit so that the model has optimizer state to keep.
+        let mut cfg = TrainConfig::default();
+        cfg.batch_size = 32;
+        m.partial_fit(&x, n, Targets::Labels(&y), &cfg).unwrap();
+        let before = m.clone();
+        let bytes = m.to_bytes();
+        let cfg0 = cfg.clone();
+        limit_address_space(48 * MIB);
+        let mut cfg2 = cfg.clone();
+        cfg2.max_iter = 2;
+        assert_oom(m.fit(&x, n, Targets::Labels(&y), &cfg2, None, None), "fit");
+        still_usable(&m, &before, &bytes, n_in);
+        cfg2.warm_start = true;
+        cfg2.early_stopping = true;
+        assert_oom(m.fit(&x, n, Targets::Labels(&y), &cfg2, None, None), "fit (warm start, early stopping)");
+        still_usable(&m, &before, &bytes, n_in);
+        assert_oom(m.partial_fit(&x, n, Targets::Labels(&y), &cfg), "partial_fit");
+        still_usable(&m, &before, &bytes, n_in);
+        assert_eq!(cfg, cfg0, "the config changed");
+        println!("CASE OK");
+    }
+
+    #[test]
+    fn predict_out_of_memory_keeps_the_output() {
+        let case = "fallible::predict_out_of_memory_keeps_the_output";
+        if !is_child(case) {
+            return run_child(case);
+        }
+        // A 65 536-wide hidden layer: predict's default workspace (256 rows
+        // of it, twice) is 128 MiB.
+        let n_in = 16;
+        let m = model(n_in, 65536);
+        let before = m.clone();
+        let bytes = m.to_bytes();
+        let (x, _) = data(300, n_in);
+        let mut out = vec![f32::NAN; 300 * 10];
+        let guard: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+        limit_address_space(48 * MIB);
+        assert_oom(m.predict_proba(&x, 300), "predict_proba");
+        let mut ws = Workspace::new(&m, 256);
+        assert_oom(m.predict_into(&x, 300, &mut ws, &mut out), "predict_into");
+        assert!(out.iter().map(|v| v.to_bits()).eq(guard), "the output buffer changed");
+        assert_oom(Workspace::try_new(&m, 256), "Workspace::try_new");
+        still_usable(&m, &before, &bytes, n_in);
+        println!("CASE OK");
+    }
+
+    #[test]
+    fn load_csv_and_idx_out_of_memory() {
+        let case = "fallible::load_csv_and_idx_out_of_memory";
+        if !is_child(case) {
+            return run_child(case);
+        }
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("oom_files");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A 100 MB model file, a 40 MB CSV, a 40 MB IDX file: each above
+        // glibc's largest mmap threshold (32 MiB), so that no freed heap
+        // memory from making them can serve the reads.
+        let model_path = dir.join("big.nnk");
+        model(784, 32768).save(&model_path).unwrap();
+        let csv = dir.join("big.csv");
+        let row = "0.125,0.25,0.5,1\n";
+        std::fs::write(&csv, row.repeat(40 * (1 << 20) / row.len())).unwrap();
+        let idx = dir.join("big-idx1-ubyte");
+        let n = 40u32 << 20;
+        let mut b = vec![0u8, 0, 8, 1];
+        b.extend_from_slice(&n.to_be_bytes());
+        b.resize(8 + n as usize, 7);
+        std::fs::write(&idx, &b).unwrap();
+        drop(b);
+        limit_address_space(16 * MIB);
+        assert_oom(Mlp::load(&model_path), "Mlp::load");
+        assert_oom(read_csv(&csv, -1), "read_csv");
+        assert_oom(read_idx(&idx), "read_idx");
+        println!("CASE OK");
+    }
+
+    #[test]
+    fn gemm_with_large_shapes_under_a_tight_limit() {
+        let case = "fallible::gemm_with_large_shapes_under_a_tight_limit";
+        if !is_child(case) {
+            return run_child(case);
+        }
+        // 1536³: operands of 9 MiB each, held by the caller; the kernels'
+        // own buffers are bounded (a few MiB of packing per thread).
+        let n = 1536;
+        let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 - 2.0).collect();
+        let mut c = vec![0.0f32; n * n];
+        limit_address_space(12 * MIB);
+        for t in [1, 2] {
+            let mut o = GemmOptions::default();
+            o.par = nnkern::par::Par::Threads(t);
+            let (av, bv) = (MatRef::row_major(&a, n, n, n).unwrap(), MatRef::row_major(&b, n, n, n).unwrap());
+            gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, n, n, n).unwrap(), &o).unwrap();
+            let want: f32 = (0..n).map(|p| a[p] * b[p * n]).sum();
+            assert_eq!(c[0], want);
+        }
+        println!("CASE OK");
+    }
+}

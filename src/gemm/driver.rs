@@ -161,6 +161,9 @@ pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, e
     }
 }
 
+// The packing buffers grow infallibly: their size is bounded by the blocking
+// constants (at most (MC + NC + MR)·KC elements per thread, a few MiB), not
+// by the caller's shapes (see `crate::mem`).
 thread_local! {
     static PACK_BUF: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }

@@ -122,24 +122,27 @@ impl SparseRows {
     /// that the fills up to that size allocate nothing. Errors, keeping the
     /// matrix, if the memory cannot be had.
     pub fn reserve(&mut self, rows: usize, nnz: usize) -> Result<()> {
-        let oom = |what: &str| overflow(format!("cannot reserve {what} for a sparse matrix"));
-        self.ptr.try_reserve(rows).map_err(|_| oom("row pointers"))?;
-        let need = self.nnz.checked_add(nnz).and_then(|n| n.checked_add(self.cols)).ok_or_else(|| oom("nonzeros"))?;
+        crate::mem::try_reserve(&mut self.ptr, rows, "a sparse matrix's row pointers")?;
+        let need = self
+            .nnz
+            .checked_add(nnz)
+            .and_then(|n| n.checked_add(self.cols))
+            .ok_or_else(|| crate::Error::out_of_memory(usize::MAX, "a sparse matrix's nonzeros"))?;
+        self.grow(need)
+    }
+
+    /// Grows the value buffers to `need`, fallibly; on failure both keep
+    /// their length.
+    fn grow(&mut self, need: usize) -> Result<()> {
         if self.idx.len() < need {
-            self.idx.try_reserve(need - self.idx.len()).map_err(|_| oom("nonzeros"))?;
-            self.val.try_reserve(need - self.val.len()).map_err(|_| oom("nonzeros"))?;
+            let what = "a sparse matrix's nonzeros";
+            let (gi, gv) = (need - self.idx.len(), need - self.val.len());
+            crate::mem::try_reserve(&mut self.idx, gi, what)?;
+            crate::mem::try_reserve(&mut self.val, gv, what)?;
             self.idx.resize(need, 0);
             self.val.resize(need, 0.0);
         }
         Ok(())
-    }
-
-    /// Grows the value buffers to `need` (infallible form for the fills).
-    fn grow(&mut self, need: usize) {
-        if self.idx.len() < need {
-            self.idx.resize(need, 0);
-            self.val.resize(need, 0.0);
-        }
     }
 
     /// Appends one row given densely (`row.len()` must equal the width); its
@@ -151,7 +154,11 @@ impl SparseRows {
         }
         let start = self.nnz;
         let end = start + self.cols;
-        self.grow(end);
+        self.grow(end)?;
+        if self.ptr.len() == self.ptr.capacity() {
+            let more = self.ptr.len();
+            crate::mem::try_reserve(&mut self.ptr, more, "a sparse matrix's row pointers")?;
+        }
         let n = scan_row(row, &mut self.idx[start..end], &mut self.val[start..end]);
         self.nnz = start + n;
         self.rows += 1;
@@ -166,8 +173,7 @@ impl SparseRows {
         if u32::try_from(s.rows).is_err() {
             return Err(invalid(format!("{} rows: sparse column indices are 32-bit", s.rows)));
         }
-        self.transpose_with(s, s.rows, |r| r);
-        Ok(())
+        self.transpose_with(s, s.rows, |r| r)
     }
 
     /// Makes `self` the transpose of the matrix formed by the rows `rows` of
@@ -183,13 +189,18 @@ impl SparseRows {
             return Err(invalid(format!("{} rows: sparse column indices are 32-bit", rows.len())));
         }
         s.prefetch_rows(rows);
-        self.transpose_with(s, rows.len(), |t| rows[t]);
-        Ok(())
+        self.transpose_with(s, rows.len(), |t| rows[t])
     }
 
     /// `row(t)` (for `t < n`, a row of `s`) must give the same row in both
-    /// passes: the fill relies on the counts of the first.
-    fn transpose_with(&mut self, s: &SparseRows, n: usize, row: impl Fn(usize) -> usize) {
+    /// passes: the fill relies on the counts of the first. The memory is
+    /// reserved first: running out of it leaves `self` as it was.
+    fn transpose_with(&mut self, s: &SparseRows, n: usize, row: impl Fn(usize) -> usize) -> Result<()> {
+        let total: usize = (0..n).map(|t| s.ptr[row(t) + 1] - s.ptr[row(t)]).sum();
+        let what = "a sparse transpose";
+        let more = (s.cols + 1).saturating_sub(self.ptr.len());
+        crate::mem::try_reserve(&mut self.ptr, more, what)?;
+        self.grow(total)?;
         self.rows = s.cols;
         self.cols = n;
         self.ptr.clear();
@@ -210,7 +221,7 @@ impl SparseRows {
             nnz += s.ptr[r + 1] - s.ptr[r];
         }
         self.nnz = nnz;
-        self.grow(nnz);
+        debug_assert!(self.idx.len() >= nnz && self.val.len() >= nnz);
         for c in 0..s.cols {
             self.ptr[c + 1] += self.ptr[c];
         }
@@ -237,6 +248,7 @@ impl SparseRows {
             self.ptr[c + 1] = self.ptr[c];
         }
         self.ptr[0] = 0;
+        Ok(())
     }
 
     /// Asks for the cache lines of the rows `rows` all at once (a hint:
@@ -444,6 +456,9 @@ const SLICE_COPY_BYTES: usize = 64 << 10;
 /// Vectors of columns per register strip.
 const STRIP: usize = 8;
 
+// The products' scratch grows infallibly: the accumulator block is bounded by
+// ROW_BLOCK × PANEL and the B slice by SLICE_COPY_BYTES, whatever the shapes
+// (see `crate::mem`).
 thread_local! {
     /// Accumulator block and per-row cursors, kept per thread.
     static BUF: std::cell::RefCell<(Vec<f32>, Vec<usize>)> =

@@ -113,7 +113,7 @@ pub fn read_csv(path: impl AsRef<Path>, label_column: isize) -> Result<Dataset> 
 /// [`read_csv`] with the header chosen.
 pub fn read_csv_with(path: impl AsRef<Path>, label_column: isize, header: Header) -> Result<Dataset> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
+    let text = crate::mem::read_text(path, "the CSV file")?;
     parse_csv_with(&text, label_column, header).map_err(|e| match e {
         Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
         e => e,
@@ -163,7 +163,8 @@ pub fn parse_csv_with(text: &str, label_column: isize, header: Header) -> Result
             if !v.is_finite() {
                 return Err(Error::Format(format!("line {}, column {}: '{cell}' is not finite", ln + 1, c + 1)));
             }
-            if c == lc as usize { y.push(v) } else { x.push(v) }
+            let what = "the CSV data";
+            if c == lc as usize { crate::mem::try_push(&mut y, v, what)? } else { crate::mem::try_push(&mut x, v, what)? }
         }
         n += 1;
     }
@@ -186,8 +187,11 @@ pub struct Idx {
 /// Reads an IDX file of unsigned bytes (type 0x08), gzip-compressed or not.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
     let path = path.as_ref();
-    let raw = std::fs::read(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
-    parse_idx(&raw).map_err(|e| Error::Format(format!("{}: {}", path.display(), e.message())))
+    let raw = crate::mem::read_file(path, "the IDX file")?;
+    parse_idx(&raw).map_err(|e| match e {
+        Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+        e => e,
+    })
 }
 
 /// [`read_idx`] on bytes in memory.
@@ -199,7 +203,11 @@ pub fn parse_idx(raw: &[u8]) -> Result<Idx> {
         flate2::read::GzDecoder::new(raw)
             .take(1 << 32)
             .read_to_end(&mut out)
-            .map_err(|e| Error::Format(format!("bad gzip stream: {e}")))?;
+            .map_err(|e| match e.kind() {
+                // read_to_end grows the buffer fallibly.
+                std::io::ErrorKind::OutOfMemory => Error::out_of_memory(out.len().saturating_mul(2), "the IDX file, decompressed"),
+                _ => Error::Format(format!("bad gzip stream: {e}")),
+            })?;
         bytes = out;
         &bytes
     } else {
@@ -228,7 +236,7 @@ pub fn parse_idx(raw: &[u8]) -> Result<Idx> {
             body.len()
         )));
     }
-    Ok(Idx { dims, data: body.to_vec() })
+    Ok(Idx { dims, data: crate::mem::try_to_vec(body, "the IDX data")? })
 }
 
 /// Loads MNIST from `dir` (the four standard file names, `.gz` or not) as
@@ -251,9 +259,10 @@ pub fn load_mnist(dir: impl AsRef<Path>) -> Result<(Dataset, Dataset)> {
             return Err(Error::Format(format!("{img}/{lab}: shapes {:?} and {:?} do not match", i.dims, l.dims)));
         }
         let d = i.dims[1] * i.dims[2];
+        let what = "the MNIST data";
         Ok(Dataset {
-            x: i.data.iter().map(|&p| p as f32 / 255.0).collect(),
-            y: l.data.iter().map(|&v| v as f32).collect(),
+            x: crate::mem::try_collect(i.data.len(), i.data.iter().map(|&p| p as f32 / 255.0), what)?,
+            y: crate::mem::try_collect(l.data.len(), l.data.iter().map(|&v| v as f32), what)?,
             n: i.dims[0],
             d,
         })

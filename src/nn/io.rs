@@ -278,11 +278,7 @@ impl Mlp {
             return Err(bad("checksum mismatch: the model file is corrupt"));
         }
         let params_end = body_end - meta_len as usize;
-        let params: Vec<f32> =
-            b[r.pos..params_end].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        if let Some(i) = crate::ops::reduce::first_non_finite(&params) {
-            return Err(Error::Format(format!("parameter {i} is not finite")));
-        }
+        let pbytes = &b[r.pos..params_end];
         r.pos = params_end;
         let mut meta = ModelMeta::default();
         if flags & META_DATA != 0 {
@@ -302,9 +298,20 @@ impl Mlp {
         }
         debug_assert_eq!(r.pos, body_end);
         meta.check(n_inputs as usize)?;
-        let mut m =
-            Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| Error::Format(e.message().to_string()))?;
-        m.params = params.into();
+        // The model's buffer is the only allocation in proportion to the file
+        // (fallible: OutOfMemory stays OutOfMemory); the weights are read
+        // straight into it.
+        let mut m = Mlp::from_layers(n_inputs as usize, layers, task, 0).map_err(|e| match e {
+            e @ Error::OutOfMemory { .. } => e,
+            e => Error::Format(e.message().to_string()),
+        })?;
+        debug_assert_eq!(m.params.len() * 4, pbytes.len());
+        for (p, c) in m.params.iter_mut().zip(pbytes.chunks_exact(4)) {
+            *p = f32::from_le_bytes(c.try_into().expect("4 bytes"));
+        }
+        if let Some(i) = crate::ops::reduce::first_non_finite(&m.params) {
+            return Err(Error::Format(format!("parameter {i} is not finite")));
+        }
         Ok((m, meta))
     }
 
@@ -354,7 +361,7 @@ impl Mlp {
         if meta.len() > 64 + 4 * MAX_PARAMS as u64 + 64 * MAX_LAYERS as u64 + 8 * MAX_WIDTH as u64 {
             return Err(Error::Format(format!("'{}' is too large to be a model file", path.display())));
         }
-        let b = std::fs::read(path).map_err(|e| Error::io_at(&e, "cannot read", path))?;
+        let b = crate::mem::read_file(path, "the model file")?;
         Mlp::from_bytes_with_meta(&b).map_err(|e| match e {
             Error::Format(m) => Error::Format(format!("'{}': {m}", path.display())),
             e => e,

@@ -91,7 +91,7 @@ impl Mlp {
     /// sigmoid as scikit-learn does; He-style f = 12 for relu-family layers,
     /// unlike scikit-learn) with a generator seeded by `seed`; biases likewise.
     pub fn new(n_inputs: usize, hidden: &[Layer], n_outputs: usize, task: Task, seed: u64) -> Result<Mlp> {
-        let mut layers = hidden.to_vec();
+        let mut layers = crate::mem::try_to_vec(hidden, "the layer list")?;
         layers.push(Layer { units: n_outputs, activation: task.output_activation() });
         Mlp::from_layers(n_inputs, layers, task, seed)
     }
@@ -141,7 +141,8 @@ impl Mlp {
         if total > MAX_PARAMS {
             return Err(invalid(format!("{total} parameters exceed the limit of {MAX_PARAMS}")));
         }
-        let mut m = Mlp { n_inputs, layers, task, params: AlignedVec::zeros(total), offsets, state: None };
+        let params = AlignedVec::try_zeros(total, "the model's parameters")?;
+        let mut m = Mlp { n_inputs, layers, task, params, offsets, state: None };
         m.reinitialize(seed);
         Ok(m)
     }
@@ -241,7 +242,7 @@ impl Mlp {
         while s0 < n_samples {
             let b = chunk.min(n_samples - s0);
             let xin = &x[s0 * self.n_inputs..(s0 + b) * self.n_inputs];
-            ws.ensure(self, b);
+            ws.ensure(self, b)?;
             for (i, l) in self.layers.iter().enumerate() {
                 let n_in = self.fan_in(i);
                 let (w, bias) = self.layer_params(i);
@@ -266,7 +267,8 @@ impl Mlp {
     /// [`Mlp::predict_proba`] flushing subnormals or not.
     pub(crate) fn predict_proba_mode(&self, x: &[f32], n_samples: usize, flush: bool) -> Result<Vec<f32>> {
         let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
-        let mut out = vec![0.0; n_samples * self.n_outputs()];
+        let n_out = n_samples.checked_mul(self.n_outputs()).ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
+        let mut out = crate::mem::try_vec(n_out, 0.0, "the predictions")?;
         self.predict_into(x, n_samples, &mut ws, &mut out)?;
         Ok(out)
     }
@@ -298,11 +300,17 @@ pub enum Targets<'a> {
 }
 
 pub(crate) fn classes_of(task: Task, p: &[f32], k: usize) -> Result<Vec<u32>> {
+    let class = class_rule(task, k)?;
+    crate::mem::try_collect(p.len() / k.max(1), p.chunks(k.max(1)).map(class), "the predicted classes")
+}
+
+/// The class of one row of outputs, for `task` with `k` outputs.
+fn class_rule(task: Task, k: usize) -> Result<fn(&[f32]) -> u32> {
     match task {
         Task::Regression => Err(invalid("a regression model has no classes")),
-        Task::MultiLabel if k == 1 => Ok(p.iter().map(|&v| (v >= 0.5) as u32).collect()),
+        Task::MultiLabel if k == 1 => Ok(|r| (r[0] >= 0.5) as u32),
         Task::MultiLabel => Err(invalid("a multi-label model predicts one 0/1 per output: use predict_proba")),
-        Task::MultiClass => Ok(p.chunks(k).map(|r| argmax(r) as u32).collect()),
+        Task::MultiClass => Ok(|r| argmax(r) as u32),
     }
 }
 
@@ -354,15 +362,19 @@ pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Resu
             if l.len() != n {
                 return Err(shape(format!("{} labels for {n} samples", l.len())));
             }
-            let c = classes_of(task, p, k)?;
-            Ok(c.iter().zip(l.iter()).filter(|(a, b)| a == b).count() as f64 / n.max(1) as f64)
+            // Counted row by row: scoring allocates nothing (the trainer
+            // scores its validation set every epoch).
+            let class = class_rule(task, k)?;
+            Ok(p.chunks(k.max(1)).zip(l.iter()).filter(|(r, b)| class(r) == **b).count() as f64 / n.max(1) as f64)
         }
         (Task::MultiClass, Targets::Dense(_)) => Err(invalid("a multi-class model is scored on labels")),
     }
 }
 
-/// Scratch buffers for prediction (and, inside the trainer, training). Sized
-/// once for a batch size; reuse it across calls to avoid allocation.
+/// Scratch buffers for prediction (and, inside the trainer, training), for a
+/// batch size. They are allocated on first use, fallibly (a call that cannot
+/// have them returns [`Error::OutOfMemory`]); reuse the workspace across
+/// calls to avoid allocation.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub(crate) batch: usize,
@@ -372,16 +384,23 @@ pub struct Workspace {
 }
 
 impl Workspace {
-    /// A workspace for `model` processing up to `batch` samples at a time.
-    pub fn new(model: &Mlp, batch: usize) -> Workspace {
-        let mut ws = Workspace {
+    /// A workspace for `model` processing up to `batch` samples at a time
+    /// (nothing is allocated until the first call; see [`Workspace::try_new`]).
+    pub fn new(_model: &Mlp, batch: usize) -> Workspace {
+        Workspace {
             batch: batch.max(1),
             bufs: [AlignedVec::default(), AlignedVec::default()],
             par: crate::par::Par::Default,
             flush_denormals: true,
-        };
-        ws.ensure(model, ws.batch);
-        ws
+        }
+    }
+
+    /// [`Workspace::new`] with its buffers allocated now, or
+    /// [`Error::OutOfMemory`].
+    pub fn try_new(model: &Mlp, batch: usize) -> Result<Workspace> {
+        let mut ws = Workspace::new(model, batch);
+        ws.ensure(model, ws.batch)?;
+        Ok(ws)
     }
 
     /// Threads for the GEMMs of calls using this workspace.
@@ -398,14 +417,16 @@ impl Workspace {
         self
     }
 
-    fn ensure(&mut self, model: &Mlp, b: usize) {
+    fn ensure(&mut self, model: &Mlp, b: usize) -> Result<()> {
         let widest = model.layers.iter().map(|l| l.units).max().unwrap_or(1);
+        let need = b.checked_mul(widest).ok_or_else(|| Error::Overflow("batch × width overflows".into()))?;
         for v in &mut self.bufs {
-            if v.len() < b * widest {
+            if v.len() < need {
                 // Scratch only: nothing in it outlives a call.
-                *v = AlignedVec::zeros(b * widest);
+                *v = AlignedVec::try_zeros(need, "predict's workspace")?;
             }
         }
+        Ok(())
     }
 
     fn pingpong(&mut self, i: usize) -> (&[f32], &mut [f32]) {

@@ -2,7 +2,7 @@
 //! validation and early stopping of scikit-learn's `MLPClassifier` /
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
-use super::model::{Mlp, Targets, Task, argmax, score_of};
+use super::model::{Mlp, Targets, Task, Workspace, argmax, score_of};
 use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
@@ -403,6 +403,15 @@ pub struct OptState {
     lr: f32,
 }
 
+impl OptState {
+    /// Copies `o` in place (the buffers have `o`'s lengths: no allocation).
+    fn copy_from(&mut self, o: &OptState) {
+        self.s1.clone_from(&o.s1);
+        self.s2.clone_from(&o.s2);
+        (self.t, self.samples_seen, self.lr) = (o.t, o.samples_seen, o.lr);
+    }
+}
+
 /// Buffers sized once per fit: no allocation per batch.
 struct TrainBufs {
     /// The batch's inputs, dense (empty when sparse).
@@ -513,17 +522,20 @@ impl Mlp {
                 "early stopping holds out a validation set: it needs at least 2 samples, got {n_samples}"
             )));
         }
-        if !cfg.warm_start {
-            self.state = None;
-        }
+        // Everything the fit needs is allocated before the model or its
+        // optimizer state is touched: running out of memory is an
+        // `Error::OutOfMemory` that leaves the model exactly as it was. The
+        // epochs then allocate nothing but their records.
+        let (ni, k) = (self.n_inputs, self.n_outputs());
         // Training / validation index split.
-        let mut idx: Vec<usize> = (0..n_samples).collect();
+        let mut idx: Vec<usize> = crate::mem::try_collect(n_samples, 0..n_samples, "the sample order")?;
         let mut val_idx: Vec<usize> = Vec::new();
         if val.is_none() && cfg.early_stopping {
             let mut rng = StdRng::seed_from_u64(cfg.random_state ^ 0x5eed_5eed);
             idx.shuffle(&mut rng);
             let nv = ((n_samples as f64 * cfg.validation_fraction as f64).ceil() as usize).clamp(1, n_samples - 1);
-            val_idx = idx.split_off(n_samples - nv);
+            val_idx = crate::mem::try_to_vec(&idx[n_samples - nv..], "the validation split")?;
+            idx.truncate(n_samples - nv);
             idx.sort_unstable();
         }
         let n_train = idx.len();
@@ -539,39 +551,66 @@ impl Mlp {
         };
         let mut bufs = self.train_buffers(batch, sparse.then_some((x, n_samples)))?;
         let n_par = self.params.len();
-        let mut state = self.state.take().filter(|s| s.s1.len() == n_par || s.s1.is_empty()).unwrap_or(OptState {
-            s1: AlignedVec::default(),
-            s2: AlignedVec::default(),
+        // The optimizer state this fit continues (warm start), and the moments
+        // it still lacks.
+        let kept = if cfg.warm_start {
+            self.state.as_ref().filter(|s| s.s1.len() == n_par || s.s1.is_empty())
+        } else {
+            None
+        };
+        let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
+            || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
+        let need_s2 = matches!(cfg.solver, Solver::Adam | Solver::AdamW);
+        let (keep, (kept1, kept2)) = (kept.is_some(), kept.map_or((0, 0), |s| (s.s1.len(), s.s2.len())));
+        let s1_len = if need_s1 { n_par } else { kept1 };
+        let s2_len = if need_s2 { n_par } else { kept2 };
+        let what = "the optimizer state";
+        let fresh1 = if kept1 != s1_len { Some(AlignedVec::try_zeros(s1_len, what)?) } else { None };
+        let fresh2 = if kept2 != s2_len { Some(AlignedVec::try_zeros(s2_len, what)?) } else { None };
+        // Weights and optimizer state at the start of the epoch, restored if
+        // the training diverges; the best epoch's weights (early stopping).
+        let mut epoch_start = self.params.try_clone("the epoch-start weights")?;
+        let mut state_start = OptState {
+            s1: AlignedVec::try_zeros(s1_len, "the epoch-start optimizer state")?,
+            s2: AlignedVec::try_zeros(s2_len, "the epoch-start optimizer state")?,
             t: 0,
             samples_seen: 0,
             lr: cfg.learning_rate_init,
-        });
-        let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
-            || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
-        if need_s1 && state.s1.len() != n_par {
-            state.s1 = AlignedVec::zeros(n_par);
+        };
+        let mut best_params =
+            if cfg.early_stopping { AlignedVec::try_zeros(n_par, "the best epoch's weights")? } else { AlignedVec::default() };
+        let mut have_best = false;
+        // Validation data, gathered once, and the buffers it is predicted in.
+        let held_out = if val_idx.is_empty() { None } else { Some(gather(x, &y, &val_idx, ni, k)?) };
+        let n_val = val.as_ref().map_or(val_idx.len(), |v| v.n);
+        let val_ws = if n_val > 0 { Workspace::try_new(self, n_val.min(256))? } else { Workspace::new(self, 1) };
+        let mut val_ws = val_ws.with_flush_denormals(cfg.flush_denormals);
+        let mut val_p = crate::mem::try_vec(if n_val > 0 { n_val * k } else { 0 }, 0.0, "the validation predictions")?;
+
+        // Nothing below allocates in proportion to the data or the model:
+        // the state can be taken.
+        let mut state = match self.state.take() {
+            Some(s) if keep => s,
+            _ => OptState { s1: AlignedVec::default(), s2: AlignedVec::default(), t: 0, samples_seen: 0, lr: cfg.learning_rate_init },
+        };
+        if let Some(v) = fresh1 {
+            state.s1 = v;
         }
-        if matches!(cfg.solver, Solver::Adam | Solver::AdamW) && state.s2.len() != n_par {
-            state.s2 = AlignedVec::zeros(n_par);
+        if let Some(v) = fresh2 {
+            state.s2 = v;
         }
         let mut rng = StdRng::seed_from_u64(cfg.random_state);
         let mut hist = History { best_loss: f64::INFINITY, ..Default::default() };
         let mut best_score = f64::NEG_INFINITY;
-        let mut best_params: Option<AlignedVec> = None;
         let mut no_improve = 0usize;
         let opts = GemmOptions { par: cfg.par, ..Default::default() };
-        // Weights and optimizer state at the start of the epoch, restored if
-        // the training diverges.
-        let mut epoch_start = self.params.clone();
-        let mut state_start = state.clone();
-        let k = self.n_outputs();
         for epoch in 1..=cfg.max_iter {
             let t0 = Instant::now();
             if cfg.shuffle {
                 idx.shuffle(&mut rng);
             }
             epoch_start.copy_from_slice(&self.params);
-            state_start.clone_from(&state);
+            state_start.copy_from(&state);
             let lr_epoch = match cfg.learning_rate {
                 Schedule::Constant | Schedule::InvScaling { .. } => cfg.learning_rate_init,
                 Schedule::Adaptive => state.lr,
@@ -637,16 +676,16 @@ impl Mlp {
             // Validation.
             let (mut val_loss, mut val_score) = (None, None);
             if val.is_some() || !val_idx.is_empty() {
-                let (vl, vs) = match &val {
-                    Some(v) => self.evaluate_mode(v.x, v.n, &v.y, cfg.flush_denormals)?,
-                    None => {
-                        let (vx, vy) = gather(x, &y, &val_idx, self.n_inputs, k);
-                        let vt = match &vy {
+                let (vl, vs) = match (&val, &held_out) {
+                    (Some(v), _) => self.evaluate_into(v.x, v.n, &v.y, &mut val_ws, &mut val_p)?,
+                    (None, Some((vx, vy))) => {
+                        let vt = match vy {
                             Gathered::L(l) => Targets::Labels(l),
                             Gathered::D(d) => Targets::Dense(d),
                         };
-                        self.evaluate_mode(&vx, val_idx.len(), &vt, cfg.flush_denormals)?
+                        self.evaluate_into(vx, val_idx.len(), &vt, &mut val_ws, &mut val_p)?
                     }
+                    (None, None) => unreachable!("validation without data"),
                 };
                 val_loss = Some(vl);
                 val_score = Some(vs);
@@ -667,7 +706,8 @@ impl Mlp {
                 let imp = s > best_score + cfg.tol as f64;
                 if s > best_score {
                     best_score = s;
-                    best_params = Some(self.params.clone());
+                    best_params.copy_from_slice(&self.params);
+                    have_best = true;
                     hist.restored_epoch = Some(epoch);
                 }
                 imp
@@ -694,8 +734,8 @@ impl Mlp {
                 break;
             }
         }
-        if let Some(bp) = best_params {
-            self.params = bp;
+        if have_best {
+            self.params.copy_from_slice(&best_params);
         }
         self.state = Some(state);
         Ok(hist)
@@ -718,8 +758,20 @@ impl Mlp {
     /// [`Mlp::evaluate`] flushing subnormals or not (`fit` follows its config).
     fn evaluate_mode(&self, x: &[f32], n_samples: usize, y: &Targets<'_>, flush: bool) -> Result<(f64, f64)> {
         self.check_targets(y, n_samples)?;
-        let p = self.predict_proba_mode(x, n_samples, flush)?;
+        let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
+        let n_out = n_samples.checked_mul(self.n_outputs()).ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
+        let mut p = crate::mem::try_vec(n_out, 0.0, "the predictions")?;
+        self.evaluate_into(x, n_samples, y, &mut ws, &mut p)
+    }
+
+    /// [`Mlp::evaluate`] predicting into `ws` and `p` (`n_samples × outputs`),
+    /// allocating nothing.
+    fn evaluate_into(&self, x: &[f32], n_samples: usize, y: &Targets<'_>, ws: &mut Workspace, p: &mut [f32]) -> Result<(f64, f64)> {
+        self.check_targets(y, n_samples)?;
         let k = self.n_outputs();
+        let p = &mut p[..n_samples * k];
+        self.predict_into(x, n_samples, ws, p)?;
+        let p = &*p;
         let score = score_of(self.task, &p, k, y)?;
         let n = n_samples.max(1) as f64;
         let loss = match (self.task, y) {
@@ -754,16 +806,20 @@ impl Mlp {
         } else {
             None
         };
+        let what = "the training buffers";
+        let per_layer = || -> Result<Vec<AlignedVec>> {
+            self.layers.iter().map(|l| AlignedVec::try_zeros(batch * l.units, what)).collect()
+        };
         Ok(TrainBufs {
-            xb: if sparse.is_some() { AlignedVec::default() } else { AlignedVec::zeros(batch * self.n_inputs) },
+            xb: if sparse.is_some() { AlignedVec::default() } else { AlignedVec::try_zeros(batch * self.n_inputs, what)? },
             sparse,
-            yl: vec![0; batch],
-            yd: vec![0.0; batch * k],
-            z: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
-            a: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
-            da: self.layers.iter().map(|l| AlignedVec::zeros(batch * l.units)).collect(),
-            dz: AlignedVec::zeros(batch * widest),
-            grad: AlignedVec::zeros(self.params.len()),
+            yl: crate::mem::try_vec(batch, 0, what)?,
+            yd: crate::mem::try_vec(batch * k, 0.0, what)?,
+            z: per_layer()?,
+            a: per_layer()?,
+            da: per_layer()?,
+            dz: AlignedVec::try_zeros(batch * widest, what)?,
+            grad: AlignedVec::try_zeros(self.params.len(), "the gradient")?,
         })
     }
 
@@ -959,14 +1015,17 @@ enum Gathered {
     D(Vec<f32>),
 }
 
-fn gather(x: &[f32], y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> (Vec<f32>, Gathered) {
-    let mut xv = Vec::with_capacity(idx.len() * ni);
-    for &i in idx {
-        xv.extend_from_slice(&x[i * ni..(i + 1) * ni]);
-    }
+/// The rows `idx` of `x` and `y` (the held-out validation split), fallibly.
+fn gather(x: &[f32], y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> Result<(Vec<f32>, Gathered)> {
+    let what = "the validation split";
+    let xv = crate::mem::try_collect(idx.len() * ni, idx.iter().flat_map(|&i| x[i * ni..(i + 1) * ni].iter().copied()), what)?;
     let yv = match y {
-        Targets::Labels(l) => Gathered::L(idx.iter().map(|&i| l[i]).collect()),
-        Targets::Dense(d) => Gathered::D(idx.iter().flat_map(|&i| d[i * k..(i + 1) * k].iter().copied()).collect()),
+        Targets::Labels(l) => Gathered::L(crate::mem::try_collect(idx.len(), idx.iter().map(|&i| l[i]), what)?),
+        Targets::Dense(d) => Gathered::D(crate::mem::try_collect(
+            idx.len() * k,
+            idx.iter().flat_map(|&i| d[i * k..(i + 1) * k].iter().copied()),
+            what,
+        )?),
     };
-    (xv, yv)
+    Ok((xv, yv))
 }

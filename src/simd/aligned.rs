@@ -41,16 +41,37 @@ pub struct AlignedVec {
 }
 
 impl AlignedVec {
-    /// `len` zeros.
+    /// `len` zeros. Panics (aborts) when the memory cannot be had; the
+    /// library itself uses [`AlignedVec::try_zeros`].
     pub fn zeros(len: usize) -> AlignedVec {
+        AlignedVec::try_zeros(len, "an AlignedVec").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `len` zeros, or [`crate::Error::OutOfMemory`] naming the size and
+    /// `what` the buffer is for.
+    pub fn try_zeros(len: usize, what: &'static str) -> crate::Result<AlignedVec> {
         let n = len.div_ceil(16);
+        let oom = || crate::Error::out_of_memory(len.saturating_mul(4), what);
         if len < PAGE_ALIGNED_FROM {
-            return AlignedVec { lines: vec![Line::default(); n], start: 0, len };
+            let mut lines = Vec::new();
+            lines.try_reserve_exact(n).map_err(|_| oom())?;
+            lines.resize(n, Line::default());
+            return Ok(AlignedVec { lines, start: 0, len });
         }
         // Up to a page more, to start on its boundary.
-        let lines = vec![Line::default(); n + PAGE_LINES - 1];
+        let total = n.checked_add(PAGE_LINES - 1).ok_or_else(oom)?;
+        let mut lines = Vec::new();
+        lines.try_reserve_exact(total).map_err(|_| oom())?;
+        lines.resize(total, Line::default());
         let start = (lines.as_ptr() as usize).next_multiple_of(4096) - lines.as_ptr() as usize;
-        AlignedVec { lines, start: start / 64, len }
+        Ok(AlignedVec { lines, start: start / 64, len })
+    }
+
+    /// A copy, or [`crate::Error::OutOfMemory`] (`Clone` aborts instead).
+    pub fn try_clone(&self, what: &'static str) -> crate::Result<AlignedVec> {
+        let mut v = AlignedVec::try_zeros(self.len, what)?;
+        v.copy_from_slice(self);
+        Ok(v)
     }
 
     /// A copy of `x`.
@@ -116,6 +137,15 @@ impl std::fmt::Debug for AlignedVec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_sizes_are_errors() {
+        let e = AlignedVec::try_zeros(usize::MAX / 8, "a test buffer").unwrap_err();
+        assert_eq!(e, crate::Error::out_of_memory(usize::MAX / 8 * 4, "a test buffer"));
+        assert!(AlignedVec::try_zeros(usize::MAX, "x").is_err());
+        let v = AlignedVec::try_zeros(3000, "x").unwrap();
+        assert_eq!(v.try_clone("y").unwrap(), v);
+    }
 
     #[test]
     fn aligned_zeroed_and_exactly_as_long_as_asked() {
