@@ -42,8 +42,10 @@
 //!   `nn` and the kernels.
 //!
 //! Beside the layers: [`error`] (the [`Error`] type and the C status table
-//! [`Status`]) and [`par`] (thread policy). A lower layer never imports a
-//! higher one (`tests/header.rs` checks).
+//! [`Status`]), [`par`] (thread policy) and two crate-private leaves: `ptr`
+//! (raw pointers that cross threads) and `sys` (safe wrappers over the system
+//! calls model files need). A lower layer never imports a higher one
+//! (`tests/header.rs` checks).
 //!
 //! ## Features
 //!
@@ -83,6 +85,7 @@ pub mod par;
 pub(crate) mod mem;
 pub(crate) mod ptr;
 pub mod simd;
+pub(crate) mod sys;
 
 pub use error::{Error, Result, Status};
 pub use nn::{Layer, Mlp, Targets, Task, TrainConfig};

@@ -55,7 +55,7 @@ fn epoch_callback_contract_is_in_the_header() {
 }
 
 /// `simd` → kernels (`gemm`, `ops`, `optim`) → `nn` → `ffi`: a lower layer never
-/// names a higher one.
+/// names a higher one; the crate-private leaves `ptr` and `sys` name none.
 #[test]
 fn layering_is_one_way() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -66,6 +66,11 @@ fn layering_is_one_way() {
         ("optim", &["crate::ops", "crate::nn", "crate::ffi"]),
         ("nn", &["crate::ffi"]),
     ];
+    // The leaves under every layer use no other module of the crate.
+    for leaf in ["ptr.rs", "sys.rs"] {
+        let text = std::fs::read_to_string(root.join(leaf)).unwrap();
+        assert!(!text.contains("crate::"), "src/{leaf} names another module of the crate: it must stay a leaf");
+    }
     for (dir, banned) in rules {
         let d = root.join(dir);
         if !d.exists() {

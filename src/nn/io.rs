@@ -28,8 +28,13 @@
 //! [`Mlp::save_with_meta`] with it. Version 1 files (no flags, no metadata)
 //! load with an empty [`ModelMeta`].
 //!
-//! Files are written atomically (a temporary file in the same directory, synced,
-//! then renamed over the target). Loading checks the size the header implies
+//! Files are written atomically: the bytes go to a temporary file in the
+//! target's directory, which is synced and then renamed over the target, so
+//! that a failed or killed save leaves the previous file intact. On Linux the
+//! temporary file is unnamed (`O_TMPFILE`) until it is complete, so a save
+//! killed while writing leaves nothing behind; elsewhere (and on file systems
+//! without `O_TMPFILE`) it is `.NAME.tmpPID`, and every save removes such files
+//! of processes that no longer exist (see [`Mlp::save_with_meta`]). Loading checks the size the header implies
 //! against the file size *before* allocating, so a corrupt header cannot cause a
 //! huge allocation; a truncated, corrupt, foreign or future-version file is an
 //! [`Error::Format`]. Save → load → predict is bit-identical.
@@ -38,6 +43,8 @@ use super::data::Scaler;
 use super::model::{Layer, MAX_PARAMS, MAX_WIDTH, Mlp, Task};
 use crate::error::{Error, Result};
 use crate::ops::act::Activation;
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -315,13 +322,32 @@ impl Mlp {
         Ok((m, meta))
     }
 
-    /// Saves atomically to `path` (temporary file + rename), without metadata.
+    /// Saves atomically to `path` (temporary file + rename), without metadata;
+    /// see [`Mlp::save_with_meta`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         self.save_with_meta(path, &ModelMeta::default())
     }
 
     /// Saves the model and its metadata atomically to `path`; errors before
     /// writing anything if the metadata does not fit the model.
+    ///
+    /// The bytes are written to a temporary file in `path`'s directory,
+    /// synced, then renamed over `path`: on any failure (a full disk, a file
+    /// size limit, the process killed) the previous file at `path` is intact,
+    /// and an error names `path` and the system's reason (`"cannot save the
+    /// model to 'PATH': No space left on device (os error 28)"`).
+    ///
+    /// Temporary files: on Linux the file has no name while it is written
+    /// (`O_TMPFILE`); it is named `.NAME.tmpPID` (NAME the target's file name,
+    /// PID this process's id) only between being complete and the rename, so
+    /// that a save killed while writing leaves nothing. Elsewhere, or where the
+    /// file system has no unnamed files, it is `.NAME.tmpPID` throughout, and
+    /// a killed save leaves it behind. Either way each save first removes the
+    /// `.NAME.tmpPID` files (exactly that pattern, regular files only) in the
+    /// directory whose process no longer exists, so such a leftover lasts
+    /// until the next save to the same path. A file of a live process is kept
+    /// (on Unix, a process is dead when `kill(PID, 0)` says there is none;
+    /// elsewhere nothing is removed).
     pub fn save_with_meta(&self, path: impl AsRef<Path>, meta: &ModelMeta) -> Result<()> {
         let bytes = self.to_bytes_with_meta(meta)?;
         let path = path.as_ref();
@@ -329,18 +355,20 @@ impl Mlp {
             Error::io(std::io::ErrorKind::InvalidInput, path, format!("'{}' is not a file path", path.display()))
         })?;
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-        let res = (|| -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = res {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io_at(&e, "cannot save the model to", path));
-        }
-        Ok(())
+        let mut prefix = OsString::from(".");
+        prefix.push(name);
+        prefix.push(".tmp");
+        // Before writing, so that their space is free for this save.
+        remove_stale_temps(dir, prefix.as_encoded_bytes());
+        let mut tmp_name = prefix;
+        tmp_name.push(std::process::id().to_string());
+        let tmp = dir.join(tmp_name);
+        let res = match crate::sys::create_unnamed(dir) {
+            Ok(Some(f)) => save_unnamed(f, &bytes, &tmp, path),
+            Ok(None) => save_named(&bytes, &tmp, path),
+            Err(e) => Err(e),
+        };
+        res.map_err(|e| Error::io_at(&e, "cannot save the model to", path))
     }
 
     /// Loads a model saved by [`Mlp::save`] or [`Mlp::save_with_meta`]
@@ -367,6 +395,70 @@ impl Mlp {
             e => e,
         })
     }
+}
+
+/// Writes `bytes` to the unnamed file `f` in the target's directory, syncs it,
+/// names it `tmp` and renames that over `path`. A failure before the link
+/// leaves nothing (the file goes when `f` is closed); after it, `tmp` is
+/// removed.
+fn save_unnamed(mut f: File, bytes: &[u8], tmp: &Path, path: &Path) -> std::io::Result<()> {
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    match crate::sys::link_unnamed(&f, tmp) {
+        // `tmp` carries this process's id: it is a leftover of a dead process
+        // that had the same id, or another thread's save to the same path,
+        // which a named save would truncate just the same.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(tmp)?;
+            crate::sys::link_unnamed(&f, tmp)?;
+        }
+        r => r?,
+    }
+    rename_or_remove(tmp, path)
+}
+
+/// Writes `bytes` to the named file `tmp`, syncs it and renames it over
+/// `path`; on failure `tmp` is removed.
+fn save_named(bytes: &[u8], tmp: &Path, path: &Path) -> std::io::Result<()> {
+    let res = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    rename_or_remove(tmp, path)
+}
+
+fn rename_or_remove(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(tmp);
+    })
+}
+
+/// Removes the regular files of `dir` named `prefix` + a process id (decimal,
+/// as [`std::process::id`] writes it) whose process no longer exists: the
+/// temporary files of saves that were killed. Best effort: a directory or a
+/// file that cannot be read or removed is left alone.
+fn remove_stale_temps(dir: &Path, prefix: &[u8]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.as_encoded_bytes().strip_prefix(prefix).and_then(parse_pid) else { continue };
+        if pid != std::process::id() && e.file_type().is_ok_and(|t| t.is_file()) && crate::sys::process_is_dead(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A process id written in decimal without sign or leading zeros.
+fn parse_pid(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits[0] == b'0' || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 struct Reader<'a> {

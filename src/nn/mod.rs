@@ -2,8 +2,12 @@
 //! [`Mlp::fit`] under a [`TrainConfig`] (scikit-learn names and defaults),
 //! versioned model files ([`io`]) and data loaders ([`data`]).
 //!
-//! Safe Rust only: every kernel call goes through the checked APIs of
-//! [`crate::ops`], [`crate::gemm`] and [`crate::optim`].
+//! Safe Rust only (`forbid(unsafe_code)`): every kernel call goes through the
+//! checked APIs of [`crate::ops`], [`crate::gemm`] and [`crate::optim`], and
+//! the few system calls model files need beyond `std` through the crate's
+//! private `sys` module.
+
+#![forbid(unsafe_code)]
 
 pub mod data;
 pub mod io;

@@ -1,0 +1,91 @@
+//! Safe wrappers over the few system calls the crate needs beyond `std`: the
+//! ones model files use to write atomically without leaving temporary files
+//! behind (unnamed files, linking one into a directory, asking whether a
+//! process is alive).
+//!
+//! This module is a leaf: it uses no other module of the crate. Its `unsafe`
+//! blocks are the only ones outside the kernels and the C API, so that `nn`
+//! stays safe Rust; each says why it holds.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Whether process `pid` is known not to exist: `kill(pid, 0)` fails with
+/// `ESRCH`. A live process (also one this process may not signal, `EPERM`),
+/// an id that names no single process (0, or above `i32::MAX`) and any other
+/// answer are "not known dead". Always false where there is no `kill`.
+pub(crate) fn process_is_dead(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 sends nothing (kill only checks that the process
+        // exists and may be signalled), `pid` is positive so it names one
+        // process, never a group, and the call reads no memory of ours.
+        let rc = unsafe { libc::kill(pid, 0) };
+        rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// A new regular file in directory `dir`, open for writing, that has no name:
+/// it disappears when closed (or when the process dies) unless
+/// [`link_unnamed`] names it first (Linux `O_TMPFILE`). Its mode is
+/// `0o666` less the umask, as [`File::create`] gives.
+///
+/// `Ok(None)` where there are no unnamed files: other systems, file systems
+/// that refuse `O_TMPFILE` (`EOPNOTSUPP`; kernels before 3.11 answer `EISDIR`
+/// or `EINVAL`), or no `/proc/self/fd` to link one through.
+pub(crate) fn create_unnamed(dir: &Path) -> io::Result<Option<File>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        if !Path::new("/proc/self/fd").is_dir() {
+            return Ok(None);
+        }
+        match std::fs::OpenOptions::new().write(true).mode(0o666).custom_flags(libc::O_TMPFILE).open(dir) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        Ok(None)
+    }
+}
+
+/// Gives `file`, made by [`create_unnamed`], the name `to`:
+/// `linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, to, AT_SYMLINK_FOLLOW)`.
+/// Fails with [`io::ErrorKind::AlreadyExists`] if `to` exists (it is never
+/// replaced).
+pub(crate) fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::AsRawFd;
+        let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL in a number");
+        let to = CString::new(to.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file name contains a NUL byte"))?;
+        // SAFETY: both pointers are to NUL-terminated strings that outlive the
+        // call, which only reads them; AT_FDCWD needs no open descriptor.
+        let rc = unsafe {
+            libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)
+        };
+        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, to);
+        Err(io::Error::new(io::ErrorKind::Unsupported, "unnamed files are Linux only"))
+    }
+}
