@@ -169,11 +169,14 @@ impl Mlp {
     pub fn to_bytes_with_meta(&self, meta: &ModelMeta) -> Result<Vec<u8>> {
         meta.check(self.n_inputs).map_err(|e| crate::error::invalid(e.message().to_string()))?;
         let flags = meta.flags();
-        let mut v = Vec::with_capacity(
+        let mut v = Vec::new();
+        crate::mem::try_reserve(
+            &mut v,
             52 + 16 * self.layers.len()
                 + 4 * self.params.len()
                 + ModelMeta::len_of(flags, self.n_inputs as u64) as usize,
-        );
+            "the model file's bytes",
+        )?;
         v.extend_from_slice(&MAGIC);
         v.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         v.extend_from_slice(&self.task.code().to_le_bytes());
