@@ -18,7 +18,15 @@ fn is_child(case: &str) -> bool {
 /// The process's current address-space size in bytes (`VmSize`).
 fn vm_size() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = s.lines().find_map(|l| l.strip_prefix("VmSize:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
     kb * 1024
 }
 
@@ -43,13 +51,18 @@ fn run_child(case: &str) {
     assert!(o.status.success() && out.contains("CASE OK"), "child for {case} failed ({:?}):\n{out}", o.status);
 }
 
-fn product(threads: Par, a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+/// `C = A·B` (n×n, row-major) on the native backend into `c`.
+fn product_into(threads: Par, a: &[f32], b: &[f32], n: usize, c: &mut [f32]) {
     let mut o = GemmOptions::default();
     o.backend = Some(Backend::Native);
     o.par = threads;
-    let mut c = vec![0.0f32; n * n];
     let (av, bv) = (MatRef::row_major(a, n, n, n).unwrap(), MatRef::row_major(b, n, n, n).unwrap());
-    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, n, n, n).unwrap(), &o).unwrap();
+    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(c, n, n, n).unwrap(), &o).unwrap();
+}
+
+fn product(threads: Par, a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+    let mut c = vec![0.0f32; n * n];
+    product_into(threads, a, b, n, &mut c);
     c
 }
 
@@ -65,17 +78,14 @@ fn threads_that_cannot_start_mean_serial_same_bits() {
     let a: Vec<f32> = (0..n * n).map(|i| ((i * 37) % 101) as f32 / 7.0 - 7.0).collect();
     let b: Vec<f32> = (0..n * n).map(|i| ((i * 53) % 97) as f32 / 5.0 - 9.0).collect();
     let seq = product(Par::Seq, &a, &b, n);
-    let mut out = vec![0.0f32; n * n];
+    // The products' outputs, allocated before the limit.
+    let mut outs = vec![vec![0.0f32; n * n]; 3];
     limit_address_space(256 << 10);
     // The limit really stops threads: a plain spawn fails now.
     let probe = std::thread::Builder::new().spawn(|| ());
     assert!(probe.is_err(), "the address-space limit did not stop a thread spawn");
-    for threads in [4, 3, 2] {
-        let mut o = GemmOptions::default();
-        o.backend = Some(Backend::Native);
-        o.par = Par::Threads(threads);
-        let (av, bv) = (MatRef::row_major(&a, n, n, n).unwrap(), MatRef::row_major(&b, n, n, n).unwrap());
-        gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut out, n, n, n).unwrap(), &o).unwrap();
+    for (threads, out) in [4, 3, 2].into_iter().zip(&mut outs) {
+        product_into(Par::Threads(threads), &a, &b, n, out);
         assert!(out.iter().zip(&seq).all(|(x, y)| x.to_bits() == y.to_bits()), "{threads} threads changed the bits");
     }
     println!("CASE OK");
@@ -84,7 +94,6 @@ fn threads_that_cannot_start_mean_serial_same_bits() {
 mod fallible {
     use super::{is_child, limit_address_space, run_child};
     use nnkern::Error;
-    use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
     use nnkern::nn::data::{read_csv, read_idx};
     use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig, Workspace};
     use nnkern::ops::Activation;
@@ -219,10 +228,7 @@ mod fallible {
         let mut c = vec![0.0f32; n * n];
         limit_address_space(12 * MIB);
         for t in [1, 2] {
-            let mut o = GemmOptions::default();
-            o.par = nnkern::par::Par::Threads(t);
-            let (av, bv) = (MatRef::row_major(&a, n, n, n).unwrap(), MatRef::row_major(&b, n, n, n).unwrap());
-            gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, n, n, n).unwrap(), &o).unwrap();
+            super::product_into(nnkern::par::Par::Threads(t), &a, &b, n, &mut c);
             let want: f32 = (0..n).map(|p| a[p] * b[p * n]).sum();
             assert_eq!(c[0], want);
         }
