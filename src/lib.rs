@@ -78,11 +78,11 @@ pub mod error;
 // cbindgen (which reads the C API unconditionally) does not see it.
 pub mod ffi;
 pub mod gemm;
+pub(crate) mod mem;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod par;
-pub(crate) mod mem;
 pub(crate) mod ptr;
 pub mod simd;
 pub(crate) mod sys;

@@ -163,7 +163,8 @@ mod tests {
             for t in 0..4isize {
                 sc.spawn(move || {
                     // SAFETY: thread t reads and writes only [250t, 250t+250).
-                    let (a, b) = unsafe { (s.wrapping_offset(250 * t).slice(250), d.wrapping_offset(250 * t).slice_mut(250)) };
+                    let (a, b) =
+                        unsafe { (s.wrapping_offset(250 * t).slice(250), d.wrapping_offset(250 * t).slice_mut(250)) };
                     for (y, x) in b.iter_mut().zip(a) {
                         *y = 2.0 * x;
                     }

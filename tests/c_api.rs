@@ -188,7 +188,8 @@ fn leak_detection_is_live() {
     )
     .unwrap();
     for mode in [Mode::Sanitized, Mode::Plain] {
-        if mode == Mode::Plain && !common::have("valgrind", "valgrind", "c_api: leak_detection_is_live under valgrind") {
+        if mode == Mode::Plain && !common::have("valgrind", "valgrind", "c_api: leak_detection_is_live under valgrind")
+        {
             continue;
         }
         let exe = compile("cc", "c99", &src, if mode == Mode::Plain { "leak_probe" } else { "leak_probe_asan" }, mode);

@@ -20,8 +20,10 @@ mod common;
 
 use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
 use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
-use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse};
 use nnkern::ops::Activation;
+use nnkern::ops::fused::{
+    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+};
 use nnkern::optim::{AdamParams, adam_step_par, rmsprop_step_par, sgd_step_par};
 use nnkern::par::Par;
 use nnkern::simd::{AlignedVec, Isa};
@@ -56,7 +58,18 @@ fn miri_takes_the_scalar_path() {
 /// One GEMM through strided views of A, B and C against an exact reference,
 /// with NaN guards around C that must survive and a NaN-filled C for beta = 0.
 #[allow(clippy::too_many_arguments)]
-fn gemm_case(rng: &mut Lcg, m: usize, k: usize, n: usize, ta: bool, tb: bool, c_row: bool, gap: usize, beta: f32, threads: usize) {
+fn gemm_case(
+    rng: &mut Lcg,
+    m: usize,
+    k: usize,
+    n: usize,
+    ta: bool,
+    tb: bool,
+    c_row: bool,
+    gap: usize,
+    beta: f32,
+    threads: usize,
+) {
     // A stored as (k×m)ᵀ when ta, with a row gap; B with both strides ≠ 1 when gap > 0.
     let lda = if ta { m } else { k } + gap;
     let a_data = rng.vec(if ta { k } else { m } * lda.max(1));
@@ -65,7 +78,8 @@ fn gemm_case(rng: &mut Lcg, m: usize, k: usize, n: usize, ta: bool, tb: bool, c_
     } else {
         MatRef::row_major(&a_data, m, k, lda).unwrap()
     };
-    let (rsb, csb) = if tb { (1, (k + gap).max(1) as isize) } else { (((n + gap) * (1 + gap)).max(1) as isize, 1 + gap as isize) };
+    let (rsb, csb) =
+        if tb { (1, (k + gap).max(1) as isize) } else { (((n + gap) * (1 + gap)).max(1) as isize, 1 + gap as isize) };
     let b_len = if k == 0 || n == 0 { 0 } else { (k - 1) * rsb as usize + (n - 1) * csb as usize + 1 };
     let b_data = rng.vec(b_len);
     let b = MatRef::new(&b_data, 0, k, n, rsb, csb).unwrap();
@@ -87,7 +101,11 @@ fn gemm_case(rng: &mut Lcg, m: usize, k: usize, n: usize, ta: bool, tb: bool, c_
             let dot: f64 = (0..k).map(|p| at(&a, i, p) * at(&b, p, j)).sum();
             let old = if beta == 0.0 { 0.0 } else { beta as f64 * c0[idx(i, j)] as f64 };
             let want = alpha as f64 * dot + old;
-            assert_eq!(c_data[idx(i, j)] as f64, want, "C({i},{j}) of {m}×{k}×{n} ta={ta} tb={tb} row={c_row} gap={gap}");
+            assert_eq!(
+                c_data[idx(i, j)] as f64,
+                want,
+                "C({i},{j}) of {m}×{k}×{n} ta={ta} tb={tb} row={c_row} gap={gap}"
+            );
         }
     }
     // The gaps between C's rows or columns are never written.
@@ -133,7 +151,15 @@ fn gemm_f64_and_alpha_zero() {
     }
     // alpha = 0 never reads A or B: NaN there must not reach C.
     let nan = vec![f64::NAN; m * k];
-    gemm_with(0.0, MatRef::row_major(&nan, m, k, k).unwrap(), bv, 2.0, MatMut::row_major(&mut c, m, n, n).unwrap(), &opts(1)).unwrap();
+    gemm_with(
+        0.0,
+        MatRef::row_major(&nan, m, k, k).unwrap(),
+        bv,
+        2.0,
+        MatMut::row_major(&mut c, m, n, n).unwrap(),
+        &opts(1),
+    )
+    .unwrap();
     assert!(c.iter().all(|x| x.is_finite()));
 }
 
@@ -178,8 +204,12 @@ fn fused_dense_steps_dense_and_sparse() {
         // Backward: dZ = dA ⊙ relu′(Z), db = Σ dZ, dW = Xᵀ·dZ + l2·W, dX = dZ·Wᵀ.
         let da = rng.vec(batch * n_out);
         let l2 = 0.5f32;
-        let (mut dw, mut db, mut dx, mut dz) =
-            (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_in], vec![f32::NAN; batch * n_out]);
+        let (mut dw, mut db, mut dx, mut dz) = (
+            vec![f32::NAN; n_in * n_out],
+            vec![f32::NAN; n_out],
+            vec![f32::NAN; batch * n_in],
+            vec![f32::NAN; batch * n_out],
+        );
         let g = DenseGrads { dw: &mut dw, db: &mut db, dx: Some(&mut dx), dz: &mut dz };
         dense_backward(Activation::Relu, shp, &x, &w, &z, &a, &da, l2, g, &o).unwrap();
         let dzr: Vec<f64> = (0..batch * n_out).map(|t| if zref[t] > 0.0 { da[t] as f64 } else { 0.0 }).collect();
@@ -199,7 +229,8 @@ fn fused_dense_steps_dense_and_sparse() {
         }
         let mut xt = SparseRows::new(batch).unwrap();
         xt.transpose_from(&xs).unwrap();
-        let (mut dw2, mut db2, mut dz2) = (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
+        let (mut dw2, mut db2, mut dz2) =
+            (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
         let g = DenseGrads { dw: &mut dw2, db: &mut db2, dx: None, dz: &mut dz2 };
         dense_backward_sparse(Activation::Relu, shp, &xt, &w, &z, &a, &da, l2, g, &o).unwrap();
         assert_eq!((dw2, db2, dz2), (dw.clone(), db.clone(), dz.clone()));
@@ -341,39 +372,120 @@ mod c_entry_points {
         let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0];
         let mut c = [0.0f32; 4];
-                // SAFETY: the pointers and leading dimensions describe these arrays.
-        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        // SAFETY: the pointers and leading dimensions describe these arrays.
+        let st = unsafe {
+            nnk_sgemm(
+                NNK_ROW_MAJOR,
+                NNK_NO_TRANS,
+                NNK_NO_TRANS,
+                2,
+                2,
+                3,
+                1.0,
+                a.as_ptr(),
+                3,
+                b.as_ptr(),
+                2,
+                0.0,
+                c.as_mut_ptr(),
+                2,
+            )
+        };
         assert_eq!(st, 0, "{}", last());
         assert_eq!(c, [58.0, 64.0, 139.0, 154.0]);
         // SAFETY: a null C is refused before any access.
-        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, null_mut(), 2) };
+        let st = unsafe {
+            nnk_sgemm(
+                NNK_ROW_MAJOR,
+                NNK_NO_TRANS,
+                NNK_NO_TRANS,
+                2,
+                2,
+                3,
+                1.0,
+                a.as_ptr(),
+                3,
+                b.as_ptr(),
+                2,
+                0.0,
+                null_mut(),
+                2,
+            )
+        };
         assert_ne!(st, 0);
         assert!(!last().is_empty());
         // SAFETY: lda < k is refused before any access.
-        let st = unsafe { nnk_sgemm(NNK_ROW_MAJOR, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 2, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        let st = unsafe {
+            nnk_sgemm(
+                NNK_ROW_MAJOR,
+                NNK_NO_TRANS,
+                NNK_NO_TRANS,
+                2,
+                2,
+                3,
+                1.0,
+                a.as_ptr(),
+                2,
+                b.as_ptr(),
+                2,
+                0.0,
+                c.as_mut_ptr(),
+                2,
+            )
+        };
         assert_ne!(st, 0);
         // SAFETY: an unknown layout code is refused.
-        let st = unsafe { nnk_sgemm(7, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2) };
+        let st = unsafe {
+            nnk_sgemm(7, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2)
+        };
         assert_ne!(st, 0);
 
         let (x, w, bias) = ([1.0f32, -1.0, 2.0, 0.5], [1.0f32, 2.0, 3.0, 4.0], [0.5f32, -0.5]);
         let (mut z, mut out) = ([0.0f32; 4], [0.0f32; 4]);
         // SAFETY: batch 2 × n_in 2 → n_out 2; every array holds what the shapes need.
-        let st = unsafe { nnk_dense_forward(NNK_ACT_RELU, 2, 2, 2, x.as_ptr(), w.as_ptr(), bias.as_ptr(), z.as_mut_ptr(), out.as_mut_ptr()) };
+        let st = unsafe {
+            nnk_dense_forward(
+                NNK_ACT_RELU,
+                2,
+                2,
+                2,
+                x.as_ptr(),
+                w.as_ptr(),
+                bias.as_ptr(),
+                z.as_mut_ptr(),
+                out.as_mut_ptr(),
+            )
+        };
         assert_eq!(st, 0, "{}", last());
         assert_eq!(z, [-1.5, -2.5, 4.0, 5.5]);
         assert_eq!(out, [0.0, 0.0, 4.0, 5.5]);
         // SAFETY: a null X is refused.
-        let st = unsafe { nnk_dense_forward(NNK_ACT_RELU, 2, 2, 2, null(), w.as_ptr(), bias.as_ptr(), z.as_mut_ptr(), out.as_mut_ptr()) };
+        let st = unsafe {
+            nnk_dense_forward(
+                NNK_ACT_RELU,
+                2,
+                2,
+                2,
+                null(),
+                w.as_ptr(),
+                bias.as_ptr(),
+                z.as_mut_ptr(),
+                out.as_mut_ptr(),
+            )
+        };
         assert_ne!(st, 0);
 
         let (mut w, g, mut m, mut v) = ([1.0f32; 5], [0.5f32; 5], [0.0f32; 5], [0.0f32; 5]);
         // SAFETY: four arrays of 5 elements.
-        let st = unsafe { nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 1, 0.1, 0.9, 0.999, 1e-8, 0.0) };
+        let st = unsafe {
+            nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 1, 0.1, 0.9, 0.999, 1e-8, 0.0)
+        };
         assert_eq!(st, 0, "{}", last());
         assert!(w.iter().all(|&x| x < 1.0));
         // SAFETY: t = 0 is refused before any access.
-        let st = unsafe { nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 0, 0.1, 0.9, 0.999, 1e-8, 0.0) };
+        let st = unsafe {
+            nnk_adam_step(5, w.as_mut_ptr(), g.as_ptr(), m.as_mut_ptr(), v.as_mut_ptr(), 0, 0.1, 0.9, 0.999, 1e-8, 0.0)
+        };
         assert_ne!(st, 0);
     }
 

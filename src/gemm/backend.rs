@@ -74,7 +74,20 @@ macro_rules! impl_elem {
                 // accepts any strides and does not read C when beta == 0.
                 unsafe {
                     matrixmultiply::$mm(
-                        p.m, p.k, p.n, p.alpha, p.a.get(), p.rsa, p.csa, p.b.get(), p.rsb, p.csb, beta, p.c.get(), p.rsc, p.csc,
+                        p.m,
+                        p.k,
+                        p.n,
+                        p.alpha,
+                        p.a.get(),
+                        p.rsa,
+                        p.csa,
+                        p.b.get(),
+                        p.rsb,
+                        p.csb,
+                        beta,
+                        p.c.get(),
+                        p.rsc,
+                        p.csc,
                     )
                 }
             }

@@ -690,7 +690,8 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
                         for (col, a) in a[..n].iter_mut().enumerate() {
                             for (&p, &v) in ix.iter().zip(vs) {
                                 // SAFETY: (p, col) is inside B (p < k by construction).
-                                let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                                let bv =
+                                    unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
                                 *a = v.mul_add(bv, *a);
                             }
                         }

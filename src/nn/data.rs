@@ -164,7 +164,11 @@ pub fn parse_csv_with(text: &str, label_column: isize, header: Header) -> Result
                 return Err(Error::Format(format!("line {}, column {}: '{cell}' is not finite", ln + 1, c + 1)));
             }
             let what = "the CSV data";
-            if c == lc as usize { crate::mem::try_push(&mut y, v, what)? } else { crate::mem::try_push(&mut x, v, what)? }
+            if c == lc as usize {
+                crate::mem::try_push(&mut y, v, what)?
+            } else {
+                crate::mem::try_push(&mut x, v, what)?
+            }
         }
         n += 1;
     }
@@ -200,14 +204,13 @@ pub fn parse_idx(raw: &[u8]) -> Result<Idx> {
     let b: &[u8] = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         // Bound the decompressed size: 4 GiB is beyond any IDX we accept.
-        flate2::read::GzDecoder::new(raw)
-            .take(1 << 32)
-            .read_to_end(&mut out)
-            .map_err(|e| match e.kind() {
-                // read_to_end grows the buffer fallibly.
-                std::io::ErrorKind::OutOfMemory => Error::out_of_memory(out.len().saturating_mul(2), "the IDX file, decompressed"),
-                _ => Error::Format(format!("bad gzip stream: {e}")),
-            })?;
+        flate2::read::GzDecoder::new(raw).take(1 << 32).read_to_end(&mut out).map_err(|e| match e.kind() {
+            // read_to_end grows the buffer fallibly.
+            std::io::ErrorKind::OutOfMemory => {
+                Error::out_of_memory(out.len().saturating_mul(2), "the IDX file, decompressed")
+            }
+            _ => Error::Format(format!("bad gzip stream: {e}")),
+        })?;
         bytes = out;
         &bytes
     } else {

@@ -267,7 +267,9 @@ impl Mlp {
     /// [`Mlp::predict_proba`] flushing subnormals or not.
     pub(crate) fn predict_proba_mode(&self, x: &[f32], n_samples: usize, flush: bool) -> Result<Vec<f32>> {
         let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
-        let n_out = n_samples.checked_mul(self.n_outputs()).ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
+        let n_out = n_samples
+            .checked_mul(self.n_outputs())
+            .ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
         let mut out = crate::mem::try_vec(n_out, 0.0, "the predictions")?;
         self.predict_into(x, n_samples, &mut ws, &mut out)?;
         Ok(out)

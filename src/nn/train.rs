@@ -553,11 +553,8 @@ impl Mlp {
         let n_par = self.params.len();
         // The optimizer state this fit continues (warm start), and the moments
         // it still lacks.
-        let kept = if cfg.warm_start {
-            self.state.as_ref().filter(|s| s.s1.len() == n_par || s.s1.is_empty())
-        } else {
-            None
-        };
+        let kept =
+            if cfg.warm_start { self.state.as_ref().filter(|s| s.s1.len() == n_par || s.s1.is_empty()) } else { None };
         let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
             || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
         let need_s2 = matches!(cfg.solver, Solver::Adam | Solver::AdamW);
@@ -577,8 +574,11 @@ impl Mlp {
             samples_seen: 0,
             lr: cfg.learning_rate_init,
         };
-        let mut best_params =
-            if cfg.early_stopping { AlignedVec::try_zeros(n_par, "the best epoch's weights")? } else { AlignedVec::default() };
+        let mut best_params = if cfg.early_stopping {
+            AlignedVec::try_zeros(n_par, "the best epoch's weights")?
+        } else {
+            AlignedVec::default()
+        };
         let mut have_best = false;
         // Validation data, gathered once, and the buffers it is predicted in.
         let held_out = if val_idx.is_empty() { None } else { Some(gather(x, &y, &val_idx, ni, k)?) };
@@ -591,7 +591,13 @@ impl Mlp {
         // the state can be taken.
         let mut state = match self.state.take() {
             Some(s) if keep => s,
-            _ => OptState { s1: AlignedVec::default(), s2: AlignedVec::default(), t: 0, samples_seen: 0, lr: cfg.learning_rate_init },
+            _ => OptState {
+                s1: AlignedVec::default(),
+                s2: AlignedVec::default(),
+                t: 0,
+                samples_seen: 0,
+                lr: cfg.learning_rate_init,
+            },
         };
         if let Some(v) = fresh1 {
             state.s1 = v;
@@ -759,14 +765,23 @@ impl Mlp {
     fn evaluate_mode(&self, x: &[f32], n_samples: usize, y: &Targets<'_>, flush: bool) -> Result<(f64, f64)> {
         self.check_targets(y, n_samples)?;
         let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
-        let n_out = n_samples.checked_mul(self.n_outputs()).ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
+        let n_out = n_samples
+            .checked_mul(self.n_outputs())
+            .ok_or_else(|| Error::Overflow("n_samples × outputs overflows".into()))?;
         let mut p = crate::mem::try_vec(n_out, 0.0, "the predictions")?;
         self.evaluate_into(x, n_samples, y, &mut ws, &mut p)
     }
 
     /// [`Mlp::evaluate`] predicting into `ws` and `p` (`n_samples × outputs`),
     /// allocating nothing.
-    fn evaluate_into(&self, x: &[f32], n_samples: usize, y: &Targets<'_>, ws: &mut Workspace, p: &mut [f32]) -> Result<(f64, f64)> {
+    fn evaluate_into(
+        &self,
+        x: &[f32],
+        n_samples: usize,
+        y: &Targets<'_>,
+        ws: &mut Workspace,
+        p: &mut [f32],
+    ) -> Result<(f64, f64)> {
         self.check_targets(y, n_samples)?;
         let k = self.n_outputs();
         let p = &mut p[..n_samples * k];
@@ -811,7 +826,11 @@ impl Mlp {
             self.layers.iter().map(|l| AlignedVec::try_zeros(batch * l.units, what)).collect()
         };
         Ok(TrainBufs {
-            xb: if sparse.is_some() { AlignedVec::default() } else { AlignedVec::try_zeros(batch * self.n_inputs, what)? },
+            xb: if sparse.is_some() {
+                AlignedVec::default()
+            } else {
+                AlignedVec::try_zeros(batch * self.n_inputs, what)?
+            },
             sparse,
             yl: crate::mem::try_vec(batch, 0, what)?,
             yd: crate::mem::try_vec(batch * k, 0.0, what)?,
@@ -1018,7 +1037,11 @@ enum Gathered {
 /// The rows `idx` of `x` and `y` (the held-out validation split), fallibly.
 fn gather(x: &[f32], y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> Result<(Vec<f32>, Gathered)> {
     let what = "the validation split";
-    let xv = crate::mem::try_collect(idx.len() * ni, idx.iter().flat_map(|&i| x[i * ni..(i + 1) * ni].iter().copied()), what)?;
+    let xv = crate::mem::try_collect(
+        idx.len() * ni,
+        idx.iter().flat_map(|&i| x[i * ni..(i + 1) * ni].iter().copied()),
+        what,
+    )?;
     let yv = match y {
         Targets::Labels(l) => Gathered::L(crate::mem::try_collect(idx.len(), idx.iter().map(|&i| l[i]), what)?),
         Targets::Dense(d) => Gathered::D(crate::mem::try_collect(

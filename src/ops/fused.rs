@@ -22,8 +22,8 @@ use super::act::{Activation, act_bwd, act_fwd, count, per_activation, softmax_ro
 use crate::error::{Result, shape};
 use crate::gemm::kernel::Epilogue;
 use crate::gemm::sparse::spmm_epilogue;
-use crate::ptr::{ConstPtr, MutPtr};
 use crate::gemm::{GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm};
+use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
 
