@@ -4,13 +4,15 @@
 //! system cannot satisfy is an [`Error::OutOfMemory`] naming its size and
 //! purpose, never an abort of the host process.
 //!
-//! What stays infallible, and why: allocations of a size fixed by the crate
-//! (the GEMM packing buffers, bounded by the blocking constants to a few MiB
-//! per thread; the sparse products' accumulator block and B slice, bounded by
-//! their row-block, panel and 64 KiB slice constants), and small per-call
-//! records (one `EpochRecord` per epoch, a layer list bounded by
-//! `MAX_LAYERS`, error messages). Failing there means the process is out of
-//! memory anyway.
+//! The products' scratch (GEMM packing, the sparse products' accumulator
+//! blocks and B slices) is bounded by the blocking constants, yet it is
+//! reserved fallibly too, on the calling thread before any task writes C
+//! (`gemm::scratch`).
+//!
+//! What stays infallible, and why: small per-call records of a size fixed
+//! by the crate (one `EpochRecord` per epoch, a layer list bounded by
+//! `MAX_LAYERS`, error messages), and the thread pool's own bookkeeping.
+//! Failing there means the process is out of memory anyway.
 //!
 //! This module is a leaf above `error`: it uses no other module.
 

@@ -30,11 +30,20 @@ fn vm_size() -> u64 {
     kb * 1024
 }
 
-/// Limits this process's address space to what it uses now plus `slack` bytes.
+/// Limits this process's address space to what it uses now plus `slack`
+/// bytes (the soft limit: [`lift_address_space_limit`] undoes it).
 fn limit_address_space(slack: u64) {
     let lim = vm_size() + slack;
-    let r = libc::rlimit { rlim_cur: lim, rlim_max: lim };
+    let r = libc::rlimit { rlim_cur: lim, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: setrlimit reads the struct we pass; it changes only this process.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &r) };
+    assert_eq!(rc, 0, "setrlimit(RLIMIT_AS)");
+}
+
+/// Lifts the limit [`limit_address_space`] set.
+fn lift_address_space_limit() {
+    let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: as in `limit_address_space`.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &r) };
     assert_eq!(rc, 0, "setrlimit(RLIMIT_AS)");
 }
@@ -231,6 +240,79 @@ mod fallible {
             super::product_into(nnkern::par::Par::Threads(t), &a, &b, n, &mut c);
             let want: f32 = (0..n).map(|p| a[p] * b[p * n]).sum();
             assert_eq!(c[0], want);
+        }
+        println!("CASE OK");
+    }
+
+    /// The products' own scratch (GEMM packing, the sparse product's
+    /// accumulator blocks) is reserved before anything is written: when it
+    /// cannot be, the call is an error and C is untouched; once memory is
+    /// back, the same call works.
+    #[test]
+    fn product_scratch_out_of_memory_leaves_c_untouched() {
+        let case = "fallible::product_scratch_out_of_memory_leaves_c_untouched";
+        if !is_child(case) {
+            return run_child(case);
+        }
+        use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
+        use nnkern::par::Par;
+        // f64 1024³ on one thread packs B in blocks of about 2 MiB.
+        let n = 1024;
+        let a: Vec<f64> = (0..n * n).map(|i| (i % 7) as f64 - 3.0).collect();
+        let b: Vec<f64> = (0..n * n).map(|i| (i % 5) as f64 - 2.0).collect();
+        let mut c = vec![1.0f64; n * n];
+        let mut o = GemmOptions::default();
+        o.backend = Some(Backend::Native);
+        o.par = Par::Seq;
+        let dense = |c: &mut [f64], o: &GemmOptions| {
+            let (av, bv) = (MatRef::row_major(&a, n, n, n).unwrap(), MatRef::row_major(&b, n, n, n).unwrap());
+            gemm_with(1.0, av, bv, 1.0, MatMut::row_major(c, n, n, n).unwrap(), o)
+        };
+        // A 4096×64 sparse S (all stored) times a 64×1024 B on 8 tasks:
+        // 128 KiB of accumulator block each.
+        let (sm, sk) = (4096, 64);
+        let sd: Vec<f32> = (0..sm * sk).map(|i| (i % 3) as f32 + 1.0).collect();
+        let s = SparseRows::from_dense(&sd, sm, sk).unwrap();
+        let sb: Vec<f32> = (0..sk * n).map(|i| (i % 4) as f32 - 1.0).collect();
+        let mut sc = vec![2.0f32; sm * n];
+        let mut so = GemmOptions::default();
+        so.par = Par::Threads(8);
+        let sparse = |c: &mut [f32], o: &GemmOptions| {
+            let bv = MatRef::row_major(&sb, sk, n, n).unwrap();
+            spmm(1.0, &s, bv, 1.0, MatMut::row_major(c, sm, n, n).unwrap(), o)
+        };
+
+        // Under the limit, memory is used up first: the allocator may still
+        // hold free, already mapped space (this thread's arena), which the
+        // limit does not see. Nothing may allocate until the ballast goes.
+        let mut ballast: Vec<Vec<u8>> = Vec::with_capacity(1 << 16);
+        limit_address_space(64 << 10);
+        for size in [1 << 16, 1 << 12, 1 << 8] {
+            while ballast.len() < ballast.capacity() {
+                let mut v = Vec::new();
+                if v.try_reserve_exact(size).is_err() {
+                    break;
+                }
+                ballast.push(v);
+            }
+        }
+        let (rd, rs) = (dense(&mut c, &o), sparse(&mut sc, &so));
+        drop(ballast);
+        super::lift_address_space_limit();
+        assert_oom(rd, "gemm");
+        assert!(c.iter().all(|&x| x.to_bits() == 1.0f64.to_bits()), "a failed gemm wrote C");
+        assert_oom(rs, "spmm");
+        assert!(sc.iter().all(|&x| x.to_bits() == 2.0f32.to_bits()), "a failed spmm wrote C");
+
+        dense(&mut c, &o).unwrap();
+        for (i, j) in [(0, 0), (1, 2), (n - 1, n - 1), (517, 33)] {
+            let want = 1.0 + (0..n).map(|p| a[i * n + p] * b[p * n + j]).sum::<f64>();
+            assert_eq!(c[i * n + j], want, "C[{i},{j}]");
+        }
+        sparse(&mut sc, &so).unwrap();
+        for (i, j) in [(0, 0), (1, 2), (sm - 1, n - 1), (2049, 517)] {
+            let want = 2.0 + (0..sk).map(|p| sd[i * sk + p] * sb[p * n + j]).sum::<f32>();
+            assert_eq!(sc[i * n + j], want, "S·B[{i},{j}]");
         }
         println!("CASE OK");
     }

@@ -14,10 +14,10 @@
 use super::kernel::{Epilogue, Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
 use super::pack::{pack_a, pack_b};
 use super::params::Params;
+use super::scratch;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, Real};
 use pulp::{Simd, WithSimd};
-use std::cell::RefCell;
 
 /// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
 /// (`beta == None`: C is write-only).
@@ -73,19 +73,28 @@ impl<T: Real> Problem<T> {
 
 /// Runs the native GEMM.
 ///
+/// # Errors
+/// [`crate::Error::OutOfMemory`] when the packing buffers cannot be
+/// allocated; C is then untouched.
+///
 /// # Safety
 /// Every element `A(i,p)`, `B(p,j)`, `C(i,j)` in range must be valid to read (and
 /// C to write), C must not overlap A or B, and distinct C elements must have
 /// distinct addresses.
-pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(isa: Isa, prob: Problem<T>, epi: E, threads: usize) {
+pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
+    isa: Isa,
+    prob: Problem<T>,
+    epi: E,
+    threads: usize,
+) -> crate::Result<()> {
     let Problem { m, n, k, .. } = prob;
     if m == 0 || n == 0 {
-        return;
+        return Ok(());
     }
     if k == 0 || prob.alpha == T::ZERO {
         // SAFETY: forwarded contract.
         unsafe { scale_c(prob, &epi) };
-        return;
+        return Ok(());
     }
     let (prob, epi) = if prob.rsc != 1 && prob.csc == 1 { (prob.transposed(), epi.transposed()) } else { (prob, epi) };
     let p = Params::for_isa(isa, core::mem::size_of::<T>());
@@ -96,12 +105,8 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(isa: Isa, prob: Proble
     let split_n = n_tiles >= m_tiles;
     let tiles = if split_n { n_tiles } else { m_tiles };
     let nt = threads.min((flops / MIN_FLOPS_PER_THREAD).max(1)).min(tiles).max(1);
-    if nt == 1 {
-        // SAFETY: forwarded contract.
-        unsafe { serial(isa, &p, prob, &epi) };
-        return;
-    }
-    crate::par::run_tasks(nt, |t| {
+    // Task t's part of C: a range of whole N (or M) tiles.
+    let sub = |t: usize| {
         let t0 = t * tiles / nt;
         let t1 = (t + 1) * tiles / nt;
         let mut sub = prob;
@@ -120,9 +125,16 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(isa: Isa, prob: Proble
             sub.a = prob.a.wrapping_offset(i0 as isize * prob.rsa);
             sub.c = prob.c.wrapping_offset(i0 as isize * prob.rsc);
         }
-        // SAFETY: the sub-problems cover disjoint blocks of C inside the caller's range.
-        unsafe { serial(isa, &p, sub, &epi) };
-    });
+        sub
+    };
+    let words = (0..nt).map(|t| pack_words::<T>(&p, &sub(t))).max().unwrap_or(0);
+    scratch::with_parts(nt, words, "GEMM packing buffers", |parts| {
+        crate::par::run_tasks(nt, |t| {
+            // SAFETY: the sub-problems cover disjoint blocks of C inside the
+            // caller's range; task t takes scratch part t only.
+            unsafe { serial(isa, &p, sub(t), &epi, parts.part(t)) };
+        })
+    })
 }
 
 /// `C = epi(beta·C)` (or `epi(0)` when `beta == None`); A and B are not read.
@@ -161,13 +173,6 @@ pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, e
     }
 }
 
-// The packing buffers grow infallibly: their size is bounded by the blocking
-// constants (at most (MC + NC + MR)·KC elements per thread, a few MiB), not
-// by the caller's shapes (see `crate::mem`).
-thread_local! {
-    static PACK_BUF: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Whether to pack A: always when its columns are not contiguous; otherwise only
 /// when enough B panels reuse it to repay the copy.
 fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
@@ -196,23 +201,37 @@ fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
     }
 }
 
-unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E) {
+/// Words of scratch [`serial`] needs for `prob`: its packed A and B blocks
+/// and A's packed edge panel, each with 64-byte alignment slack.
+fn pack_words<T>(p: &Params, prob: &Problem<T>) -> usize {
+    let (a_len, b_len, edge_len) = pack_lens(p, prob);
+    scratch::words_of::<T>(a_len) + scratch::words_of::<T>(b_len) + scratch::words_of::<T>(edge_len) + 24
+}
+
+/// Elements of the packed A block, the packed B block and A's packed edge
+/// panel (0 where that operand is read in place).
+fn pack_lens<T>(p: &Params, prob: &Problem<T>) -> (usize, usize, usize) {
+    let kc_max = p.kc.min(prob.k);
+    let a_len = if want_pack_a(p, prob) { prob.m.min(p.mc).div_ceil(p.mr) * p.mr * kc_max } else { 0 };
+    let b_len = if want_pack_b(p, prob) { prob.n.min(p.nc).div_ceil(p.nr) * p.nr * kc_max } else { 0 };
+    // A read in place with a partial last panel: that panel is packed (zero-padded).
+    let edge_len = if !want_pack_a(p, prob) && prob.m % p.mr != 0 { p.mr * kc_max } else { 0 };
+    (a_len, b_len, edge_len)
+}
+
+/// One thread's GEMM over `prob`, packing into `buf` (at least
+/// [`pack_words`] words).
+///
+/// # Safety
+/// As [`gemm_native`], for `prob`'s part of C.
+unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E, buf: &mut [u64]) {
     let pa = want_pack_a(p, &prob);
     let pb = want_pack_b(p, &prob);
-    let kc_max = p.kc.min(prob.k);
-    let a_len = if pa { prob.m.min(p.mc).div_ceil(p.mr) * p.mr * kc_max } else { 0 };
-    let b_len = if pb { prob.n.min(p.nc).div_ceil(p.nr) * p.nr * kc_max } else { 0 };
-    // A read in place with a partial last panel: that panel is packed (zero-padded).
-    let edge_len = if !pa && prob.m % p.mr != 0 { p.mr * kc_max } else { 0 };
+    let (a_len, b_len, _) = pack_lens(p, &prob);
+    assert!(buf.len() >= pack_words::<T>(p, &prob), "GEMM scratch too small");
     let esz = core::mem::size_of::<T>();
-    // 64-byte alignment slack for each buffer, in u64 words.
-    let words = (a_len * esz).div_ceil(8) + (b_len * esz).div_ceil(8) + (edge_len * esz).div_ceil(8) + 24;
-    PACK_BUF.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        if guard.len() < words {
-            guard.resize(words, 0);
-        }
-        let base = guard.as_mut_ptr() as *mut u8;
+    {
+        let base = buf.as_mut_ptr() as *mut u8;
         let abuf = base.wrapping_add(base.align_offset(64)) as *mut T;
         let bb = (abuf as *mut u8).wrapping_add(a_len * esz);
         let bbuf = bb.wrapping_add(bb.align_offset(64)) as *mut T;
@@ -297,7 +316,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
             }
             jc += ncur;
         }
-    });
+    }
 }
 
 /// Loops 2 and 1 over one `mc × nc` block of C for one KC pass.

@@ -30,6 +30,7 @@ pub(crate) mod kernel;
 mod naive;
 pub(crate) mod pack;
 mod params;
+mod scratch;
 pub(crate) mod sparse;
 mod view;
 
@@ -97,12 +98,20 @@ impl GemmOptions {
 
 /// `C ← alpha·A·B + beta·C` with default options.
 ///
-/// Errors when the shapes disagree (`A: m×k`, `B: k×n`, `C: m×n`).
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] when the shapes disagree (`A: m×k`, `B: k×n`,
+/// `C: m×n`); [`crate::Error::OutOfMemory`] when the native kernels'
+/// packing buffers cannot be allocated. C is then untouched.
 pub fn gemm<T: Elem>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) -> Result<()> {
     gemm_with(alpha, a, b, beta, c, &GemmOptions::default())
 }
 
 /// `C ← alpha·A·B + beta·C` with explicit options.
+///
+/// # Errors
+/// As [`gemm`], and [`crate::Error::Unsupported`] for an ISA or a backend
+/// this build or CPU lacks. The `matrixmultiply` and BLAS backends allocate
+/// their own packing buffers, outside this crate's control.
 pub fn gemm_with<T: Elem>(
     alpha: T,
     a: MatRef<'_, T>,
@@ -172,17 +181,18 @@ pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
                     T::mm_gemm(prob);
                     driver::apply_epilogue(prob, &epi);
                 }
+                Ok(())
             }
             Backend::Blas => {
                 if m > 0 && n > 0 {
                     if T::blas_gemm(prob) {
                         driver::apply_epilogue(prob, &epi);
                     } else {
-                        driver::gemm_native(isa, prob, epi, opts.par.threads())
+                        return driver::gemm_native(isa, prob, epi, opts.par.threads());
                     }
                 }
+                Ok(())
             }
         }
     }
-    Ok(())
 }

@@ -33,7 +33,7 @@
 //! ```
 
 use super::kernel::{Epilogue, NoEpilogue};
-use super::{GemmOptions, MatMut, MatRef};
+use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
@@ -411,6 +411,11 @@ fn prefetch(p: *const u8) {
 /// `beta == 0` never reads C; `alpha == 0` never reads B. Options: the thread
 /// policy (`opts.par`) and the instruction set (`opts.isa`); the backend
 /// choice does not apply.
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] when the shapes disagree;
+/// [`crate::Error::OutOfMemory`] when the scratch cannot be allocated (C is
+/// then untouched).
 pub fn spmm(
     alpha: f32,
     s: &SparseRows,
@@ -455,15 +460,6 @@ const SLICE: usize = 4;
 const SLICE_COPY_BYTES: usize = 64 << 10;
 /// Vectors of columns per register strip.
 const STRIP: usize = 8;
-
-// The products' scratch grows infallibly: the accumulator block is bounded by
-// ROW_BLOCK × PANEL and the B slice by SLICE_COPY_BYTES, whatever the shapes
-// (see `crate::mem`).
-thread_local! {
-    /// Accumulator block and per-row cursors, kept per thread.
-    static BUF: std::cell::RefCell<(Vec<f32>, Vec<usize>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-}
 
 /// [`spmm`] / [`spmm_rows`] with `epi` applied to each strip of C while in
 /// registers (`epi` in C's coordinates; it is called transposed: kernel rows
@@ -533,11 +529,27 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     };
     let flops = 2 * nnz.max(m) * n;
     let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1)).min(m).max(1);
-    crate::par::run_tasks(nt, |t| {
-        let (r0, r1) = (m * t / nt, m * (t + 1) / nt);
-        BUF.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let (acc, cur) = &mut *guard;
+    // Each task's scratch: its accumulator block (or the sliced loop's B
+    // slice), then its row cursors. Bounded by the constants whatever the
+    // shapes, and still allocated fallibly, before any task writes C.
+    let rb = ROW_BLOCK.min(m.div_ceil(nt));
+    let acc_len = acc_len(rb, n.min(PANEL), k);
+    let words = scratch::words_of::<f32>(acc_len) + scratch::words_of::<usize>(rb);
+    scratch::with_parts(nt, words, "sparse product scratch", |parts| {
+        crate::par::run_tasks(nt, |t| {
+            let (r0, r1) = (m * t / nt, m * (t + 1) / nt);
+            // SAFETY: task t takes part t only.
+            let part = unsafe { parts.part(t) };
+            let (acc, cur) = part.split_at_mut(scratch::words_of::<f32>(acc_len));
+            // SAFETY: the words are initialized and 8-byte aligned, so they
+            // hold acc_len f32 and rb usize (any bits are valid for both);
+            // the two halves are disjoint and borrowed for this task only.
+            let (acc, cur) = unsafe {
+                (
+                    core::slice::from_raw_parts_mut(acc.as_mut_ptr() as *mut f32, acc_len),
+                    core::slice::from_raw_parts_mut(cur.as_mut_ptr() as *mut usize, rb),
+                )
+            };
             // Panels of at most PANEL columns keep the accumulator block
             // bounded (32 rows × PANEL) whatever n is.
             let mut j0 = 0;
@@ -547,12 +559,23 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
                 // at construction and the row selection above; the panel's
                 // columns are inside B and C; this task writes only C's rows
                 // r0..r1; B and S are only read.
-                isa.dispatch(Rows { job: &panel, r0, r1, acc, cur });
+                isa.dispatch(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
                 j0 += PANEL;
             }
-        });
-    });
-    Ok(())
+        })
+    })
+}
+
+/// The widest vector of f32 lanes any ISA has (AVX-512).
+const MAX_F32_LANES: usize = 16;
+
+/// f32 elements of a task's scratch for `rb` rows of C, panels of `np`
+/// columns and `k` rows of B: the accumulator block (rows padded to whole
+/// vectors) or the sliced loop's copy of one slice of B, whichever is larger.
+fn acc_len(rb: usize, np: usize, k: usize) -> usize {
+    let block = rb * np.div_ceil(MAX_F32_LANES) * MAX_F32_LANES;
+    let slice = k.saturating_mul(SLICE * MAX_F32_LANES).min(SLICE_COPY_BYTES / 4);
+    block.max(slice)
 }
 
 struct Job<'a, E> {
@@ -600,8 +623,10 @@ struct Rows<'a, 'b, E> {
     job: &'b Job<'a, E>,
     r0: usize,
     r1: usize,
-    acc: &'b mut Vec<f32>,
-    cur: &'b mut Vec<usize>,
+    /// At least [`acc_len`] elements.
+    acc: &'b mut [f32],
+    /// At least `ROW_BLOCK.min(r1 - r0)` elements.
+    cur: &'b mut [usize],
 }
 
 impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
@@ -615,9 +640,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
         // Accumulator rows padded to whole vectors.
         let np = n.div_ceil(l) * l;
         let rb = ROW_BLOCK.min(r1 - r0);
-        if acc.len() < rb * np {
-            acc.resize(rb * np, 0.0);
-        }
+        debug_assert!(l <= MAX_F32_LANES && acc.len() >= rb * np && cur.len() >= rb);
         // B that fits in L2 (MNIST's weight gradient: B = dZ, 16 KiB at batch
         // 32): each row of C takes all its nonzeros at once, strip by strip
         // from zero, with no accumulator block, no k blocks and no cursor
@@ -656,8 +679,8 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
             }
             return;
         }
-        cur.clear();
-        cur.resize(rb, 0);
+        let cur = &mut cur[..rb];
+        cur.fill(0);
         // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
         // columns measured a little faster than 32 and 128 on MNIST).
         let kb = (8192 / np).max(8);
@@ -809,14 +832,12 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 /// Rows `r0..r1` of C are inside C and this task's; B has unit column stride
 /// and its first `n` columns of its `k` rows are inside it; `alpha != 0`.
 #[inline(always)]
-unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut Vec<f32>) {
+unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut [f32]) {
     let l = S::F32_LANES;
     let sp = j.s;
     let (k, n) = (sp.cols, j.n);
     let w = SLICE * l;
-    if pk.len() < k * w {
-        pk.resize(k * w, 0.0);
-    }
+    let pk = &mut pk[..k * w];
     let row = |i: usize| {
         let r = j.row(i);
         let q = sp.ptr[r]..sp.ptr[r + 1];
