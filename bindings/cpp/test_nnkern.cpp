@@ -12,6 +12,9 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+#ifdef __linux__
+#include <sys/resource.h>
+#endif
 
 static int failures = 0;
 #define CHECK(cond, what)                                                              \
@@ -21,6 +24,22 @@ static int failures = 0;
             failures++;                                                                \
         }                                                                              \
     } while (0)
+
+#ifdef __linux__
+// This process's address-space size (VmSize), in bytes.
+static size_t vm_size() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmSize:", 0) == 0) return std::stoul(line.substr(7)) * 1024;
+    return 0;
+}
+
+static void limit_address_space(rlim_t bytes) {
+    rlimit r{bytes, RLIM_INFINITY};
+    CHECK(setrlimit(RLIMIT_AS, &r) == 0, "setrlimit");
+}
+#endif
 
 static_assert(!std::is_copy_constructible_v<nnkern::Mlp> && std::is_nothrow_move_constructible_v<nnkern::Mlp>);
 static_assert(!std::is_copy_assignable_v<nnkern::TrainConfig> &&
@@ -196,6 +215,30 @@ int main(int argc, char** argv) {
         }
         CHECK(plain, "other codes throw plain nnkern::Error");
     }
+
+#ifdef __linux__
+    // A real out-of-memory: 4096-16384-10 holds 67 M weights (256 MiB); its
+    // fit needs three times that again, under a limit of 64 MiB more than
+    // now. fit throws nnkern::OutOfMemory and the model predicts as before.
+    {
+        nnkern::Mlp big(4096, {{16384, nnkern::Activation::Relu}, {10, nnkern::Activation::Softmax}}, 1);
+        std::vector<float> one(4096, 0.5f), xs(8 * 4096, 0.0f);
+        std::vector<uint32_t> ys{0, 1, 2, 3, 4, 5, 6, 7};
+        std::vector<float> before = big.predict_proba(one, 4096);
+        nnkern::TrainConfig cfg;
+        cfg.epochs(1);
+        limit_address_space(vm_size() + (64u << 20));
+        bool oom = false;
+        try {
+            big.fit_classifier(cfg, xs, 4096, ys);
+        } catch (const nnkern::OutOfMemory& e) {
+            oom = std::string(e.what()).find("bytes") != std::string::npos;
+        }
+        limit_address_space(RLIM_INFINITY);
+        CHECK(oom, "a fit beyond the address-space limit throws nnkern::OutOfMemory naming the bytes");
+        CHECK(big.predict_proba(one, 4096) == before, "the model changed after a failed fit");
+    }
+#endif
 
     if (failures) {
         std::fprintf(stderr, "%d failure(s)\n", failures);

@@ -61,3 +61,50 @@ def test_out_of_memory_is_a_memory_error():
         assert caught is e
     other = _lib.error_for(_lib.NNK_ERR_IO, "i/o error: x")
     assert type(other) is nnkern.NnkError and not isinstance(other, MemoryError)
+
+
+# Run in a child interpreter: the address-space limit must not reach pytest.
+REAL_OOM = r"""
+import resource, sys
+import numpy as np
+import nnkern
+
+def vm_size():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize:"))
+
+# 4096-16384-10: 67 M weights (256 MiB); Adam needs three times that again.
+m = nnkern.Mlp(4096, [(16384, nnkern.ACTIVATIONS["relu"]), (10, 4)], seed=1)
+x = np.full((1, 4096), 0.5, dtype=np.float32)
+before = m.predict_proba(x).copy()
+X = np.zeros((8, 4096), dtype=np.float32)
+y = np.arange(8, dtype=np.uint32) % 10
+cfg = nnkern.TrainConfig().epochs(1)
+resource.setrlimit(resource.RLIMIT_AS, (vm_size() + (64 << 20), resource.RLIM_INFINITY))
+try:
+    m.fit_classifier(cfg, X, y)
+    sys.exit("fit did not fail")
+except MemoryError as e:
+    assert isinstance(e, nnkern.NnkMemoryError) and e.status == "out of memory", e
+    assert "bytes" in e.message, e.message
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+after = m.predict_proba(x)
+assert (after.view(np.uint32) == before.view(np.uint32)).all(), "the model changed"
+print("REAL OOM OK")
+"""
+
+
+def test_a_real_out_of_memory_is_a_memory_error_and_keeps_the_model():
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        import pytest
+
+        pytest.skip("needs Linux's /proc for the address-space size")
+    import os
+
+    # The child imports this same package (and NNKERN_LIB's library).
+    env = dict(os.environ, PYTHONPATH=str(Path(nnkern.__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", REAL_OOM], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0 and "REAL OOM OK" in r.stdout, r.stdout + r.stderr
