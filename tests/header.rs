@@ -258,3 +258,59 @@ fn binding_tables_match_the_header() {
     let hpp = std::fs::read_to_string(root.join("bindings/cpp/nnkern.hpp")).unwrap();
     assert!(hpp.contains("if (status == NNK_ERR_OUT_OF_MEMORY) throw OutOfMemory(message);"));
 }
+
+/// The activation registry (`nnkern::ops::act::ACTIVATIONS`) is the one list:
+/// the header's `NNK_ACT_*`, the C++ `enum class Activation` and the Python
+/// `ACTIVATIONS` table agree with it, code for code.
+#[test]
+fn activation_lists_match_the_registry() {
+    use nnkern::ops::act::{ACTIVATIONS, Activation};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let h = header();
+    let consts: Vec<(String, u32)> = h
+        .lines()
+        .filter_map(|l| l.strip_prefix("#define NNK_ACT_"))
+        .map(|l| {
+            let (name, v) = l.split_once(' ').unwrap();
+            (name.to_lowercase(), v.trim().parse().unwrap())
+        })
+        .collect();
+    let want: Vec<(String, u32)> = ACTIVATIONS.iter().map(|i| (i.name.to_string(), i.code)).collect();
+    assert_eq!(consts, want, "the header's NNK_ACT_* differ from the registry");
+    for (i, info) in ACTIVATIONS.iter().enumerate() {
+        assert_eq!(info.code as usize, i, "{}: the registry is indexed by code", info.name);
+        assert_eq!(info.activation.code(), info.code, "{}: Activation::code", info.name);
+        assert_eq!(Activation::from_code(info.code).unwrap(), info.activation);
+        for n in std::iter::once(&info.name).chain(info.aliases) {
+            assert_eq!(Activation::from_name(n).unwrap(), info.activation, "name {n}");
+        }
+    }
+
+    // C++: one enumerator per code, each NNK_ACT_<NAME>.
+    let hpp = std::fs::read_to_string(root.join("bindings/cpp/nnkern.hpp")).unwrap();
+    let body = hpp.split("enum class Activation : uint32_t {").nth(1).unwrap().split("};").next().unwrap();
+    let cpp: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.split_once("= NNK_ACT_"))
+        .map(|(_, c)| c.trim().trim_end_matches(',').to_lowercase())
+        .collect();
+    let names: Vec<String> = ACTIVATIONS.iter().map(|i| i.name.to_string()).collect();
+    assert_eq!(cpp, names, "nnkern.hpp's Activation differs from the registry");
+
+    // Python: every hidden-layer (elementwise) activation, by name or alias,
+    // with its code; none that the registry does not know.
+    let py = std::fs::read_to_string(root.join("bindings/python/nnkern/_model.py")).unwrap();
+    let table = py.split("ACTIVATIONS = {").nth(1).unwrap().split('}').next().unwrap();
+    let entries: Vec<(String, u32)> = table
+        .split(',')
+        .filter_map(|e| e.split_once(':'))
+        .map(|(k, v)| (k.trim().trim_matches('"').to_string(), v.trim().parse().unwrap()))
+        .collect();
+    for (name, code) in &entries {
+        let a = Activation::from_name(name).unwrap_or_else(|_| panic!("Python's '{name}' is not in the registry"));
+        assert_eq!(a.code(), *code, "Python's '{name}'");
+    }
+    for info in ACTIVATIONS.iter().filter(|i| !i.rowwise) {
+        assert!(entries.iter().any(|(_, c)| *c == info.code), "Python lacks {}", info.name);
+    }
+}

@@ -64,13 +64,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-fn act_param(a: Activation) -> f32 {
-    match a {
-        Activation::LeakyRelu(p) | Activation::Elu(p) => p,
-        _ => 0.0,
-    }
-}
-
 /// The data set a model was trained on, as [`Dataset::fingerprint`](super::data::Dataset::fingerprint) describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataRecord {
@@ -185,7 +178,7 @@ impl Mlp {
         for l in &self.layers {
             v.extend_from_slice(&(l.units as u64).to_le_bytes());
             v.extend_from_slice(&l.activation.code().to_le_bytes());
-            v.extend_from_slice(&act_param(l.activation).to_le_bytes());
+            v.extend_from_slice(&l.activation.param().unwrap_or(0.0).to_le_bytes());
         }
         v.extend_from_slice(&(self.params.len() as u64).to_le_bytes());
         v.extend_from_slice(&flags.to_le_bytes());
@@ -256,11 +249,8 @@ impl Mlp {
             if !param.is_finite() {
                 return Err(Error::Format(format!("layer {i}: activation parameter {param} is not finite")));
             }
-            let act = match Activation::from_code(code).map_err(|e| Error::Format(e.message().to_string()))? {
-                Activation::LeakyRelu(_) => Activation::LeakyRelu(param),
-                Activation::Elu(_) => Activation::Elu(param),
-                a => a,
-            };
+            let act =
+                Activation::from_code(code).map_err(|e| Error::Format(e.message().to_string()))?.with_param(param);
             expect = expect.saturating_add(fan.saturating_mul(units)).saturating_add(units);
             fan = units;
             layers.push(Layer { units: units as usize, activation: act });

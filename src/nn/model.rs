@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::GemmOptions;
-use crate::ops::act::Activation;
+use crate::ops::act::{Activation, Fan};
 use crate::ops::fused::{DenseShape, dense_forward};
 use crate::simd::AlignedVec;
 use crate::simd::fp::FlushDenormals;
@@ -119,10 +119,8 @@ impl Mlp {
             if i + 1 < layers.len() && l.activation.is_rowwise() {
                 return Err(invalid(format!("layer {i}: {} is only allowed on the output layer", l.activation.name())));
             }
-            if let Activation::LeakyRelu(a) | Activation::Elu(a) = l.activation {
-                if !a.is_finite() {
-                    return Err(Error::NonFinite(format!("layer {i}: activation parameter {a}")));
-                }
+            if let Some(a) = l.activation.param().filter(|a| !a.is_finite()) {
+                return Err(Error::NonFinite(format!("layer {i}: activation parameter {a}")));
             }
         }
         if task == Task::MultiClass && last.units < 2 {
@@ -153,13 +151,12 @@ impl Mlp {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut fan_in = self.n_inputs;
         for (i, l) in self.layers.iter().enumerate() {
-            let factor = match l.activation {
-                Activation::Sigmoid => 2.0,
-                Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_) | Activation::Gelu => 12.0,
-                _ => 6.0,
+            let g = l.activation.init_gain();
+            let fan = match g.fan {
+                Fan::TwiceIn => (2 * fan_in) as f64,
+                Fan::InPlusOut => (fan_in + l.units) as f64,
             };
-            let fan = if factor == 12.0 { (2 * fan_in) as f64 } else { (fan_in + l.units) as f64 };
-            let bound = (factor / fan).sqrt() as f32;
+            let bound = (g.factor / fan).sqrt() as f32;
             let (w0, b0) = self.offsets[i];
             for v in &mut self.params[w0..b0 + l.units] {
                 *v = rng.random_range(-bound..bound);

@@ -10,7 +10,7 @@
 //! [`crate::simd::math`] (exp/log ≤ 2 ULP, tanh/sigmoid ≤ 4 ULP); relu, leaky
 //! relu and identity are exact.
 
-use crate::error::{Error, Result, invalid, shape};
+use crate::error::{Error, Result, check_len, elems, invalid};
 use crate::simd::Isa;
 use crate::simd::math::{exp_f32s, gelu_tanh_f32s, sigmoid_f32s, softplus_f32s, tanh_f32s};
 use pulp::{Simd, WithSimd};
@@ -53,23 +53,92 @@ pub struct Needs {
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
+/// How a layer's initial weights are drawn for its activation: uniform in
+/// `±sqrt(factor / fan)` (scikit-learn's Glorot rule, He's for the ReLU
+/// family).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InitGain {
+    /// The numerator under the square root.
+    pub factor: f64,
+    /// What `fan` counts.
+    pub fan: Fan,
+}
+
+/// The `fan` of an [`InitGain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fan {
+    /// Inputs plus outputs of the layer (Glorot).
+    InPlusOut,
+    /// Twice the inputs (He, with factor 12: `sqrt(6 / fan_in)`).
+    TwiceIn,
+}
+
+/// Everything the crate knows about one activation, apart from its math
+/// ([`act_fwd`], [`act_bwd`]): one row of [`ACTIVATIONS`] per C code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActivationInfo {
+    /// The activation, with the C default for a parameterised one.
+    pub activation: Activation,
+    /// Its C code (`NNK_ACT_*`, the index in [`ACTIVATIONS`]).
+    pub code: u32,
+    /// Lowercase name, as [`Activation::name`] prints it.
+    pub name: &'static str,
+    /// Other names [`Activation::from_name`] accepts.
+    pub aliases: &'static [&'static str],
+    /// What its backward pass reads besides `dy`.
+    pub needs: Needs,
+    /// Whether it works across a row rather than elementwise.
+    pub rowwise: bool,
+    /// How a layer with it draws its initial weights.
+    pub init: InitGain,
+}
+
+const fn info(
+    activation: Activation,
+    code: u32,
+    name: &'static str,
+    aliases: &'static [&'static str],
+    (x, y): (bool, bool),
+    rowwise: bool,
+    (factor, fan): (f64, Fan),
+) -> ActivationInfo {
+    ActivationInfo { activation, code, name, aliases, needs: Needs { x, y }, rowwise, init: InitGain { factor, fan } }
+}
+
+const GLOROT: (f64, Fan) = (6.0, Fan::InPlusOut);
+const GLOROT_SIGMOID: (f64, Fan) = (2.0, Fan::InPlusOut);
+const HE: (f64, Fan) = (12.0, Fan::TwiceIn);
+
+/// The registry of activations, indexed by C code. A new activation adds its
+/// variant, a row here, its arm in [`Activation::code`] and its math in
+/// [`act_fwd`] / [`act_bwd`] (and the variant list of `per_activation!`);
+/// the C constant goes in `src/ffi/ops.rs`, checked against this table by
+/// `tests/header.rs`, as are the C++ and Python lists.
+pub const ACTIVATIONS: [ActivationInfo; 10] = [
+    //    activation                    code name          aliases       needs (x, y)  rowwise init
+    info(Activation::Identity, 0, "identity", &["linear"], (false, false), false, GLOROT),
+    info(Activation::Relu, 1, "relu", &[], (true, false), false, HE),
+    info(Activation::Sigmoid, 2, "sigmoid", &["logistic"], (false, true), false, GLOROT_SIGMOID),
+    info(Activation::Tanh, 3, "tanh", &[], (false, true), false, GLOROT),
+    info(Activation::Softmax, 4, "softmax", &[], (false, true), true, GLOROT),
+    info(Activation::LeakyRelu(0.01), 5, "leaky_relu", &[], (true, false), false, HE),
+    info(Activation::Elu(1.0), 6, "elu", &[], (true, true), false, HE),
+    info(Activation::Softplus, 7, "softplus", &[], (true, false), false, GLOROT),
+    info(Activation::Gelu, 8, "gelu", &[], (true, false), false, HE),
+    info(Activation::LogSoftmax, 9, "log_softmax", &[], (false, true), true, GLOROT),
+];
+
 impl Activation {
     /// The activation for a C code (`NNK_ACT_*`), with the C defaults for the
     /// parameterised ones. Unknown codes are an error.
     pub fn from_code(code: u32) -> Result<Activation> {
-        Ok(match code {
-            0 => Activation::Identity,
-            1 => Activation::Relu,
-            2 => Activation::Sigmoid,
-            3 => Activation::Tanh,
-            4 => Activation::Softmax,
-            5 => Activation::LeakyRelu(0.01),
-            6 => Activation::Elu(1.0),
-            7 => Activation::Softplus,
-            8 => Activation::Gelu,
-            9 => Activation::LogSoftmax,
-            x => return Err(invalid(format!("unknown activation code {x} (expected 0..=9, see NNK_ACT_*)"))),
-        })
+        match ACTIVATIONS.get(code as usize) {
+            Some(i) => Ok(i.activation),
+            None => Err(invalid(format!(
+                "unknown activation code {code} (expected 0..={}, see NNK_ACT_*)",
+                ACTIVATIONS.len() - 1
+            ))),
+        }
     }
 
     /// The C code of this activation.
@@ -88,63 +157,63 @@ impl Activation {
         }
     }
 
-    /// Lowercase name (`"relu"`, `"logistic"` is spelled `"sigmoid"`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Identity => "identity",
-            Activation::Relu => "relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-            Activation::Softmax => "softmax",
-            Activation::LeakyRelu(_) => "leaky_relu",
-            Activation::Elu(_) => "elu",
-            Activation::Softplus => "softplus",
-            Activation::Gelu => "gelu",
-            Activation::LogSoftmax => "log_softmax",
-        }
+    /// Its row of [`ACTIVATIONS`].
+    pub fn info(self) -> &'static ActivationInfo {
+        &ACTIVATIONS[self.code() as usize]
     }
 
-    /// Parses a name as [`Activation::name`] prints it (`"logistic"` also accepted).
+    /// Lowercase name (`"relu"`, `"logistic"` is spelled `"sigmoid"`, ...).
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// Parses a name as [`Activation::name`] prints it, or one of its aliases
+    /// (`"logistic"`, `"linear"`); parameterised ones take the C defaults.
     pub fn from_name(s: &str) -> Result<Activation> {
-        Ok(match s {
-            "identity" | "linear" => Activation::Identity,
-            "relu" => Activation::Relu,
-            "sigmoid" | "logistic" => Activation::Sigmoid,
-            "tanh" => Activation::Tanh,
-            "softmax" => Activation::Softmax,
-            "leaky_relu" => Activation::LeakyRelu(0.01),
-            "elu" => Activation::Elu(1.0),
-            "softplus" => Activation::Softplus,
-            "gelu" => Activation::Gelu,
-            "log_softmax" => Activation::LogSoftmax,
-            _ => return Err(invalid(format!("unknown activation '{s}'"))),
-        })
+        ACTIVATIONS
+            .iter()
+            .find(|i| i.name == s || i.aliases.contains(&s))
+            .map(|i| i.activation)
+            .ok_or_else(|| invalid(format!("unknown activation '{s}'")))
     }
 
     /// Whether it works across a row rather than elementwise.
     pub fn is_rowwise(self) -> bool {
-        matches!(self, Activation::Softmax | Activation::LogSoftmax)
+        self.info().rowwise
     }
 
     /// What [`activation_backward`] reads for this activation.
     pub fn backward_needs(self) -> Needs {
+        self.info().needs
+    }
+
+    /// How a layer with this activation draws its initial weights.
+    pub fn init_gain(self) -> InitGain {
+        self.info().init
+    }
+
+    /// The parameter of a parameterised activation (leaky ReLU's slope, ELU's
+    /// alpha).
+    pub fn param(self) -> Option<f32> {
         match self {
-            Activation::Identity => Needs { x: false, y: false },
-            Activation::Relu | Activation::LeakyRelu(_) | Activation::Softplus | Activation::Gelu => {
-                Needs { x: true, y: false }
-            }
-            Activation::Elu(_) => Needs { x: true, y: true },
-            Activation::Sigmoid | Activation::Tanh | Activation::Softmax | Activation::LogSoftmax => {
-                Needs { x: false, y: true }
-            }
+            Activation::LeakyRelu(a) | Activation::Elu(a) => Some(a),
+            _ => None,
         }
     }
 
-    fn check(self) -> Result<()> {
+    /// The same activation with parameter `p` (unchanged when it has none).
+    pub fn with_param(self, p: f32) -> Activation {
         match self {
-            Activation::LeakyRelu(a) | Activation::Elu(a) if !a.is_finite() => {
-                Err(Error::NonFinite(format!("{} parameter {a} is not finite", self.name())))
-            }
+            Activation::LeakyRelu(_) => Activation::LeakyRelu(p),
+            Activation::Elu(_) => Activation::Elu(p),
+            a => a,
+        }
+    }
+
+    /// A non-finite parameter is an error.
+    pub(crate) fn check(self) -> Result<()> {
+        match self.param() {
+            Some(a) if !a.is_finite() => Err(Error::NonFinite(format!("{} parameter {a} is not finite", self.name()))),
             _ => Ok(()),
         }
     }
@@ -463,18 +532,6 @@ impl WithSimd for Fwd<'_> {
     }
 }
 
-fn check_len(name: &str, len: usize, need: usize) -> Result<()> {
-    if len != need {
-        return Err(shape(format!("'{name}' has {len} elements, expected {need}")));
-    }
-    Ok(())
-}
-
-/// `rows × cols` element count, overflow-checked.
-pub(crate) fn count(rows: usize, cols: usize) -> Result<usize> {
-    rows.checked_mul(cols).ok_or_else(|| Error::Overflow(format!("{rows} × {cols} overflows")))
-}
-
 /// `y = f(x)` for a row-major `rows × cols` matrix (row-wise for softmax).
 pub fn activation_forward(act: Activation, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
     activation_forward_isa(Isa::current(), act, rows, cols, x, y)
@@ -490,7 +547,7 @@ pub fn activation_forward_isa(
     y: &mut [f32],
 ) -> Result<()> {
     act.check()?;
-    let n = count(rows, cols)?;
+    let n = elems(rows, cols)?;
     check_len("x", x.len(), n)?;
     check_len("y", y.len(), n)?;
     isa.dispatch(Fwd { act, rows, cols, x, y });
@@ -575,7 +632,7 @@ pub fn activation_backward_isa(
     dx: &mut [f32],
 ) -> Result<()> {
     act.check()?;
-    let n = count(rows, cols)?;
+    let n = elems(rows, cols)?;
     let needs = act.backward_needs();
     if needs.x && x.is_none() {
         return Err(Error::NullPointer(format!("{} backward needs the input x", act.name())));
