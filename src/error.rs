@@ -249,6 +249,21 @@ pub(crate) fn invalid(msg: impl Into<String>) -> Error {
 pub(crate) fn overflow(msg: impl Into<String>) -> Error {
     Error::Overflow(msg.into())
 }
+/// `len == need`, else [`Error::ShapeMismatch`] naming the buffer `name`:
+/// the one length check of every kernel entry point.
+pub(crate) fn check_len(name: &str, len: usize, need: usize) -> Result<()> {
+    if len != need {
+        return Err(shape(format!("'{name}' has {len} elements, expected {need}")));
+    }
+    Ok(())
+}
+
+/// `rows × cols` elements, else [`Error::Overflow`]: the one size check of
+/// every matrix argument.
+pub(crate) fn elems(rows: usize, cols: usize) -> Result<usize> {
+    rows.checked_mul(cols).ok_or_else(|| Error::Overflow(format!("{rows} × {cols} overflows")))
+}
+
 /// Shorthand for [`Error::ShapeMismatch`].
 pub(crate) fn shape(msg: impl Into<String>) -> Error {
     Error::ShapeMismatch(msg.into())

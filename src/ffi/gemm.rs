@@ -1,6 +1,9 @@
 //! `nnk_sgemm` / `nnk_dgemm`: CBLAS-compatible GEMM entry points.
 
-use super::{NNK_COL_MAJOR, NNK_CONJ_TRANS, NNK_NO_TRANS, NNK_ROW_MAJOR, NNK_TRANS, boundary, check_ptr, overlaps};
+use super::{
+    NNK_COL_MAJOR, NNK_CONJ_TRANS, NNK_NO_TRANS, NNK_ROW_MAJOR, NNK_TRANS, boundary, check_ptr, overlaps, slice_in,
+    slice_out,
+};
 use crate::error::{Error, Result};
 use crate::gemm::{Elem, GemmOptions, MatMut, MatRef, gemm_with};
 
@@ -73,26 +76,19 @@ unsafe fn gemm_c<T: Elem>(
     let alen = if reads_ab { span(sa.major, sa.minor, lda, "a")? } else { 0 };
     let blen = if reads_ab { span(sb.major, sb.minor, ldb, "b")? } else { 0 };
     let clen = span(sc.major, sc.minor, ldc, "c")?;
-    check_ptr(a, alen, "a")?;
-    check_ptr(b, blen, "b")?;
-    check_ptr(c as *const T, clen, "c")?;
+    for (p, len, name) in [(a, alen, "a"), (b, blen, "b"), (c as *const T, clen, "c")] {
+        check_ptr(p, len, name)?;
+    }
     if overlaps(a, alen, c, clen) || overlaps(b, blen, c, clen) {
         return Err(Error::InvalidArgument("'c' overlaps 'a' or 'b'; the output must not alias an input".into()));
     }
     if clen == 0 {
         return Ok(());
     }
-    // SAFETY: `check_ptr` verified non-NULL, alignment and extent for the
-    // lengths the views will use; the caller guarantees the memory is valid;
-    // C does not overlap A or B (checked above), so the shared and exclusive
-    // borrows are disjoint.
-    let (asl, bsl, csl) = unsafe {
-        (
-            if alen > 0 { std::slice::from_raw_parts(a, alen) } else { &[][..] },
-            if blen > 0 { std::slice::from_raw_parts(b, blen) } else { &[][..] },
-            std::slice::from_raw_parts_mut(c, clen),
-        )
-    };
+    // SAFETY: the caller guarantees the memory for the lengths the views
+    // use; C does not overlap A or B (checked above), so the shared and
+    // exclusive borrows are disjoint.
+    let (asl, bsl, csl) = unsafe { (slice_in(a, alen, "a")?, slice_in(b, blen, "b")?, slice_out(c, clen, "c")?) };
     fn view<T>(row: bool, sl: &[T], r: usize, cl: usize, ld: usize) -> Result<MatRef<'_, T>> {
         if row { MatRef::row_major(sl, r, cl, ld) } else { MatRef::col_major(sl, r, cl, ld) }
     }

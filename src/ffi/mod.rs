@@ -145,6 +145,30 @@ pub(crate) fn check_ptr<T>(p: *const T, len: usize, name: &str) -> crate::Result
     Ok(())
 }
 
+/// A read-only slice of `len` elements from C, checked by [`check_ptr`]
+/// (NULL only with `len == 0`): the one way the FFI turns a pointer it reads
+/// into a slice.
+///
+/// # Safety
+/// `p` valid for `len` reads, and not written, for `'a`.
+pub(crate) unsafe fn slice_in<'a, T>(p: *const T, len: usize, name: &str) -> crate::Result<&'a [T]> {
+    check_ptr(p, len, name)?;
+    // SAFETY: non-NULL, aligned and within isize::MAX bytes (checked above);
+    // the caller guarantees the memory.
+    Ok(if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(p, len) } })
+}
+
+/// A writable slice of `len` elements from C, checked like [`slice_in`].
+///
+/// # Safety
+/// `p` valid for `len` writes for `'a`, and overlapping no other slice in
+/// use (the callers check with [`overlaps`]).
+pub(crate) unsafe fn slice_out<'a, T>(p: *mut T, len: usize, name: &str) -> crate::Result<&'a mut [T]> {
+    check_ptr(p as *const T, len, name)?;
+    // SAFETY: as in `slice_in`; exclusive by the caller's contract.
+    Ok(if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(p, len) } })
+}
+
 /// Whether two element ranges overlap in memory.
 pub(crate) fn overlaps<T, U>(a: *const T, alen: usize, b: *const U, blen: usize) -> bool {
     if alen == 0 || blen == 0 {

@@ -10,7 +10,7 @@
 // The C names are the type names (one grep finds both sides).
 #![allow(non_camel_case_types)]
 
-use super::{boundary, check_ptr, flag};
+use super::{boundary, check_ptr, flag, slice_in};
 use crate::error::{Error, Result};
 use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
 use crate::ops::act::Activation;
@@ -171,11 +171,8 @@ pub unsafe extern "C" fn nnk_mlp_new(
         if n_layers > crate::nn::io::MAX_LAYERS {
             return Err(Error::InvalidArgument(format!("n_layers {n_layers} exceeds {}", crate::nn::io::MAX_LAYERS)));
         }
-        check_ptr(units, n_layers, "units")?;
-        check_ptr(activations, n_layers, "activations")?;
-        // SAFETY: checked above.
-        let (u, a) =
-            unsafe { (std::slice::from_raw_parts(units, n_layers), std::slice::from_raw_parts(activations, n_layers)) };
+        // SAFETY: the caller passes n_layers elements behind each pointer.
+        let (u, a) = unsafe { (slice_in(units, n_layers, "units")?, slice_in(activations, n_layers, "activations")?) };
         let layers = u
             .iter()
             .zip(a)
@@ -463,9 +460,8 @@ fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Res
     }
     let len =
         n_samples.checked_mul(n_features).ok_or_else(|| Error::Overflow("n_samples × n_features overflows".into()))?;
-    check_ptr(x, len, "x")?;
-    // SAFETY: checked non-NULL/aligned/extent; caller guarantees validity.
-    Ok(if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(x, len) } })
+    // SAFETY: the caller passes n_samples × n_features elements.
+    unsafe { slice_in(x, len, "x") }
 }
 
 fn fit_common(
@@ -519,9 +515,8 @@ pub unsafe extern "C" fn nnk_mlp_fit_classifier(
 ) -> i32 {
     fit_common(m, c, |model, cfg, cb| {
         let xs = input(x, n_samples, n_features, model)?;
-        check_ptr(labels, n_samples, "labels")?;
-        // SAFETY: checked above.
-        let ls = if n_samples == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(labels, n_samples) } };
+        // SAFETY: the caller passes n_samples labels.
+        let ls = unsafe { slice_in(labels, n_samples, "labels")? };
         model.fit(xs, n_samples, Targets::Labels(ls), cfg, None, Some(cb)).map(|_| ())
     })
 }
@@ -553,9 +548,8 @@ pub unsafe extern "C" fn nnk_mlp_fit_regressor(
         let len = n_samples
             .checked_mul(n_targets)
             .ok_or_else(|| Error::Overflow("n_samples × n_targets overflows".into()))?;
-        check_ptr(y, len, "y")?;
-        // SAFETY: checked above.
-        let ys = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(y, len) } };
+        // SAFETY: the caller passes n_samples × n_targets targets.
+        let ys = unsafe { slice_in(y, len, "y")? };
         model.fit(xs, n_samples, Targets::Dense(ys), cfg, None, Some(cb)).map(|_| ())
     })
 }

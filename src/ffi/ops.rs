@@ -1,8 +1,8 @@
 //! C entry points of the kernels: vector math, activations, fused dense
 //! steps, softmax cross-entropy and optimizer steps (f32, row-major, contiguous).
 
-use super::{boundary, check_ptr, flag, overlaps};
-use crate::error::{Error, Result};
+use super::{boundary, check_ptr, flag, overlaps, slice_in, slice_out};
+use crate::error::{Error, Result, elems};
 use crate::gemm::GemmOptions;
 use crate::ops::act::{Activation, activation_backward, activation_forward};
 use crate::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
@@ -31,26 +31,6 @@ pub const NNK_ACT_GELU: u32 = 8;
 /// Log-softmax over each row.
 pub const NNK_ACT_LOG_SOFTMAX: u32 = 9;
 
-/// A read-only slice from C: NULL only with `len == 0`.
-///
-/// # Safety
-/// `p` valid for `len` reads (checked for NULL, alignment, extent).
-unsafe fn rd<'a>(p: *const f32, len: usize, name: &str) -> Result<&'a [f32]> {
-    check_ptr(p, len, name)?;
-    // SAFETY: checked above; the caller guarantees validity.
-    Ok(if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(p, len) } })
-}
-
-/// A writable slice from C.
-///
-/// # Safety
-/// `p` valid for `len` writes; it must not overlap any other slice in use.
-unsafe fn wr<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a mut [f32]> {
-    check_ptr(p as *const f32, len, name)?;
-    // SAFETY: checked above; the caller guarantees validity and no overlap.
-    Ok(if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(p, len) } })
-}
-
 fn no_overlap(outs: &[(*const f32, usize, &str)], ins: &[(*const f32, usize, &str)]) -> Result<()> {
     for (i, &(o, ol, on)) in outs.iter().enumerate() {
         for &(p, pl, pn) in ins.iter().chain(&outs[i + 1..]) {
@@ -60,10 +40,6 @@ fn no_overlap(outs: &[(*const f32, usize, &str)], ins: &[(*const f32, usize, &st
         }
     }
     Ok(())
-}
-
-fn elems(rows: usize, cols: usize) -> Result<usize> {
-    rows.checked_mul(cols).ok_or_else(|| Error::Overflow(format!("{rows} × {cols} overflows size_t")))
 }
 
 /// Shared body of the `nnk_v*_f32` entry points: `y[i] = f(x[i])`, in place
@@ -182,7 +158,7 @@ pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usi
         let act = Activation::from_code(act)?;
         let n = elems(rows, cols)?;
         // SAFETY: checked by `rd`; in place handled through a copy of x.
-        let xs = unsafe { rd(x, n, "x")? };
+        let xs = unsafe { slice_in(x, n, "x")? };
         if x != y as *const f32 {
             no_overlap(&[(y, n, "y")], &[(x, n, "x")])?;
         }
@@ -194,7 +170,7 @@ pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usi
             xs
         };
         // SAFETY: checked by `wr`; disjoint from the input (or the input was copied).
-        let ys = unsafe { wr(y, n, "y")? };
+        let ys = unsafe { slice_out(y, n, "y")? };
         activation_forward(act, rows, cols, xs, ys)
     })
 }
@@ -222,14 +198,14 @@ pub unsafe extern "C" fn nnk_activation_backward(
         let need = act.backward_needs();
         // SAFETY: each checked by `rd`/`wr`; overlap refused below.
         unsafe {
-            let xs = if need.x && n > 0 { Some(rd(x, n, "x")?) } else { None };
-            let ys = if need.y && n > 0 { Some(rd(y, n, "y")?) } else { None };
-            let dys = rd(dy, n, "dy")?;
+            let xs = if need.x && n > 0 { Some(slice_in(x, n, "x")?) } else { None };
+            let ys = if need.y && n > 0 { Some(slice_in(y, n, "y")?) } else { None };
+            let dys = slice_in(dy, n, "dy")?;
             no_overlap(
                 &[(dx, n, "dx")],
                 &[(x, if need.x { n } else { 0 }, "x"), (y, if need.y { n } else { 0 }, "y"), (dy, n, "dy")],
             )?;
-            let dxs = wr(dx, n, "dx")?;
+            let dxs = slice_out(dx, n, "dx")?;
             if n == 0 {
                 return Ok(());
             }
@@ -264,9 +240,9 @@ pub unsafe extern "C" fn nnk_dense_forward(
         no_overlap(&[(a, nz, "a"), (z, nzs, "z")], &[(x, nx, "x"), (w, nw, "w"), (b, nb, "b")])?;
         // SAFETY: checked by `rd`/`wr`; outputs disjoint from everything.
         unsafe {
-            let (xs, ws, bs) = (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(b, nb, "b")?);
-            let zs = if z.is_null() { None } else { Some(wr(z, nz, "z")?) };
-            let as_ = wr(a, nz, "a")?;
+            let (xs, ws, bs) = (slice_in(x, nx, "x")?, slice_in(w, nw, "w")?, slice_in(b, nb, "b")?);
+            let zs = if z.is_null() { None } else { Some(slice_out(z, nz, "z")?) };
+            let as_ = slice_out(a, nz, "a")?;
             dense_forward(act, DenseShape { batch, n_in, n_out }, xs, ws, bs, zs, as_, &GemmOptions::default())
         }
     })
@@ -313,10 +289,15 @@ pub unsafe extern "C" fn nnk_dense_backward(
         )?;
         // SAFETY: checked by `rd`/`wr`; outputs disjoint from everything.
         unsafe {
-            let (xs, ws, zs, as_, das) =
-                (rd(x, nx, "x")?, rd(w, nw, "w")?, rd(z, nzz, "z")?, rd(a, naa, "a")?, rd(da, nz, "da")?);
-            let (dws, dbs) = (wr(dw, nw, "dw")?, wr(db, n_out, "db")?);
-            let dxs = if dx.is_null() { None } else { Some(wr(dx, nx, "dx")?) };
+            let (xs, ws, zs, as_, das) = (
+                slice_in(x, nx, "x")?,
+                slice_in(w, nw, "w")?,
+                slice_in(z, nzz, "z")?,
+                slice_in(a, naa, "a")?,
+                slice_in(da, nz, "da")?,
+            );
+            let (dws, dbs) = (slice_out(dw, nw, "dw")?, slice_out(db, n_out, "db")?);
+            let dxs = if dx.is_null() { None } else { Some(slice_out(dx, nx, "dx")?) };
             DZ_SCRATCH.with(|cell| {
                 let mut scratch = cell.borrow_mut();
                 scratch.resize(nz, 0.0);
@@ -366,9 +347,9 @@ pub unsafe extern "C" fn nnk_softmax_cross_entropy(
         )?;
         // SAFETY: checked; disjoint.
         unsafe {
-            let zs = rd(logits, n, "logits")?;
-            let ls = if batch == 0 { &[][..] } else { std::slice::from_raw_parts(labels, batch) };
-            let ds = wr(dlogits, n, "dlogits")?;
+            let zs = slice_in(logits, n, "logits")?;
+            let ls = slice_in(labels, batch, "labels")?;
+            let ds = slice_out(dlogits, n, "dlogits")?;
             let l = softmax_cross_entropy_sparse(batch, classes, zs, ls, ds)?;
             *loss = l;
         }
@@ -399,7 +380,8 @@ pub unsafe extern "C" fn nnk_adam_step(
         no_overlap(&[(w, n, "w"), (m, n, "m"), (v, n, "v")], &[(g, n, "g")])?;
         // SAFETY: checked; disjoint.
         unsafe {
-            let (ws, gs, ms, vs) = (wr(w, n, "w")?, rd(g, n, "g")?, wr(m, n, "m")?, wr(v, n, "v")?);
+            let (ws, gs, ms, vs) =
+                (slice_out(w, n, "w")?, slice_in(g, n, "g")?, slice_out(m, n, "m")?, slice_out(v, n, "v")?);
             adam_step(ws, gs, ms, vs, t, &AdamParams { lr, beta1, beta2, eps }, l2)
         }
     })
@@ -428,7 +410,7 @@ pub unsafe extern "C" fn nnk_sgd_step(
         no_overlap(&[(w, n, "w"), (velocity, nv, "velocity")], &[(g, n, "g")])?;
         // SAFETY: checked; disjoint.
         unsafe {
-            let (ws, gs, vs) = (wr(w, n, "w")?, rd(g, n, "g")?, wr(velocity, nv, "velocity")?);
+            let (ws, gs, vs) = (slice_out(w, n, "w")?, slice_in(g, n, "g")?, slice_out(velocity, nv, "velocity")?);
             sgd_step(ws, gs, vs, lr, momentum, nesterov, l2)
         }
     })

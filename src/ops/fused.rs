@@ -18,8 +18,8 @@
 //! activation pass) up to the GEMM bound of [`crate::gemm`] plus the
 //! activation's own bound; the tests assert it.
 
-use super::act::{Activation, act_bwd, act_fwd, count, per_activation, softmax_row, softmax_row_bwd};
-use crate::error::{Result, shape};
+use super::act::{Activation, act_bwd, act_fwd, per_activation, softmax_row, softmax_row_bwd};
+use crate::error::{Result, check_len, elems, shape};
 use crate::gemm::kernel::Epilogue;
 use crate::gemm::sparse::spmm_epilogue;
 use crate::gemm::{GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm};
@@ -221,13 +221,6 @@ impl Epilogue<f32> for AddScaled {
     }
 }
 
-fn check(name: &str, len: usize, need: usize) -> Result<()> {
-    if len != need {
-        return Err(shape(format!("'{name}' has {len} elements, expected {need}")));
-    }
-    Ok(())
-}
-
 /// Shapes of one dense layer call.
 #[derive(Debug, Clone, Copy)]
 pub struct DenseShape {
@@ -241,7 +234,7 @@ pub struct DenseShape {
 
 impl DenseShape {
     fn sizes(&self) -> Result<(usize, usize, usize)> {
-        Ok((count(self.batch, self.n_in)?, count(self.n_in, self.n_out)?, count(self.batch, self.n_out)?))
+        Ok((elems(self.batch, self.n_in)?, elems(self.n_in, self.n_out)?, elems(self.batch, self.n_out)?))
     }
 }
 
@@ -312,20 +305,20 @@ fn forward(
 ) -> Result<()> {
     let (nx, nw, nz) = shp.sizes()?;
     match x {
-        Input::Dense(x) => check("x", x.len(), nx)?,
+        Input::Dense(x) => check_len("x", x.len(), nx)?,
         Input::Sparse(x, None) => check_sparse("x", x, shp.batch, shp.n_in)?,
         Input::Sparse(x, Some(rows)) => {
             check_sparse("x", x, x.rows(), shp.n_in)?;
-            check("rows", rows.len(), shp.batch)?;
+            check_len("rows", rows.len(), shp.batch)?;
         }
     }
-    check("w", w.len(), nw)?;
+    check_len("w", w.len(), nw)?;
     if !b.is_empty() {
-        check("b", b.len(), shp.n_out)?;
+        check_len("b", b.len(), shp.n_out)?;
     }
-    check("a", a.len(), nz)?;
+    check_len("a", a.len(), nz)?;
     if let Some(z) = &z {
-        check("z", z.len(), nz)?;
+        check_len("z", z.len(), nz)?;
     }
     let DenseShape { batch, n_in, n_out } = shp;
     let wv = MatRef::row_major(w, n_in, n_out, n_out)?;
@@ -527,23 +520,23 @@ fn backward(
     let (nx, nw, nz) = shp.sizes()?;
     let DenseShape { batch, n_in, n_out } = shp;
     match x {
-        Input::Dense(x) => check("x", x.len(), nx)?,
+        Input::Dense(x) => check_len("x", x.len(), nx)?,
         Input::Sparse(xt, _) => check_sparse("xt", xt, n_in, batch)?,
     }
-    check("w", w.len(), nw)?;
-    check("da", da.len(), nz)?;
-    check("dw", g.dw.len(), nw)?;
-    check("db", g.db.len(), n_out)?;
-    check("dz", g.dz.len(), nz)?;
+    check_len("w", w.len(), nw)?;
+    check_len("da", da.len(), nz)?;
+    check_len("dw", g.dw.len(), nw)?;
+    check_len("db", g.db.len(), n_out)?;
+    check_len("dz", g.dz.len(), nz)?;
     if let Some(dx) = &g.dx {
-        check("dx", dx.len(), nx)?;
+        check_len("dx", dx.len(), nx)?;
     }
     let needs = act.backward_needs();
     if needs.x {
-        check("z", z.len(), nz)?;
+        check_len("z", z.len(), nz)?;
     }
     if needs.y {
-        check("a", a.len(), nz)?;
+        check_len("a", a.len(), nz)?;
     }
     if !l2.is_finite() {
         return Err(crate::Error::NonFinite(format!("l2 = {l2}")));

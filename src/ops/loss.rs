@@ -15,8 +15,8 @@
 //! rounding), the blocks in f64 in index order; the softmax losses sum per row
 //! in f64 in row order. No thread count enters either.
 
-use super::act::{count, map3, softmax_row};
-use crate::error::{Error, Result, invalid, shape};
+use super::act::{map3, softmax_row};
+use crate::error::{Error, Result, check_len, elems, invalid};
 use crate::simd::Isa;
 use crate::simd::math::{exp_f32s, sigmoid_f32s, softplus_f32s};
 use pulp::{Simd, WithSimd};
@@ -31,13 +31,6 @@ pub enum Loss {
     BinaryCrossEntropy,
     /// Softmax cross-entropy on logits, for multi-class outputs.
     SoftmaxCrossEntropy,
-}
-
-fn check(name: &str, len: usize, need: usize) -> Result<()> {
-    if len != need {
-        return Err(shape(format!("'{name}' has {len} elements, expected {need}")));
-    }
-    Ok(())
 }
 
 struct Elementwise<'a> {
@@ -139,11 +132,11 @@ pub fn elementwise_loss(
     if kind == Loss::SoftmaxCrossEntropy {
         return Err(invalid("use softmax_cross_entropy for the softmax loss"));
     }
-    let n = count(rows, cols)?;
-    check("pred", pred.len(), n)?;
-    check("target", target.len(), n)?;
+    let n = elems(rows, cols)?;
+    check_len("pred", pred.len(), n)?;
+    check_len("target", target.len(), n)?;
     if let Some(g) = &grad {
-        check("grad", g.len(), n)?;
+        check_len("grad", g.len(), n)?;
     }
     if rows == 0 {
         return Ok(0.0);
@@ -320,10 +313,10 @@ pub fn softmax_cross_entropy(
     y: &[f32],
     dlogits: &mut [f32],
 ) -> Result<f32> {
-    let n = count(batch, classes)?;
-    check("logits", logits.len(), n)?;
-    check("y", y.len(), n)?;
-    check("dlogits", dlogits.len(), n)?;
+    let n = elems(batch, classes)?;
+    check_len("logits", logits.len(), n)?;
+    check_len("y", y.len(), n)?;
+    check_len("dlogits", dlogits.len(), n)?;
     if batch == 0 {
         return Ok(0.0);
     }
@@ -344,10 +337,10 @@ pub fn softmax_cross_entropy_sparse(
     labels: &[u32],
     dlogits: &mut [f32],
 ) -> Result<f32> {
-    let n = count(batch, classes)?;
-    check("logits", logits.len(), n)?;
-    check("labels", labels.len(), batch)?;
-    check("dlogits", dlogits.len(), n)?;
+    let n = elems(batch, classes)?;
+    check_len("logits", logits.len(), n)?;
+    check_len("labels", labels.len(), batch)?;
+    check_len("dlogits", dlogits.len(), n)?;
     if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
         return Err(Error::InvalidArgument(format!("label {l} at row {i} is not below the class count {classes}")));
     }

@@ -21,19 +21,15 @@
 //! an Intel Xeon. Other instruction sets use IEEE operations. See
 //! `simd::div_sqrt_plus`.
 
-use crate::error::{Error, Result, invalid, shape};
+use crate::error::{Error, Result, check_len, invalid};
 use crate::par::Par;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Isa;
 use pulp::{Simd, WithSimd};
 
+/// Each `(name, len)` of `others` has the parameters' length `n`.
 fn same_len(n: usize, others: &[(&str, usize)]) -> Result<()> {
-    for &(name, len) in others {
-        if len != n {
-            return Err(shape(format!("'{name}' has {len} elements, the parameters have {n}")));
-        }
-    }
-    Ok(())
+    others.iter().try_for_each(|&(name, len)| check_len(name, len, n))
 }
 
 fn finite(vals: &[(&str, f32)]) -> Result<()> {
