@@ -2,8 +2,10 @@
 //! validation and early stopping of scikit-learn's `MLPClassifier` /
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
-use super::model::{Mlp, Targets, Task, Workspace, argmax, score_of};
-use crate::error::{Error, Result, invalid, shape};
+use super::model::{Mlp, Workspace};
+pub use super::opt_state::OptState;
+use super::task::{Scale, Targets, Task};
+use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
@@ -393,25 +395,6 @@ impl FitObserver for EpochFn<'_, '_> {
     }
 }
 
-/// Optimizer state kept between `fit` calls for `warm_start`/`partial_fit`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OptState {
-    s1: AlignedVec,
-    s2: AlignedVec,
-    t: u64,
-    samples_seen: u64,
-    lr: f32,
-}
-
-impl OptState {
-    /// Copies `o` in place (the buffers have `o`'s lengths: no allocation).
-    fn copy_from(&mut self, o: &OptState) {
-        self.s1.clone_from(&o.s1);
-        self.s2.clone_from(&o.s2);
-        (self.t, self.samples_seen, self.lr) = (o.t, o.samples_seen, o.lr);
-    }
-}
-
 /// Buffers sized once per fit: no allocation per batch.
 struct TrainBufs {
     /// The batch's inputs, dense (empty when sparse).
@@ -439,35 +422,8 @@ pub struct Validation<'a> {
 }
 
 impl Mlp {
-    fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
-        let k = self.n_outputs();
-        match (self.task, y) {
-            (Task::MultiClass, Targets::Labels(l)) | (Task::MultiLabel, Targets::Labels(l)) => {
-                if self.task == Task::MultiLabel && k != 1 {
-                    return Err(invalid("labels need a single sigmoid output; use dense 0/1 targets for multi-label"));
-                }
-                if l.len() != n {
-                    return Err(shape(format!("{} labels for {n} samples", l.len())));
-                }
-                let bound = if self.task == Task::MultiClass { k } else { 2 };
-                if let Some((i, &v)) = l.iter().enumerate().find(|&(_, &v)| v as usize >= bound) {
-                    return Err(invalid(format!("label {v} of sample {i} is not below {bound}")));
-                }
-            }
-            (Task::Regression, Targets::Dense(t)) | (Task::MultiLabel, Targets::Dense(t)) => {
-                if t.len() != n * k {
-                    return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
-                }
-                if let Some(i) = crate::ops::reduce::first_non_finite(t) {
-                    return Err(Error::NonFinite(format!("target {i} is not finite")));
-                }
-            }
-            (Task::MultiClass, Targets::Dense(_)) => return Err(invalid("a multi-class model trains on labels")),
-            (Task::Regression, Targets::Labels(_)) => {
-                return Err(invalid("a regression model trains on dense targets"));
-            }
-        }
-        Ok(())
+    pub(crate) fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
+        self.task.check_targets(self.n_outputs(), y, n)
     }
 
     /// Trains on `n_samples` rows of `x` (`n_samples × n_inputs`, finite) with
@@ -567,13 +523,8 @@ impl Mlp {
         // Weights and optimizer state at the start of the epoch, restored if
         // the training diverges; the best epoch's weights (early stopping).
         let mut epoch_start = self.params.try_clone("the epoch-start weights")?;
-        let mut state_start = OptState {
-            s1: AlignedVec::try_zeros(s1_len, "the epoch-start optimizer state")?,
-            s2: AlignedVec::try_zeros(s2_len, "the epoch-start optimizer state")?,
-            t: 0,
-            samples_seen: 0,
-            lr: cfg.learning_rate_init,
-        };
+        let mut state_start =
+            OptState::try_zeros(s1_len, s2_len, cfg.learning_rate_init, "the epoch-start optimizer state")?;
         let mut best_params = if cfg.early_stopping {
             AlignedVec::try_zeros(n_par, "the best epoch's weights")?
         } else {
@@ -591,13 +542,7 @@ impl Mlp {
         // the state can be taken.
         let mut state = match self.state.take() {
             Some(s) if keep => s,
-            _ => OptState {
-                s1: AlignedVec::default(),
-                s2: AlignedVec::default(),
-                t: 0,
-                samples_seen: 0,
-                lr: cfg.learning_rate_init,
-            },
+            _ => OptState::fresh(cfg.learning_rate_init),
         };
         if let Some(v) = fresh1 {
             state.s1 = v;
@@ -787,7 +732,7 @@ impl Mlp {
         let p = &mut p[..n_samples * k];
         self.predict_into(x, n_samples, ws, p)?;
         let p = &*p;
-        let score = score_of(self.task, &p, k, y)?;
+        let score = self.task.score(p, k, y)?;
         let n = n_samples.max(1) as f64;
         let loss = match (self.task, y) {
             (Task::MultiClass, Targets::Labels(l)) => {
@@ -892,21 +837,11 @@ impl Mlp {
         }
         // Loss and ∂L/∂logits.
         let logits = &bf.a[nl - 1][..b * k];
-        let right = match (self.task, y) {
-            (Task::Regression, _) => 0,
-            (Task::MultiClass, _) => {
-                logits.chunks(k).zip(&bf.yl[..b]).filter(|&(r, &c)| argmax(r) == c as usize).count()
-            }
-            // Logit ≥ 0 ⇔ sigmoid ≥ 0.5.
-            (Task::MultiLabel, Targets::Labels(_)) => {
-                logits.iter().zip(&bf.yl[..b]).filter(|&(&z, &c)| (z >= 0.0) == (c != 0)).count()
-            }
-            (Task::MultiLabel, _) => logits
-                .chunks(k)
-                .zip(bf.yd[..b * k].chunks(k))
-                .filter(|(r, t)| r.iter().zip(t.iter()).all(|(&z, &v)| (z >= 0.0) == (v >= 0.5)))
-                .count(),
+        let yb = match y {
+            Targets::Labels(_) => Targets::Labels(&bf.yl[..b]),
+            Targets::Dense(_) => Targets::Dense(&bf.yd[..b * k]),
         };
+        let right = if self.task == Task::Regression { 0 } else { self.task.correct(logits, Scale::Logits, &yb, k)? };
         let dlog = &mut bf.da[nl - 1][..b * k];
         let mut loss = match (self.task, y) {
             (Task::MultiClass, _) => softmax_cross_entropy_sparse(b, k, logits, &bf.yl[..b], dlog)? as f64,
