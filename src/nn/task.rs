@@ -1,9 +1,11 @@
-//! What a task decides, in one place: the output activation, which targets
-//! fit it, and what counts as a right answer (training accuracy,
+//! What a task decides, in one place: the output activation, the loss (for
+//! training, through [`crate::ops::loss`], and for validation), which
+//! targets fit it, and what counts as a right answer (training accuracy,
 //! [`Mlp::score`](super::Mlp::score), predicted classes).
 
 use crate::error::{Error, Result, invalid, shape};
 use crate::ops::act::Activation;
+use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
 
 /// What the output layer predicts; decides the output activation and the loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +28,25 @@ pub enum Targets<'a> {
     Dense(&'a [f32]),
 }
 
+/// What a loss is taken of, which decides how it is summed. Training and
+/// validation share the loss's definition (the task's [`Loss`]) but not their
+/// rounding: changing either would change reported results.
+pub(crate) enum LossOf<'a> {
+    /// The output layer's logits (its activation folded into the loss),
+    /// through the [`crate::ops::loss`] kernels (f32 vector sums, as fast as
+    /// the trainer needs), writing `∂L/∂logits` into `grad`. The result is
+    /// the kernel's f32.
+    Logits {
+        /// The logits, `rows × outputs`.
+        z: &'a [f32],
+        /// `∂L/∂z`, same shape.
+        grad: &'a mut [f32],
+    },
+    /// The output activations (probabilities or values, as predicted), one
+    /// term per sample in f64, summed in sample order: a report's precision.
+    Outputs(&'a [f32]),
+}
+
 /// Where class decisions are read: the output layer's logits (during
 /// training, before the activation) or its activations (predictions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +65,22 @@ impl Task {
             Task::MultiLabel => Activation::Sigmoid,
             Task::Regression => Activation::Identity,
         }
+    }
+
+    /// The loss the task trains and validates with (the output activation
+    /// folded in).
+    pub(crate) fn loss_kind(self) -> Loss {
+        match self {
+            Task::MultiClass => Loss::SoftmaxCrossEntropy,
+            Task::MultiLabel => Loss::BinaryCrossEntropy,
+            Task::Regression => Loss::SquaredError,
+        }
+    }
+
+    /// Whether the loss reads class labels (softmax) rather than dense
+    /// targets: a sigmoid output's labels are read as 0/1 values.
+    pub(crate) fn loss_reads_labels(self) -> bool {
+        self.loss_kind() == Loss::SoftmaxCrossEntropy
     }
 
     pub(crate) fn code(self) -> u32 {
@@ -93,6 +130,52 @@ impl Task {
             }
         }
         Ok(())
+    }
+
+    /// The mean loss (without penalty) of `rows × k` outputs against checked
+    /// targets `y` ([`Task::check_targets`]; a sigmoid output's labels as
+    /// dense 0/1 when taken of logits, see [`Task::loss_reads_labels`]).
+    pub(crate) fn loss(self, of: LossOf<'_>, y: &Targets<'_>, k: usize) -> Result<f64> {
+        let kind = self.loss_kind();
+        match of {
+            LossOf::Logits { z, grad } => {
+                let rows = z.len() / k.max(1);
+                Ok(match (kind, y) {
+                    (Loss::SoftmaxCrossEntropy, Targets::Labels(l)) => {
+                        softmax_cross_entropy_sparse(rows, k, z, l, grad)? as f64
+                    }
+                    (Loss::SoftmaxCrossEntropy, Targets::Dense(_)) => {
+                        return Err(invalid("a multi-class model trains on labels"));
+                    }
+                    (_, Targets::Dense(t)) => elementwise_loss(kind, rows, k, z, t, Some(grad))? as f64,
+                    (_, Targets::Labels(_)) => {
+                        return Err(invalid("the loss of logits reads a sigmoid output's labels as 0/1 values"));
+                    }
+                })
+            }
+            LossOf::Outputs(p) => {
+                let n = (p.len() / k.max(1)).max(1) as f64;
+                Ok(match (kind, y) {
+                    (Loss::SoftmaxCrossEntropy, Targets::Labels(l)) => {
+                        l.iter()
+                            .enumerate()
+                            .map(|(i, &c)| -((p[i * k + c as usize] as f64).max(1e-30)).ln())
+                            .sum::<f64>()
+                            / n
+                    }
+                    (Loss::BinaryCrossEntropy, Targets::Labels(l)) => {
+                        l.iter().enumerate().map(|(i, &c)| bce(p[i] as f64, c as f64)).sum::<f64>() / n
+                    }
+                    (Loss::BinaryCrossEntropy, Targets::Dense(t)) => {
+                        p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n
+                    }
+                    (Loss::SquaredError, Targets::Dense(t)) => {
+                        p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n
+                    }
+                    _ => return Err(invalid("targets do not match the task")),
+                })
+            }
+        }
     }
 
     /// How many rows of `out` (`rows × k`, read on `scale`) are classified
@@ -205,4 +288,10 @@ pub(crate) fn argmax(r: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// Log-loss of probability `p` against target `t`, `p` kept 1e-12 from 0 and 1.
+fn bce(p: f64, t: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
 }

@@ -4,14 +4,13 @@
 
 use super::model::{Mlp, Workspace};
 pub use super::opt_state::OptState;
-use super::task::{Scale, Targets, Task};
+use super::task::{LossOf, Scale, Targets, Task};
 use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
     DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
 };
-use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
 use crate::optim::{AdamParams, StepRule, clip_grad_norm};
 use crate::par::Par;
 use crate::simd::AlignedVec;
@@ -906,22 +905,7 @@ impl Mlp {
         self.predict_into(x, n_samples, ws, p)?;
         let p = &*p;
         let score = self.task.score(p, k, y)?;
-        let n = n_samples.max(1) as f64;
-        let loss = match (self.task, y) {
-            (Task::MultiClass, Targets::Labels(l)) => {
-                l.iter().enumerate().map(|(i, &c)| -((p[i * k + c as usize] as f64).max(1e-30)).ln()).sum::<f64>() / n
-            }
-            (Task::MultiLabel, Targets::Labels(l)) => {
-                l.iter().enumerate().map(|(i, &c)| bce(p[i] as f64, c as f64)).sum::<f64>() / n
-            }
-            (Task::MultiLabel, Targets::Dense(t)) => {
-                p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n
-            }
-            (_, Targets::Dense(t)) => {
-                p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n
-            }
-            _ => return Err(invalid("targets do not match the task")),
-        };
+        let loss = self.task.loss(LossOf::Outputs(p), y, k)?;
         Ok((loss, score))
     }
 
@@ -960,10 +944,12 @@ impl Mlp {
         })
     }
 
-    /// Forward, loss, backward and optimizer step on the samples `rows` (`next`:
-    /// the next batch's, whose sparse inputs are prefetched during the step).
-    /// Returns the batch loss and how many of its samples the forward pass
-    /// classified right (0 for regression).
+    /// Gather, forward, head (loss, ∂L/∂logits and accuracy), penalties,
+    /// backward and optimizer step on the samples `rows` (`next`: the next
+    /// batch's, whose sparse inputs are prefetched during the step). Returns
+    /// the batch loss and how many of its samples the forward pass
+    /// classified right (0 for regression). Nothing is updated from a
+    /// non-finite loss (the caller restores).
     #[allow(clippy::too_many_arguments)]
     fn train_batch(
         &mut self,
@@ -977,19 +963,41 @@ impl Mlp {
         lr: f32,
         opts: &GemmOptions,
     ) -> Result<(f64, usize)> {
-        let b = rows.len();
-        let (ni, k, nl) = (self.n_inputs, self.n_outputs(), self.layers.len());
+        self.gather_batch(x, y, rows, bf);
+        self.forward(rows, bf, opts)?;
+        let (loss, right) = self.head(rows.len(), bf)?;
+        let loss = self.add_penalties(loss, cfg, rows.len());
+        if !loss.is_finite() {
+            return Ok((loss, right));
+        }
+        let l2 = L2::of(cfg, rows.len());
+        self.backward(rows, bf, cfg, l2.in_grad, opts)?;
+        self.step(next, bf, cfg, st, lr, l2.in_step, opts)?;
+        Ok((loss, right))
+    }
 
+    /// Copies the inputs (dense path) and targets of `rows` into the batch
+    /// buffers, targets in the form the task's loss reads.
+    fn gather_batch(&self, x: &[f32], y: &Targets<'_>, rows: &[usize], bf: &mut TrainBufs) {
+        let (ni, k) = (self.n_inputs, self.n_outputs());
+        let labels = self.task.loss_reads_labels();
         for (r, &i) in rows.iter().enumerate() {
             if bf.sparse.is_none() {
                 bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
             }
             match y {
-                Targets::Labels(l) => bf.yl[r] = l[i],
+                Targets::Labels(l) if labels => bf.yl[r] = l[i],
+                // A sigmoid output's 0/1 label (one output: checked).
+                Targets::Labels(l) => bf.yd[r] = l[i] as f32,
                 Targets::Dense(d) => bf.yd[r * k..(r + 1) * k].copy_from_slice(&d[i * k..(i + 1) * k]),
             }
         }
-        // Forward; the output layer yields logits (its activation is folded into the loss).
+    }
+
+    /// The forward pass of the batch `rows`; the output layer yields logits
+    /// (its activation is folded into the loss).
+    fn forward(&self, rows: &[usize], bf: &mut TrainBufs, opts: &GemmOptions) -> Result<()> {
+        let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in 0..nl {
             let l = self.layers[i];
             let n_in = self.fan_in(i);
@@ -1008,37 +1016,29 @@ impl Mlp {
                 }
             }
         }
-        // Loss and ∂L/∂logits.
+        Ok(())
+    }
+
+    /// The task's head on the batch's `b` logits: the mean loss, `∂L/∂logits`
+    /// (into the last layer's `da`) and how many samples were classified
+    /// right (0 for regression).
+    fn head(&self, b: usize, bf: &mut TrainBufs) -> Result<(f64, usize)> {
+        let (k, nl) = (self.n_outputs(), self.layers.len());
+        let yb =
+            if self.task.loss_reads_labels() { Targets::Labels(&bf.yl[..b]) } else { Targets::Dense(&bf.yd[..b * k]) };
         let logits = &bf.a[nl - 1][..b * k];
-        let yb = match y {
-            Targets::Labels(_) => Targets::Labels(&bf.yl[..b]),
-            Targets::Dense(_) => Targets::Dense(&bf.yd[..b * k]),
-        };
         let right = if self.task == Task::Regression { 0 } else { self.task.correct(logits, Scale::Logits, &yb, k)? };
-        let dlog = &mut bf.da[nl - 1][..b * k];
-        let mut loss = match (self.task, y) {
-            (Task::MultiClass, _) => softmax_cross_entropy_sparse(b, k, logits, &bf.yl[..b], dlog)? as f64,
-            (Task::MultiLabel, Targets::Labels(_)) => {
-                for r in 0..b {
-                    bf.yd[r] = bf.yl[r] as f32;
-                }
-                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b], Some(dlog))? as f64
-            }
-            (Task::MultiLabel, _) => {
-                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
-            }
-            (Task::Regression, _) => {
-                elementwise_loss(Loss::SquaredError, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
-            }
-        };
-        // Penalties (scikit-learn scaling: per batch size; biases excluded).
-        let coupled_l2 = if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha };
-        let l2 = coupled_l2 / b as f32;
-        // The L2 term `l2·W` joins the gradient in the optimizer's pass, which
-        // reads W anyway (the weight-gradient products then skip a pass over
-        // W; the same sum `dW + l2·W`, the same bits). Clipping by the norm
-        // needs the whole gradient first: then the products add it.
-        let (l2_grad, l2_step) = if cfg.clip_norm.is_some() { (l2, 0.0) } else { (0.0, l2) };
+        let grad = &mut bf.da[nl - 1][..b * k];
+        let loss = self.task.loss(LossOf::Logits { z: logits, grad }, &yb, k)?;
+        Ok((loss, right))
+    }
+
+    /// `loss` plus the penalties of a batch of `b` (scikit-learn scaling: per
+    /// batch size; biases excluded): `0.5·alpha·‖W‖²/b` (not for AdamW,
+    /// which decays instead) and `l1·‖W‖₁/b`.
+    fn add_penalties(&self, mut loss: f64, cfg: &TrainConfig, b: usize) -> f64 {
+        let nl = self.layers.len();
+        let coupled_l2 = L2::coupled(cfg);
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
             let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
@@ -1048,11 +1048,21 @@ impl Mlp {
             let ab: f64 = (0..nl).map(|i| self.layer_params(i).0.iter().map(|&v| (v as f64).abs()).sum::<f64>()).sum();
             loss += cfg.l1 as f64 * ab / b as f64;
         }
-        if !loss.is_finite() {
-            // Nothing is updated from a non-finite loss; the caller restores.
-            return Ok((loss, right));
-        }
-        // Backward, last layer first; gradients land in the flat buffer.
+        loss
+    }
+
+    /// Backward, last layer first, from `∂L/∂logits` into the flat gradient,
+    /// with the L2 term `l2·W` (when the optimizer does not add it) and the
+    /// L1 subgradient, then clipped by norm (`clip_norm`).
+    fn backward(
+        &self,
+        rows: &[usize],
+        bf: &mut TrainBufs,
+        cfg: &TrainConfig,
+        l2: f32,
+        opts: &GemmOptions,
+    ) -> Result<()> {
+        let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in (0..nl).rev() {
             let l = self.layers[i];
             let n_in = self.fan_in(i);
@@ -1072,10 +1082,10 @@ impl Mlp {
                 xt.transpose_rows_from(xs, rows)?;
             }
             match (&bf.sparse, i) {
-                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2_grad, g, opts)?,
+                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
                 _ => {
                     let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
-                    dense_backward(act, shp, input, w, z, a, da, l2_grad, g, opts)?
+                    dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
                 }
             }
             if cfg.l1 > 0.0 {
@@ -1096,17 +1106,31 @@ impl Mlp {
                 e => e,
             })?;
         }
-        // One fused optimizer pass over each layer's weights (with the L2
-        // term, unless the gradient has it) and one over its biases (never
-        // penalised); Adam's step counter advances once per batch.
-        let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
+        Ok(())
+    }
+
+    /// The optimizer step: one fused pass over each layer's weights (with
+    /// the L2 term `l2·W`, unless the gradient has it) and one over its
+    /// biases (never penalised); Adam's step counter advances once per batch.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        next: Option<&[usize]>,
+        bf: &TrainBufs,
+        cfg: &TrainConfig,
+        st: &mut OptState,
+        lr: f32,
+        l2: f32,
+        opts: &GemmOptions,
+    ) -> Result<()> {
+        let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
         if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
             // The next batch's nonzeros, while the optimizer's divisions leave
             // the memory system idle.
             xs.prefetch_rows(next);
         }
-        for i in 0..nl {
+        for i in 0..self.layers.len() {
             let (w0, b0) = self.offsets[i];
             let end = b0 + self.layers[i].units;
             for (r, lo, hi) in [(rule_w, w0, b0), (rule_b, b0, end)] {
@@ -1114,13 +1138,32 @@ impl Mlp {
                 r.apply(&mut self.params[lo..hi], &bf.grad[lo..hi], s1, s2, opts.par)?;
             }
         }
-        Ok((loss, right))
+        Ok(())
     }
 }
 
-fn bce(p: f64, t: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+/// Where a batch's coupled L2 term `l2·W` joins the gradient.
+struct L2 {
+    /// Added by the weight-gradient products.
+    in_grad: f32,
+    /// Added by the optimizer's pass.
+    in_step: f32,
+}
+
+impl L2 {
+    /// The coupled L2 factor: `alpha`, except for AdamW (decoupled decay).
+    fn coupled(cfg: &TrainConfig) -> f32 {
+        if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha }
+    }
+
+    /// The term of a batch of `b`, `alpha/b`: in the optimizer's pass, which
+    /// reads W anyway (the weight-gradient products then skip a pass over W;
+    /// the same sum `dW + l2·W`, the same bits); in the products when
+    /// clipping by the norm needs the whole gradient first.
+    fn of(cfg: &TrainConfig, b: usize) -> L2 {
+        let l2 = L2::coupled(cfg) / b as f32;
+        if cfg.clip_norm.is_some() { L2 { in_grad: l2, in_step: 0.0 } } else { L2 { in_grad: 0.0, in_step: l2 } }
+    }
 }
 
 enum Gathered {
