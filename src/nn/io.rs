@@ -40,7 +40,8 @@
 //! [`Error::Format`]. Save → load → predict is bit-identical.
 
 use super::data::Scaler;
-use super::model::{Layer, MAX_PARAMS, MAX_WIDTH, Mlp, Task};
+use super::model::{Layer, MAX_PARAMS, MAX_WIDTH, Mlp};
+use super::task::Task;
 use crate::error::{Error, Result};
 use crate::ops::act::Activation;
 use std::ffi::OsString;

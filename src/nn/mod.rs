@@ -12,9 +12,12 @@
 pub mod data;
 pub mod io;
 pub mod model;
+mod opt_state;
+pub mod task;
 pub mod train;
 
-pub use model::{Layer, Mlp, Targets, Task, Workspace};
+pub use model::{Layer, Mlp, Workspace};
+pub use task::{Targets, Task};
 pub use train::{
     BatchProgress, EpochCallback, EpochRecord, FitObserver, History, SPARSE_AUTO_DENSITY, Schedule, Solver,
     SparseInput, TrainConfig, Validation,

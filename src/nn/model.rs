@@ -1,6 +1,7 @@
 //! The multilayer perceptron: layer stack, flat parameters, initialisation,
 //! and prediction with a reusable workspace.
 
+use super::opt_state::OptState;
 use crate::error::{Error, Result, invalid, shape};
 use crate::gemm::GemmOptions;
 use crate::ops::act::{Activation, Fan};
@@ -10,43 +11,9 @@ use crate::simd::fp::FlushDenormals;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// What the output layer predicts; decides the output activation and the loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Task {
-    /// One of K classes: softmax output, categorical cross-entropy.
-    MultiClass,
-    /// Independent yes/no outputs (binary is one output): sigmoid, log-loss.
-    MultiLabel,
-    /// Real values: identity output, squared error.
-    Regression,
-}
-
-impl Task {
-    /// The output activation of the task.
-    pub fn output_activation(self) -> Activation {
-        match self {
-            Task::MultiClass => Activation::Softmax,
-            Task::MultiLabel => Activation::Sigmoid,
-            Task::Regression => Activation::Identity,
-        }
-    }
-    pub(crate) fn code(self) -> u32 {
-        match self {
-            Task::MultiClass => 0,
-            Task::MultiLabel => 1,
-            Task::Regression => 2,
-        }
-    }
-    pub(crate) fn from_code(c: u32) -> Result<Task> {
-        Ok(match c {
-            0 => Task::MultiClass,
-            1 => Task::MultiLabel,
-            2 => Task::Regression,
-            x => return Err(invalid(format!("unknown task code {x}"))),
-        })
-    }
-}
+// Still nameable where they were defined before `task` held them
+// (`nnkern::nn::model::Task`).
+pub use super::task::{Targets, Task};
 
 /// One dense layer: `units` outputs followed by `activation`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,7 +43,7 @@ pub struct Mlp {
     /// Offsets of `(W, b)` of each layer in `params`.
     pub(crate) offsets: Vec<(usize, usize)>,
     /// Optimizer state kept for `warm_start` / `partial_fit`.
-    pub(crate) state: Option<super::train::OptState>,
+    pub(crate) state: Option<OptState>,
 }
 
 /// Largest width accepted for any layer or input (guards allocations).
@@ -276,7 +243,7 @@ impl Mlp {
     /// output ≥ 0.5 for a single sigmoid output. Errors for regression.
     pub fn predict_class(&self, x: &[f32], n_samples: usize) -> Result<Vec<u32>> {
         let p = self.predict_proba(x, n_samples)?;
-        classes_of(self.task, &p, self.n_outputs())
+        self.task.classes(&p, self.n_outputs())
     }
 
     /// Accuracy on labelled data (classifiers) or R² (regression, `y` is
@@ -285,88 +252,7 @@ impl Mlp {
     /// only when every one of its labels is (output ≥ 0.5 ⇔ target ≥ 0.5).
     pub fn score(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<f64> {
         let p = self.predict_proba(x, n_samples)?;
-        score_of(self.task, &p, self.n_outputs(), y)
-    }
-}
-
-/// Training or evaluation targets.
-#[derive(Debug, Clone, Copy)]
-pub enum Targets<'a> {
-    /// Class labels `0..K` (multi-class; binary with one sigmoid output: 0/1).
-    Labels(&'a [u32]),
-    /// Dense targets, `n_samples × n_outputs` (regression values, multi-label 0/1).
-    Dense(&'a [f32]),
-}
-
-pub(crate) fn classes_of(task: Task, p: &[f32], k: usize) -> Result<Vec<u32>> {
-    let class = class_rule(task, k)?;
-    crate::mem::try_collect(p.len() / k.max(1), p.chunks(k.max(1)).map(class), "the predicted classes")
-}
-
-/// The class of one row of outputs, for `task` with `k` outputs.
-fn class_rule(task: Task, k: usize) -> Result<fn(&[f32]) -> u32> {
-    match task {
-        Task::Regression => Err(invalid("a regression model has no classes")),
-        Task::MultiLabel if k == 1 => Ok(|r| (r[0] >= 0.5) as u32),
-        Task::MultiLabel => Err(invalid("a multi-label model predicts one 0/1 per output: use predict_proba")),
-        Task::MultiClass => Ok(|r| argmax(r) as u32),
-    }
-}
-
-/// Index of the first maximum of `r` (a row of outputs or logits).
-pub(crate) fn argmax(r: &[f32]) -> usize {
-    let mut best = 0;
-    for (j, &v) in r.iter().enumerate() {
-        if v > r[best] {
-            best = j;
-        }
-    }
-    best
-}
-
-pub(crate) fn score_of(task: Task, p: &[f32], k: usize, y: &Targets<'_>) -> Result<f64> {
-    let n = p.len() / k.max(1);
-    match (task, y) {
-        (Task::Regression, Targets::Dense(t)) | (Task::MultiLabel, Targets::Dense(t)) => {
-            if t.len() != p.len() {
-                return Err(shape("targets and predictions differ in length"));
-            }
-            if task == Task::MultiLabel {
-                // Subset accuracy, as scikit-learn's `score` for multi-label
-                // targets: a sample counts only when all its labels are right.
-                let ok = p
-                    .chunks(k.max(1))
-                    .zip(t.chunks(k.max(1)))
-                    .filter(|(pr, tr)| pr.iter().zip(tr.iter()).all(|(&a, &b)| (a >= 0.5) == (b >= 0.5)))
-                    .count();
-                return Ok(ok as f64 / n.max(1) as f64);
-            }
-            // R² averaged over outputs (scikit-learn's uniform average).
-            let mut r2 = 0.0;
-            for j in 0..k {
-                let mean = (0..n).map(|i| t[i * k + j] as f64).sum::<f64>() / n.max(1) as f64;
-                let ss_res: f64 = (0..n).map(|i| (t[i * k + j] as f64 - p[i * k + j] as f64).powi(2)).sum();
-                let ss_tot: f64 = (0..n).map(|i| (t[i * k + j] as f64 - mean).powi(2)).sum();
-                r2 += if ss_tot > 0.0 {
-                    1.0 - ss_res / ss_tot
-                } else if ss_res == 0.0 {
-                    1.0
-                } else {
-                    0.0
-                };
-            }
-            Ok(r2 / k.max(1) as f64)
-        }
-        (_, Targets::Labels(l)) => {
-            if l.len() != n {
-                return Err(shape(format!("{} labels for {n} samples", l.len())));
-            }
-            // Counted row by row: scoring allocates nothing (the trainer
-            // scores its validation set every epoch).
-            let class = class_rule(task, k)?;
-            Ok(p.chunks(k.max(1)).zip(l.iter()).filter(|(r, b)| class(r) == **b).count() as f64 / n.max(1) as f64)
-        }
-        (Task::MultiClass, Targets::Dense(_)) => Err(invalid("a multi-class model is scored on labels")),
+        self.task.score(&p, self.n_outputs(), y)
     }
 }
 

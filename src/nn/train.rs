@@ -2,14 +2,15 @@
 //! validation and early stopping of scikit-learn's `MLPClassifier` /
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
-use super::model::{Mlp, Targets, Task, Workspace, argmax, score_of};
-use crate::error::{Error, Result, invalid, shape};
+use super::model::{Mlp, Workspace};
+pub use super::opt_state::OptState;
+use super::task::{LossOf, Scale, Targets, Task};
+use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
     DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
 };
-use crate::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy_sparse};
 use crate::optim::{AdamParams, StepRule, clip_grad_norm};
 use crate::par::Par;
 use crate::simd::AlignedVec;
@@ -393,40 +394,6 @@ impl FitObserver for EpochFn<'_, '_> {
     }
 }
 
-/// Optimizer state kept between `fit` calls for `warm_start`/`partial_fit`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OptState {
-    s1: AlignedVec,
-    s2: AlignedVec,
-    t: u64,
-    samples_seen: u64,
-    lr: f32,
-}
-
-impl OptState {
-    /// Copies `o` in place (the buffers have `o`'s lengths: no allocation).
-    fn copy_from(&mut self, o: &OptState) {
-        self.s1.clone_from(&o.s1);
-        self.s2.clone_from(&o.s2);
-        (self.t, self.samples_seen, self.lr) = (o.t, o.samples_seen, o.lr);
-    }
-}
-
-/// Buffers sized once per fit: no allocation per batch.
-struct TrainBufs {
-    /// The batch's inputs, dense (empty when sparse).
-    xb: AlignedVec,
-    /// The batch's inputs as nonzeros, and their transpose (sparse only).
-    sparse: Option<(SparseRows, SparseRows)>,
-    yl: Vec<u32>,
-    yd: Vec<f32>,
-    z: Vec<AlignedVec>,
-    a: Vec<AlignedVec>,
-    da: Vec<AlignedVec>,
-    dz: AlignedVec,
-    grad: AlignedVec,
-}
-
 /// Validation data given explicitly.
 #[derive(Debug, Clone, Copy)]
 pub struct Validation<'a> {
@@ -438,36 +405,317 @@ pub struct Validation<'a> {
     pub y: Targets<'a>,
 }
 
-impl Mlp {
-    fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
-        let k = self.n_outputs();
-        match (self.task, y) {
-            (Task::MultiClass, Targets::Labels(l)) | (Task::MultiLabel, Targets::Labels(l)) => {
-                if self.task == Task::MultiLabel && k != 1 {
-                    return Err(invalid("labels need a single sigmoid output; use dense 0/1 targets for multi-label"));
-                }
-                if l.len() != n {
-                    return Err(shape(format!("{} labels for {n} samples", l.len())));
-                }
-                let bound = if self.task == Task::MultiClass { k } else { 2 };
-                if let Some((i, &v)) = l.iter().enumerate().find(|&(_, &v)| v as usize >= bound) {
-                    return Err(invalid(format!("label {v} of sample {i} is not below {bound}")));
-                }
+/// The optimizer update of one batch for `cfg` at learning rate `lr`, as
+/// the step numbered `t` (from 1), with coupled L2 `l2` (AdamW decays by
+/// `cfg.alpha` instead). The only place that maps a [`Solver`] to its rule:
+/// the fit's state buffers follow from it too ([`StepRule::state_buffers`]).
+fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
+    match cfg.solver {
+        Solver::Sgd => StepRule::sgd(lr, cfg.momentum, cfg.nesterovs_momentum, l2),
+        Solver::Adam | Solver::AdamW => {
+            let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
+            if cfg.solver == Solver::Adam { StepRule::adam(&p, t, l2) } else { StepRule::adamw(&p, t, cfg.alpha) }
+        }
+        Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, l2),
+    }
+}
+
+/// The learning rate of epoch `epoch` (from 1) under `cfg`'s schedule
+/// (`adaptive`: the state's; `invscaling` varies per batch, see
+/// [`batch_lr`]).
+fn epoch_lr(cfg: &TrainConfig, epoch: usize, state: &OptState) -> f32 {
+    match cfg.learning_rate {
+        Schedule::Constant | Schedule::InvScaling { .. } => cfg.learning_rate_init,
+        Schedule::Adaptive => state.lr,
+        Schedule::Step { every, gamma } => cfg.learning_rate_init * gamma.powi(((epoch - 1) / every) as i32),
+        Schedule::Cosine => {
+            let f = (epoch - 1) as f64 / cfg.max_iter as f64;
+            (cfg.learning_rate_init as f64 * 0.5 * (1.0 + (std::f64::consts::PI * f).cos())) as f32
+        }
+    }
+}
+
+/// The learning rate of the next batch: the epoch's, or under `invscaling`
+/// `learning_rate_init / (samples_seen + 1)^power_t`.
+fn batch_lr(cfg: &TrainConfig, lr_epoch: f32, samples_seen: u64) -> f32 {
+    match cfg.learning_rate {
+        Schedule::InvScaling { power_t } => {
+            (cfg.learning_rate_init as f64 / ((samples_seen + 1) as f64).powf(power_t as f64)) as f32
+        }
+        _ => lr_epoch,
+    }
+}
+
+/// Buffers sized once per fit: no allocation per batch.
+struct TrainBufs {
+    /// The batch's inputs, dense (empty when sparse).
+    xb: AlignedVec,
+    /// The batch's inputs as nonzeros, and their transpose (sparse only).
+    sparse: Option<(SparseRows, SparseRows)>,
+    /// The batch's labels, when the task's loss reads labels.
+    yl: Vec<u32>,
+    /// The batch's dense targets (a sigmoid output's labels as 0/1).
+    yd: Vec<f32>,
+    /// Per layer: pre-activations (kept where the activation's backward
+    /// needs them), activations (the last layer's: logits), and `∂L/∂a`.
+    z: Vec<AlignedVec>,
+    a: Vec<AlignedVec>,
+    da: Vec<AlignedVec>,
+    /// `∂L/∂z` of the layer being differentiated.
+    dz: AlignedVec,
+    /// The gradient, laid out as the parameters.
+    grad: AlignedVec,
+}
+
+/// Everything a fit needs, checked and allocated before the model or its
+/// optimizer state is touched (scikit-learn's `_fit_stochastic` set-up):
+/// running out of memory is an [`Error::OutOfMemory`] that leaves the model
+/// exactly as it was. The epochs then allocate nothing but their records.
+struct Plan<'a> {
+    /// The training rows, in the order of the next epoch.
+    idx: Vec<usize>,
+    /// Mini-batch size.
+    batch: usize,
+    bufs: TrainBufs,
+    /// The optimizer state this fit continues (warm start).
+    keep: bool,
+    /// Zeroed state buffers the fit's solver needs and the kept state lacks.
+    fresh: (Option<AlignedVec>, Option<AlignedVec>),
+    /// Where a diverging epoch goes back to.
+    start: Checkpoint,
+    early: EarlyStopping,
+    validator: Option<Validator<'a>>,
+}
+
+impl<'a> Plan<'a> {
+    /// Checks the inputs, splits off the validation set, chooses the batch
+    /// size and the sparse path, and allocates every buffer.
+    fn new(
+        m: &Mlp,
+        x: &'a [f32],
+        n_samples: usize,
+        y: &Targets<'_>,
+        cfg: &TrainConfig,
+        val: Option<Validation<'a>>,
+    ) -> Result<Plan<'a>> {
+        m.check_input(x, n_samples)?;
+        m.check_targets(y, n_samples)?;
+        if n_samples == 0 {
+            return Err(invalid("no training samples"));
+        }
+        if let Some(v) = &val {
+            m.check_input(v.x, v.n)?;
+            m.check_targets(&v.y, v.n)?;
+        }
+        if val.is_none() && cfg.early_stopping && n_samples < 2 {
+            return Err(invalid(format!(
+                "early stopping holds out a validation set: it needs at least 2 samples, got {n_samples}"
+            )));
+        }
+        let (ni, k) = (m.n_inputs, m.n_outputs());
+        // Training / validation index split.
+        let mut idx: Vec<usize> = crate::mem::try_collect(n_samples, 0..n_samples, "the sample order")?;
+        let mut val_idx: Vec<usize> = Vec::new();
+        if val.is_none() && cfg.early_stopping {
+            let mut rng = StdRng::seed_from_u64(cfg.random_state ^ 0x5eed_5eed);
+            idx.shuffle(&mut rng);
+            let nv = ((n_samples as f64 * cfg.validation_fraction as f64).ceil() as usize).clamp(1, n_samples - 1);
+            val_idx = crate::mem::try_to_vec(&idx[n_samples - nv..], "the validation split")?;
+            idx.truncate(n_samples - nv);
+            idx.sort_unstable();
+        }
+        let n_train = idx.len();
+        let batch = if cfg.batch_size == 0 { n_train.min(200) } else { cfg.batch_size.min(n_train) };
+        let sparse = match cfg.sparse_input {
+            SparseInput::Dense => false,
+            SparseInput::Sparse => true,
+            // Sparse indices are 32-bit: wider inputs or batches stay dense.
+            SparseInput::Auto => {
+                u32::try_from(ni.max(batch)).is_ok() && estimate_density(x, &idx, ni) <= SPARSE_AUTO_DENSITY
             }
-            (Task::Regression, Targets::Dense(t)) | (Task::MultiLabel, Targets::Dense(t)) => {
-                if t.len() != n * k {
-                    return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
-                }
-                if let Some(i) = crate::ops::reduce::first_non_finite(t) {
-                    return Err(Error::NonFinite(format!("target {i} is not finite")));
-                }
-            }
-            (Task::MultiClass, Targets::Dense(_)) => return Err(invalid("a multi-class model trains on labels")),
-            (Task::Regression, Targets::Labels(_)) => {
-                return Err(invalid("a regression model trains on dense targets"));
+        };
+        let bufs = m.train_buffers(batch, sparse.then_some((x, n_samples)))?;
+        let n_par = m.params.len();
+        // The optimizer state this fit continues (warm start), and the
+        // buffers it still lacks: as many as the solver's rule reads.
+        let kept =
+            if cfg.warm_start { m.state.as_ref().filter(|s| s.s1.len() == n_par || s.s1.is_empty()) } else { None };
+        let need = step_rule(cfg, cfg.learning_rate_init, 1, 0.0)?.state_buffers();
+        let (keep, (kept1, kept2)) = (kept.is_some(), kept.map_or((0, 0), |s| (s.s1.len(), s.s2.len())));
+        let s1_len = if need >= 1 { n_par } else { kept1 };
+        let s2_len = if need >= 2 { n_par } else { kept2 };
+        let what = "the optimizer state";
+        let fresh1 = if kept1 != s1_len { Some(AlignedVec::try_zeros(s1_len, what)?) } else { None };
+        let fresh2 = if kept2 != s2_len { Some(AlignedVec::try_zeros(s2_len, what)?) } else { None };
+        let start = Checkpoint {
+            params: m.params.try_clone("the epoch-start weights")?,
+            state: OptState::try_zeros(s1_len, s2_len, cfg.learning_rate_init, "the epoch-start optimizer state")?,
+        };
+        let early = EarlyStopping::new(cfg.early_stopping, n_par)?;
+        // Validation data, gathered once, and the buffers it is predicted in.
+        let held_out = if val_idx.is_empty() { None } else { Some(gather(x, y, &val_idx, ni, k)?) };
+        let n_val = val.as_ref().map_or(val_idx.len(), |v| v.n);
+        let ws = if n_val > 0 { Workspace::try_new(m, n_val.min(256))? } else { Workspace::new(m, 1) };
+        let ws = ws.with_flush_denormals(cfg.flush_denormals);
+        let p = crate::mem::try_vec(if n_val > 0 { n_val * k } else { 0 }, 0.0, "the validation predictions")?;
+        let data = match (val, held_out) {
+            (Some(v), _) => Some(ValData::Given(v)),
+            (None, Some((x, y))) => Some(ValData::HeldOut { x, n: val_idx.len(), y }),
+            (None, None) => None,
+        };
+        let validator = data.map(|data| Validator { data, ws, p });
+        Ok(Plan { idx, batch, bufs, keep, fresh: (fresh1, fresh2), start, early, validator })
+    }
+
+    /// The optimizer state to train with, from the model's (taken: the model
+    /// holds none until the fit returns it): the kept one under
+    /// `warm_start`, else a fresh one; with the buffers the solver needs.
+    fn take_state(&mut self, m: &mut Mlp, cfg: &TrainConfig) -> OptState {
+        let mut state = match m.state.take() {
+            Some(s) if self.keep => s,
+            _ => OptState::fresh(cfg.learning_rate_init),
+        };
+        if let Some(v) = self.fresh.0.take() {
+            state.s1 = v;
+        }
+        if let Some(v) = self.fresh.1.take() {
+            state.s2 = v;
+        }
+        state
+    }
+}
+
+/// The weights and optimizer state at the start of an epoch: what a
+/// diverging or failing epoch restores.
+struct Checkpoint {
+    params: AlignedVec,
+    state: OptState,
+}
+
+impl Checkpoint {
+    /// Records `m`'s weights and `state` (no allocation: same lengths).
+    fn save(&mut self, m: &Mlp, state: &OptState) {
+        self.params.copy_from_slice(&m.params);
+        self.state.copy_from(state);
+    }
+
+    /// Puts the recorded weights and state back into `m` and returns `e`:
+    /// a failed epoch leaves the model as the epoch found it.
+    fn restore(self, m: &mut Mlp, e: Error) -> Error {
+        m.params.copy_from_slice(&self.params);
+        m.state = Some(self.state);
+        e
+    }
+}
+
+/// The validation set a fit scores after every epoch, given or held out
+/// (gathered once), with the buffers it is predicted in.
+struct Validator<'a> {
+    data: ValData<'a>,
+    ws: Workspace,
+    p: Vec<f32>,
+}
+
+enum ValData<'a> {
+    Given(Validation<'a>),
+    HeldOut { x: Vec<f32>, n: usize, y: Gathered },
+}
+
+impl Validator<'_> {
+    /// Loss and score of `m` on the validation set, allocating nothing.
+    fn run(&mut self, m: &Mlp) -> Result<(f64, f64)> {
+        match &self.data {
+            ValData::Given(v) => m.evaluate_into(v.x, v.n, &v.y, &mut self.ws, &mut self.p),
+            ValData::HeldOut { x, n, y } => {
+                let vt = match y {
+                    Gathered::L(l) => Targets::Labels(l),
+                    Gathered::D(d) => Targets::Dense(d),
+                };
+                m.evaluate_into(x, *n, &vt, &mut self.ws, &mut self.p)
             }
         }
-        Ok(())
+    }
+}
+
+/// The improvement bookkeeping of scikit-learn's
+/// `_update_no_improvement_count`: on the validation score with
+/// `early_stopping` (keeping the best epoch's weights), else on the
+/// training loss.
+struct EarlyStopping {
+    on: bool,
+    best_score: f64,
+    /// The best epoch's weights (early stopping only).
+    best_params: AlignedVec,
+    best_epoch: Option<usize>,
+    no_improve: usize,
+}
+
+impl EarlyStopping {
+    /// The tracker of a fit, with room for `n_params` weights when `on`.
+    fn new(on: bool, n_params: usize) -> Result<EarlyStopping> {
+        let best_params =
+            if on { AlignedVec::try_zeros(n_params, "the best epoch's weights")? } else { AlignedVec::default() };
+        Ok(EarlyStopping { on, best_score: f64::NEG_INFINITY, best_params, best_epoch: None, no_improve: 0 })
+    }
+
+    /// Counts epoch `rec` (of weights `params`) against the best so far and
+    /// lowers `hist.best_loss`. Returns whether `n_iter_no_change` epochs
+    /// have passed without improvement; then the adaptive schedule divides
+    /// the learning rate `lr` by 5 and goes on (while it stays above 1e-6)
+    /// instead of stopping.
+    fn update(
+        &mut self,
+        cfg: &TrainConfig,
+        rec: &EpochRecord,
+        params: &[f32],
+        hist: &mut History,
+        lr: &mut f32,
+    ) -> bool {
+        let improved = if self.on {
+            let s = rec.val_score.unwrap_or(f64::NEG_INFINITY);
+            let imp = s > self.best_score + cfg.tol as f64;
+            if s > self.best_score {
+                self.best_score = s;
+                self.best_params.copy_from_slice(params);
+                self.best_epoch = Some(rec.epoch);
+                hist.restored_epoch = Some(rec.epoch);
+            }
+            imp
+        } else {
+            rec.loss < hist.best_loss - cfg.tol as f64
+        };
+        hist.best_loss = hist.best_loss.min(rec.loss);
+        self.no_improve = if improved { 0 } else { self.no_improve + 1 };
+        if self.no_improve > cfg.n_iter_no_change {
+            if cfg.learning_rate == Schedule::Adaptive && *lr / 5.0 > 1e-6 {
+                *lr /= 5.0;
+                self.no_improve = 0;
+            } else {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Puts the best epoch's weights into `params`, if there is one.
+    fn restore_best(&self, params: &mut [f32]) {
+        if self.best_epoch.is_some() {
+            params.copy_from_slice(&self.best_params);
+        }
+    }
+}
+
+/// What one epoch's batches sum to.
+struct EpochTotals {
+    /// Σ batch loss × batch size.
+    loss: f64,
+    /// Samples classified right by the forward passes.
+    correct: usize,
+}
+
+impl Mlp {
+    pub(crate) fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
+        self.task.check_targets(self.n_outputs(), y, n)
     }
 
     /// Trains on `n_samples` rows of `x` (`n_samples × n_inputs`, finite) with
@@ -508,229 +756,39 @@ impl Mlp {
     ) -> Result<History> {
         cfg.validate()?;
         let _mode = FlushDenormals::new(cfg.flush_denormals);
-        self.check_input(x, n_samples)?;
-        self.check_targets(&y, n_samples)?;
-        if n_samples == 0 {
-            return Err(invalid("no training samples"));
-        }
-        if let Some(v) = &val {
-            self.check_input(v.x, v.n)?;
-            self.check_targets(&v.y, v.n)?;
-        }
-        if val.is_none() && cfg.early_stopping && n_samples < 2 {
-            return Err(invalid(format!(
-                "early stopping holds out a validation set: it needs at least 2 samples, got {n_samples}"
-            )));
-        }
-        // Everything the fit needs is allocated before the model or its
-        // optimizer state is touched: running out of memory is an
-        // `Error::OutOfMemory` that leaves the model exactly as it was. The
-        // epochs then allocate nothing but their records.
-        let (ni, k) = (self.n_inputs, self.n_outputs());
-        // Training / validation index split.
-        let mut idx: Vec<usize> = crate::mem::try_collect(n_samples, 0..n_samples, "the sample order")?;
-        let mut val_idx: Vec<usize> = Vec::new();
-        if val.is_none() && cfg.early_stopping {
-            let mut rng = StdRng::seed_from_u64(cfg.random_state ^ 0x5eed_5eed);
-            idx.shuffle(&mut rng);
-            let nv = ((n_samples as f64 * cfg.validation_fraction as f64).ceil() as usize).clamp(1, n_samples - 1);
-            val_idx = crate::mem::try_to_vec(&idx[n_samples - nv..], "the validation split")?;
-            idx.truncate(n_samples - nv);
-            idx.sort_unstable();
-        }
-        let n_train = idx.len();
-        let batch = if cfg.batch_size == 0 { n_train.min(200) } else { cfg.batch_size.min(n_train) };
-        let sparse = match cfg.sparse_input {
-            SparseInput::Dense => false,
-            SparseInput::Sparse => true,
-            // Sparse indices are 32-bit: wider inputs or batches stay dense.
-            SparseInput::Auto => {
-                u32::try_from(self.n_inputs.max(batch)).is_ok()
-                    && estimate_density(x, &idx, self.n_inputs) <= SPARSE_AUTO_DENSITY
-            }
-        };
-        let mut bufs = self.train_buffers(batch, sparse.then_some((x, n_samples)))?;
-        let n_par = self.params.len();
-        // The optimizer state this fit continues (warm start), and the moments
-        // it still lacks.
-        let kept =
-            if cfg.warm_start { self.state.as_ref().filter(|s| s.s1.len() == n_par || s.s1.is_empty()) } else { None };
-        let need_s1 = matches!(cfg.solver, Solver::Adam | Solver::AdamW | Solver::RmsProp)
-            || (cfg.solver == Solver::Sgd && cfg.momentum > 0.0);
-        let need_s2 = matches!(cfg.solver, Solver::Adam | Solver::AdamW);
-        let (keep, (kept1, kept2)) = (kept.is_some(), kept.map_or((0, 0), |s| (s.s1.len(), s.s2.len())));
-        let s1_len = if need_s1 { n_par } else { kept1 };
-        let s2_len = if need_s2 { n_par } else { kept2 };
-        let what = "the optimizer state";
-        let fresh1 = if kept1 != s1_len { Some(AlignedVec::try_zeros(s1_len, what)?) } else { None };
-        let fresh2 = if kept2 != s2_len { Some(AlignedVec::try_zeros(s2_len, what)?) } else { None };
-        // Weights and optimizer state at the start of the epoch, restored if
-        // the training diverges; the best epoch's weights (early stopping).
-        let mut epoch_start = self.params.try_clone("the epoch-start weights")?;
-        let mut state_start = OptState {
-            s1: AlignedVec::try_zeros(s1_len, "the epoch-start optimizer state")?,
-            s2: AlignedVec::try_zeros(s2_len, "the epoch-start optimizer state")?,
-            t: 0,
-            samples_seen: 0,
-            lr: cfg.learning_rate_init,
-        };
-        let mut best_params = if cfg.early_stopping {
-            AlignedVec::try_zeros(n_par, "the best epoch's weights")?
-        } else {
-            AlignedVec::default()
-        };
-        let mut have_best = false;
-        // Validation data, gathered once, and the buffers it is predicted in.
-        let held_out = if val_idx.is_empty() { None } else { Some(gather(x, &y, &val_idx, ni, k)?) };
-        let n_val = val.as_ref().map_or(val_idx.len(), |v| v.n);
-        let val_ws = if n_val > 0 { Workspace::try_new(self, n_val.min(256))? } else { Workspace::new(self, 1) };
-        let mut val_ws = val_ws.with_flush_denormals(cfg.flush_denormals);
-        let mut val_p = crate::mem::try_vec(if n_val > 0 { n_val * k } else { 0 }, 0.0, "the validation predictions")?;
-
+        let mut plan = Plan::new(self, x, n_samples, &y, cfg, val)?;
         // Nothing below allocates in proportion to the data or the model:
         // the state can be taken.
-        let mut state = match self.state.take() {
-            Some(s) if keep => s,
-            _ => OptState {
-                s1: AlignedVec::default(),
-                s2: AlignedVec::default(),
-                t: 0,
-                samples_seen: 0,
-                lr: cfg.learning_rate_init,
-            },
-        };
-        if let Some(v) = fresh1 {
-            state.s1 = v;
-        }
-        if let Some(v) = fresh2 {
-            state.s2 = v;
-        }
+        let mut state = plan.take_state(self, cfg);
         let mut rng = StdRng::seed_from_u64(cfg.random_state);
         let mut hist = History { best_loss: f64::INFINITY, ..Default::default() };
-        let mut best_score = f64::NEG_INFINITY;
-        let mut no_improve = 0usize;
-        let opts = GemmOptions { par: cfg.par, ..Default::default() };
+        let n_train = plan.idx.len();
         for epoch in 1..=cfg.max_iter {
             let t0 = Instant::now();
             if cfg.shuffle {
-                idx.shuffle(&mut rng);
+                plan.idx.shuffle(&mut rng);
             }
-            epoch_start.copy_from_slice(&self.params);
-            state_start.copy_from(&state);
-            let lr_epoch = match cfg.learning_rate {
-                Schedule::Constant | Schedule::InvScaling { .. } => cfg.learning_rate_init,
-                Schedule::Adaptive => state.lr,
-                Schedule::Step { every, gamma } => cfg.learning_rate_init * gamma.powi(((epoch - 1) / every) as i32),
-                Schedule::Cosine => {
-                    let f = (epoch - 1) as f64 / cfg.max_iter as f64;
-                    (cfg.learning_rate_init as f64 * 0.5 * (1.0 + (std::f64::consts::PI * f).cos())) as f32
-                }
+            plan.start.save(self, &state);
+            let lr_epoch = epoch_lr(cfg, epoch, &state);
+            let totals = match self.run_epoch(x, &y, &mut plan, cfg, &mut state, epoch, lr_epoch, observer) {
+                Ok(t) => t,
+                Err(e) => return Err(plan.start.restore(self, e)),
             };
-            let mut total = 0.0f64;
-            let mut correct = 0usize;
-            let batches = n_train.div_ceil(batch);
-            let mut chunks = idx.chunks(batch).peekable();
-            let mut done = 0usize;
-            while let Some(chunk) = chunks.next() {
-                let b = chunk.len();
-                let mut lr = lr_epoch;
-                if let Schedule::InvScaling { power_t } = cfg.learning_rate {
-                    lr =
-                        (cfg.learning_rate_init as f64 / ((state.samples_seen + 1) as f64).powf(power_t as f64)) as f32;
-                }
-                let next = chunks.peek().copied();
-                let what = match self.train_batch(x, &y, chunk, next, &mut bufs, cfg, &mut state, lr, &opts) {
-                    Ok((loss, right)) if loss.is_finite() => {
-                        total += loss * b as f64;
-                        correct += right;
-                        None
-                    }
-                    Ok((loss, _)) => Some(format!("the training loss became {loss}")),
-                    Err(Error::Diverged(m)) => Some(m),
-                    Err(e) => {
-                        // Any other failure leaves the model as the epoch found it too.
-                        self.params.copy_from_slice(&epoch_start);
-                        self.state = Some(state_start);
-                        return Err(e);
-                    }
-                };
-                // An update can overflow the weights while its batch's loss was
-                // still finite: checked once per epoch (a pass over the
-                // parameters), before they become the next epoch's restore point
-                // or the result.
-                let what = what.or_else(|| {
-                    (chunks.peek().is_none())
-                        .then(|| crate::ops::reduce::first_non_finite(&self.params))
-                        .flatten()
-                        .map(|i| format!("parameter {i} became non-finite"))
-                });
-                if let Some(what) = what {
-                    // Back to the last state known to be good: a non-finite loss
-                    // may follow an update that already spoiled the weights.
-                    self.params.copy_from_slice(&epoch_start);
-                    self.state = Some(state_start);
-                    return Err(Error::Diverged(format!(
-                        "{what} in epoch {epoch}; the weights and optimizer state of the start of that epoch were \
-                         kept (lower the learning rate or scale the inputs)"
-                    )));
-                }
-                state.samples_seen += b as u64;
-                done += 1;
-                observer.on_batch(&BatchProgress { epoch, max_epochs: cfg.max_iter, batch: done, batches });
-            }
-            let loss = total / n_train as f64;
-            // Validation.
-            let (mut val_loss, mut val_score) = (None, None);
-            if val.is_some() || !val_idx.is_empty() {
-                let (vl, vs) = match (&val, &held_out) {
-                    (Some(v), _) => self.evaluate_into(v.x, v.n, &v.y, &mut val_ws, &mut val_p)?,
-                    (None, Some((vx, vy))) => {
-                        let vt = match vy {
-                            Gathered::L(l) => Targets::Labels(l),
-                            Gathered::D(d) => Targets::Dense(d),
-                        };
-                        self.evaluate_into(vx, val_idx.len(), &vt, &mut val_ws, &mut val_p)?
-                    }
-                    (None, None) => unreachable!("validation without data"),
-                };
-                val_loss = Some(vl);
-                val_score = Some(vs);
-            }
+            let (val_loss, val_score) = match &mut plan.validator {
+                Some(v) => v.run(self).map(|(l, s)| (Some(l), Some(s)))?,
+                None => (None, None),
+            };
             let rec = EpochRecord {
                 epoch,
-                loss,
+                loss: totals.loss / n_train as f64,
                 val_loss,
                 val_score,
-                score: (self.task != Task::Regression).then(|| correct as f64 / n_train as f64),
+                score: (self.task != Task::Regression).then(|| totals.correct as f64 / n_train as f64),
                 learning_rate: lr_epoch,
                 seconds: t0.elapsed().as_secs_f64(),
             };
             hist.epochs.push(rec);
-            // Improvement bookkeeping (scikit-learn's _update_no_improvement_count).
-            let improved = if cfg.early_stopping {
-                let s = val_score.unwrap_or(f64::NEG_INFINITY);
-                let imp = s > best_score + cfg.tol as f64;
-                if s > best_score {
-                    best_score = s;
-                    best_params.copy_from_slice(&self.params);
-                    have_best = true;
-                    hist.restored_epoch = Some(epoch);
-                }
-                imp
-            } else {
-                loss < hist.best_loss - cfg.tol as f64
-            };
-            hist.best_loss = hist.best_loss.min(loss);
-            no_improve = if improved { 0 } else { no_improve + 1 };
-            let mut stop = false;
-            if no_improve > cfg.n_iter_no_change {
-                if cfg.learning_rate == Schedule::Adaptive && state.lr / 5.0 > 1e-6 {
-                    state.lr /= 5.0;
-                    no_improve = 0;
-                } else {
-                    stop = true;
-                }
-            }
+            let mut stop = plan.early.update(cfg, &rec, &self.params, &mut hist, &mut state.lr);
             if observer.on_epoch(&rec).is_break() {
                 hist.stopped_by_callback = true;
                 stop = true;
@@ -740,11 +798,70 @@ impl Mlp {
                 break;
             }
         }
-        if have_best {
-            self.params.copy_from_slice(&best_params);
-        }
+        plan.early.restore_best(&mut self.params);
         self.state = Some(state);
         Ok(hist)
+    }
+
+    /// One epoch: every batch of `plan.idx` through [`Mlp::train_batch`].
+    /// A non-finite loss or gradient, or weights that became non-finite, is
+    /// [`Error::Diverged`]; the caller restores the epoch's start on any
+    /// error.
+    #[allow(clippy::too_many_arguments)]
+    fn run_epoch(
+        &mut self,
+        x: &[f32],
+        y: &Targets<'_>,
+        plan: &mut Plan<'_>,
+        cfg: &TrainConfig,
+        state: &mut OptState,
+        epoch: usize,
+        lr_epoch: f32,
+        observer: &mut dyn FitObserver,
+    ) -> Result<EpochTotals> {
+        let opts = GemmOptions { par: cfg.par, ..Default::default() };
+        let mut totals = EpochTotals { loss: 0.0, correct: 0 };
+        let batches = plan.idx.len().div_ceil(plan.batch);
+        let mut chunks = plan.idx.chunks(plan.batch).peekable();
+        let mut done = 0usize;
+        while let Some(chunk) = chunks.next() {
+            let b = chunk.len();
+            let lr = batch_lr(cfg, lr_epoch, state.samples_seen);
+            let next = chunks.peek().copied();
+            let what = match self.train_batch(x, y, chunk, next, &mut plan.bufs, cfg, state, lr, &opts) {
+                Ok((loss, right)) if loss.is_finite() => {
+                    totals.loss += loss * b as f64;
+                    totals.correct += right;
+                    None
+                }
+                Ok((loss, _)) => Some(format!("the training loss became {loss}")),
+                Err(Error::Diverged(m)) => Some(m),
+                Err(e) => return Err(e),
+            };
+            // An update can overflow the weights while its batch's loss was
+            // still finite: checked once per epoch (a pass over the
+            // parameters), before they become the next epoch's restore point
+            // or the result.
+            let what = what.or_else(|| {
+                (chunks.peek().is_none())
+                    .then(|| crate::ops::reduce::first_non_finite(&self.params))
+                    .flatten()
+                    .map(|i| format!("parameter {i} became non-finite"))
+            });
+            if let Some(what) = what {
+                // Back to the last state known to be good (the caller
+                // restores): a non-finite loss may follow an update that
+                // already spoiled the weights.
+                return Err(Error::Diverged(format!(
+                    "{what} in epoch {epoch}; the weights and optimizer state of the start of that epoch were kept \
+                     (lower the learning rate or scale the inputs)"
+                )));
+            }
+            state.samples_seen += b as u64;
+            done += 1;
+            observer.on_batch(&BatchProgress { epoch, max_epochs: cfg.max_iter, batch: done, batches });
+        }
+        Ok(totals)
     }
 
     /// One pass over the data keeping the optimizer state (scikit-learn's
@@ -787,23 +904,8 @@ impl Mlp {
         let p = &mut p[..n_samples * k];
         self.predict_into(x, n_samples, ws, p)?;
         let p = &*p;
-        let score = score_of(self.task, &p, k, y)?;
-        let n = n_samples.max(1) as f64;
-        let loss = match (self.task, y) {
-            (Task::MultiClass, Targets::Labels(l)) => {
-                l.iter().enumerate().map(|(i, &c)| -((p[i * k + c as usize] as f64).max(1e-30)).ln()).sum::<f64>() / n
-            }
-            (Task::MultiLabel, Targets::Labels(l)) => {
-                l.iter().enumerate().map(|(i, &c)| bce(p[i] as f64, c as f64)).sum::<f64>() / n
-            }
-            (Task::MultiLabel, Targets::Dense(t)) => {
-                p.iter().zip(t.iter()).map(|(&a, &b)| bce(a as f64, b as f64)).sum::<f64>() / n
-            }
-            (_, Targets::Dense(t)) => {
-                p.iter().zip(t.iter()).map(|(&a, &b)| 0.5 * (a as f64 - b as f64).powi(2)).sum::<f64>() / n
-            }
-            _ => return Err(invalid("targets do not match the task")),
-        };
+        let score = self.task.score(p, k, y)?;
+        let loss = self.task.loss(LossOf::Outputs(p), y, k)?;
         Ok((loss, score))
     }
 
@@ -842,10 +944,12 @@ impl Mlp {
         })
     }
 
-    /// Forward, loss, backward and optimizer step on the samples `rows` (`next`:
-    /// the next batch's, whose sparse inputs are prefetched during the step).
-    /// Returns the batch loss and how many of its samples the forward pass
-    /// classified right (0 for regression).
+    /// Gather, forward, head (loss, ∂L/∂logits and accuracy), penalties,
+    /// backward and optimizer step on the samples `rows` (`next`: the next
+    /// batch's, whose sparse inputs are prefetched during the step). Returns
+    /// the batch loss and how many of its samples the forward pass
+    /// classified right (0 for regression). Nothing is updated from a
+    /// non-finite loss (the caller restores).
     #[allow(clippy::too_many_arguments)]
     fn train_batch(
         &mut self,
@@ -859,19 +963,41 @@ impl Mlp {
         lr: f32,
         opts: &GemmOptions,
     ) -> Result<(f64, usize)> {
-        let b = rows.len();
-        let (ni, k, nl) = (self.n_inputs, self.n_outputs(), self.layers.len());
+        self.gather_batch(x, y, rows, bf);
+        self.forward(rows, bf, opts)?;
+        let (loss, right) = self.head(rows.len(), bf)?;
+        let loss = self.add_penalties(loss, cfg, rows.len());
+        if !loss.is_finite() {
+            return Ok((loss, right));
+        }
+        let l2 = L2::of(cfg, rows.len());
+        self.backward(rows, bf, cfg, l2.in_grad, opts)?;
+        self.step(next, bf, cfg, st, lr, l2.in_step, opts)?;
+        Ok((loss, right))
+    }
 
+    /// Copies the inputs (dense path) and targets of `rows` into the batch
+    /// buffers, targets in the form the task's loss reads.
+    fn gather_batch(&self, x: &[f32], y: &Targets<'_>, rows: &[usize], bf: &mut TrainBufs) {
+        let (ni, k) = (self.n_inputs, self.n_outputs());
+        let labels = self.task.loss_reads_labels();
         for (r, &i) in rows.iter().enumerate() {
             if bf.sparse.is_none() {
                 bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
             }
             match y {
-                Targets::Labels(l) => bf.yl[r] = l[i],
+                Targets::Labels(l) if labels => bf.yl[r] = l[i],
+                // A sigmoid output's 0/1 label (one output: checked).
+                Targets::Labels(l) => bf.yd[r] = l[i] as f32,
                 Targets::Dense(d) => bf.yd[r * k..(r + 1) * k].copy_from_slice(&d[i * k..(i + 1) * k]),
             }
         }
-        // Forward; the output layer yields logits (its activation is folded into the loss).
+    }
+
+    /// The forward pass of the batch `rows`; the output layer yields logits
+    /// (its activation is folded into the loss).
+    fn forward(&self, rows: &[usize], bf: &mut TrainBufs, opts: &GemmOptions) -> Result<()> {
+        let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in 0..nl {
             let l = self.layers[i];
             let n_in = self.fan_in(i);
@@ -890,47 +1016,29 @@ impl Mlp {
                 }
             }
         }
-        // Loss and ∂L/∂logits.
+        Ok(())
+    }
+
+    /// The task's head on the batch's `b` logits: the mean loss, `∂L/∂logits`
+    /// (into the last layer's `da`) and how many samples were classified
+    /// right (0 for regression).
+    fn head(&self, b: usize, bf: &mut TrainBufs) -> Result<(f64, usize)> {
+        let (k, nl) = (self.n_outputs(), self.layers.len());
+        let yb =
+            if self.task.loss_reads_labels() { Targets::Labels(&bf.yl[..b]) } else { Targets::Dense(&bf.yd[..b * k]) };
         let logits = &bf.a[nl - 1][..b * k];
-        let right = match (self.task, y) {
-            (Task::Regression, _) => 0,
-            (Task::MultiClass, _) => {
-                logits.chunks(k).zip(&bf.yl[..b]).filter(|&(r, &c)| argmax(r) == c as usize).count()
-            }
-            // Logit ≥ 0 ⇔ sigmoid ≥ 0.5.
-            (Task::MultiLabel, Targets::Labels(_)) => {
-                logits.iter().zip(&bf.yl[..b]).filter(|&(&z, &c)| (z >= 0.0) == (c != 0)).count()
-            }
-            (Task::MultiLabel, _) => logits
-                .chunks(k)
-                .zip(bf.yd[..b * k].chunks(k))
-                .filter(|(r, t)| r.iter().zip(t.iter()).all(|(&z, &v)| (z >= 0.0) == (v >= 0.5)))
-                .count(),
-        };
-        let dlog = &mut bf.da[nl - 1][..b * k];
-        let mut loss = match (self.task, y) {
-            (Task::MultiClass, _) => softmax_cross_entropy_sparse(b, k, logits, &bf.yl[..b], dlog)? as f64,
-            (Task::MultiLabel, Targets::Labels(_)) => {
-                for r in 0..b {
-                    bf.yd[r] = bf.yl[r] as f32;
-                }
-                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b], Some(dlog))? as f64
-            }
-            (Task::MultiLabel, _) => {
-                elementwise_loss(Loss::BinaryCrossEntropy, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
-            }
-            (Task::Regression, _) => {
-                elementwise_loss(Loss::SquaredError, b, k, logits, &bf.yd[..b * k], Some(dlog))? as f64
-            }
-        };
-        // Penalties (scikit-learn scaling: per batch size; biases excluded).
-        let coupled_l2 = if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha };
-        let l2 = coupled_l2 / b as f32;
-        // The L2 term `l2·W` joins the gradient in the optimizer's pass, which
-        // reads W anyway (the weight-gradient products then skip a pass over
-        // W; the same sum `dW + l2·W`, the same bits). Clipping by the norm
-        // needs the whole gradient first: then the products add it.
-        let (l2_grad, l2_step) = if cfg.clip_norm.is_some() { (l2, 0.0) } else { (0.0, l2) };
+        let right = if self.task == Task::Regression { 0 } else { self.task.correct(logits, Scale::Logits, &yb, k)? };
+        let grad = &mut bf.da[nl - 1][..b * k];
+        let loss = self.task.loss(LossOf::Logits { z: logits, grad }, &yb, k)?;
+        Ok((loss, right))
+    }
+
+    /// `loss` plus the penalties of a batch of `b` (scikit-learn scaling: per
+    /// batch size; biases excluded): `0.5·alpha·‖W‖²/b` (not for AdamW,
+    /// which decays instead) and `l1·‖W‖₁/b`.
+    fn add_penalties(&self, mut loss: f64, cfg: &TrainConfig, b: usize) -> f64 {
+        let nl = self.layers.len();
+        let coupled_l2 = L2::coupled(cfg);
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
             let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
@@ -940,11 +1048,21 @@ impl Mlp {
             let ab: f64 = (0..nl).map(|i| self.layer_params(i).0.iter().map(|&v| (v as f64).abs()).sum::<f64>()).sum();
             loss += cfg.l1 as f64 * ab / b as f64;
         }
-        if !loss.is_finite() {
-            // Nothing is updated from a non-finite loss; the caller restores.
-            return Ok((loss, right));
-        }
-        // Backward, last layer first; gradients land in the flat buffer.
+        loss
+    }
+
+    /// Backward, last layer first, from `∂L/∂logits` into the flat gradient,
+    /// with the L2 term `l2·W` (when the optimizer does not add it) and the
+    /// L1 subgradient, then clipped by norm (`clip_norm`).
+    fn backward(
+        &self,
+        rows: &[usize],
+        bf: &mut TrainBufs,
+        cfg: &TrainConfig,
+        l2: f32,
+        opts: &GemmOptions,
+    ) -> Result<()> {
+        let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in (0..nl).rev() {
             let l = self.layers[i];
             let n_in = self.fan_in(i);
@@ -964,10 +1082,10 @@ impl Mlp {
                 xt.transpose_rows_from(xs, rows)?;
             }
             match (&bf.sparse, i) {
-                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2_grad, g, opts)?,
+                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
                 _ => {
                     let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
-                    dense_backward(act, shp, input, w, z, a, da, l2_grad, g, opts)?
+                    dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
                 }
             }
             if cfg.l1 > 0.0 {
@@ -988,31 +1106,31 @@ impl Mlp {
                 e => e,
             })?;
         }
-        // One fused optimizer pass over each layer's weights (with the L2
-        // term, unless the gradient has it) and one over its biases (never
-        // penalised); Adam's step counter advances once per batch.
-        let rule = |l2: f32| -> Result<StepRule> {
-            match cfg.solver {
-                Solver::Sgd => StepRule::sgd(lr, cfg.momentum, cfg.nesterovs_momentum, l2),
-                Solver::Adam | Solver::AdamW => {
-                    let p = AdamParams { lr, beta1: cfg.beta_1, beta2: cfg.beta_2, eps: cfg.epsilon };
-                    if cfg.solver == Solver::Adam {
-                        StepRule::adam(&p, st.t + 1, l2)
-                    } else {
-                        StepRule::adamw(&p, st.t + 1, cfg.alpha)
-                    }
-                }
-                Solver::RmsProp => StepRule::rmsprop(lr, cfg.rho, cfg.epsilon, l2),
-            }
-        };
-        let (rule_w, rule_b) = (rule(l2_step)?, rule(0.0)?);
+        Ok(())
+    }
+
+    /// The optimizer step: one fused pass over each layer's weights (with
+    /// the L2 term `l2·W`, unless the gradient has it) and one over its
+    /// biases (never penalised); Adam's step counter advances once per batch.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        next: Option<&[usize]>,
+        bf: &TrainBufs,
+        cfg: &TrainConfig,
+        st: &mut OptState,
+        lr: f32,
+        l2: f32,
+        opts: &GemmOptions,
+    ) -> Result<()> {
+        let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
         if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
             // The next batch's nonzeros, while the optimizer's divisions leave
             // the memory system idle.
             xs.prefetch_rows(next);
         }
-        for i in 0..nl {
+        for i in 0..self.layers.len() {
             let (w0, b0) = self.offsets[i];
             let end = b0 + self.layers[i].units;
             for (r, lo, hi) in [(rule_w, w0, b0), (rule_b, b0, end)] {
@@ -1020,13 +1138,32 @@ impl Mlp {
                 r.apply(&mut self.params[lo..hi], &bf.grad[lo..hi], s1, s2, opts.par)?;
             }
         }
-        Ok((loss, right))
+        Ok(())
     }
 }
 
-fn bce(p: f64, t: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+/// Where a batch's coupled L2 term `l2·W` joins the gradient.
+struct L2 {
+    /// Added by the weight-gradient products.
+    in_grad: f32,
+    /// Added by the optimizer's pass.
+    in_step: f32,
+}
+
+impl L2 {
+    /// The coupled L2 factor: `alpha`, except for AdamW (decoupled decay).
+    fn coupled(cfg: &TrainConfig) -> f32 {
+        if cfg.solver == Solver::AdamW { 0.0 } else { cfg.alpha }
+    }
+
+    /// The term of a batch of `b`, `alpha/b`: in the optimizer's pass, which
+    /// reads W anyway (the weight-gradient products then skip a pass over W;
+    /// the same sum `dW + l2·W`, the same bits); in the products when
+    /// clipping by the norm needs the whole gradient first.
+    fn of(cfg: &TrainConfig, b: usize) -> L2 {
+        let l2 = L2::coupled(cfg) / b as f32;
+        if cfg.clip_norm.is_some() { L2 { in_grad: l2, in_step: 0.0 } } else { L2 { in_grad: 0.0, in_step: l2 } }
+    }
 }
 
 enum Gathered {
