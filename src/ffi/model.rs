@@ -377,19 +377,7 @@ pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config,
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_schedule(c: *mut nnk_train_config, schedule: u32, param: f64) -> i32 {
     with_config(c, |c| {
-        c.cfg.learning_rate = match schedule {
-            NNK_SCHEDULE_CONSTANT => Schedule::Constant,
-            NNK_SCHEDULE_INVSCALING => Schedule::InvScaling { power_t: pos_f32(param, "power_t", true)? },
-            NNK_SCHEDULE_ADAPTIVE => Schedule::Adaptive,
-            NNK_SCHEDULE_STEP => {
-                if !(param >= 1.0 && param < 1e9) {
-                    return Err(Error::InvalidArgument("step schedule needs param ≥ 1 (epochs)".into()));
-                }
-                Schedule::Step { every: param as usize, gamma: 0.5 }
-            }
-            NNK_SCHEDULE_COSINE => Schedule::Cosine,
-            x => return Err(Error::InvalidArgument(format!("unknown schedule {x}"))),
-        };
+        c.cfg.learning_rate = Schedule::from_code(schedule, param)?;
         Ok(())
     })
 }
@@ -675,4 +663,45 @@ pub unsafe extern "C" fn nnk_mlp_n_inputs(m: *const nnk_mlp) -> usize {
 pub unsafe extern "C" fn nnk_mlp_n_outputs(m: *const nnk_mlp) -> usize {
     // SAFETY: NULL or live (caller contract).
     unsafe { m.as_ref() }.map_or(0, |h| h.model.n_outputs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C constants decode, in the one place `nn` decodes them, to what
+    /// their names say.
+    #[test]
+    fn c_codes_decode_in_nn() {
+        let solvers = [
+            (NNK_SOLVER_SGD, Solver::Sgd),
+            (NNK_SOLVER_ADAM, Solver::Adam),
+            (NNK_SOLVER_ADAMW, Solver::AdamW),
+            (NNK_SOLVER_RMSPROP, Solver::RmsProp),
+        ];
+        for (code, s) in solvers {
+            assert_eq!(Solver::from_code(code).unwrap(), s);
+        }
+        let modes = [
+            (NNK_SPARSE_AUTO, SparseInput::Auto),
+            (NNK_SPARSE_DENSE, SparseInput::Dense),
+            (NNK_SPARSE_SPARSE, SparseInput::Sparse),
+        ];
+        for (code, m) in modes {
+            assert_eq!(SparseInput::from_code(code).unwrap(), m);
+        }
+        let schedules = [
+            (NNK_SCHEDULE_CONSTANT, 0.0, Schedule::Constant),
+            (NNK_SCHEDULE_INVSCALING, 0.25, Schedule::InvScaling { power_t: 0.25 }),
+            (NNK_SCHEDULE_ADAPTIVE, 0.0, Schedule::Adaptive),
+            (NNK_SCHEDULE_STEP, 3.0, Schedule::Step { every: 3, gamma: 0.5 }),
+            (NNK_SCHEDULE_COSINE, 0.0, Schedule::Cosine),
+        ];
+        for (code, param, s) in schedules {
+            assert_eq!(Schedule::from_code(code, param).unwrap(), s);
+        }
+        assert!(Schedule::from_code(NNK_SCHEDULE_STEP, 0.5).is_err());
+        assert!(Schedule::from_code(NNK_SCHEDULE_INVSCALING, f64::NAN).is_err());
+        assert!(Schedule::from_code(NNK_SCHEDULE_COSINE + 1, 0.0).is_err());
+    }
 }

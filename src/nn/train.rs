@@ -83,6 +83,34 @@ pub enum Schedule {
     Cosine,
 }
 
+impl Schedule {
+    /// The schedule for a C code (`NNK_SCHEDULE_*`: 0 constant, 1
+    /// invscaling, 2 adaptive, 3 step, 4 cosine) and its parameter: the
+    /// exponent for invscaling (finite, ≥ 0), the epochs per halving for
+    /// step (≥ 1); ignored otherwise. Unknown codes and out-of-range
+    /// parameters are errors.
+    pub fn from_code(code: u32, param: f64) -> Result<Schedule> {
+        Ok(match code {
+            0 => Schedule::Constant,
+            1 => {
+                if !(param.is_finite() && (0.0..=f32::MAX as f64).contains(&param)) {
+                    return Err(invalid(format!("power_t = {param} is out of range")));
+                }
+                Schedule::InvScaling { power_t: param as f32 }
+            }
+            2 => Schedule::Adaptive,
+            3 => {
+                if !(param >= 1.0 && param < 1e9) {
+                    return Err(invalid("step schedule needs param ≥ 1 (epochs)"));
+                }
+                Schedule::Step { every: param as usize, gamma: 0.5 }
+            }
+            4 => Schedule::Cosine,
+            x => return Err(invalid(format!("unknown schedule {x}"))),
+        })
+    }
+}
+
 /// The largest input density [`SparseInput::Auto`] trains sparse: below
 /// the crossover with the dense path, about 0.3 for nonzeros at random
 /// positions on this project's benchmark machine at batch 32 and 256
