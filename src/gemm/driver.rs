@@ -11,12 +11,12 @@
 //! * Threads split the output over N (or M) tiles, never over K, so every
 //!   element is summed in the same order for any thread count.
 
-use super::kernel::{Epilogue, Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
+use super::kernel::{Epilogue, Tile, Ukr};
 use super::pack::{pack_a, pack_b};
 use super::params::Params;
 use super::scratch;
 use crate::ptr::{ConstPtr, MutPtr};
-use crate::simd::{Isa, Real};
+use crate::simd::{Isa, IsaToken, IsaVisitor, Real, TileShape};
 use pulp::{Simd, WithSimd};
 
 /// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
@@ -351,7 +351,7 @@ struct Block<T> {
 
 struct BlockOp<'e, T, E, Sh>(Block<T>, &'e E, core::marker::PhantomData<Sh>);
 
-impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
+impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithSimd for BlockOp<'_, T, E, Sh> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -395,7 +395,7 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
                     last: b.last,
                 };
                 // SAFETY: the tile lies inside the validated block.
-                unsafe { Sh::run::<T, S, E>(s, m.div_ceil(l), &t, self.1) };
+                unsafe { Sh::select(m.div_ceil(l), t.n, Ukr { s, t: &t, e: self.1 }) };
                 i0 += m;
                 ir += 1;
             }
@@ -420,24 +420,17 @@ fn tile_cols(nr: usize, rem: usize, b_packed: bool) -> usize {
     if !b_packed && nr >= 6 && rem > nr && rem < nr + 4 { rem.div_ceil(2) } else { nr.min(rem) }
 }
 
+/// Loops 2 and 1 over `blk`, with the token and the register tile of `isa`'s
+/// row of the ISA table.
 fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {
-    use core::marker::PhantomData as P;
-    match isa {
-        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-        Isa::V4 => {
-            let s = pulp::x86::V4::try_new().expect("AVX-512 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
+    struct Run<'e, T, E>(Block<T>, &'e E);
+    impl<T: Real, E: Epilogue<T>> IsaVisitor for Run<'_, T, E> {
+        type Output = ();
+        #[inline(always)]
+        fn visit<S: IsaToken>(self) {
+            let s = S::detect().expect("a GEMM block for an ISA this CPU lacks");
+            Simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
         }
-        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-        Isa::V3 => {
-            let s = pulp::x86::V3::try_new().expect("AVX2 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr6>(blk, e, P))
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let s = pulp::aarch64::Neon::try_new().expect("NEON block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
-        }
-        Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), BlockOp::<T, E, Mv4Nr4>(blk, e, P)),
     }
+    isa.visit(Run(blk, e))
 }

@@ -36,7 +36,7 @@ use super::kernel::{Epilogue, NoEpilogue};
 use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
-use crate::simd::Real;
+use crate::simd::{Isa, IsaToken, IsaVisitor, Real};
 use pulp::{Simd, WithSimd};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
@@ -264,8 +264,8 @@ impl SparseRows {
             }
             // Every 64-byte line of the row's indices and values (16 of either).
             for p in (self.ptr[r] & !15..self.ptr[r + 1]).step_by(16) {
-                prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
-                prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
+                crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
+                crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
             }
         }
     }
@@ -309,15 +309,28 @@ impl SparseRows {
 }
 
 /// Writes the nonzeros of `row` (column index, value) to the front of `idx`
-/// and `val` (each at least `row.len()` long) and returns their count.
+/// and `val` (each at least `row.len()` long) and returns their count. Runs
+/// with the ISA kernels use now ([`Isa::current`], so a forced one too):
+/// whole groups of 8 with AVX2 where its row of the table has it, the rest
+/// portably.
 fn scan_row(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above); the slices are as long as
-        // the contract says.
-        return unsafe { scan_row_avx2(row, idx, val) };
+    struct Scan<'a>(&'a [f32], &'a mut [u32], &'a mut [f32]);
+    impl IsaVisitor for Scan<'_> {
+        type Output = usize;
+        fn visit<S: IsaToken>(self) -> usize {
+            let Scan(row, idx, val) = self;
+            #[cfg(target_arch = "x86_64")]
+            if S::AVX2 && S::detect().is_some() {
+                // SAFETY: AVX2 is present (this ISA's token was detected and
+                // its row says it has AVX2); the slices are as long as the
+                // contract says.
+                let n = unsafe { crate::simd::x86::scan_row_avx2(row, idx, val) };
+                return scan_row_scalar(row, idx, val, row.len() / 8 * 8, n);
+            }
+            scan_row_scalar(row, idx, val, 0, 0)
+        }
     }
-    scan_row_scalar(row, idx, val, 0, 0)
+    Isa::current().visit(Scan(row, idx, val))
 }
 
 /// Portable [`scan_row`] from column `c0`, with `n` nonzeros already written.
@@ -335,76 +348,6 @@ fn scan_row_scalar(row: &[f32], idx: &mut [u32], val: &mut [f32], c0: usize, mut
         }
     }
     n
-}
-
-/// For each 8-bit mask, the lane numbers of its set bits first (a left-pack
-/// permutation for `vpermps`).
-#[cfg(target_arch = "x86_64")]
-static PACK_LUT: [[u32; 8]; 256] = {
-    let mut t = [[0u32; 8]; 256];
-    let mut m = 0;
-    while m < 256 {
-        let (mut k, mut b) = (0, 0);
-        while b < 8 {
-            if m & (1 << b) != 0 {
-                t[m][k] = b as u32;
-                k += 1;
-            }
-            b += 1;
-        }
-        m += 1;
-    }
-    t
-};
-
-/// [`scan_row`] with AVX2: 8 values compared at once and their nonzeros
-/// left-packed by a permutation from [`PACK_LUT`], stored as whole vectors
-/// (the slack past the count is overwritten by later groups or ignored).
-///
-/// # Safety
-/// The CPU has AVX2; `idx` and `val` are at least `row.len()` long.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_row_avx2(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
-    use core::arch::x86_64::*;
-    let full = row.len() / 8 * 8;
-    assert!(idx.len() >= row.len() && val.len() >= row.len());
-    let mut n = 0usize;
-    let zero = _mm256_setzero_ps();
-    let mut c = 0;
-    while c < full {
-        // SAFETY: c + 8 ≤ row.len().
-        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(c)) };
-        // Unordered-or-not-equal: NaN counts as nonzero, ±0 does not.
-        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
-        if m != 0 {
-            // SAFETY: the table row holds 8 u32.
-            let perm = unsafe { _mm256_loadu_si256(PACK_LUT[m].as_ptr() as *const __m256i) };
-            let packed = _mm256_permutevar8x32_ps(v, perm);
-            let cols = _mm256_add_epi32(perm, _mm256_set1_epi32(c as i32));
-            // SAFETY: n ≤ c, so n + 8 ≤ c + 8 ≤ row.len() ≤ the slices' length.
-            unsafe {
-                _mm256_storeu_ps(val.as_mut_ptr().add(n), packed);
-                _mm256_storeu_si256(idx.as_mut_ptr().add(n) as *mut __m256i, cols);
-            }
-            n += m.count_ones() as usize;
-        }
-        c += 8;
-    }
-    scan_row_scalar(row, idx, val, full, n)
-}
-
-/// A hint to load the cache line at `p` (nothing on other architectures).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address; SSE is part of
-    // the x86-64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// `C ← alpha·S·B + beta·C` (`S` m×k sparse, `B` k×n, `C` m×n, any strides).
