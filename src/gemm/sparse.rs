@@ -574,108 +574,147 @@ struct Rows<'a, 'b, E> {
 
 impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
     type Output = ();
+    /// Chooses the loop for rows `r0..r1` by the size of B (its `k` rows,
+    /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
+    /// past 32 KiB (beyond L1) its sliced variant, [`sliced`]; larger B the
+    /// blocked loop, [`blocked`]. All sum each element's terms in the same
+    /// order, so the choice never changes the bits. B that fits in L2
+    /// (MNIST's weight gradient: B = dZ, 16 KiB at batch 32): with few
+    /// nonzeros per row the blocked loop's per-row work dominates: on MNIST's
+    /// dW the direct loop took about 20% less time. Larger B keeps the
+    /// blocking (MNIST's forward, B = W, 400 KiB: the direct loop took about
+    /// 9% more).
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Rows { job: j, r0, r1, acc, cur } = self;
         let l = S::F32_LANES;
-        let sp = j.s;
-        let (k, n) = (sp.cols, j.n);
+        let (k, n) = (j.s.cols, j.n);
         // Accumulator rows padded to whole vectors.
         let np = n.div_ceil(l) * l;
-        let rb = ROW_BLOCK.min(r1 - r0);
-        debug_assert!(l <= MAX_F32_LANES && acc.len() >= rb * np && cur.len() >= rb);
-        // B that fits in L2 (MNIST's weight gradient: B = dZ, 16 KiB at batch
-        // 32): each row of C takes all its nonzeros at once, strip by strip
-        // from zero, with no accumulator block, no k blocks and no cursor
-        // scans. With few nonzeros per row the blocked loop's per-row work
-        // dominates: on MNIST's dW the direct loop took about 20% less time.
-        // Larger B keeps the blocking (MNIST's forward, B = W, 400 KiB: the
-        // direct loop took about 9% more). Same order of terms, same bits.
-        // B beyond L1 (dW at batch 256: dZ, 128 KiB) takes the sliced
-        // variant of the direct loop (`sliced`).
+        debug_assert!(l <= MAX_F32_LANES && acc.len() >= ROW_BLOCK.min(r1 - r0) * np);
         let b_bytes = k.saturating_mul(np).saturating_mul(4);
         // The sliced loop also needs a whole slice of columns (narrower B
         // would multiply padding) and a slice copy of at most 64 KiB (so
         // that it stays near L1).
         let slice_bytes = k.saturating_mul(SLICE * l * 4);
-        if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
-            if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
-                // SAFETY: rows r0..r1 of C are this task's; S's indices are
-                // < k and B's first n columns of its k rows are inside (unit
-                // column stride).
-                unsafe { sliced(s, j, r0, r1, acc) };
-                return;
-            }
-            let a = &mut acc[..np];
-            for i in r0..r1 {
-                let r = j.row(i);
-                // alpha = 0 never reads B (0·NaN must not reach C).
-                let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { sp.ptr[r]..sp.ptr[r + 1] };
-                let (ix, vs) = (&sp.idx[q.clone()], &sp.val[q]);
-                // SAFETY: rows ix of B (unit column stride, p < k) and the
-                // padded row `a` are inside; row i of C is inside C and this
-                // task's.
-                unsafe {
-                    strips::<S, E, true>(s, j, ix, vs, a);
-                    write_row(s, j, i, a);
+        // SAFETY (of the three loops): rows r0..r1 of C are this task's;
+        // S's indices are < k and B's first n columns of its k rows are
+        // inside B (unit column stride where the loop needs it); `acc` and
+        // `cur` are as long as `Rows` says.
+        unsafe {
+            if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
+                if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
+                    sliced(s, j, r0, r1, acc);
+                } else {
+                    direct(s, j, r0, r1, &mut acc[..np]);
                 }
+            } else {
+                blocked(s, j, r0, r1, acc, cur);
             }
-            return;
         }
-        let cur = &mut cur[..rb];
-        cur.fill(0);
-        // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
-        // columns measured a little faster than 32 and 128 on MNIST).
-        let kb = (8192 / np).max(8);
-        let mut i0 = r0;
-        while i0 < r1 {
-            let i1 = (i0 + rb).min(r1);
-            let acc = &mut acc[..(i1 - i0) * np];
-            acc.fill(0.0);
-            for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
-                *c = sp.ptr[j.row(i0 + t)];
-            }
-            // alpha = 0 never reads B (0·NaN must not reach C).
-            let mut k0 = if j.alpha == 0.0 { k } else { 0 };
-            while k0 < k {
-                let k1 = (k0 + kb).min(k);
-                for t in 0..i1 - i0 {
-                    let e = sp.ptr[j.row(i0 + t) + 1];
-                    let q0 = cur[t];
-                    let mut q = q0;
-                    while q < e && (sp.idx[q] as usize) < k1 {
-                        q += 1;
-                    }
-                    if q == q0 {
-                        continue;
-                    }
-                    cur[t] = q;
-                    let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
-                    let a = &mut acc[t * np..(t + 1) * np];
-                    if j.csb != 1 {
-                        for (col, a) in a[..n].iter_mut().enumerate() {
-                            for (&p, &v) in ix.iter().zip(vs) {
-                                // SAFETY: (p, col) is inside B (p < k by construction).
-                                let bv =
-                                    unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
-                                *a = v.mul_add(bv, *a);
-                            }
+    }
+}
+
+/// The direct loop: each row of C takes all its nonzeros at once, strip by
+/// strip from zero into `a` (one padded row), with no accumulator block, no
+/// k blocks and no cursor scans.
+///
+/// # Safety
+/// Rows `r0..r1` of C are inside C and this task's; B has unit column stride
+/// and its first `n` columns of its `k` rows are inside it; `a` holds `n`
+/// rounded up to whole vectors.
+#[inline(always)]
+unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
+    let sp = j.s;
+    for i in r0..r1 {
+        let r = j.row(i);
+        // alpha = 0 never reads B (0·NaN must not reach C).
+        let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { sp.ptr[r]..sp.ptr[r + 1] };
+        let (ix, vs) = (&sp.idx[q.clone()], &sp.val[q]);
+        // SAFETY: rows ix of B (unit column stride, p < k) and the padded
+        // row `a` are inside; row i of C is inside C and this task's.
+        unsafe {
+            strips::<S, E, true>(s, j, ix, vs, a);
+            write_row(s, j, i, a);
+        }
+    }
+}
+
+/// The blocked loop: C's rows in blocks of [`ROW_BLOCK`] accumulated in
+/// `acc`, `k` in blocks of rows of B of 32 KiB; within a block each row of
+/// C takes its nonzeros in that range of `k` (`cur`: each row's cursor).
+///
+/// # Safety
+/// Rows `r0..r1` of C are inside C and this task's; B's first `n` columns
+/// of its `k` rows are inside it; `acc` holds `ROW_BLOCK.min(r1 - r0)` rows
+/// of `n` rounded up to whole vectors, `cur` that many cursors.
+#[inline(always)]
+unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
+    s: S,
+    j: &Job<'_, E>,
+    r0: usize,
+    r1: usize,
+    acc: &mut [f32],
+    cur: &mut [usize],
+) {
+    let l = S::F32_LANES;
+    let sp = j.s;
+    let (k, n) = (sp.cols, j.n);
+    let np = n.div_ceil(l) * l;
+    let rb = ROW_BLOCK.min(r1 - r0);
+    debug_assert!(acc.len() >= rb * np && cur.len() >= rb);
+    let cur = &mut cur[..rb];
+    cur.fill(0);
+    // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
+    // columns measured a little faster than 32 and 128 on MNIST).
+    let kb = (8192 / np).max(8);
+    let mut i0 = r0;
+    while i0 < r1 {
+        let i1 = (i0 + rb).min(r1);
+        let acc = &mut acc[..(i1 - i0) * np];
+        acc.fill(0.0);
+        for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
+            *c = sp.ptr[j.row(i0 + t)];
+        }
+        // alpha = 0 never reads B (0·NaN must not reach C).
+        let mut k0 = if j.alpha == 0.0 { k } else { 0 };
+        while k0 < k {
+            let k1 = (k0 + kb).min(k);
+            for t in 0..i1 - i0 {
+                let e = sp.ptr[j.row(i0 + t) + 1];
+                let q0 = cur[t];
+                let mut q = q0;
+                while q < e && (sp.idx[q] as usize) < k1 {
+                    q += 1;
+                }
+                if q == q0 {
+                    continue;
+                }
+                cur[t] = q;
+                let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
+                let a = &mut acc[t * np..(t + 1) * np];
+                if j.csb != 1 {
+                    for (col, a) in a[..n].iter_mut().enumerate() {
+                        for (&p, &v) in ix.iter().zip(vs) {
+                            // SAFETY: (p, col) is inside B (p < k by construction).
+                            let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                            *a = v.mul_add(bv, *a);
                         }
-                        continue;
                     }
-                    // SAFETY: rows ix of B (unit column stride, p < k) and the
-                    // padded accumulator row are inside.
-                    unsafe { strips::<S, E, false>(s, j, ix, vs, a) };
+                    continue;
                 }
-                k0 = k1;
+                // SAFETY: rows ix of B (unit column stride, p < k) and the
+                // padded accumulator row are inside.
+                unsafe { strips::<S, E, false>(s, j, ix, vs, a) };
             }
-            for i in i0..i1 {
-                let a = &acc[(i - i0) * np..(i - i0 + 1) * np];
-                // SAFETY: row i of C is inside C and belongs to this task.
-                unsafe { write_row(s, j, i, a) };
-            }
-            i0 = i1;
+            k0 = k1;
         }
+        for i in i0..i1 {
+            let a = &acc[(i - i0) * np..(i - i0 + 1) * np];
+            // SAFETY: row i of C is inside C and belongs to this task.
+            unsafe { write_row(s, j, i, a) };
+        }
+        i0 = i1;
     }
 }
 
