@@ -458,7 +458,7 @@ impl Mlp {
                 if t.len() != n * k {
                     return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
                 }
-                if let Some(i) = crate::ops::reduce::first_non_finite(t) {
+                if let Some(i) = crate::simd::reduce::first_non_finite(t) {
                     return Err(Error::NonFinite(format!("target {i} is not finite")));
                 }
             }
@@ -660,7 +660,7 @@ impl Mlp {
                 // or the result.
                 let what = what.or_else(|| {
                     (chunks.peek().is_none())
-                        .then(|| crate::ops::reduce::first_non_finite(&self.params))
+                        .then(|| crate::simd::reduce::first_non_finite(&self.params))
                         .flatten()
                         .map(|i| format!("parameter {i} became non-finite"))
                 });
@@ -933,7 +933,7 @@ impl Mlp {
         let (l2_grad, l2_step) = if cfg.clip_norm.is_some() { (l2, 0.0) } else { (0.0, l2) };
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
-            let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
+            let sq: f64 = (0..nl).map(|i| crate::simd::reduce::sum_sq(self.layer_params(i).0)).sum();
             loss += 0.5 * coupled_l2 as f64 * sq / b as f64;
         }
         if cfg.l1 > 0.0 {
