@@ -45,8 +45,8 @@ pub(crate) struct Problem<T> {
 
 /// Minimum floating-point work (2·m·n·k) per thread before a call goes
 /// parallel: 1 Mi flops, about 10–20 µs, comparable to waking a pool thread on
-/// a virtual machine (with 512 Ki, a batch-32 MNIST epoch on two threads took
-/// 0.39 s against 0.24 on one; the sparse products use the same bound).
+/// a virtual machine (half of it measured slower, see BENCHMARKS.md; the
+/// sparse products use the same bound).
 /// Under Miri, 64, so that the small shapes it can afford still split.
 pub(crate) const MIN_FLOPS_PER_THREAD: usize = if cfg!(miri) { 64 } else { 1 << 20 };
 

@@ -205,8 +205,8 @@ impl SparseRows {
         self.cols = n;
         self.ptr.clear();
         self.ptr.resize(s.cols + 1, 0);
-        // The two passes below index without bounds checks (about 12% of
-        // the transpose on MNIST's batches): every index of `s` is below
+        // The two passes below index without bounds checks (the checks cost
+        // measurably, see BENCHMARKS.md): every index of `s` is below
         // `s.cols` (its invariant), so `c + 1 ≤ s.cols` is inside `ptr`;
         // the fill cursor of column c stays below the start of column c + 1,
         // at most `nnz`, the length of `idx` and `val` after `grow`.
@@ -578,12 +578,8 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
     /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
     /// past 32 KiB (beyond L1) its sliced variant, [`sliced`]; larger B the
     /// blocked loop, [`blocked`]. All sum each element's terms in the same
-    /// order, so the choice never changes the bits. B that fits in L2
-    /// (MNIST's weight gradient: B = dZ, 16 KiB at batch 32): with few
-    /// nonzeros per row the blocked loop's per-row work dominates: on MNIST's
-    /// dW the direct loop took about 20% less time. Larger B keeps the
-    /// blocking (MNIST's forward, B = W, 400 KiB: the direct loop took about
-    /// 9% more).
+    /// order, so the choice never changes the bits (measurements in
+    /// BENCHMARKS.md, "Design measurements").
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Rows { job: j, r0, r1, acc, cur } = self;
@@ -665,8 +661,8 @@ unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
     debug_assert!(acc.len() >= rb * np && cur.len() >= rb);
     let cur = &mut cur[..rb];
     cur.fill(0);
-    // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
-    // columns measured a little faster than 32 and 128 on MNIST).
+    // Rows of B per k block: 32 KiB of them, at least 8 (the size measured
+    // best, see BENCHMARKS.md, "Design measurements").
     let kb = (8192 / np).max(8);
     let mut i0 = r0;
     while i0 < r1 {
@@ -806,9 +802,8 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 /// the caller); every row of C takes its nonzeros against the
 /// slice from L1, two rows at a time in step (eight independent FMA chains),
 /// then writes those columns. Each element of C still sums its terms from
-/// zero in increasing `k`: the bits of the direct loop. Measured on a
-/// stand-alone copy of MNIST's dW: 1.23× faster at batch 256, 1.35× at 128
-/// (0.71× at 64, where B fits in L1: that batch keeps the plain loop).
+/// zero in increasing `k`: the bits of the direct loop. Faster than the
+/// direct loop once B leaves L1 (see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// Rows `r0..r1` of C are inside C and this task's; B has unit column stride

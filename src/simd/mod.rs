@@ -86,9 +86,8 @@ unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Opti
 /// Stores the first `n` (`< lanes`) lanes of `v` and writes no memory beyond
 /// them; `false` where no native path applies. See [`masked_load_native`].
 ///
-/// On x86-64 this is at most a 128-bit, a 64-bit and a 32-bit store chosen by
-/// the bits of the byte count, not `vmaskmov`: AMD cores microcode masked
-/// stores (measured here: the narrow GEMMs lost 9–14% with them).
+/// On x86-64 these are plain stores, not `vmaskmov`, which AMD cores
+/// microcode (see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// `p` valid for writing `n < lanes` elements of `E`; `S` as for

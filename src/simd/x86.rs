@@ -51,7 +51,7 @@ pub(crate) unsafe fn masked_load(p: *const u8, n: usize, esz: usize, halves: usi
 /// Stores the first `units` 4-byte units of `halves` at `p` and writes no
 /// memory beyond them: at most a 256-bit, a 128-bit, a 64-bit and a 32-bit
 /// store chosen by the bits of the count, not `vmaskmov` (AMD cores microcode
-/// masked stores).
+/// masked stores; see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// AVX is available; `p` is valid for writing `units` 4-byte units;
