@@ -811,7 +811,7 @@ fn m_zero(n: usize) -> Vec<f32> {
 /// and the finite extremes (f32::MAX, subnormals, -0.0) never reported.
 #[test]
 fn first_non_finite_matches_scalar_scan() {
-    use nnkern::ops::reduce::{all_finite, first_non_finite};
+    use nnkern::simd::reduce::{all_finite, first_non_finite};
     let finite = [0.0, -0.0, 1.0, -3.5, f32::MAX, f32::MIN, f32::MIN_POSITIVE, 1e-45, -1e-45];
     for len in [0usize, 1, 2, 7, 255, 256, 257, 511, 512, 513, 600] {
         let base: Vec<f32> = (0..len).map(|i| finite[i % finite.len()]).collect();

@@ -228,12 +228,7 @@ pub extern "C" fn nnk_version() -> *const c_char {
 /// `"neon"` or `"scalar"` (static, never NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn nnk_isa_name() -> *const c_char {
-    match crate::simd::isa_name() {
-        "avx512" => c"avx512".as_ptr(),
-        "avx2" => c"avx2".as_ptr(),
-        "neon" => c"neon".as_ptr(),
-        _ => c"scalar".as_ptr(),
-    }
+    crate::simd::Isa::current().c_name().as_ptr()
 }
 
 /// Sets the number of threads kernels may use in this process; `0` means all

@@ -11,12 +11,12 @@
 //! * Threads split the output over N (or M) tiles, never over K, so every
 //!   element is summed in the same order for any thread count.
 
-use super::kernel::{Epilogue, Mv2Nr6, Mv2Nr12, Mv4Nr4, Shape, Tile};
+use super::kernel::{Epilogue, Tile, Ukr};
 use super::pack::{pack_a, pack_b};
 use super::params::Params;
 use super::scratch;
 use crate::ptr::{ConstPtr, MutPtr};
-use crate::simd::{Isa, Real};
+use crate::simd::{Isa, IsaToken, IsaVisitor, Real, TileShape};
 use pulp::{Simd, WithSimd};
 
 /// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
@@ -45,8 +45,8 @@ pub(crate) struct Problem<T> {
 
 /// Minimum floating-point work (2·m·n·k) per thread before a call goes
 /// parallel: 1 Mi flops, about 10–20 µs, comparable to waking a pool thread on
-/// a virtual machine (with 512 Ki, a batch-32 MNIST epoch on two threads took
-/// 0.39 s against 0.24 on one; the sparse products use the same bound).
+/// a virtual machine (half of it measured slower, see BENCHMARKS.md; the
+/// sparse products use the same bound).
 /// Under Miri, 64, so that the small shapes it can afford still split.
 pub(crate) const MIN_FLOPS_PER_THREAD: usize = if cfg!(miri) { 64 } else { 1 << 20 };
 
@@ -219,102 +219,116 @@ fn pack_lens<T>(p: &Params, prob: &Problem<T>) -> (usize, usize, usize) {
     (a_len, b_len, edge_len)
 }
 
+/// The chunks of `0..n` of `chunk` elements (the last one shorter), as
+/// `(index, length)` pairs: chunk `l` starts at `l·chunk` (matrixmultiply's
+/// `range_chunk`).
+#[inline]
+fn range_chunk(n: usize, chunk: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n.div_ceil(chunk)).map(move |l| (l, chunk.min(n - l * chunk)))
+}
+
+/// The packing buffers carved from `buf`, each 64-byte aligned: the packed
+/// A block (`lens.0` elements), the packed B block (`lens.1`) and A's packed
+/// edge panel (`lens.2`), as [`pack_lens`] gives them.
+///
+/// Panics if `buf` is shorter than [`pack_words`] says (the sizes must come
+/// from the same [`Params`] and problem).
+fn carve<T>(buf: &mut [u64], lens: (usize, usize, usize), words: usize) -> (*mut T, *mut T, *mut T) {
+    assert!(buf.len() >= words, "GEMM scratch too small");
+    let esz = core::mem::size_of::<T>();
+    let base = buf.as_mut_ptr() as *mut u8;
+    let abuf = base.wrapping_add(base.align_offset(64)) as *mut T;
+    let bb = (abuf as *mut u8).wrapping_add(lens.0 * esz);
+    let bbuf = bb.wrapping_add(bb.align_offset(64)) as *mut T;
+    let eb = (bbuf as *mut u8).wrapping_add(lens.1 * esz);
+    let ebuf = eb.wrapping_add(eb.align_offset(64)) as *mut T;
+    (abuf, bbuf, ebuf)
+}
+
 /// One thread's GEMM over `prob`, packing into `buf` (at least
-/// [`pack_words`] words).
+/// [`pack_words`] words): loops 5 to 3 of the BLIS nest, loops 2 and 1 being
+/// [`run_block`]'s.
 ///
 /// # Safety
 /// As [`gemm_native`], for `prob`'s part of C.
 unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E, buf: &mut [u64]) {
     let pa = want_pack_a(p, &prob);
     let pb = want_pack_b(p, &prob);
-    let (a_len, b_len, _) = pack_lens(p, &prob);
-    assert!(buf.len() >= pack_words::<T>(p, &prob), "GEMM scratch too small");
-    let esz = core::mem::size_of::<T>();
-    {
-        let base = buf.as_mut_ptr() as *mut u8;
-        let abuf = base.wrapping_add(base.align_offset(64)) as *mut T;
-        let bb = (abuf as *mut u8).wrapping_add(a_len * esz);
-        let bbuf = bb.wrapping_add(bb.align_offset(64)) as *mut T;
-        let eb = (bbuf as *mut u8).wrapping_add(b_len * esz);
-        let ebuf = eb.wrapping_add(eb.align_offset(64)) as *mut T;
+    let (abuf, bbuf, ebuf) = carve::<T>(buf, pack_lens(p, &prob), pack_words::<T>(p, &prob));
 
-        let mut jc = 0;
-        while jc < prob.n {
-            let ncur = p.nc.min(prob.n - jc);
-            let mut pc = 0;
-            while pc < prob.k {
-                let kcur = p.kc.min(prob.k - pc);
-                let beta = if pc == 0 { prob.beta } else { Some(T::ONE) };
-                let bsrc = prob.b.get().wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
-                let (b_ptr, b_ks, b_js, b_panel) = if pb {
-                    // SAFETY: the block is inside B; the buffer holds b_len elements.
-                    unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
-                    (bbuf as *const T, p.nr as isize, 1isize, (p.nr * kcur) as isize)
+    // Loop 5 (jc): NC columns of B and C.
+    for (l5, ncur) in range_chunk(prob.n, p.nc) {
+        let jc = l5 * p.nc;
+        // Loop 4 (pc): KC deep, one packed B block.
+        for (l4, kcur) in range_chunk(prob.k, p.kc) {
+            let pc = l4 * p.kc;
+            let beta = if pc == 0 { prob.beta } else { Some(T::ONE) };
+            let bsrc = prob.b.get().wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
+            let (b_ptr, b_ks, b_js, b_panel) = if pb {
+                // SAFETY: the block is inside B; the buffer holds b_len elements.
+                unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
+                (bbuf as *const T, p.nr as isize, 1isize, (p.nr * kcur) as isize)
+            } else {
+                (bsrc, prob.rsb, prob.csb, p.nr as isize * prob.csb)
+            };
+            // Loop 3 (ic): MC rows of A and C, one packed A block.
+            for (l3, mcur) in range_chunk(prob.m, p.mc) {
+                let ic = l3 * p.mc;
+                let asrc = prob.a.get().wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
+                let (a_ptr, a_ks, a_panel) = if pa {
+                    // SAFETY: the block is inside A; the buffer holds a_len elements.
+                    unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
+                    (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
                 } else {
-                    (bsrc, prob.rsb, prob.csb, p.nr as isize * prob.csb)
+                    (asrc, prob.csa, p.mr as isize)
                 };
-                let mut ic = 0;
-                while ic < prob.m {
-                    let mcur = p.mc.min(prob.m - ic);
-                    let asrc = prob.a.get().wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
-                    let (a_ptr, a_ks, a_panel) = if pa {
-                        // SAFETY: the block is inside A; the buffer holds a_len elements.
-                        unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
-                        (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
-                    } else {
-                        (asrc, prob.csa, p.mr as isize)
+                // The partial last panel of an in-place A, packed.
+                let a_edge = if !pa && mcur % p.mr != 0 {
+                    let i0 = mcur - mcur % p.mr;
+                    // SAFETY: rows i0..mcur of the block are inside A; the edge
+                    // buffer holds mr·kc elements.
+                    unsafe {
+                        pack_a(
+                            isa,
+                            ebuf,
+                            asrc.wrapping_offset(i0 as isize * prob.rsa),
+                            prob.rsa,
+                            prob.csa,
+                            mcur - i0,
+                            kcur,
+                            p.mr,
+                        )
                     };
-                    // The partial last panel of an in-place A, packed.
-                    let a_edge = if !pa && mcur % p.mr != 0 {
-                        let i0 = mcur - mcur % p.mr;
-                        // SAFETY: rows i0..mcur of the block are inside A; the edge
-                        // buffer holds mr·kc elements.
-                        unsafe {
-                            pack_a(
-                                isa,
-                                ebuf,
-                                asrc.wrapping_offset(i0 as isize * prob.rsa),
-                                prob.rsa,
-                                prob.csa,
-                                mcur - i0,
-                                kcur,
-                                p.mr,
-                            )
-                        };
-                        ebuf as *const T
-                    } else {
-                        core::ptr::null()
-                    };
-                    let blk = Block {
-                        mc: mcur,
-                        nc: ncur,
-                        kc: kcur,
-                        mr: p.mr,
-                        nr: p.nr,
-                        a: a_ptr,
-                        a_ks,
-                        a_panel,
-                        a_edge,
-                        b: b_ptr,
-                        b_ks,
-                        b_js,
-                        b_panel,
-                        b_packed: pb,
-                        c: prob.c.get().wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
-                        rsc: prob.rsc,
-                        csc: prob.csc,
-                        alpha: prob.alpha,
-                        beta,
-                        i0: prob.i_off + ic,
-                        j0: prob.j_off + jc,
-                        last: pc + kcur == prob.k,
-                    };
-                    run_block(isa, blk, epi);
-                    ic += mcur;
-                }
-                pc += kcur;
+                    ebuf as *const T
+                } else {
+                    core::ptr::null()
+                };
+                let blk = Block {
+                    mc: mcur,
+                    nc: ncur,
+                    kc: kcur,
+                    mr: p.mr,
+                    nr: p.nr,
+                    a: a_ptr,
+                    a_ks,
+                    a_panel,
+                    a_edge,
+                    b: b_ptr,
+                    b_ks,
+                    b_js,
+                    b_panel,
+                    b_packed: pb,
+                    c: prob.c.get().wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
+                    rsc: prob.rsc,
+                    csc: prob.csc,
+                    alpha: prob.alpha,
+                    beta,
+                    i0: prob.i_off + ic,
+                    j0: prob.j_off + jc,
+                    last: pc + kcur == prob.k,
+                };
+                run_block(isa, blk, epi);
             }
-            jc += ncur;
         }
     }
 }
@@ -351,7 +365,7 @@ struct Block<T> {
 
 struct BlockOp<'e, T, E, Sh>(Block<T>, &'e E, core::marker::PhantomData<Sh>);
 
-impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
+impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithSimd for BlockOp<'_, T, E, Sh> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
@@ -359,10 +373,14 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
         let l = T::lanes::<S>();
         debug_assert_eq!(b.mr, Sh::MV * l);
         debug_assert_eq!(b.nr, Sh::NR);
+        // Loop 2 (jr): NR columns of the B block and C (narrower tiles at
+        // the end, see `tile_cols`).
         let mut j0 = 0;
         let mut jr = 0isize;
         while j0 < b.nc {
             let n = tile_cols(b.nr, b.nc - j0, b.b_packed);
+            // Loop 1 (ir): MR rows of the A block and C (a counted loop, so
+            // the code around the microkernel stays as it was measured).
             let mut i0 = 0;
             let mut ir = 0isize;
             while i0 < b.mc {
@@ -395,7 +413,7 @@ impl<T: Real, E: Epilogue<T>, Sh: Shape> WithSimd for BlockOp<'_, T, E, Sh> {
                     last: b.last,
                 };
                 // SAFETY: the tile lies inside the validated block.
-                unsafe { Sh::run::<T, S, E>(s, m.div_ceil(l), &t, self.1) };
+                unsafe { Sh::select(m.div_ceil(l), t.n, Ukr { s, t: &t, e: self.1 }) };
                 i0 += m;
                 ir += 1;
             }
@@ -420,24 +438,17 @@ fn tile_cols(nr: usize, rem: usize, b_packed: bool) -> usize {
     if !b_packed && nr >= 6 && rem > nr && rem < nr + 4 { rem.div_ceil(2) } else { nr.min(rem) }
 }
 
+/// Loops 2 and 1 over `blk`, with the token and the register tile of `isa`'s
+/// row of the ISA table.
 fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {
-    use core::marker::PhantomData as P;
-    match isa {
-        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-        Isa::V4 => {
-            let s = pulp::x86::V4::try_new().expect("AVX-512 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
+    struct Run<'e, T, E>(Block<T>, &'e E);
+    impl<T: Real, E: Epilogue<T>> IsaVisitor for Run<'_, T, E> {
+        type Output = ();
+        #[inline(always)]
+        fn visit<S: IsaToken>(self) {
+            let s = S::detect().expect("a GEMM block for an ISA this CPU lacks");
+            Simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
         }
-        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-        Isa::V3 => {
-            let s = pulp::x86::V3::try_new().expect("AVX2 block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr6>(blk, e, P))
-        }
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => {
-            let s = pulp::aarch64::Neon::try_new().expect("NEON block on a CPU without it");
-            Simd::vectorize(s, BlockOp::<T, E, Mv2Nr12>(blk, e, P))
-        }
-        Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), BlockOp::<T, E, Mv4Nr4>(blk, e, P)),
     }
+    isa.visit(Run(blk, e))
 }

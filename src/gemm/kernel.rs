@@ -15,7 +15,7 @@
 //! The write-out follows the BLIS contract: with `beta == None` C is never read
 //! (NaN there is overwritten); otherwise `C = beta·C + alpha·acc`.
 
-use crate::simd::Real;
+use crate::simd::{Real, TileVisitor};
 use pulp::Simd;
 
 /// One microkernel invocation. Pointers are only dereferenced inside the ranges
@@ -286,50 +286,24 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
     }
 }
 
-/// A register-tile configuration: `MV` vectors × `NR` columns, with a table of
-/// every smaller edge variant.
-pub(crate) trait Shape {
-    /// Vectors of rows per tile.
-    const MV: usize;
-    /// Columns per tile.
-    const NR: usize;
-    /// Runs the `(mv, n)` variant of the tile (`mv = ceil(t.m / lanes)`).
-    ///
+/// [`ukr`] for one tile, as the visitor of the ISA table's tile shape
+/// (`simd::TileShape::select` picks the `(MV, NR)` variant).
+pub(crate) struct Ukr<'a, T, S, E> {
+    /// The ISA token.
+    pub s: S,
+    /// The tile.
+    pub t: &'a Tile<T>,
+    /// The epilogue.
+    pub e: &'a E,
+}
+
+impl<T: Real, S: Simd, E: Epilogue<T>> TileVisitor for Ukr<'_, T, S, E> {
+    type Output = ();
     /// # Safety
-    /// See [`ukr`].
-    unsafe fn run<T: Real, S: Simd, E: Epilogue<T>>(s: S, mv: usize, t: &Tile<T>, e: &E);
+    /// As [`ukr`].
+    #[inline(always)]
+    unsafe fn visit<const MV: usize, const NR: usize>(self) {
+        // SAFETY: forwarded contract.
+        unsafe { ukr::<T, S, E, MV, NR>(self.s, self.t, self.e) }
+    }
 }
-
-macro_rules! shape {
-    ($name:ident, $mv:literal, $nr:literal; $( ($a:literal, $b:literal) ),* $(,)?) => {
-        /// Register tile configuration (see [`Shape`]).
-        pub(crate) struct $name;
-        impl Shape for $name {
-            const MV: usize = $mv;
-            const NR: usize = $nr;
-            #[inline(always)]
-            unsafe fn run<T: Real, S: Simd, E: Epilogue<T>>(s: S, mv: usize, t: &Tile<T>, e: &E) {
-                // SAFETY: forwarded contract.
-                unsafe {
-                    match (mv, t.n) {
-                        $( ($a, $b) => ukr::<T, S, E, $a, $b>(s, t, e), )*
-                        _ => unreachable!("tile {}x{} outside the {}x{} table", mv, t.n, $mv, $nr),
-                    }
-                }
-            }
-        }
-    };
-}
-
-// AVX-512 (32 zmm) and NEON (32 q): 2 vectors × 12 columns = 24 accumulators.
-shape!(Mv2Nr12, 2, 12;
-    (1,1),(1,2),(1,3),(1,4),(1,5),(1,6),(1,7),(1,8),(1,9),(1,10),(1,11),(1,12),
-    (2,1),(2,2),(2,3),(2,4),(2,5),(2,6),(2,7),(2,8),(2,9),(2,10),(2,11),(2,12));
-// AVX2 (16 ymm): 2 vectors × 6 columns = 12 accumulators.
-shape!(Mv2Nr6, 2, 6;
-    (1,1),(1,2),(1,3),(1,4),(1,5),(1,6),
-    (2,1),(2,2),(2,3),(2,4),(2,5),(2,6));
-// Scalar: 4 × 4 scalars.
-shape!(Mv4Nr4, 4, 4;
-    (1,1),(1,2),(1,3),(1,4),(2,1),(2,2),(2,3),(2,4),
-    (3,1),(3,2),(3,3),(3,4),(4,1),(4,2),(4,3),(4,4));

@@ -25,13 +25,13 @@
 //! ```
 
 mod backend;
-pub(crate) mod driver;
-pub(crate) mod kernel;
+mod driver;
+mod kernel;
 mod naive;
-pub(crate) mod pack;
+mod pack;
 mod params;
 mod scratch;
-pub(crate) mod sparse;
+mod sparse;
 mod view;
 
 pub use backend::{Backend, Elem};
@@ -39,6 +39,10 @@ pub use naive::{gemm_naive, gemm_reference};
 pub use params::Params;
 pub use sparse::{SparseRows, spmm, spmm_rows};
 pub use view::{MatMut, MatRef};
+// The fused write-out the kernels above `gemm` (`ops`) plug into
+// `gemm_epilogue` and `spmm_epilogue`.
+pub(crate) use kernel::Epilogue;
+pub(crate) use sparse::spmm_epilogue;
 
 use crate::error::{Result, shape};
 use crate::par::Par;

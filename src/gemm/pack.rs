@@ -50,8 +50,8 @@ pub(crate) unsafe fn pack_a<T: Real>(
                     }
                 }
             } else {
-                // Row by row: reads along each row, writes `mr` apart (column by
-                // column measured slower for the 784×128 Wᵀ of dZ·Wᵀ).
+                // Row by row: reads along each row, writes `mr` apart (faster
+                // than column by column for the 784×128 Wᵀ of dZ·Wᵀ).
                 for r in 0..rows {
                     let s = src.wrapping_offset(r as isize * rs);
                     for p in 0..kc {
@@ -75,10 +75,8 @@ pub(crate) unsafe fn pack_a<T: Real>(
 /// Packs the `rows < mr` contiguous rows of each of `kc` columns (`cs` apart)
 /// into one zero-padded `mr × kc` panel, by vectors: full loads where a whole
 /// vector of rows exists, one masked load for the last partial vector, zeros
-/// beyond. (A `copy_nonoverlapping` of `rows` elements plus a zero fill per
-/// column was a `memmove` and a `memset` call each, which cost 20–30% of the
-/// MLP's narrow products such as 32×128·128×10, where the 10-row panel is
-/// packed on every call.)
+/// beyond, with no `memmove`/`memset` call per column (they cost the narrow
+/// MLP products dearly, see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// Each `src + p·cs .. + rows` must be readable, `dst` valid for `mr·kc` writes.

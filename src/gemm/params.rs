@@ -1,14 +1,12 @@
-//! Blocking parameters per ISA and element type.
+//! Blocking parameters per ISA and element type, read from the ISA table
+//! (`simd::isa`): the tile shape and block sizes live there, one row per ISA.
 //!
 //! Fixed constants, never probed from the cache hierarchy at run time (unlike the
 //! `gemm` crate's `cache.rs`): KC fixes the order in which each dot product is
 //! summed, so fixing it keeps results identical from run to run and machine to
-//! machine of one ISA. Sized for Zen 4 / Skylake-class caches:
-//! * the `KC × NR` B micro-panel stays in L1 while the A panels stream past it;
-//! * the `MC × KC` packed A block fits in half of a 1 MiB L2;
-//! * the `KC × NC` packed B block fits in L3.
+//! machine of one ISA.
 
-use crate::simd::Isa;
+use crate::simd::{Isa, IsaToken, IsaVisitor, TileShape};
 
 /// Blocking of one (ISA, element type) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,40 +30,16 @@ pub struct Params {
 impl Params {
     /// The parameters for `isa` and an element of `elem_size` bytes (4 or 8).
     pub fn for_isa(isa: Isa, elem_size: usize) -> Params {
-        let f32_ = elem_size == 4;
-        let p = match isa {
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V4 => {
-                if f32_ {
-                    Params { lanes: 16, mv: 2, mr: 32, nr: 12, kc: 384, mc: 192, nc: 2040 }
-                } else {
-                    Params { lanes: 8, mv: 2, mr: 16, nr: 12, kc: 256, mc: 144, nc: 1020 }
-                }
+        struct Row(usize);
+        impl IsaVisitor for Row {
+            type Output = Params;
+            fn visit<S: IsaToken>(self) -> Params {
+                let (lanes, b) = if self.0 == 4 { (S::F32_LANES, S::F32) } else { (S::F64_LANES, S::F64) };
+                let (mv, nr) = (S::Tile::MV, S::Tile::NR);
+                Params { lanes, mv, mr: mv * lanes, nr, kc: b.kc, mc: b.mc, nc: b.nc }
             }
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V3 => {
-                if f32_ {
-                    Params { lanes: 8, mv: 2, mr: 16, nr: 6, kc: 256, mc: 144, nc: 2040 }
-                } else {
-                    Params { lanes: 4, mv: 2, mr: 8, nr: 6, kc: 256, mc: 96, nc: 1020 }
-                }
-            }
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => {
-                if f32_ {
-                    Params { lanes: 4, mv: 2, mr: 8, nr: 12, kc: 256, mc: 128, nc: 1020 }
-                } else {
-                    Params { lanes: 2, mv: 2, mr: 4, nr: 12, kc: 256, mc: 96, nc: 1020 }
-                }
-            }
-            #[cfg(not(miri))]
-            Isa::Scalar => Params { lanes: 1, mv: 4, mr: 4, nr: 4, kc: 128, mc: 64, nc: 512 },
-            // Under Miri (which takes the scalar path), small blocks, so that
-            // the small shapes Miri can afford still run every loop of the
-            // nest several times (tests/miri.rs).
-            #[cfg(miri)]
-            Isa::Scalar => Params { lanes: 1, mv: 4, mr: 4, nr: 4, kc: 8, mc: 8, nc: 8 },
-        };
+        }
+        let p = isa.visit(Row(elem_size));
         p.check();
         p
     }

@@ -36,7 +36,7 @@ use super::kernel::{Epilogue, NoEpilogue};
 use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
-use crate::simd::Real;
+use crate::simd::{Isa, IsaToken, IsaVisitor, Real};
 use pulp::{Simd, WithSimd};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
@@ -205,8 +205,8 @@ impl SparseRows {
         self.cols = n;
         self.ptr.clear();
         self.ptr.resize(s.cols + 1, 0);
-        // The two passes below index without bounds checks (about 12% of
-        // the transpose on MNIST's batches): every index of `s` is below
+        // The two passes below index without bounds checks (the checks cost
+        // measurably, see BENCHMARKS.md): every index of `s` is below
         // `s.cols` (its invariant), so `c + 1 ≤ s.cols` is inside `ptr`;
         // the fill cursor of column c stays below the start of column c + 1,
         // at most `nnz`, the length of `idx` and `val` after `grow`.
@@ -264,8 +264,8 @@ impl SparseRows {
             }
             // Every 64-byte line of the row's indices and values (16 of either).
             for p in (self.ptr[r] & !15..self.ptr[r + 1]).step_by(16) {
-                prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
-                prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
+                crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
+                crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
             }
         }
     }
@@ -309,15 +309,28 @@ impl SparseRows {
 }
 
 /// Writes the nonzeros of `row` (column index, value) to the front of `idx`
-/// and `val` (each at least `row.len()` long) and returns their count.
+/// and `val` (each at least `row.len()` long) and returns their count. Runs
+/// with the ISA kernels use now ([`Isa::current`], so a forced one too):
+/// whole groups of 8 with AVX2 where its row of the table has it, the rest
+/// portably.
 fn scan_row(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked above); the slices are as long as
-        // the contract says.
-        return unsafe { scan_row_avx2(row, idx, val) };
+    struct Scan<'a>(&'a [f32], &'a mut [u32], &'a mut [f32]);
+    impl IsaVisitor for Scan<'_> {
+        type Output = usize;
+        fn visit<S: IsaToken>(self) -> usize {
+            let Scan(row, idx, val) = self;
+            #[cfg(target_arch = "x86_64")]
+            if S::AVX2 && S::detect().is_some() {
+                // SAFETY: AVX2 is present (this ISA's token was detected and
+                // its row says it has AVX2); the slices are as long as the
+                // contract says.
+                let n = unsafe { crate::simd::x86::scan_row_avx2(row, idx, val) };
+                return scan_row_scalar(row, idx, val, row.len() / 8 * 8, n);
+            }
+            scan_row_scalar(row, idx, val, 0, 0)
+        }
     }
-    scan_row_scalar(row, idx, val, 0, 0)
+    Isa::current().visit(Scan(row, idx, val))
 }
 
 /// Portable [`scan_row`] from column `c0`, with `n` nonzeros already written.
@@ -335,76 +348,6 @@ fn scan_row_scalar(row: &[f32], idx: &mut [u32], val: &mut [f32], c0: usize, mut
         }
     }
     n
-}
-
-/// For each 8-bit mask, the lane numbers of its set bits first (a left-pack
-/// permutation for `vpermps`).
-#[cfg(target_arch = "x86_64")]
-static PACK_LUT: [[u32; 8]; 256] = {
-    let mut t = [[0u32; 8]; 256];
-    let mut m = 0;
-    while m < 256 {
-        let (mut k, mut b) = (0, 0);
-        while b < 8 {
-            if m & (1 << b) != 0 {
-                t[m][k] = b as u32;
-                k += 1;
-            }
-            b += 1;
-        }
-        m += 1;
-    }
-    t
-};
-
-/// [`scan_row`] with AVX2: 8 values compared at once and their nonzeros
-/// left-packed by a permutation from [`PACK_LUT`], stored as whole vectors
-/// (the slack past the count is overwritten by later groups or ignored).
-///
-/// # Safety
-/// The CPU has AVX2; `idx` and `val` are at least `row.len()` long.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_row_avx2(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
-    use core::arch::x86_64::*;
-    let full = row.len() / 8 * 8;
-    assert!(idx.len() >= row.len() && val.len() >= row.len());
-    let mut n = 0usize;
-    let zero = _mm256_setzero_ps();
-    let mut c = 0;
-    while c < full {
-        // SAFETY: c + 8 ≤ row.len().
-        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(c)) };
-        // Unordered-or-not-equal: NaN counts as nonzero, ±0 does not.
-        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
-        if m != 0 {
-            // SAFETY: the table row holds 8 u32.
-            let perm = unsafe { _mm256_loadu_si256(PACK_LUT[m].as_ptr() as *const __m256i) };
-            let packed = _mm256_permutevar8x32_ps(v, perm);
-            let cols = _mm256_add_epi32(perm, _mm256_set1_epi32(c as i32));
-            // SAFETY: n ≤ c, so n + 8 ≤ c + 8 ≤ row.len() ≤ the slices' length.
-            unsafe {
-                _mm256_storeu_ps(val.as_mut_ptr().add(n), packed);
-                _mm256_storeu_si256(idx.as_mut_ptr().add(n) as *mut __m256i, cols);
-            }
-            n += m.count_ones() as usize;
-        }
-        c += 8;
-    }
-    scan_row_scalar(row, idx, val, full, n)
-}
-
-/// A hint to load the cache line at `p` (nothing on other architectures).
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults, whatever the address; SSE is part of
-    // the x86-64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// `C ← alpha·S·B + beta·C` (`S` m×k sparse, `B` k×n, `C` m×n, any strides).
@@ -631,108 +574,143 @@ struct Rows<'a, 'b, E> {
 
 impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
     type Output = ();
+    /// Chooses the loop for rows `r0..r1` by the size of B (its `k` rows,
+    /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
+    /// past 32 KiB (beyond L1) its sliced variant, [`sliced`]; larger B the
+    /// blocked loop, [`blocked`]. All sum each element's terms in the same
+    /// order, so the choice never changes the bits (measurements in
+    /// BENCHMARKS.md, "Design measurements").
     #[inline(always)]
     fn with_simd<S: Simd>(self, s: S) {
         let Rows { job: j, r0, r1, acc, cur } = self;
         let l = S::F32_LANES;
-        let sp = j.s;
-        let (k, n) = (sp.cols, j.n);
+        let (k, n) = (j.s.cols, j.n);
         // Accumulator rows padded to whole vectors.
         let np = n.div_ceil(l) * l;
-        let rb = ROW_BLOCK.min(r1 - r0);
-        debug_assert!(l <= MAX_F32_LANES && acc.len() >= rb * np && cur.len() >= rb);
-        // B that fits in L2 (MNIST's weight gradient: B = dZ, 16 KiB at batch
-        // 32): each row of C takes all its nonzeros at once, strip by strip
-        // from zero, with no accumulator block, no k blocks and no cursor
-        // scans. With few nonzeros per row the blocked loop's per-row work
-        // dominates: on MNIST's dW the direct loop took about 20% less time.
-        // Larger B keeps the blocking (MNIST's forward, B = W, 400 KiB: the
-        // direct loop took about 9% more). Same order of terms, same bits.
-        // B beyond L1 (dW at batch 256: dZ, 128 KiB) takes the sliced
-        // variant of the direct loop (`sliced`).
+        debug_assert!(l <= MAX_F32_LANES && acc.len() >= ROW_BLOCK.min(r1 - r0) * np);
         let b_bytes = k.saturating_mul(np).saturating_mul(4);
         // The sliced loop also needs a whole slice of columns (narrower B
         // would multiply padding) and a slice copy of at most 64 KiB (so
         // that it stays near L1).
         let slice_bytes = k.saturating_mul(SLICE * l * 4);
-        if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
-            if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
-                // SAFETY: rows r0..r1 of C are this task's; S's indices are
-                // < k and B's first n columns of its k rows are inside (unit
-                // column stride).
-                unsafe { sliced(s, j, r0, r1, acc) };
-                return;
-            }
-            let a = &mut acc[..np];
-            for i in r0..r1 {
-                let r = j.row(i);
-                // alpha = 0 never reads B (0·NaN must not reach C).
-                let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { sp.ptr[r]..sp.ptr[r + 1] };
-                let (ix, vs) = (&sp.idx[q.clone()], &sp.val[q]);
-                // SAFETY: rows ix of B (unit column stride, p < k) and the
-                // padded row `a` are inside; row i of C is inside C and this
-                // task's.
-                unsafe {
-                    strips::<S, E, true>(s, j, ix, vs, a);
-                    write_row(s, j, i, a);
+        // SAFETY (of the three loops): rows r0..r1 of C are this task's;
+        // S's indices are < k and B's first n columns of its k rows are
+        // inside B (unit column stride where the loop needs it); `acc` and
+        // `cur` are as long as `Rows` says.
+        unsafe {
+            if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
+                if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
+                    sliced(s, j, r0, r1, acc);
+                } else {
+                    direct(s, j, r0, r1, &mut acc[..np]);
                 }
+            } else {
+                blocked(s, j, r0, r1, acc, cur);
             }
-            return;
         }
-        let cur = &mut cur[..rb];
-        cur.fill(0);
-        // Rows of B per k block: 32 KiB of them, at least 8 (64 rows at 128
-        // columns measured a little faster than 32 and 128 on MNIST).
-        let kb = (8192 / np).max(8);
-        let mut i0 = r0;
-        while i0 < r1 {
-            let i1 = (i0 + rb).min(r1);
-            let acc = &mut acc[..(i1 - i0) * np];
-            acc.fill(0.0);
-            for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
-                *c = sp.ptr[j.row(i0 + t)];
-            }
-            // alpha = 0 never reads B (0·NaN must not reach C).
-            let mut k0 = if j.alpha == 0.0 { k } else { 0 };
-            while k0 < k {
-                let k1 = (k0 + kb).min(k);
-                for t in 0..i1 - i0 {
-                    let e = sp.ptr[j.row(i0 + t) + 1];
-                    let q0 = cur[t];
-                    let mut q = q0;
-                    while q < e && (sp.idx[q] as usize) < k1 {
-                        q += 1;
-                    }
-                    if q == q0 {
-                        continue;
-                    }
-                    cur[t] = q;
-                    let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
-                    let a = &mut acc[t * np..(t + 1) * np];
-                    if j.csb != 1 {
-                        for (col, a) in a[..n].iter_mut().enumerate() {
-                            for (&p, &v) in ix.iter().zip(vs) {
-                                // SAFETY: (p, col) is inside B (p < k by construction).
-                                let bv =
-                                    unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
-                                *a = v.mul_add(bv, *a);
-                            }
+    }
+}
+
+/// The direct loop: each row of C takes all its nonzeros at once, strip by
+/// strip from zero into `a` (one padded row), with no accumulator block, no
+/// k blocks and no cursor scans.
+///
+/// # Safety
+/// Rows `r0..r1` of C are inside C and this task's; B has unit column stride
+/// and its first `n` columns of its `k` rows are inside it; `a` holds `n`
+/// rounded up to whole vectors.
+#[inline(always)]
+unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
+    let sp = j.s;
+    for i in r0..r1 {
+        let r = j.row(i);
+        // alpha = 0 never reads B (0·NaN must not reach C).
+        let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { sp.ptr[r]..sp.ptr[r + 1] };
+        let (ix, vs) = (&sp.idx[q.clone()], &sp.val[q]);
+        // SAFETY: rows ix of B (unit column stride, p < k) and the padded
+        // row `a` are inside; row i of C is inside C and this task's.
+        unsafe {
+            strips::<S, E, true>(s, j, ix, vs, a);
+            write_row(s, j, i, a);
+        }
+    }
+}
+
+/// The blocked loop: C's rows in blocks of [`ROW_BLOCK`] accumulated in
+/// `acc`, `k` in blocks of rows of B of 32 KiB; within a block each row of
+/// C takes its nonzeros in that range of `k` (`cur`: each row's cursor).
+///
+/// # Safety
+/// Rows `r0..r1` of C are inside C and this task's; B's first `n` columns
+/// of its `k` rows are inside it; `acc` holds `ROW_BLOCK.min(r1 - r0)` rows
+/// of `n` rounded up to whole vectors, `cur` that many cursors.
+#[inline(always)]
+unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
+    s: S,
+    j: &Job<'_, E>,
+    r0: usize,
+    r1: usize,
+    acc: &mut [f32],
+    cur: &mut [usize],
+) {
+    let l = S::F32_LANES;
+    let sp = j.s;
+    let (k, n) = (sp.cols, j.n);
+    let np = n.div_ceil(l) * l;
+    let rb = ROW_BLOCK.min(r1 - r0);
+    debug_assert!(acc.len() >= rb * np && cur.len() >= rb);
+    let cur = &mut cur[..rb];
+    cur.fill(0);
+    // Rows of B per k block: 32 KiB of them, at least 8 (the size measured
+    // best, see BENCHMARKS.md, "Design measurements").
+    let kb = (8192 / np).max(8);
+    let mut i0 = r0;
+    while i0 < r1 {
+        let i1 = (i0 + rb).min(r1);
+        let acc = &mut acc[..(i1 - i0) * np];
+        acc.fill(0.0);
+        for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
+            *c = sp.ptr[j.row(i0 + t)];
+        }
+        // alpha = 0 never reads B (0·NaN must not reach C).
+        let mut k0 = if j.alpha == 0.0 { k } else { 0 };
+        while k0 < k {
+            let k1 = (k0 + kb).min(k);
+            for t in 0..i1 - i0 {
+                let e = sp.ptr[j.row(i0 + t) + 1];
+                let q0 = cur[t];
+                let mut q = q0;
+                while q < e && (sp.idx[q] as usize) < k1 {
+                    q += 1;
+                }
+                if q == q0 {
+                    continue;
+                }
+                cur[t] = q;
+                let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
+                let a = &mut acc[t * np..(t + 1) * np];
+                if j.csb != 1 {
+                    for (col, a) in a[..n].iter_mut().enumerate() {
+                        for (&p, &v) in ix.iter().zip(vs) {
+                            // SAFETY: (p, col) is inside B (p < k by construction).
+                            let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                            *a = v.mul_add(bv, *a);
                         }
-                        continue;
                     }
-                    // SAFETY: rows ix of B (unit column stride, p < k) and the
-                    // padded accumulator row are inside.
-                    unsafe { strips::<S, E, false>(s, j, ix, vs, a) };
+                    continue;
                 }
-                k0 = k1;
+                // SAFETY: rows ix of B (unit column stride, p < k) and the
+                // padded accumulator row are inside.
+                unsafe { strips::<S, E, false>(s, j, ix, vs, a) };
             }
-            for i in i0..i1 {
-                let a = &acc[(i - i0) * np..(i - i0 + 1) * np];
-                // SAFETY: row i of C is inside C and belongs to this task.
-                unsafe { write_row(s, j, i, a) };
-            }
-            i0 = i1;
+            k0 = k1;
         }
+        for i in i0..i1 {
+            let a = &acc[(i - i0) * np..(i - i0 + 1) * np];
+            // SAFETY: row i of C is inside C and belongs to this task.
+            unsafe { write_row(s, j, i, a) };
+        }
+        i0 = i1;
     }
 }
 
@@ -824,9 +802,8 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 /// the caller); every row of C takes its nonzeros against the
 /// slice from L1, two rows at a time in step (eight independent FMA chains),
 /// then writes those columns. Each element of C still sums its terms from
-/// zero in increasing `k`: the bits of the direct loop. Measured on a
-/// stand-alone copy of MNIST's dW: 1.23× faster at batch 256, 1.35× at 128
-/// (0.71× at 64, where B fits in L1: that batch keeps the plain loop).
+/// zero in increasing `k`: the bits of the direct loop. Faster than the
+/// direct loop once B leaves L1 (see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// Rows `r0..r1` of C are inside C and this task's; B has unit column stride

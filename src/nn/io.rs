@@ -310,7 +310,7 @@ impl Mlp {
         for (p, c) in m.params.iter_mut().zip(pbytes.chunks_exact(4)) {
             *p = f32::from_le_bytes(c.try_into().expect("4 bytes"));
         }
-        if let Some(i) = crate::ops::reduce::first_non_finite(&m.params) {
+        if let Some(i) = crate::simd::reduce::first_non_finite(&m.params) {
             return Err(Error::Format(format!("parameter {i} is not finite")));
         }
         Ok((m, meta))

@@ -180,7 +180,7 @@ impl Mlp {
                 self.n_inputs
             )));
         }
-        if let Some(i) = crate::ops::reduce::first_non_finite(x) {
+        if let Some(i) = crate::simd::reduce::first_non_finite(x) {
             return Err(Error::NonFinite(format!(
                 "x[{}][{}] = {} is not finite",
                 i / self.n_inputs,

@@ -120,7 +120,7 @@ impl Task {
                 if t.len() != n * k {
                     return Err(shape(format!("targets have {} values, need {n} × {k}", t.len())));
                 }
-                if let Some(i) = crate::ops::reduce::first_non_finite(t) {
+                if let Some(i) = crate::simd::reduce::first_non_finite(t) {
                     return Err(Error::NonFinite(format!("target {i} is not finite")));
                 }
             }

@@ -872,7 +872,7 @@ impl Mlp {
             // or the result.
             let what = what.or_else(|| {
                 (chunks.peek().is_none())
-                    .then(|| crate::ops::reduce::first_non_finite(&self.params))
+                    .then(|| crate::simd::reduce::first_non_finite(&self.params))
                     .flatten()
                     .map(|i| format!("parameter {i} became non-finite"))
             });
@@ -1069,7 +1069,7 @@ impl Mlp {
         let coupled_l2 = L2::coupled(cfg);
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
-            let sq: f64 = (0..nl).map(|i| crate::ops::reduce::sum_sq(self.layer_params(i).0)).sum();
+            let sq: f64 = (0..nl).map(|i| crate::simd::reduce::sum_sq(self.layer_params(i).0)).sum();
             loss += 0.5 * coupled_l2 as f64 * sq / b as f64;
         }
         if cfg.l1 > 0.0 {

@@ -20,11 +20,9 @@
 
 use super::act::{Activation, act_bwd, act_fwd, per_activation, softmax_row, softmax_row_bwd};
 use crate::error::{Result, check_len, elems, shape};
-use crate::gemm::kernel::Epilogue;
-use crate::gemm::sparse::spmm_epilogue;
-use crate::gemm::{GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm};
+use crate::gemm::{Epilogue, GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue};
 use crate::ptr::{ConstPtr, MutPtr};
-use crate::simd::{Isa, Real};
+use crate::simd::Real;
 use pulp::{Simd, WithSimd};
 
 /// Bias + activation (+ storing the pre-activation) in the GEMM write-out.
@@ -239,7 +237,7 @@ impl DenseShape {
 }
 
 /// The input `X` of a dense layer: dense rows, or the nonzeros of mostly-zero
-/// rows (see [`crate::gemm::sparse`]).
+/// rows (see [`crate::gemm::spmm`]).
 #[derive(Clone, Copy)]
 enum Input<'a> {
     Dense(&'a [f32]),
@@ -348,7 +346,7 @@ fn forward(
             z.copy_from_slice(a);
         }
         let log = act == Activation::LogSoftmax;
-        Isa::current().dispatch(RowSoftmax { rows: batch, cols: n_out, y: a, log });
+        opts.resolve_isa()?.dispatch(RowSoftmax { rows: batch, cols: n_out, y: a, log });
     }
     Ok(())
 }
@@ -543,7 +541,7 @@ fn backward(
     }
     let z = if needs.x { z } else { &[][..] };
     let a = if needs.y { a } else { &[][..] };
-    Isa::current().dispatch(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *g.dz, db: &mut *g.db });
+    opts.resolve_isa()?.dispatch(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *g.dz, db: &mut *g.db });
     let dz = &*g.dz;
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
     let dwv = MatMut::row_major(g.dw, n_in, n_out, n_out)?;

@@ -1,6 +1,6 @@
 //! Neural-network kernels built on [`crate::simd`] and [`crate::gemm`]:
-//! activations ([`act`]), losses ([`loss`]), fused dense-layer steps
-//! ([`fused`]) and deterministic reductions ([`reduce`]).
+//! activations ([`act`]), losses ([`loss`]) and fused dense-layer steps
+//! ([`fused`]). The deterministic reductions are [`crate::simd::reduce`].
 //!
 //! All f32, row-major, contiguous rows (`rows × cols`, row `r` at `r·cols`).
 //! Reductions run in a fixed order, so results do not depend on the thread
@@ -9,9 +9,6 @@
 pub mod act;
 pub mod fused;
 pub mod loss;
-/// Deterministic reductions (they live in `simd`, below every kernel, so that
-/// `optim` can use them too).
-pub use crate::simd::reduce;
 
 pub use act::{Activation, activation_backward, activation_forward};
 pub use fused::{DenseGrads, DenseShape, dense_backward, dense_forward};

@@ -16,10 +16,9 @@
 //! On AVX-512, Adam's and RMSprop's quotient `x/(√v + ε)` comes from the
 //! hardware's 14-bit estimates of `1/√v` and `1/d`, each refined by a Newton
 //! step, within 8 ulp of the IEEE square root and division (3 at most in the
-//! test's 16 Ki random lanes). IEEE `vsqrtps` and `vdivps` share one divider;
-//! with the estimates a batch-32 MNIST epoch took 0.256 s instead of 0.303 on
-//! an Intel Xeon. Other instruction sets use IEEE operations. See
-//! `simd::div_sqrt_plus`.
+//! test's 16 Ki random lanes), because IEEE `vsqrtps` and `vdivps` share one
+//! slow divider (measurement in BENCHMARKS.md, "Design measurements"). Other
+//! instruction sets use IEEE operations. See `simd::div_sqrt_plus`.
 
 use crate::error::{Error, Result, check_len, invalid};
 use crate::par::Par;

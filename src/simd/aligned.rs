@@ -3,16 +3,15 @@
 //! `Vec<f32>` is only 4-byte aligned. glibc's allocator returns 16-byte
 //! aligned blocks, so a 64-byte AVX-512 vector read from a `Vec` straddles
 //! two cache lines unless the block happens to start one, and where it
-//! starts depends on everything the process allocated before (on an Intel
-//! Xeon, the length of a path on the command line moved a batch-32 MNIST
-//! epoch between 0.26 and 0.30 s). [`AlignedVec`] starts every buffer on a
+//! starts depends on everything the process allocated before (so run times
+//! moved with it: see BENCHMARKS.md, "Design measurements"). [`AlignedVec`]
+//! starts every buffer on a
 //! 64-byte boundary, so a kernel's vectors at multiples of 16 elements never
 //! split a line; and a buffer of at least a page (1 Ki elements) on a page
 //! boundary, so that buffers streamed together (the optimizer's weights,
 //! gradient and moments) sit at the same offset within their pages: a load
 //! then never follows a store whose address differs by a multiple of 4 KiB,
-//! which the core would first take for the same address ("4K aliasing";
-//! with heap offsets the same build's epoch still moved by 7%).
+//! which the core would first take for the same address ("4K aliasing").
 //!
 //! Inside a buffer, alignment is the caller's: the trainer's flat parameter
 //! buffer starts on a page, and so does the first layer's weight block, but

@@ -177,22 +177,19 @@ fn out_of_fast_range<S: Simd>(s: S, x: S::f32s) -> S::u32s {
 fn any_sign<S: Simd>(v: S::u32s) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use core::arch::x86_64::{__m256, _mm256_movemask_ps, _mm256_or_ps};
+        use core::arch::x86_64::__m256;
         if const { core::mem::size_of::<S::u32s>() == 32 } {
             // SAFETY: the only pulp tokens with 256-bit `u32s` on x86-64 are the
             // AVX2 (V3) and AVX-512 (V4) families, whose tokens exist only once
             // their features were detected, so AVX is available; the sizes match
             // and `__m256` accepts any bit pattern.
-            return unsafe { _mm256_movemask_ps(core::mem::transmute_copy::<S::u32s, __m256>(&v)) } != 0;
+            return unsafe { super::x86::any_sign(&[core::mem::transmute_copy::<S::u32s, __m256>(&v)]) };
         }
         if const { core::mem::size_of::<S::u32s>() == 64 } {
             // SAFETY: 512-bit `u32s` exist only for pulp's AVX-512 (V4) tokens and
             // the AVX2 token's 512-bit emulation, both proof that AVX is
             // available; the sizes match and `__m256` accepts any bit pattern.
-            return unsafe {
-                let [lo, hi] = core::mem::transmute_copy::<S::u32s, [__m256; 2]>(&v);
-                _mm256_movemask_ps(_mm256_or_ps(lo, hi))
-            } != 0;
+            return unsafe { super::x86::any_sign(&core::mem::transmute_copy::<S::u32s, [__m256; 2]>(&v)) };
         }
     }
     let lanes: &[u32] = pulp::bytemuck::cast_slice(std::slice::from_ref(&v));

@@ -12,163 +12,28 @@
 
 mod aligned;
 pub mod fp;
+mod isa;
 pub mod math;
 pub mod reduce;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 pub use aligned::AlignedVec;
 
-use pulp::{Simd, WithSimd};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+pub use isa::{Isa, isa_name, set_forced_isa};
+pub(crate) use isa::{IsaToken, IsaVisitor, TileShape, TileVisitor};
 
-/// An instruction set nnkern can run its kernels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Isa {
-    /// Portable scalar code (one lane).
-    Scalar,
-    /// x86-64-v3: AVX2 + FMA (256-bit vectors).
-    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-    V3,
-    /// x86-64-v4: AVX-512F/BW/CD/DQ/VL (512-bit vectors).
-    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-    V4,
-    /// AArch64 NEON (128-bit vectors).
-    #[cfg(target_arch = "aarch64")]
-    Neon,
-}
-
-static DETECTED: OnceLock<Isa> = OnceLock::new();
-/// 0 = no override, otherwise `Isa as u8 + 1`.
-static FORCED: AtomicU8 = AtomicU8::new(0);
-
-impl Isa {
-    /// Every ISA this build knows, best last.
-    pub fn all() -> &'static [Isa] {
-        #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-        {
-            &[Isa::Scalar, Isa::V3, Isa::V4]
-        }
-        #[cfg(target_arch = "aarch64")]
-        {
-            &[Isa::Scalar, Isa::Neon]
-        }
-        #[cfg(not(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64")))]
-        {
-            &[Isa::Scalar]
-        }
-    }
-
-    /// Whether this CPU supports the ISA.
-    pub fn is_available(self) -> bool {
-        match self {
-            Isa::Scalar => true,
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V3 => pulp::x86::V3::try_new().is_some(),
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V4 => pulp::x86::V4::try_new().is_some(),
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => pulp::aarch64::Neon::try_new().is_some(),
-        }
-    }
-
-    /// All ISAs available on this CPU, best last.
-    pub fn available() -> Vec<Isa> {
-        Isa::all().iter().copied().filter(|i| i.is_available()).collect()
-    }
-
-    /// The best ISA of this CPU, detected once and cached.
-    pub fn detect() -> Isa {
-        *DETECTED.get_or_init(|| *Isa::available().last().unwrap_or(&Isa::Scalar))
-    }
-
-    /// The ISA kernels use now: the forced one if set, otherwise [`Isa::detect`].
-    pub fn current() -> Isa {
-        match FORCED.load(Ordering::Relaxed) {
-            0 => Isa::detect(),
-            v => Isa::all().iter().copied().find(|i| i.tag() + 1 == v).unwrap_or_else(Isa::detect),
-        }
-    }
-
-    fn tag(self) -> u8 {
-        Isa::all().iter().position(|&i| i == self).unwrap_or(0) as u8
-    }
-
-    /// Short lowercase name: `"scalar"`, `"avx2"`, `"avx512"`, `"neon"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V3 => "avx2",
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V4 => "avx512",
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => "neon",
-        }
-    }
-
-    /// Runs `op` with this ISA's token inside its target-feature region.
-    ///
-    /// Falls back to scalar if the ISA is not available on this CPU, so this is
-    /// always safe to call.
-    #[inline]
-    pub fn dispatch<Op: WithSimd>(self, op: Op) -> Op::Output {
-        match self {
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V4 => match pulp::x86::V4::try_new() {
-                Some(s) => Simd::vectorize(s, op),
-                None => Simd::vectorize(pulp::Scalar::new(), op),
-            },
-            #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-            Isa::V3 => match pulp::x86::V3::try_new() {
-                Some(s) => Simd::vectorize(s, op),
-                None => Simd::vectorize(pulp::Scalar::new(), op),
-            },
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => match pulp::aarch64::Neon::try_new() {
-                Some(s) => Simd::vectorize(s, op),
-                None => Simd::vectorize(pulp::Scalar::new(), op),
-            },
-            Isa::Scalar => Simd::vectorize(pulp::Scalar::new(), op),
-        }
-    }
-}
-
-/// Forces every kernel to use `isa` (or the detected best, with `None`).
-///
-/// A process-wide test and benchmark hook; an unavailable ISA falls back to scalar
-/// at dispatch. Not meant for production use.
-pub fn set_forced_isa(isa: Option<Isa>) {
-    FORCED.store(isa.map_or(0, |i| i.tag() + 1), Ordering::Relaxed);
-}
-
-/// Name of the ISA kernels use now (see [`Isa::current`]).
-pub fn isa_name() -> &'static str {
-    Isa::current().name()
-}
+use pulp::Simd;
 
 /// Hints the CPU to bring the cache line holding `p` into L1 (no-op where the
 /// architecture has no prefetch hint). Never faults, whatever the address.
 #[inline(always)]
 pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint; it never faults, even on invalid addresses,
-    // and SSE is part of the x86-64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
+    x86::prefetch(p);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
-
-/// Lane masks for AVX `vmaskmov`: `MASK32[16 - n ..]` starts with `n` enabled
-/// 32-bit lanes (`n ≤ 16`), then disabled ones.
-#[cfg(target_arch = "x86_64")]
-static MASK32: [i32; 32] =
-    [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-/// As [`MASK32`] for 64-bit lanes (`n ≤ 8`).
-#[cfg(target_arch = "x86_64")]
-static MASK64: [i64; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// Whether `S` is one of pulp's x86 tokens that prove AVX (V3, V4). Decided
 /// at compile time. Vector size alone is not proof: pulp's `Scalar256b` and
@@ -199,35 +64,18 @@ fn avx_token<S: Simd>() -> bool {
 unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Option<V> {
     #[cfg(target_arch = "x86_64")]
     {
-        use core::arch::x86_64::*;
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
-        if avx_token::<S>() && (bytes == 32 || bytes == 64) {
+        if avx_token::<S>() && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
+            debug_assert!(n < bytes / esz);
             // SAFETY: `S` is pulp's V3 or V4, whose tokens exist only once AVX2
-            // (or AVX-512) was detected, so AVX is available; only AVX
-            // instructions are used (512-bit vectors as two halves); the
-            // mask windows stay inside the tables (n < lanes ≤ 16 or 8); masked-off
-            // lanes are not accessed (no fault); the result is reassembled from
-            // whole 256-bit halves of the vector's size, and any bit pattern is a
-            // valid vector.
+            // (or AVX-512) was detected, so AVX is available; `n` elements
+            // are readable (caller contract) and `n < lanes`; the result is
+            // reassembled from whole 256-bit halves of the vector's size, and
+            // any bit pattern is a valid vector.
             unsafe {
-                let halves = bytes / 32;
-                debug_assert!(n < bytes / esz);
-                let mut out = [_mm256_setzero_ps(); 2];
-                if esz == 4 {
-                    for (h, o) in out.iter_mut().enumerate().take(halves) {
-                        let m = _mm256_loadu_si256(MASK32.as_ptr().add(16 - n + h * 8) as *const __m256i);
-                        *o = _mm256_maskload_ps((p as *const f32).wrapping_add(h * 8), m);
-                    }
-                } else if esz == 8 {
-                    for (h, o) in out.iter_mut().enumerate().take(halves) {
-                        let m = _mm256_loadu_si256(MASK64.as_ptr().add(8 - n + h * 4) as *const __m256i);
-                        *o = _mm256_castpd_ps(_mm256_maskload_pd((p as *const f64).wrapping_add(h * 4), m));
-                    }
-                } else {
-                    return None;
-                }
-                return Some(core::mem::transmute_copy::<[__m256; 2], V>(&out));
+                let out = x86::masked_load(p as *const u8, n, esz, bytes / 32);
+                return Some(core::mem::transmute_copy::<[core::arch::x86_64::__m256; 2], V>(&out));
             }
         }
     }
@@ -238,9 +86,8 @@ unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Opti
 /// Stores the first `n` (`< lanes`) lanes of `v` and writes no memory beyond
 /// them; `false` where no native path applies. See [`masked_load_native`].
 ///
-/// On x86-64 this is at most a 128-bit, a 64-bit and a 32-bit store chosen by
-/// the bits of the byte count, not `vmaskmov`: AMD cores microcode masked
-/// stores (measured here: the narrow GEMMs lost 9–14% with them).
+/// On x86-64 these are plain stores, not `vmaskmov`, which AMD cores
+/// microcode (see BENCHMARKS.md, "Design measurements").
 ///
 /// # Safety
 /// `p` valid for writing `n < lanes` elements of `E`; `S` as for
@@ -249,42 +96,17 @@ unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Opti
 unsafe fn masked_store_native<S: Simd, V: Copy, E>(p: *mut E, n: usize, v: V) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use core::arch::x86_64::*;
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
         if avx_token::<S>() && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
             debug_assert!(n < bytes / esz);
             // SAFETY: as in `masked_load_native` (AVX available); `v` is copied
-            // into 256-bit halves; the stores cover exactly the first `n·esz`
-            // bytes at `p`: whole 128-bit quarters first, then the remaining 8-
-            // and 4-byte pieces (an f64 is two 4-byte units).
+            // into 256-bit halves; `n·esz/4 < 16` 4-byte units are writable at
+            // `p` (an f64 is two units).
             unsafe {
-                let mut halves = [_mm256_setzero_ps(); 2];
+                let mut halves: [core::arch::x86_64::__m256; 2] = core::mem::zeroed();
                 core::ptr::copy_nonoverlapping(&v as *const V as *const u8, halves.as_mut_ptr() as *mut u8, bytes);
-                // Remaining 4-byte units and the write position.
-                let mut units = n * esz / 4;
-                let mut q = p as *mut f32;
-                let mut h = halves[0];
-                if units >= 8 {
-                    _mm256_storeu_ps(q, h);
-                    q = q.add(8);
-                    units -= 8;
-                    h = halves[1];
-                }
-                let mut x = _mm256_castps256_ps128(h);
-                if units & 4 != 0 {
-                    _mm_storeu_ps(q, x);
-                    x = _mm256_extractf128_ps::<1>(h);
-                    q = q.add(4);
-                }
-                if units & 2 != 0 {
-                    _mm_storel_epi64(q as *mut __m128i, _mm_castps_si128(x));
-                    x = _mm_movehl_ps(x, x);
-                    q = q.add(2);
-                }
-                if units & 1 != 0 {
-                    _mm_store_ss(q, x);
-                }
+                x86::store_units(p as *mut u8, n * esz / 4, halves);
             }
             return true;
         }
@@ -344,7 +166,7 @@ pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -
     #[cfg(target_arch = "x86_64")]
     {
         use core::any::TypeId;
-        use core::arch::x86_64::*;
+        use core::arch::x86_64::__m512;
         if TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>()
             && core::mem::size_of::<S::f32s>() == 64
             && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps)
@@ -353,24 +175,9 @@ pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -
             // was detected; its f32 vector is 64 bytes, the layout of
             // `__m512` (checked above), and any bit pattern is valid for both.
             unsafe {
-                let vv: __m512 = core::mem::transmute_copy(&v);
-                let zero = _mm512_setzero_ps();
-                let is_zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(vv, zero);
-                let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(vv, _mm512_set1_ps(f32::MIN_POSITIVE))
-                    & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(vv, _mm512_set1_ps(f32::INFINITY));
-                if is_zero | normal == 0xFFFF {
-                    let nv: __m512 = core::mem::transmute_copy(&num);
-                    // √v = v·r·(3 − v·r²)/2 with r ≈ 1/√v (relative error ≤ 2⁻¹⁴).
-                    let r = _mm512_rsqrt14_ps(vv);
-                    let y = _mm512_mul_ps(vv, r);
-                    let h = _mm512_fnmadd_ps(_mm512_mul_ps(y, _mm512_set1_ps(0.5)), r, _mm512_set1_ps(1.5));
-                    // v = 0: r = ∞ and y = NaN, so take v itself (√0 = 0).
-                    let root = _mm512_mask_mov_ps(_mm512_mul_ps(y, h), is_zero, vv);
-                    let d = _mm512_add_ps(root, _mm512_set1_ps(eps));
-                    // 1/d = q + q·(1 − d·q) with q ≈ 1/d (relative error ≤ 2⁻¹⁴).
-                    let q = _mm512_rcp14_ps(d);
-                    let q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0)), q);
-                    return core::mem::transmute_copy(&_mm512_mul_ps(nv, q));
+                let (nv, vv): (__m512, __m512) = (core::mem::transmute_copy(&num), core::mem::transmute_copy(&v));
+                if let Some(r) = x86::div_sqrt_plus_avx512(nv, vv, eps) {
+                    return core::mem::transmute_copy(&r);
                 }
             }
         }
@@ -594,6 +401,7 @@ impl_real!(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pulp::WithSimd;
 
     /// Native masked loads and stores for every lane count of 256- and 512-bit
     /// vectors of f32 and f64 (the 512-bit forms run on AVX2 too: they are two

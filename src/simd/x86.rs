@@ -1,0 +1,193 @@
+//! Every raw x86-64 intrinsic of the crate, each behind a function that states
+//! what it needs. Callers are the portable wrappers in [`crate::simd`]; none
+//! of these is reached on another architecture.
+
+use core::arch::x86_64::*;
+
+/// Hints the CPU to bring the cache line holding `p` into L1.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    // SAFETY: prefetch is a hint; it never faults, even on invalid addresses,
+    // and SSE is part of the x86-64 baseline.
+    unsafe { _mm_prefetch::<{ _MM_HINT_T0 }>(p as *const i8) };
+}
+
+/// Lane masks for AVX `vmaskmov`: `MASK32[16 - n ..]` starts with `n` enabled
+/// 32-bit lanes (`n ≤ 16`), then disabled ones.
+static MASK32: [i32; 32] =
+    [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+/// As [`MASK32`] for 64-bit lanes (`n ≤ 8`).
+static MASK64: [i64; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// The first `n` elements of `esz` bytes (4 or 8) at `p`, in `halves` (1 or
+/// 2) 256-bit vectors, zero in the other lanes, by AVX `vmaskmov` loads with
+/// masks read from a sliding window; no memory past them is read.
+///
+/// # Safety
+/// AVX is available; `p` is valid for reading `n` elements; `esz` is 4 or 8
+/// and `n < halves·32 / esz`.
+#[inline(always)]
+pub(crate) unsafe fn masked_load(p: *const u8, n: usize, esz: usize, halves: usize) -> [__m256; 2] {
+    // SAFETY: AVX is available (caller contract); the mask windows stay
+    // inside the tables (n < lanes ≤ 16 or 8); masked-off lanes are not
+    // accessed (no fault).
+    unsafe {
+        let mut out = [_mm256_setzero_ps(); 2];
+        if esz == 4 {
+            for (h, o) in out.iter_mut().enumerate().take(halves) {
+                let m = _mm256_loadu_si256(MASK32.as_ptr().add(16 - n + h * 8) as *const __m256i);
+                *o = _mm256_maskload_ps((p as *const f32).wrapping_add(h * 8), m);
+            }
+        } else {
+            for (h, o) in out.iter_mut().enumerate().take(halves) {
+                let m = _mm256_loadu_si256(MASK64.as_ptr().add(8 - n + h * 4) as *const __m256i);
+                *o = _mm256_castpd_ps(_mm256_maskload_pd((p as *const f64).wrapping_add(h * 4), m));
+            }
+        }
+        out
+    }
+}
+
+/// Stores the first `units` 4-byte units of `halves` at `p` and writes no
+/// memory beyond them: at most a 256-bit, a 128-bit, a 64-bit and a 32-bit
+/// store chosen by the bits of the count, not `vmaskmov` (AMD cores microcode
+/// masked stores; see BENCHMARKS.md, "Design measurements").
+///
+/// # Safety
+/// AVX is available; `p` is valid for writing `units` 4-byte units;
+/// `units < 16`.
+#[inline(always)]
+pub(crate) unsafe fn store_units(p: *mut u8, mut units: usize, halves: [__m256; 2]) {
+    // SAFETY: AVX is available (caller contract); the stores cover exactly
+    // the first `units·4` bytes at `p`: whole 128-bit quarters first, then
+    // the remaining 8- and 4-byte pieces.
+    unsafe {
+        let mut q = p as *mut f32;
+        let mut h = halves[0];
+        if units >= 8 {
+            _mm256_storeu_ps(q, h);
+            q = q.add(8);
+            units -= 8;
+            h = halves[1];
+        }
+        let mut x = _mm256_castps256_ps128(h);
+        if units & 4 != 0 {
+            _mm_storeu_ps(q, x);
+            x = _mm256_extractf128_ps::<1>(h);
+            q = q.add(4);
+        }
+        if units & 2 != 0 {
+            _mm_storel_epi64(q as *mut __m128i, _mm_castps_si128(x));
+            x = _mm_movehl_ps(x, x);
+            q = q.add(2);
+        }
+        if units & 1 != 0 {
+            _mm_store_ss(q, x);
+        }
+    }
+}
+
+/// Whether any 32-bit lane of `v` (one or two 256-bit vectors) has its sign
+/// bit set: one `vmovmskps` and a test.
+///
+/// # Safety
+/// AVX is available.
+#[inline(always)]
+pub(crate) unsafe fn any_sign(v: &[__m256]) -> bool {
+    // SAFETY: AVX is available (caller contract).
+    unsafe {
+        match *v {
+            [a] => _mm256_movemask_ps(a) != 0,
+            [a, b] => _mm256_movemask_ps(_mm256_or_ps(a, b)) != 0,
+            _ => v.iter().any(|&a| _mm256_movemask_ps(a) != 0),
+        }
+    }
+}
+
+/// `num / (√v + eps)` from the 14-bit hardware estimates (`vrsqrt14ps`,
+/// `vrcp14ps`), each refined by one Newton step, or `None` when a lane of
+/// `v` is outside `{0} ∪ [f32::MIN_POSITIVE, ∞)` (the caller then takes the
+/// IEEE path). See `simd::div_sqrt_plus` for the contract.
+///
+/// # Safety
+/// AVX-512F is available.
+#[inline(always)]
+pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> Option<__m512> {
+    // SAFETY: AVX-512F is available (caller contract).
+    unsafe {
+        let zero = _mm512_setzero_ps();
+        let is_zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(vv, zero);
+        let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(vv, _mm512_set1_ps(f32::MIN_POSITIVE))
+            & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(vv, _mm512_set1_ps(f32::INFINITY));
+        if is_zero | normal != 0xFFFF {
+            return None;
+        }
+        // √v = v·r·(3 − v·r²)/2 with r ≈ 1/√v (relative error ≤ 2⁻¹⁴).
+        let r = _mm512_rsqrt14_ps(vv);
+        let y = _mm512_mul_ps(vv, r);
+        let h = _mm512_fnmadd_ps(_mm512_mul_ps(y, _mm512_set1_ps(0.5)), r, _mm512_set1_ps(1.5));
+        // v = 0: r = ∞ and y = NaN, so take v itself (√0 = 0).
+        let root = _mm512_mask_mov_ps(_mm512_mul_ps(y, h), is_zero, vv);
+        let d = _mm512_add_ps(root, _mm512_set1_ps(eps));
+        // 1/d = q + q·(1 − d·q) with q ≈ 1/d (relative error ≤ 2⁻¹⁴).
+        let q = _mm512_rcp14_ps(d);
+        let q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0)), q);
+        Some(_mm512_mul_ps(num, q))
+    }
+}
+
+/// For each 8-bit mask, the lane numbers of its set bits first (a left-pack
+/// permutation for `vpermps`).
+static PACK_LUT: [[u32; 8]; 256] = {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut k, mut b) = (0, 0);
+        while b < 8 {
+            if m & (1 << b) != 0 {
+                t[m][k] = b as u32;
+                k += 1;
+            }
+            b += 1;
+        }
+        m += 1;
+    }
+    t
+};
+
+/// The nonzeros (column index, value) of the first `row.len() / 8 · 8`
+/// values of `row`, written to the front of `idx` and `val`; returns their
+/// count. 8 values are compared at once and their nonzeros left-packed by a
+/// permutation from [`PACK_LUT`], stored as whole vectors (the slack past
+/// the count is overwritten by later groups or ignored).
+///
+/// # Safety
+/// The CPU has AVX2; `idx` and `val` are at least `row.len()` long.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn scan_row_avx2(row: &[f32], idx: &mut [u32], val: &mut [f32]) -> usize {
+    let full = row.len() / 8 * 8;
+    assert!(idx.len() >= row.len() && val.len() >= row.len());
+    let mut n = 0usize;
+    let zero = _mm256_setzero_ps();
+    let mut c = 0;
+    while c < full {
+        // SAFETY: c + 8 ≤ row.len().
+        let v = unsafe { _mm256_loadu_ps(row.as_ptr().add(c)) };
+        // Unordered-or-not-equal: NaN counts as nonzero, ±0 does not.
+        let m = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_NEQ_UQ>(v, zero)) as usize;
+        if m != 0 {
+            // SAFETY: the table row holds 8 u32.
+            let perm = unsafe { _mm256_loadu_si256(PACK_LUT[m].as_ptr() as *const __m256i) };
+            let packed = _mm256_permutevar8x32_ps(v, perm);
+            let cols = _mm256_add_epi32(perm, _mm256_set1_epi32(c as i32));
+            // SAFETY: n ≤ c, so n + 8 ≤ c + 8 ≤ row.len() ≤ the slices' length.
+            unsafe {
+                _mm256_storeu_ps(val.as_mut_ptr().add(n), packed);
+                _mm256_storeu_si256(idx.as_mut_ptr().add(n) as *mut __m256i, cols);
+            }
+            n += m.count_ones() as usize;
+        }
+        c += 8;
+    }
+    n
+}
