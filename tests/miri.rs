@@ -372,68 +372,35 @@ mod c_entry_points {
         let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
         let b = [7.0f32, 8.0, 9.0, 10.0, 11.0, 12.0];
         let mut c = [0.0f32; 4];
-        // SAFETY: the pointers and leading dimensions describe these arrays.
-        let st = unsafe {
-            nnk_sgemm(
-                NNK_ROW_MAJOR,
-                NNK_NO_TRANS,
-                NNK_NO_TRANS,
-                2,
-                2,
-                3,
-                1.0,
-                a.as_ptr(),
-                3,
-                b.as_ptr(),
-                2,
-                0.0,
-                c.as_mut_ptr(),
-                2,
-            )
+        // The 2×2×3 product of a and b into `c` (leading dimension `lda` for a).
+        let sgemm = |c: *mut f32, lda: usize| {
+            // SAFETY: a, b and a non-null c hold what the shapes read and
+            // write; a null c or lda < k is refused before any access.
+            unsafe {
+                nnk_sgemm(
+                    NNK_ROW_MAJOR,
+                    NNK_NO_TRANS,
+                    NNK_NO_TRANS,
+                    2,
+                    2,
+                    3,
+                    1.0,
+                    a.as_ptr(),
+                    lda,
+                    b.as_ptr(),
+                    2,
+                    0.0,
+                    c,
+                    2,
+                )
+            }
         };
+        let st = sgemm(c.as_mut_ptr(), 3);
         assert_eq!(st, 0, "{}", last());
         assert_eq!(c, [58.0, 64.0, 139.0, 154.0]);
-        // SAFETY: a null C is refused before any access.
-        let st = unsafe {
-            nnk_sgemm(
-                NNK_ROW_MAJOR,
-                NNK_NO_TRANS,
-                NNK_NO_TRANS,
-                2,
-                2,
-                3,
-                1.0,
-                a.as_ptr(),
-                3,
-                b.as_ptr(),
-                2,
-                0.0,
-                null_mut(),
-                2,
-            )
-        };
-        assert_ne!(st, 0);
+        assert_ne!(sgemm(null_mut(), 3), 0, "a null C");
         assert!(!last().is_empty());
-        // SAFETY: lda < k is refused before any access.
-        let st = unsafe {
-            nnk_sgemm(
-                NNK_ROW_MAJOR,
-                NNK_NO_TRANS,
-                NNK_NO_TRANS,
-                2,
-                2,
-                3,
-                1.0,
-                a.as_ptr(),
-                2,
-                b.as_ptr(),
-                2,
-                0.0,
-                c.as_mut_ptr(),
-                2,
-            )
-        };
-        assert_ne!(st, 0);
+        assert_ne!(sgemm(c.as_mut_ptr(), 2), 0, "lda < k");
         // SAFETY: an unknown layout code is refused.
         let st = unsafe {
             nnk_sgemm(7, NNK_NO_TRANS, NNK_NO_TRANS, 2, 2, 3, 1.0, a.as_ptr(), 3, b.as_ptr(), 2, 0.0, c.as_mut_ptr(), 2)
