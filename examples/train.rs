@@ -106,6 +106,10 @@ struct Args {
     /// Train with IEEE gradual underflow instead of flushing subnormals to zero (slow on Intel cores)
     #[arg(long, help_heading = "Model and training")]
     keep_subnormals: bool,
+    /// Data-parallel training over MPI: run under `mpirun -np P` (build with --features mpi); each
+    /// rank trains on its share of every batch, rank 0 prints and saves. Alone, it runs one rank
+    #[arg(long, help_heading = "Model and training")]
+    distributed: bool,
 
     /// Save the trained model (with its scaler and data split, for --load)
     #[arg(long, value_name = "FILE", help_heading = "Files")]
@@ -398,6 +402,8 @@ fn clock(d: Duration) -> String {
 /// Prints each epoch's record on stdout and, if asked, progress within the
 /// epoch on stderr (at most every 100 ms, with the time left).
 struct Monitor {
+    /// Prints nothing (ranks other than 0 of a distributed fit).
+    quiet: bool,
     epochs: usize,
     progress: bool,
     stderr_tty: bool,
@@ -464,6 +470,9 @@ impl FitObserver for Monitor {
     }
 
     fn on_epoch(&mut self, r: &EpochRecord) -> ControlFlow<()> {
+        if self.quiet {
+            return ControlFlow::Continue(());
+        }
         self.clear();
         let epochs = self.epochs;
         let val = r.val_score.map_or(String::new(), |s| format!(" val_acc {s:.4}"));
@@ -676,9 +685,42 @@ fn write(flag: &str, path: &Path, text: &str) -> Result<(), Fail> {
     Ok(())
 }
 
+/// MPI for `--distributed` (initialized once; finalized when dropped), and
+/// this process's rank and the number of ranks.
+#[cfg(feature = "mpi")]
+fn start_mpi(a: &Args) -> Result<(Option<mpi::environment::Universe>, usize, usize), Fail> {
+    use mpi::traits::Communicator;
+    if !a.distributed {
+        return Ok((None, 0, 1));
+    }
+    let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
+        .ok_or_else(|| Fail("--distributed: MPI could not be initialized".into(), 1))?;
+    let world = universe.world();
+    let (rank, size) = (world.rank() as usize, world.size() as usize);
+    Ok((Some(universe), rank, size))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn start_mpi(a: &Args) -> Result<(Option<()>, usize, usize), Fail> {
+    if a.distributed {
+        return Err(Fail(
+            "--distributed needs the example built with MPI: cargo build --release --features mpi --example train \
+             (Debian: libopenmpi-dev openmpi-bin libclang-dev)"
+                .into(),
+            2,
+        ));
+    }
+    Ok((None, 0, 1))
+}
+
 fn run(a: Args) -> Result<(), Fail> {
     // Every check that needs no data comes first.
     check_paths(&a)?;
+    if a.distributed && a.load.is_some() {
+        return Err(Fail("--distributed trains; it cannot be used with --load".into(), 2));
+    }
+    let (_mpi, rank, ranks) = start_mpi(&a)?;
+    let root = rank == 0;
     if let Some(t) = a.threads {
         nnkern::par::set_num_threads(t as usize)?;
     }
@@ -704,16 +746,19 @@ fn run(a: Args) -> Result<(), Fail> {
     let ytr = train.labels()?;
     let yte = test.labels()?;
     let k = (ytr.iter().chain(&yte).copied().max().unwrap_or(0) + 1).max(2) as usize;
-    println!(
-        "nnkern {} ({} kernels, {} threads): {}, {} train / {} test samples, {} features, {k} classes",
-        nnkern::VERSION,
-        nnkern::simd::isa_name(),
-        nnkern::par::num_threads(),
-        d.name,
-        train.n,
-        test.n,
-        train.d
-    );
+    if root {
+        let on = if ranks > 1 { format!(", {ranks} ranks") } else { String::new() };
+        println!(
+            "nnkern {} ({} kernels, {} threads{on}): {}, {} train / {} test samples, {} features, {k} classes",
+            nnkern::VERSION,
+            nnkern::simd::isa_name(),
+            nnkern::par::num_threads(),
+            d.name,
+            train.n,
+            test.n,
+            train.d
+        );
+    }
     if let Some((model, _)) = &loaded {
         println!("loaded {}", a.load.as_ref().expect("loaded").display());
         let acc = model.score(&test.x, test.n, &Targets::Labels(&yte))?;
@@ -722,6 +767,7 @@ fn run(a: Args) -> Result<(), Fail> {
     }
     if let BatchSize::Rows(b) = a.batch_size
         && b > train.n
+        && root
     {
         eprintln!("warning: --batch-size {b} is larger than the {} training rows: one batch per epoch", train.n);
     }
@@ -749,16 +795,20 @@ fn run(a: Args) -> Result<(), Fail> {
             YesNoAuto::Auto => SparseInput::Auto,
         },
         flush_denormals: !a.keep_subnormals,
+        #[cfg(feature = "mpi")]
+        distributed: a.distributed.then(nnkern::nn::dist::Distributed::world),
         ..Default::default()
     };
     let stderr_tty = std::io::stderr().is_terminal();
     let mut monitor = Monitor {
+        quiet: !root,
         epochs,
-        progress: match a.progress {
-            Progress::Always => true,
-            Progress::Never => false,
-            Progress::Auto => stderr_tty,
-        },
+        progress: root
+            && match a.progress {
+                Progress::Always => true,
+                Progress::Never => false,
+                Progress::Auto => stderr_tty,
+            },
         stderr_tty,
         stdout_tty: std::io::stdout().is_terminal(),
         early_stopping: a.early_stopping,
@@ -771,10 +821,25 @@ fn run(a: Args) -> Result<(), Fail> {
     let fitted = model.fit_observed(&train.x, train.n, Targets::Labels(&ytr), &cfg, None, &mut monitor);
     monitor.clear();
     let hist = fitted?;
+    #[cfg(feature = "mpi")]
+    if let Some(r) = &hist.distributed {
+        // Every rank's throughput, rank 0's after its summary below.
+        if !root {
+            println!("{}", throughput(r));
+            return Ok(());
+        }
+    }
+    if !root {
+        return Ok(());
+    }
     if monitor.stdout_tty && !hist.epochs.len().is_multiple_of(10) && hist.epochs.len() != epochs {
         println!(); // the last epoch line is unfinished on a terminal
     }
     println!("{}", summary(&hist, epochs, patience, t0.elapsed().as_secs_f64()));
+    #[cfg(feature = "mpi")]
+    if let Some(r) = &hist.distributed {
+        println!("{}", throughput(r));
+    }
     // The model and the test accuracy first; then the optional outputs.
     if let Some(path) = &a.save {
         model.save_with_meta(path, &d.meta)?;
@@ -789,6 +854,20 @@ fn run(a: Args) -> Result<(), Fail> {
         write("--plot", f, &svg(&hist))?;
     }
     Ok(())
+}
+
+/// One rank's line after a distributed fit.
+#[cfg(feature = "mpi")]
+fn throughput(r: &nnkern::nn::dist::DistReport) -> String {
+    format!(
+        "rank {}/{}: {} samples in {:.3} s ({:.0} samples/s), {:.1}% of it in communication",
+        r.rank,
+        r.ranks,
+        r.samples,
+        r.seconds,
+        r.samples as f64 / r.seconds.max(1e-9),
+        100.0 * r.communication_share()
+    )
 }
 
 fn main() -> ExitCode {

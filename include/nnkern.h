@@ -160,6 +160,16 @@
 #define NNK_SCHEDULE_COSINE 4
 
 /**
+ * Distributed fits: every rank passes the whole data set (default).
+ */
+#define NNK_SHARD_WHOLE 0
+
+/**
+ * Distributed fits: each rank passes its own part of the data.
+ */
+#define NNK_SHARD_LOCAL 1
+
+/**
  * Identity activation.
  */
 #define NNK_ACT_IDENTITY 0
@@ -732,6 +742,33 @@ int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
                                       void *user);
 
 /**
+ * What the data each rank passes to a distributed fit is:
+ * `NNK_SHARD_WHOLE` (default: every rank passes the whole data set; rank r
+ * of p trains on its p-th of every global batch of `batch_size` rows, and
+ * the global order is that of one process) or `NNK_SHARD_LOCAL` (each rank
+ * passes its own part; every global batch takes from each part in
+ * proportion to its size, and validation scores are averaged over the
+ * ranks). Set it after `nnk_train_config_set_mpi_comm` or
+ * `nnk_train_config_set_distributed`. Returns `NNK_ERR_UNSUPPORTED` in a
+ * library built without the `mpi` feature.
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_data_shard(struct nnk_train_config *c, uint32_t shard);
+
+/**
+ * Distributed training over `MPI_COMM_WORLD` (`on` = 1) or none (0,
+ * default); see `nnk_train_config_set_mpi_comm`. Returns
+ * `NNK_ERR_UNSUPPORTED` in a library built without the `mpi` feature
+ * (for `on` = 0 as well).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_distributed(struct nnk_train_config *c, uint32_t on);
+
+/**
  * Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
  * `n_iter_no_change` and `tol`; the best weights are restored.
  *
@@ -782,6 +819,27 @@ int32_t nnk_train_config_set_learning_rate(struct nnk_train_config *c, double lr
 int32_t nnk_train_config_set_momentum(struct nnk_train_config *c,
                                       double momentum,
                                       uint32_t nesterov);
+
+/**
+ * Trains data-parallel over MPI with the communicator whose Fortran handle
+ * is `fortran_comm` (`MPI_Comm_c2f(comm)`; portable across MPI
+ * implementations). Every rank of it then calls `nnk_mlp_fit` with the same
+ * model shape and config; rank 0's initial weights are used everywhere, the
+ * gradients are summed over the ranks, and every rank ends with the same
+ * weights. A rank whose check fails makes every rank's fit return the same
+ * error. MPI must be initialized (`MPI_Init`) before the fit, and the
+ * communicator must stay alive until the fit returns: nnkern does not take
+ * ownership of it (it works on its own duplicate during each fit). Save
+ * the trained model on one rank. See `nnk_train_config_set_data_shard`.
+ *
+ * Returns `NNK_ERR_UNSUPPORTED` in a library built without the `mpi`
+ * feature, and `NNK_ERR_INVALID_ARG` for a handle that is not a Fortran
+ * integer (whether it names a live communicator is checked by the fit).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_mpi_comm(struct nnk_train_config *c, int64_t fortran_comm);
 
 /**
  * Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for

@@ -73,6 +73,8 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "mpi")]
+pub(crate) mod comm;
 pub mod error;
 // With the `capi` feature only: the `#![cfg]` is inside src/ffi/mod.rs, where
 // cbindgen (which reads the C API unconditionally) does not see it.

@@ -161,7 +161,7 @@ fn constant_families_are_contiguous_blocks() {
         .collect();
     assert!(defines.len() > 25, "{defines:?}");
     let family = |name: &str| -> String {
-        for f in ["NNK_ACT_", "NNK_SOLVER_", "NNK_SPARSE_", "NNK_SCHEDULE_"] {
+        for f in ["NNK_ACT_", "NNK_SOLVER_", "NNK_SPARSE_", "NNK_SCHEDULE_", "NNK_SHARD_"] {
             if name.starts_with(f) {
                 return f.to_string();
             }
@@ -182,7 +182,7 @@ fn constant_families_are_contiguous_blocks() {
         }
         last = Some((f, *value));
     }
-    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(seen.len(), 6, "{seen:?}");
 }
 
 /// C comments hold no rustdoc markup: no `# Safety` (or any Markdown heading),

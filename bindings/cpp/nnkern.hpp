@@ -188,6 +188,16 @@ public:
     TrainConfig& schedule(Schedule s, double param = 0.0) {
         return set(nnk_train_config_set_schedule(get(), static_cast<uint32_t>(s), param));
     }
+    /// Data-parallel training over MPI with the communicator whose Fortran
+    /// handle is `fortran_comm` (`MPI_Comm_c2f(comm)`); throws nnkern::Error
+    /// with NNK_ERR_UNSUPPORTED from a library built without the `mpi` feature.
+    TrainConfig& mpi_comm(int64_t fortran_comm) { return set(nnk_train_config_set_mpi_comm(get(), fortran_comm)); }
+    /// Data-parallel training over MPI_COMM_WORLD (true) or none (false).
+    TrainConfig& distributed(bool on) { return set(nnk_train_config_set_distributed(get(), on ? 1u : 0u)); }
+    /// Whether each rank passes the whole data (false, default) or its own part (true).
+    TrainConfig& local_shards(bool local) {
+        return set(nnk_train_config_set_data_shard(get(), local ? NNK_SHARD_LOCAL : NNK_SHARD_WHOLE));
+    }
     TrainConfig& early_stopping(bool enable, double validation_fraction = 0.1, size_t n_iter_no_change = 10,
                                 double tol = 1e-4) {
         return set(nnk_train_config_set_early_stopping(get(), enable ? 1u : 0u, validation_fraction,

@@ -216,6 +216,25 @@ int main(int argc, char** argv) {
         CHECK(plain, "other codes throw plain nnkern::Error");
     }
 
+    // Distributed training: in a library built without the `mpi` feature
+    // (what this test links) every setter throws NNK_ERR_UNSUPPORTED and the
+    // config stays usable; tests/mpi.rs runs the MPI build.
+    {
+        nnkern::TrainConfig cfg;
+        for (int which = 0; which < 3; which++) {
+            int32_t code = NNK_OK;
+            try {
+                if (which == 0) cfg.distributed(true);
+                if (which == 1) cfg.mpi_comm(0);
+                if (which == 2) cfg.local_shards(true);
+            } catch (const nnkern::Error& e) {
+                code = e.code();
+            }
+            CHECK(code == NNK_ERR_UNSUPPORTED, "distributed setter " + std::to_string(which) + " is unsupported");
+        }
+        cfg.epochs(1);
+    }
+
 #ifdef __linux__
     // A real out-of-memory: 4096-16384-10 holds 67 M weights (256 MiB); its
     // fit needs three times that again, under a limit of 64 MiB more than

@@ -46,6 +46,11 @@ pub const NNK_SCHEDULE_STEP: u32 = 3;
 /// Cosine decay over the epochs.
 pub const NNK_SCHEDULE_COSINE: u32 = 4;
 
+/// Distributed fits: every rank passes the whole data set (default).
+pub const NNK_SHARD_WHOLE: u32 = 0;
+/// Distributed fits: each rank passes its own part of the data.
+pub const NNK_SHARD_LOCAL: u32 = 1;
+
 /// A multilayer perceptron (opaque handle). Created by `nnk_mlp_new` or
 /// `nnk_mlp_load`, freed by `nnk_mlp_free`; see OWNERSHIP, THREADS and PANICS
 /// AND POISONING at the top of this header.
@@ -421,6 +426,113 @@ pub unsafe extern "C" fn nnk_train_config_set_threads(c: *mut nnk_train_config, 
         c.cfg.par = if threads == 0 { Par::Default } else { Par::Threads(threads) };
         Ok(())
     })
+}
+
+/// Trains data-parallel over MPI with the communicator whose Fortran handle
+/// is `fortran_comm` (`MPI_Comm_c2f(comm)`; portable across MPI
+/// implementations). Every rank of it then calls `nnk_mlp_fit` with the same
+/// model shape and config; rank 0's initial weights are used everywhere, the
+/// gradients are summed over the ranks, and every rank ends with the same
+/// weights. A rank whose check fails makes every rank's fit return the same
+/// error. MPI must be initialized (`MPI_Init`) before the fit, and the
+/// communicator must stay alive until the fit returns: nnkern does not take
+/// ownership of it (it works on its own duplicate during each fit). Save
+/// the trained model on one rank. See `nnk_train_config_set_data_shard`.
+///
+/// Returns `NNK_ERR_UNSUPPORTED` in a library built without the `mpi`
+/// feature, and `NNK_ERR_INVALID_ARG` for a handle that is not a Fortran
+/// integer (whether it names a live communicator is checked by the fit).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_mpi_comm(c: *mut nnk_train_config, fortran_comm: i64) -> i32 {
+    with_config(c, |c| {
+        #[cfg(feature = "mpi")]
+        {
+            let comm = crate::nn::dist::Comm::from_fortran(fortran_comm)?;
+            let shard = c.cfg.distributed.map_or(Default::default(), |d| d.shard);
+            c.cfg.distributed = Some(crate::nn::dist::Distributed { comm, shard });
+            Ok(())
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = (c, fortran_comm);
+            Err(without_mpi())
+        }
+    })
+}
+
+/// Distributed training over `MPI_COMM_WORLD` (`on` = 1) or none (0,
+/// default); see `nnk_train_config_set_mpi_comm`. Returns
+/// `NNK_ERR_UNSUPPORTED` in a library built without the `mpi` feature
+/// (for `on` = 0 as well).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_distributed(c: *mut nnk_train_config, on: u32) -> i32 {
+    with_config(c, |c| {
+        let on = flag(on, "distributed")?;
+        #[cfg(feature = "mpi")]
+        {
+            let shard = c.cfg.distributed.map_or(Default::default(), |d| d.shard);
+            c.cfg.distributed =
+                on.then_some(crate::nn::dist::Distributed { comm: crate::nn::dist::Comm::world(), shard });
+            Ok(())
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = (c, on);
+            Err(without_mpi())
+        }
+    })
+}
+
+/// What the data each rank passes to a distributed fit is:
+/// `NNK_SHARD_WHOLE` (default: every rank passes the whole data set; rank r
+/// of p trains on its p-th of every global batch of `batch_size` rows, and
+/// the global order is that of one process) or `NNK_SHARD_LOCAL` (each rank
+/// passes its own part; every global batch takes from each part in
+/// proportion to its size, and validation scores are averaged over the
+/// ranks). Set it after `nnk_train_config_set_mpi_comm` or
+/// `nnk_train_config_set_distributed`. Returns `NNK_ERR_UNSUPPORTED` in a
+/// library built without the `mpi` feature.
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_data_shard(c: *mut nnk_train_config, shard: u32) -> i32 {
+    with_config(c, |c| {
+        #[cfg(feature = "mpi")]
+        {
+            use crate::nn::dist::Shard;
+            let shard = match shard {
+                NNK_SHARD_WHOLE => Shard::Whole,
+                NNK_SHARD_LOCAL => Shard::Local,
+                s => return Err(Error::InvalidArgument(format!("unknown data shard code {s}"))),
+            };
+            match &mut c.cfg.distributed {
+                Some(d) => d.shard = shard,
+                None => {
+                    return Err(Error::InvalidArgument(
+                        "set a communicator first (nnk_train_config_set_mpi_comm or _set_distributed)".into(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            let _ = (c, shard);
+            Err(without_mpi())
+        }
+    })
+}
+
+#[cfg(not(feature = "mpi"))]
+fn without_mpi() -> Error {
+    Error::Unsupported("this nnkern library was built without the `mpi` feature (distributed training)".into())
 }
 
 /// Installs the per-epoch callback (NULL removes it); `user` is passed back

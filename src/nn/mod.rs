@@ -10,6 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod dist;
+#[cfg(not(feature = "mpi"))]
+#[path = "dist_off.rs"]
+mod dist;
 pub mod io;
 pub mod model;
 mod opt_state;

@@ -2,6 +2,7 @@
 //! validation and early stopping of scikit-learn's `MLPClassifier` /
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
+use super::dist::Dist;
 use super::model::{Mlp, Workspace};
 pub use super::opt_state::OptState;
 use super::task::{LossOf, Scale, Targets, Task};
@@ -231,6 +232,13 @@ pub struct TrainConfig {
     /// without it. The caller's own mode is restored when `fit` returns; the
     /// per-epoch callback runs in this mode. See [`crate::simd::fp`].
     pub flush_denormals: bool,
+    /// Data-parallel training over MPI (None: this process alone; feature
+    /// `mpi`). Every rank of the communicator calls the same fit with the
+    /// same model and config; see [`super::dist`] for how the data is shared
+    /// and what the ranks agree on. A communicator of one rank gives exactly
+    /// the bits of the fit without it.
+    #[cfg(feature = "mpi")]
+    pub distributed: Option<super::dist::Distributed>,
 }
 
 impl Default for TrainConfig {
@@ -260,6 +268,8 @@ impl Default for TrainConfig {
             par: Par::Default,
             sparse_input: SparseInput::Auto,
             flush_denormals: true,
+            #[cfg(feature = "mpi")]
+            distributed: None,
         }
     }
 }
@@ -367,6 +377,10 @@ pub struct History {
     /// whether training stopped early or ran all `max_iter` epochs. `None`
     /// without early stopping (the model holds the last epoch's weights).
     pub restored_epoch: Option<usize>,
+    /// How a distributed fit went on this rank: its communication share
+    /// and throughput (feature `mpi`; None when the fit ran on one rank).
+    #[cfg(feature = "mpi")]
+    pub distributed: Option<super::dist::DistReport>,
 }
 
 /// Progress within an epoch, given to [`FitObserver::on_batch`] after every
@@ -595,6 +609,14 @@ impl<'a> Plan<'a> {
         Ok(Plan { idx, batch, bufs, keep, fresh: (fresh1, fresh2), start, early, validator })
     }
 
+    /// Validation samples (0 without validation).
+    fn n_val(&self) -> usize {
+        self.validator.as_ref().map_or(0, |v| match &v.data {
+            ValData::Given(g) => g.n,
+            ValData::HeldOut { n, .. } => *n,
+        })
+    }
+
     /// The optimizer state to train with, from the model's (taken: the model
     /// holds none until the fit returns it): the kept one under
     /// `warm_start`, else a fresh one; with the buffers the solver needs.
@@ -629,8 +651,13 @@ impl Checkpoint {
 
     /// Puts the recorded weights and state back into `m` and returns `e`:
     /// a failed epoch leaves the model as the epoch found it.
-    fn restore(self, m: &mut Mlp, e: Error) -> Error {
+    /// Distributed, every rank restores and each one's slice of the state
+    /// goes to all.
+    fn restore(mut self, m: &mut Mlp, e: Error, dist: Option<&mut Dist>) -> Error {
         m.params.copy_from_slice(&self.params);
+        if let Some(d) = dist {
+            d.gather_state(&mut self.state);
+        }
         m.state = Some(self.state);
         e
     }
@@ -782,15 +809,25 @@ impl Mlp {
         val: Option<Validation<'_>>,
         observer: &mut dyn FitObserver,
     ) -> Result<History> {
-        cfg.validate()?;
+        let t_fit = Instant::now();
+        // Collective over the communicator when distributed (None on one rank).
+        let mut dist = Dist::join(cfg)?;
         let _mode = FlushDenormals::new(cfg.flush_denormals);
-        let mut plan = Plan::new(self, x, n_samples, &y, cfg, val)?;
+        let plan = cfg.validate().and_then(|()| Plan::new(self, x, n_samples, &y, cfg, val));
+        let mut plan = match dist.as_mut() {
+            // Every rank's checks agreed, then rank 0's weights everywhere.
+            Some(d) => d.start(plan, |p| (p.idx.len(), p.n_val()), self, cfg, n_samples)?,
+            None => plan?,
+        };
         // Nothing below allocates in proportion to the data or the model:
         // the state can be taken.
         let mut state = plan.take_state(self, cfg);
+        if let (Some(d), true) = (dist.as_mut(), plan.keep) {
+            d.share_state(&mut state);
+        }
         let mut rng = StdRng::seed_from_u64(cfg.random_state);
         let mut hist = History { best_loss: f64::INFINITY, ..Default::default() };
-        let n_train = plan.idx.len();
+        let n_train = dist.as_ref().map_or(plan.idx.len(), |d| d.n_total());
         for epoch in 1..=cfg.max_iter {
             let t0 = Instant::now();
             if cfg.shuffle {
@@ -798,13 +835,21 @@ impl Mlp {
             }
             plan.start.save(self, &state);
             let lr_epoch = epoch_lr(cfg, epoch, &state);
-            let totals = match self.run_epoch(x, &y, &mut plan, cfg, &mut state, epoch, lr_epoch, observer) {
-                Ok(t) => t,
-                Err(e) => return Err(plan.start.restore(self, e)),
-            };
-            let (val_loss, val_score) = match &mut plan.validator {
-                Some(v) => v.run(self).map(|(l, s)| (Some(l), Some(s)))?,
-                None => (None, None),
+            let totals =
+                match self.run_epoch(x, &y, &mut plan, cfg, &mut state, epoch, lr_epoch, observer, dist.as_mut()) {
+                    Ok(t) => t,
+                    Err(e) => return Err(plan.start.restore(self, e, dist.as_mut())),
+                };
+            let (val_loss, val_score) = match dist.as_mut() {
+                None => match &mut plan.validator {
+                    Some(v) => v.run(self).map(|(l, s)| (Some(l), Some(s)))?,
+                    None => (None, None),
+                },
+                Some(d) => {
+                    let local = plan.validator.as_mut().map(|v| v.run(self)).transpose();
+                    let local = d.agree(local)?;
+                    d.validation(local, plan.n_val())
+                }
             };
             let rec = EpochRecord {
                 epoch,
@@ -817,7 +862,12 @@ impl Mlp {
             };
             hist.epochs.push(rec);
             let mut stop = plan.early.update(cfg, &rec, &self.params, &mut hist, &mut state.lr);
-            if observer.on_epoch(&rec).is_break() {
+            let mut brk = observer.on_epoch(&rec).is_break();
+            if let Some(d) = dist.as_mut() {
+                // One rank's callback stops every rank in the same epoch.
+                brk = d.any(brk);
+            }
+            if brk {
                 hist.stopped_by_callback = true;
                 stop = true;
             }
@@ -827,14 +877,19 @@ impl Mlp {
             }
         }
         plan.early.restore_best(&mut self.params);
+        if let Some(d) = dist.as_mut() {
+            d.gather_state(&mut state);
+            d.report(&mut hist, t_fit.elapsed().as_secs_f64());
+        }
         self.state = Some(state);
         Ok(hist)
     }
 
-    /// One epoch: every batch of `plan.idx` through [`Mlp::train_batch`].
-    /// A non-finite loss or gradient, or weights that became non-finite, is
-    /// [`Error::Diverged`]; the caller restores the epoch's start on any
-    /// error.
+    /// One epoch: every batch of `plan.idx` through [`Mlp::train_batch`]
+    /// (distributed: this rank's share of every global batch through
+    /// [`Mlp::train_share`]). A non-finite loss or gradient, or weights that
+    /// became non-finite, is [`Error::Diverged`]; the caller restores the
+    /// epoch's start on any error.
     #[allow(clippy::too_many_arguments)]
     fn run_epoch(
         &mut self,
@@ -846,32 +901,54 @@ impl Mlp {
         epoch: usize,
         lr_epoch: f32,
         observer: &mut dyn FitObserver,
+        mut dist: Option<&mut Dist>,
     ) -> Result<EpochTotals> {
         let opts = GemmOptions { par: cfg.par, ..Default::default() };
         let mut totals = EpochTotals { loss: 0.0, correct: 0 };
-        let batches = plan.idx.len().div_ceil(plan.batch);
-        let mut chunks = plan.idx.chunks(plan.batch).peekable();
-        let mut done = 0usize;
-        while let Some(chunk) = chunks.next() {
-            let b = chunk.len();
+        let batch = dist.as_ref().map_or(plan.batch, |d| d.global_batch(cfg.batch_size));
+        let n = plan.idx.len();
+        let batches = dist.as_ref().map_or(n.div_ceil(batch), |d| d.steps(n, batch));
+        // This rank's rows of batch `s`, and the global batch's size.
+        let rows_of = |idx: &[usize], d: Option<&Dist>, s: usize| -> (std::ops::Range<usize>, usize) {
+            match d {
+                None => (s * batch..((s + 1) * batch).min(n), ((s + 1) * batch).min(n) - s * batch),
+                Some(d) => d.rows(idx.len(), batch, s, batches),
+            }
+        };
+        // A failure of this rank alone inside a distributed epoch: it goes on
+        // taking part (with a zero gradient) and all ranks return it at the end.
+        let mut failed: Option<Error> = None;
+        for s in 0..batches {
+            let (rows, b) = rows_of(&plan.idx, dist.as_deref(), s);
+            let next = (s + 1 < batches).then(|| rows_of(&plan.idx, dist.as_deref(), s + 1).0);
+            let (rows, next) = (&plan.idx[rows], next.map(|r| &plan.idx[r]));
             let lr = batch_lr(cfg, lr_epoch, state.samples_seen);
-            let next = chunks.peek().copied();
-            let what = match self.train_batch(x, y, chunk, next, &mut plan.bufs, cfg, state, lr, &opts) {
-                Ok((loss, right)) if loss.is_finite() => {
-                    totals.loss += loss * b as f64;
-                    totals.correct += right;
-                    None
+            let what = if let Some(d) = dist.as_deref_mut() {
+                // Only errors every rank agrees on (a non-finite global
+                // gradient norm) return here.
+                let (loss, right) =
+                    self.train_share(x, y, rows, b, next, &mut plan.bufs, cfg, state, lr, &opts, d, &mut failed)?;
+                totals.loss += loss;
+                totals.correct += right;
+                None
+            } else {
+                match self.train_batch(x, y, rows, next, &mut plan.bufs, cfg, state, lr, &opts) {
+                    Ok((loss, right)) if loss.is_finite() => {
+                        totals.loss += loss * b as f64;
+                        totals.correct += right;
+                        None
+                    }
+                    Ok((loss, _)) => Some(format!("the training loss became {loss}")),
+                    Err(Error::Diverged(m)) => Some(m),
+                    Err(e) => return Err(e),
                 }
-                Ok((loss, _)) => Some(format!("the training loss became {loss}")),
-                Err(Error::Diverged(m)) => Some(m),
-                Err(e) => return Err(e),
             };
             // An update can overflow the weights while its batch's loss was
             // still finite: checked once per epoch (a pass over the
             // parameters), before they become the next epoch's restore point
             // or the result.
             let what = what.or_else(|| {
-                (chunks.peek().is_none())
+                (s + 1 == batches && dist.is_none())
                     .then(|| crate::simd::reduce::first_non_finite(&self.params))
                     .flatten()
                     .map(|i| format!("parameter {i} became non-finite"))
@@ -880,14 +957,26 @@ impl Mlp {
                 // Back to the last state known to be good (the caller
                 // restores): a non-finite loss may follow an update that
                 // already spoiled the weights.
-                return Err(Error::Diverged(format!(
-                    "{what} in epoch {epoch}; the weights and optimizer state of the start of that epoch were kept \
-                     (lower the learning rate or scale the inputs)"
-                )));
+                return Err(diverged(&what, epoch));
             }
             state.samples_seen += b as u64;
-            done += 1;
-            observer.on_batch(&BatchProgress { epoch, max_epochs: cfg.max_iter, batch: done, batches });
+            observer.on_batch(&BatchProgress { epoch, max_epochs: cfg.max_iter, batch: s + 1, batches });
+        }
+        if let Some(d) = dist {
+            // Every rank's failure, then the epoch's sums, agreed; the
+            // parameters are the same bits on every rank.
+            d.agree(failed.map_or(Ok(()), Err))?;
+            let mut t = [totals.loss, totals.correct as f64];
+            d.sum(&mut t);
+            totals = EpochTotals { loss: t[0], correct: t[1] as usize };
+            let what = if !t[0].is_finite() {
+                Some(format!("the training loss became {}", t[0]))
+            } else {
+                crate::simd::reduce::first_non_finite(&self.params).map(|i| format!("parameter {i} became non-finite"))
+            };
+            if let Some(what) = what {
+                return Err(diverged(&what, epoch));
+            }
         }
         Ok(totals)
     }
@@ -1004,6 +1093,70 @@ impl Mlp {
         Ok((loss, right))
     }
 
+    /// A distributed step: this rank's `rows` of a global batch of `b`
+    /// rows. Their gradient, scaled to the global batch's mean, goes to
+    /// [`Dist::step`], which sums it over the ranks, adds the penalties,
+    /// clips and applies the update. Returns this rank's share of the
+    /// batch's loss sum (rank 0 adds the penalties) and how many of its
+    /// rows were classified right. A failure of this rank (`failed`, kept)
+    /// makes it take part with a zero gradient: only errors every rank
+    /// meets together return.
+    #[allow(clippy::too_many_arguments)]
+    fn train_share(
+        &mut self,
+        x: &[f32],
+        y: &Targets<'_>,
+        rows: &[usize],
+        b: usize,
+        next: Option<&[usize]>,
+        bf: &mut TrainBufs,
+        cfg: &TrainConfig,
+        st: &mut OptState,
+        lr: f32,
+        opts: &GemmOptions,
+        d: &mut Dist,
+        failed: &mut Option<Error>,
+    ) -> Result<(f64, usize)> {
+        let share = rows.len();
+        let (k, nl) = (self.n_outputs(), self.layers.len());
+        let mut local = || -> Result<(f64, usize)> {
+            if share == 0 || failed.is_some() {
+                return Ok((0.0, 0));
+            }
+            self.gather_batch(x, y, rows, bf);
+            self.forward(rows, bf, opts)?;
+            let (loss, right) = self.head(share, bf)?;
+            // ∂L/∂logits of the global batch's mean: the share's mean × share/b.
+            let scale = share as f32 / b as f32;
+            bf.da[nl - 1][..share * k].iter_mut().for_each(|g| *g *= scale);
+            self.backward_layers(rows, bf, 0.0, opts)?;
+            Ok((loss * share as f64, right))
+        };
+        let (mut loss, right) = match local() {
+            Ok(v) => v,
+            Err(e) => {
+                *failed = Some(e);
+                (0.0, 0)
+            }
+        };
+        if share == 0 || failed.is_some() {
+            bf.grad.fill(0.0);
+        }
+        if d.rank().0 == 0 {
+            loss += self.add_penalties(0.0, cfg, b) * b as f64;
+        }
+        d.count_samples(share);
+        let l2 = L2::of(cfg, b);
+        let rules = (step_rule(cfg, lr, st.t + 1, l2.in_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
+        st.t += 1;
+        if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
+            xs.prefetch_rows(next);
+        }
+        let l1 = cfg.l1 / b as f32;
+        d.step(&mut self.params, &bf.grad, rules, (l2.in_grad, l1, cfg.clip_norm), st, opts.par)?;
+        Ok((loss, right))
+    }
+
     /// Copies the inputs (dense path) and targets of `rows` into the batch
     /// buffers, targets in the form the task's loss reads.
     fn gather_batch(&self, x: &[f32], y: &Targets<'_>, rows: &[usize], bf: &mut TrainBufs) {
@@ -1090,6 +1243,33 @@ impl Mlp {
         l2: f32,
         opts: &GemmOptions,
     ) -> Result<()> {
+        self.backward_layers(rows, bf, l2, opts)?;
+        if cfg.l1 > 0.0 {
+            let c = cfg.l1 / rows.len() as f32;
+            for i in 0..self.layers.len() {
+                let (w0, b0) = self.offsets[i];
+                let (wv, _) = self.layer_params(i);
+                for (g, &v) in bf.grad[w0..b0].iter_mut().zip(wv) {
+                    if v != 0.0 {
+                        *g += c * v.signum();
+                    }
+                }
+            }
+        }
+        if let Some(c) = cfg.clip_norm {
+            // A non-finite gradient norm means divergence (the caller restores
+            // the epoch's start).
+            clip_grad_norm(&mut bf.grad, c).map_err(|e| match e {
+                Error::NonFinite(m) => Error::Diverged(m),
+                e => e,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The layers' part of [`Mlp::backward`]: the gradient of the loss with
+    /// the L2 term `l2·W`, without L1 and clipping.
+    fn backward_layers(&self, rows: &[usize], bf: &mut TrainBufs, l2: f32, opts: &GemmOptions) -> Result<()> {
         let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in (0..nl).rev() {
             let l = self.layers[i];
@@ -1116,23 +1296,6 @@ impl Mlp {
                     dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
                 }
             }
-            if cfg.l1 > 0.0 {
-                let c = cfg.l1 / b as f32;
-                let (wv, _) = self.layer_params(i);
-                for (g, &v) in bf.grad[w0..b0].iter_mut().zip(wv) {
-                    if v != 0.0 {
-                        *g += c * v.signum();
-                    }
-                }
-            }
-        }
-        if let Some(c) = cfg.clip_norm {
-            // A non-finite gradient norm means divergence (the caller restores
-            // the epoch's start).
-            clip_grad_norm(&mut bf.grad, c).map_err(|e| match e {
-                Error::NonFinite(m) => Error::Diverged(m),
-                e => e,
-            })?;
         }
         Ok(())
     }
@@ -1192,6 +1355,14 @@ impl L2 {
         let l2 = L2::coupled(cfg) / b as f32;
         if cfg.clip_norm.is_some() { L2 { in_grad: l2, in_step: 0.0 } } else { L2 { in_grad: 0.0, in_step: l2 } }
     }
+}
+
+/// [`Error::Diverged`] for `what` happened in `epoch`.
+fn diverged(what: &str, epoch: usize) -> Error {
+    Error::Diverged(format!(
+        "{what} in epoch {epoch}; the weights and optimizer state of the start of that epoch were kept \
+         (lower the learning rate or scale the inputs)"
+    ))
 }
 
 enum Gathered {

@@ -1,0 +1,263 @@
+//! Data-parallel training over MPI (feature `mpi`), run under `mpirun
+//! --oversubscribe -np 1|2` on this machine (shared memory and loopback
+//! only): the scenarios of `examples/mpi_check.rs`, the main command with
+//! `--distributed`, and a C program through the C ABI.
+//!
+//! The test builds what it runs with `--features mpi,capi` in its own target
+//! directory (`target/ffi-mpi`). Without Open MPI (`mpirun`, `mpicc`:
+//! Debian's openmpi-bin and libopenmpi-dev, and libclang-dev for rsmpi's
+//! bindgen) it prints what it skipped; under CI a skip is a failure.
+
+mod common;
+
+use common::{have, profile_dir};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const FIX: &str = "apt-get install openmpi-bin libopenmpi-dev libclang-dev; .ci/run installs them";
+
+/// Whether Open MPI is here (else skipped, with the reason).
+fn have_mpi(what: &str) -> bool {
+    have("mpirun", "openmpi-bin", what) && common::have_tool("mpicc", &["--showme:version"], what, FIX)
+}
+
+/// The directory of the `mpi,capi` build: examples `mpi_check` and `train`,
+/// and `libnnkern.a` (built once per test binary).
+fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let profile = profile_dir();
+        let release = profile.file_name().unwrap() == "release";
+        let target = profile.parent().unwrap().join("ffi-mpi");
+        let cargo = |args: &[&str]| {
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR")).env("CARGO_TARGET_DIR", &target);
+            if release {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("cargo");
+            assert!(st.success(), "cargo {} failed (MPI headers and libclang-dev are needed: {FIX})", args.join(" "));
+        };
+        cargo(&["build", "--quiet", "--features", "mpi,capi", "--example", "mpi_check", "--example", "train"]);
+        cargo(&["rustc", "--lib", "--quiet", "--features", "mpi,capi", "--crate-type", "staticlib"]);
+        target.join(if release { "release" } else { "debug" })
+    })
+}
+
+/// Runs `mpirun -np ranks exe args…` and returns its stdout; fails on a
+/// nonzero exit, and on a hang (killed after `limit`).
+fn mpirun(ranks: usize, exe: &Path, args: &[&str], limit: Duration) -> String {
+    let out = std::env::temp_dir().join(format!("nnkern-mpi-{}-{}.out", std::process::id(), fastrand()));
+    let file = std::fs::File::create(&out).unwrap();
+    let mut child = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "--mca", "btl_tcp_if_include", "lo", "-np"])
+        .arg(ranks.to_string())
+        .arg(exe)
+        .args(args)
+        .stdout(file)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("mpirun");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mpirun -np {ranks} {} {args:?} hung: killed after {limit:?}", exe.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert!(status.success(), "mpirun -np {ranks} {} {args:?}: {status}\n{text}", exe.display());
+    text
+}
+
+fn fastrand() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `mpi_check SCENARIO` on `ranks` ranks: each rank's line (`rank R: …`,
+/// without the prefix) and the single-process line, if printed.
+fn scenario(ranks: usize, name: &str) -> (Vec<String>, Option<String>) {
+    let text = mpirun(ranks, &built().join("examples/mpi_check"), &[name], Duration::from_secs(120));
+    let mut lines = vec![String::new(); ranks];
+    let mut single = None;
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("single: ") {
+            single = Some(rest.to_string());
+        } else if let Some(rest) = l.strip_prefix("rank ") {
+            let (r, msg) = rest.split_once(": ").unwrap();
+            let r: usize = r.parse().unwrap();
+            lines[r].push_str(msg);
+            lines[r].push('\n');
+        }
+    }
+    assert!(lines.iter().all(|l| !l.is_empty()), "a rank printed nothing:\n{text}");
+    (lines, single)
+}
+
+/// The loss curve and test accuracy of an `ok …` line.
+fn curve(line: &str) -> (Vec<f64>, f64) {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let at = |k: &str| f[f.iter().position(|&w| w == k).unwrap() + 1];
+    (at("loss").split(',').map(|v| v.parse().unwrap()).collect(), at("acc").parse().unwrap())
+}
+
+/// Every rank printed the same.
+fn agree(lines: &[String]) -> &str {
+    assert!(lines.iter().all(|l| l == &lines[0]), "the ranks differ:\n{}", lines.join("---\n"));
+    &lines[0]
+}
+
+#[test]
+fn one_rank_gives_the_bits_of_one_process() {
+    if !have_mpi("one_rank_gives_the_bits_of_one_process") {
+        return;
+    }
+    let (lines, single) = scenario(1, "bits");
+    let (mine, single) = (lines[0].trim(), single.unwrap());
+    assert!(mine.starts_with("ok "), "{mine}");
+    // The same weights (hash), loss curve and accuracy, to the last bit.
+    assert_eq!(mine, single);
+}
+
+#[test]
+fn two_ranks_hold_the_same_weights_and_track_one_process() {
+    if !have_mpi("two_ranks_hold_the_same_weights_and_track_one_process") {
+        return;
+    }
+    for name in ["bits", "clip"] {
+        let (lines, single) = scenario(2, name);
+        let line = agree(&lines).trim().to_string();
+        assert!(line.starts_with("ok "), "{name}: {line}");
+        let ((l2, a2), (l1, a1)) = (curve(&line), curve(&single.unwrap()));
+        assert_eq!(l2.len(), 3);
+        for (e, (a, b)) in l2.iter().zip(&l1).enumerate() {
+            // The gradients are summed in another order than one process's.
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "{name}: epoch {} loss {a} vs one process {b}", e + 1);
+        }
+        assert!((a2 - a1).abs() <= 0.005, "{name}: accuracy {a2} vs one process {a1}");
+    }
+}
+
+#[test]
+fn two_ranks_agree_after_every_epoch() {
+    if !have_mpi("two_ranks_agree_after_every_epoch") {
+        return;
+    }
+    let (lines, _) = scenario(2, "epochs");
+    let all = agree(&lines);
+    assert_eq!(all.lines().filter(|l| l.contains(" ok hash ")).count(), 3, "{all}");
+}
+
+#[test]
+fn local_shards_agree_and_learn() {
+    if !have_mpi("local_shards_agree_and_learn") {
+        return;
+    }
+    let (lines, _) = scenario(2, "local");
+    let line = agree(&lines).trim();
+    assert!(line.starts_with("ok "), "{line}");
+    let (loss, acc) = curve(line);
+    assert!(loss[2] < loss[0] && acc > 0.5, "{line}");
+}
+
+#[test]
+fn one_rank_failing_gives_every_rank_the_same_error() {
+    if !have_mpi("one_rank_failing_gives_every_rank_the_same_error") {
+        return;
+    }
+    for (name, want) in [
+        ("bad-data", "error 5 non-finite value: on rank 1 of 2: x[5][3] = NaN"),
+        ("mismatch", "error 1 invalid argument: ranks 0 and 1 of 2 differ in the model's shape"),
+        ("empty-shard", "error 1 invalid argument: on rank 1 of 2: no training samples"),
+        ("bad-comm", "error 1 invalid argument: the MPI communicator of Fortran handle 987654 is not valid"),
+    ] {
+        let (lines, _) = scenario(2, name);
+        let line = agree(&lines);
+        assert!(line.starts_with(want), "{name}: {line}");
+    }
+}
+
+#[test]
+fn early_stopping_stops_every_rank_in_the_same_epoch() {
+    if !have_mpi("early_stopping_stops_every_rank_in_the_same_epoch") {
+        return;
+    }
+    let (lines, _) = scenario(2, "early-stopping");
+    let line = agree(&lines);
+    assert!(line.contains("stopped Some((true, Some("), "{line}");
+    let (loss, _) = curve(line);
+    assert!(loss.len() < 200, "{line}");
+}
+
+#[test]
+fn main_command_distributed_prints_and_saves_once() {
+    if !have_mpi("main_command_distributed_prints_and_saves_once") {
+        return;
+    }
+    let exe = built().join("examples/train");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mpi-cli");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.nnk");
+    let m = model.to_str().unwrap();
+    let args = ["--distributed", "--epochs", "3", "--progress", "never", "--save", m];
+    let text = mpirun(2, &exe, &args, Duration::from_secs(120));
+    let count = |s: &str| text.lines().filter(|l| l.contains(s)).count();
+    assert_eq!(count("2 ranks"), 1, "{text}");
+    assert_eq!(count("saved "), 1, "{text}");
+    assert_eq!(count("test accuracy"), 1, "{text}");
+    assert_eq!(count("epochs run: 3 of 3"), 1, "{text}");
+    for r in 0..2 {
+        assert_eq!(count(&format!("rank {r}/2: ")), 1, "{text}");
+    }
+    assert!(model.exists());
+    // Without mpirun the same flag trains alone, and prints as without it.
+    let o = Command::new(&exe).args(["--distributed", "--epochs", "2", "--progress", "never"]).output().unwrap();
+    let alone = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{alone}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(alone.contains("test accuracy") && !alone.contains("ranks"), "{alone}");
+}
+
+#[test]
+fn c_program_trains_over_mpi() {
+    if !have_mpi("c_program_trains_over_mpi") {
+        return;
+    }
+    let dir = built();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mpi_train");
+    let o = Command::new("mpicc")
+        .args(["-std=c99", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root.join("tests/c/mpi_train.c"))
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(dir.join("libnnkern.a"))
+        .args(common::NATIVE_LIBS)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mpicc: {}", String::from_utf8_lossy(&o.stderr));
+    let text = mpirun(2, &exe, &[], Duration::from_secs(120));
+    let mut fits: Vec<&str> =
+        text.lines().filter(|l| l.contains(": fit ")).map(|l| &l[l.find(": ").unwrap()..]).collect();
+    fits.dedup();
+    assert_eq!(fits.len(), 1, "the ranks' predictions differ:\n{text}");
+    let acc: f64 = fits[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(acc > 0.9, "{text}");
+    assert_eq!(text.matches(": 0 failures").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("bad handle 1 invalid argument: the MPI communicator of Fortran handle 987654").count(),
+        2,
+        "{text}"
+    );
+}
