@@ -9,6 +9,9 @@
 //! unavoidable final rounding counts as up to 0.5 ULP. Run with
 //! `--nocapture` to see the max error per function and ISA.
 
+mod common;
+
+use common::isas;
 use nnkern::Error;
 use nnkern::simd::Isa;
 use nnkern::simd::math::*;
@@ -16,21 +19,6 @@ use nnkern::simd::math::*;
 type Kernel = fn(Isa, &[f32], &mut [f32]) -> nnkern::Result<()>;
 type InPlace = fn(Isa, &mut [f32]);
 type Plain = fn(&[f32], &mut [f32]) -> nnkern::Result<()>;
-
-/// Every ISA of this build that this CPU runs; prints the skipped ones.
-fn isas() -> Vec<Isa> {
-    Isa::all()
-        .iter()
-        .copied()
-        .filter(|&isa| {
-            let ok = isa.is_available();
-            if !ok {
-                println!("Skipping {} (not available on this CPU)", isa.name());
-            }
-            ok
-        })
-        .collect()
-}
 
 /// ULP of the f32 binade holding `r` (subnormal spacing at the bottom).
 fn ulp_at(r: f64) -> f64 {

@@ -6,6 +6,9 @@
 //! tolerances stated per check; analytic gradients within 2e-3 relative
 //! (+1e-5 absolute) of f64 central differences (h = 1e-3 on inputs of O(1)).
 
+mod common;
+
+use common::{Rng, each_isa};
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::ops::act::{Activation, activation_backward_isa, activation_forward_isa};
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
@@ -13,22 +16,6 @@ use nnkern::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy, softmax_c
 use nnkern::optim::{AdamParams, adam_step, adamw_step, clip_grad_norm, rmsprop_step, sgd_step};
 use nnkern::par::Par;
 use nnkern::simd::Isa;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn unif(&mut self) -> f32 {
-        ((self.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.unif() * scale).collect()
-    }
-}
 
 const ACTS: [Activation; 10] = [
     Activation::Identity,
@@ -82,23 +69,13 @@ fn close(got: f32, want: f64, rel: f64, abs: f64) -> bool {
     (got as f64 - want).abs() <= rel * want.abs() + abs
 }
 
-fn each_isa(mut f: impl FnMut(Isa)) {
-    for &isa in Isa::all() {
-        if isa.is_available() {
-            f(isa)
-        } else {
-            println!("Skipping ISA {}: not available", isa.name());
-        }
-    }
-}
-
 #[test]
 fn activation_forward_matches_f64() {
     let mut rng = Rng(1);
     each_isa(|isa| {
         for act in ACTS {
             for &(rows, cols) in &[(0usize, 5usize), (1, 1), (3, 7), (5, 17), (4, 33), (2, 100)] {
-                let x = rng.vec(rows * cols, 6.0);
+                let x = rng.vec_24bit(rows * cols, 6.0);
                 let mut y = vec![f32::NAN; rows * cols];
                 activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
                 for r in 0..rows {
@@ -127,7 +104,7 @@ fn activation_backward_matches_finite_differences() {
     each_isa(|isa| {
         for act in ACTS {
             let (rows, cols) = (3usize, 13usize);
-            let mut x = rng.vec(rows * cols, 3.0);
+            let mut x = rng.vec_24bit(rows * cols, 3.0);
             if matches!(act, Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_)) {
                 // Keep away from the kink at 0, where the derivative jumps.
                 for v in x.iter_mut() {
@@ -136,7 +113,7 @@ fn activation_backward_matches_finite_differences() {
                     }
                 }
             }
-            let dy = rng.vec(rows * cols, 1.0);
+            let dy = rng.vec_24bit(rows * cols, 1.0);
             let mut y = vec![0.0; rows * cols];
             activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
             let mut dx = vec![f32::NAN; rows * cols];
@@ -209,7 +186,7 @@ fn ref_softmax_xent(z: &[f32], y: &[f32], rows: usize, cols: usize) -> f64 {
 fn losses_match_f64_and_finite_differences() {
     let mut rng = Rng(3);
     let (rows, cols) = (7usize, 11usize);
-    let z = rng.vec(rows * cols, 4.0);
+    let z = rng.vec_24bit(rows * cols, 4.0);
     let labels: Vec<u32> = (0..rows).map(|i| (i * 5 % cols) as u32).collect();
     let mut y = vec![0.0f32; rows * cols];
     for (r, &l) in labels.iter().enumerate() {
@@ -291,9 +268,9 @@ fn dense_forward_fused_equals_unfused_and_f64() {
     for act in ACTS {
         for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (5, 7, 3), (32, 64, 10), (33, 40, 129), (4, 0, 6)] {
             let s = DenseShape { batch, n_in, n_out };
-            let x = rng.vec(batch * n_in, 1.0);
-            let w = rng.vec(n_in * n_out, 0.5);
-            let b = rng.vec(n_out, 0.5);
+            let x = rng.vec_24bit(batch * n_in, 1.0);
+            let w = rng.vec_24bit(n_in * n_out, 0.5);
+            let b = rng.vec_24bit(n_out, 0.5);
             let mut z = vec![f32::NAN; batch * n_out];
             let mut a = vec![f32::NAN; batch * n_out];
             dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &GemmOptions::default()).unwrap();
@@ -331,10 +308,10 @@ fn dense_backward_matches_finite_differences() {
     for act in ACTS {
         let s = DenseShape { batch: 4, n_in: 5, n_out: 3 };
         let l2 = 0.3f32;
-        let x = rng.vec(20, 1.0);
-        let w = rng.vec(15, 0.7);
-        let b = rng.vec(3, 0.5);
-        let da = rng.vec(12, 1.0);
+        let x = rng.vec_24bit(20, 1.0);
+        let w = rng.vec_24bit(15, 0.7);
+        let b = rng.vec_24bit(3, 0.5);
+        let da = rng.vec_24bit(12, 1.0);
         let mut z = vec![0.0; 12];
         let mut a = vec![0.0; 12];
         dense_forward(act, s, &x, &w, &b, Some(&mut z), &mut a, &GemmOptions::default()).unwrap();
@@ -395,10 +372,10 @@ fn dense_backward_fused_equals_unfused() {
         }
         for &(batch, n_in, n_out) in &[(1usize, 1usize, 1usize), (5, 7, 3), (32, 64, 10), (33, 40, 129), (3, 0, 4)] {
             let s = DenseShape { batch, n_in, n_out };
-            let x = rng.vec(batch * n_in, 1.0);
-            let w = rng.vec(n_in * n_out, 0.5);
-            let b = rng.vec(n_out, 0.5);
-            let da = rng.vec(batch * n_out, 0.5);
+            let x = rng.vec_24bit(batch * n_in, 1.0);
+            let w = rng.vec_24bit(n_in * n_out, 0.5);
+            let b = rng.vec_24bit(n_out, 0.5);
+            let da = rng.vec_24bit(batch * n_out, 0.5);
             let l2 = 0.03f32;
             let o = GemmOptions::default();
             let (mut z, mut a) = (vec![0.0f32; batch * n_out], vec![0.0f32; batch * n_out]);
@@ -479,7 +456,7 @@ fn dense_backward_fused_equals_unfused() {
 fn softmax_cross_entropy_fused_equals_unfused() {
     let mut rng = Rng(12);
     for &(batch, classes) in &[(1usize, 1usize), (1, 2), (7, 10), (32, 10), (5, 33)] {
-        let logits = rng.vec(batch * classes, 6.0);
+        let logits = rng.vec_24bit(batch * classes, 6.0);
         let labels: Vec<u32> = (0..batch).map(|i| ((i * 7 + 3) % classes) as u32).collect();
         let mut y = vec![0.0f32; batch * classes];
         for (r, &c) in labels.iter().enumerate() {
@@ -512,7 +489,7 @@ fn softmax_cross_entropy_fused_equals_unfused() {
 fn losses_over_many_blocks_and_bad_rows() {
     let mut rng = Rng(14);
     let (rows, cols) = (100usize, 37usize);
-    let p = rng.vec(rows * cols, 5.0);
+    let p = rng.vec_24bit(rows * cols, 5.0);
     let t: Vec<f32> = (0..rows * cols).map(|i| (i % 3 == 0) as u32 as f32).collect();
     for kind in [Loss::SquaredError, Loss::BinaryCrossEntropy] {
         let mut g = vec![0.0f32; rows * cols];
@@ -543,7 +520,7 @@ fn losses_over_many_blocks_and_bad_rows() {
     assert!(elementwise_loss(Loss::SquaredError, rows, cols, &pn, &t, None).unwrap().is_nan());
     // Softmax + cross-entropy, 300 rows of 10.
     let (rows, k) = (300usize, 10usize);
-    let z = rng.vec(rows * k, 8.0);
+    let z = rng.vec_24bit(rows * k, 8.0);
     let labels: Vec<u32> = (0..rows).map(|r| (r * 7 % k) as u32).collect();
     let mut d = vec![0.0f32; rows * k];
     let loss = softmax_cross_entropy_sparse(rows, k, &z, &labels, &mut d).unwrap();
@@ -580,11 +557,11 @@ fn losses_over_many_blocks_and_bad_rows() {
 fn two_layer_step_matches_finite_differences() {
     let mut rng = Rng(6);
     let (batch, n_in, hid, k) = (6usize, 5usize, 7usize, 4usize);
-    let x = rng.vec(batch * n_in, 1.0);
-    let w1 = rng.vec(n_in * hid, 0.6);
-    let b1 = rng.vec(hid, 0.3);
-    let w2 = rng.vec(hid * k, 0.6);
-    let b2 = rng.vec(k, 0.3);
+    let x = rng.vec_24bit(batch * n_in, 1.0);
+    let w1 = rng.vec_24bit(n_in * hid, 0.6);
+    let b1 = rng.vec_24bit(hid, 0.3);
+    let w2 = rng.vec_24bit(hid * k, 0.6);
+    let b2 = rng.vec_24bit(k, 0.3);
     let labels: Vec<u32> = (0..batch).map(|i| (i % k) as u32).collect();
     let l2 = 0.05f32;
     let o = GemmOptions::default();
@@ -655,10 +632,10 @@ fn two_layer_step_matches_finite_differences() {
 fn fused_steps_identical_across_thread_counts() {
     let mut rng = Rng(7);
     let s = DenseShape { batch: 256, n_in: 784, n_out: 128 };
-    let x = rng.vec(256 * 784, 1.0);
-    let w = rng.vec(784 * 128, 0.05);
-    let b = rng.vec(128, 0.1);
-    let da = rng.vec(256 * 128, 0.1);
+    let x = rng.vec_24bit(256 * 784, 1.0);
+    let w = rng.vec_24bit(784 * 128, 0.05);
+    let b = rng.vec_24bit(128, 0.1);
+    let da = rng.vec_24bit(256 * 128, 0.1);
     for act in [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Gelu, Activation::Elu(1.0)] {
         let mut base: Option<Vec<Vec<f32>>> = None;
         for t in [1usize, 2, 4] {
@@ -689,8 +666,8 @@ fn fused_steps_identical_across_thread_counts() {
 fn plain_and_momentum_sgd_match_f64_reference() {
     let mut rng = Rng(13);
     let n = 517;
-    let w0 = rng.vec(n, 1.0);
-    let g = rng.vec(n, 0.5);
+    let w0 = rng.vec_24bit(n, 1.0);
+    let g = rng.vec_24bit(n, 0.5);
     let l2 = 0.02f32;
     for mu in [0.0f32, 0.9] {
         let (mut w, mut v) = (w0.clone(), if mu > 0.0 { vec![0.0f32; n] } else { Vec::new() });
@@ -720,8 +697,8 @@ fn plain_and_momentum_sgd_match_f64_reference() {
 fn optimizers_match_f64_reference() {
     let mut rng = Rng(8);
     let n = 1003;
-    let w0 = rng.vec(n, 1.0);
-    let g = rng.vec(n, 0.5);
+    let w0 = rng.vec_24bit(n, 1.0);
+    let g = rng.vec_24bit(n, 0.5);
     let l2 = 0.01f32;
     // SGD with Nesterov momentum, two steps.
     let (mut w, mut v) = (w0.clone(), vec![0.0f32; n]);
@@ -777,7 +754,7 @@ fn optimizers_match_f64_reference() {
     assert_eq!(clip_grad_norm(&mut gc, 1.0).unwrap(), 5.0);
     assert!((gc[0] - 0.6).abs() < 1e-6 && (gc[1] - 0.8).abs() < 1e-6);
     // A long random gradient against the f64 norm (vector sums, 2⁻¹⁸ relative).
-    let mut gl = rng.vec(10_007, 2.0);
+    let mut gl = rng.vec_24bit(10_007, 2.0);
     let want = gl.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
     let before = gl.clone();
     let got = clip_grad_norm(&mut gl, 1.0).unwrap() as f64;
