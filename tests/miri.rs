@@ -5,12 +5,12 @@
 //!
 //! * **Miri takes the scalar path.** It reports no SIMD features, so
 //!   [`Isa::current`] is `Scalar` there (asserted below); the AVX2, AVX-512
-//!   and NEON kernels are covered natively by `gemm_ref`, `ops_ref` and
-//!   `math_sweep`. Under `cfg(miri)` the crate also shrinks its scalar GEMM
-//!   blocks (KC = MC = NC = 8) and its thread thresholds (64 flops per GEMM
-//!   task, 64 elements per optimizer task), so that these small shapes still
-//!   run every loop of the GEMM nest several times, the pack routines, and
-//!   the multi-threaded splits.
+//!   and NEON kernels are covered natively by `gemm_ref`, `act_ref`,
+//!   `loss_ref`, `fused_ref` and `math_sweep`. Under `cfg(miri)` the crate
+//!   also shrinks its scalar GEMM blocks (KC = MC = NC = 8) and its thread
+//!   thresholds (64 flops per GEMM task, 64 elements per optimizer task), so
+//!   that these small shapes still run every loop of the GEMM nest several
+//!   times, the pack routines, and the multi-threaded splits.
 //! * Inputs are small integers, so every product is exact and compared with
 //!   `==` against a float64 reference.
 //! * The subnormal-mode switch (`simd::fp`, inline assembly) is a no-op under

@@ -4,6 +4,8 @@
 //! random data and ISA lists of the reference tests.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::path::PathBuf;
 use std::process::Command;
 
