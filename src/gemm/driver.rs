@@ -17,7 +17,7 @@ use super::params::Params;
 use super::scratch;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, IsaToken, IsaVisitor, Real, TileShape};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
 /// (`beta == None`: C is write-only).
@@ -365,10 +365,10 @@ struct Block<T> {
 
 struct BlockOp<'e, T, E, Sh>(Block<T>, &'e E, core::marker::PhantomData<Sh>);
 
-impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithSimd for BlockOp<'_, T, E, Sh> {
+impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithToken for BlockOp<'_, T, E, Sh> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let b = self.0;
         let l = T::lanes::<S>();
         debug_assert_eq!(b.mr, Sh::MV * l);
@@ -447,7 +447,7 @@ fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {
         #[inline(always)]
         fn visit<S: IsaToken>(self) {
             let s = S::detect().expect("a GEMM block for an ISA this CPU lacks");
-            Simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
+            crate::simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
         }
     }
     isa.visit(Run(blk, e))

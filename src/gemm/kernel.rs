@@ -1,4 +1,4 @@
-//! The register-blocked microkernel, written once over `pulp::Simd`.
+//! The register-blocked microkernel, written once over the token type (`S: Token`).
 //!
 //! A tile computes `C[0..m, 0..n] (op)= alpha · A_panel · B_panel` where
 //! * the A panel holds, for each `p < k`, `MV` full vectors of consecutive rows
@@ -15,8 +15,7 @@
 //! The write-out follows the BLIS contract: with `beta == None` C is never read
 //! (NaN there is overwritten); otherwise `C = beta·C + alpha·acc`.
 
-use crate::simd::{Real, TileVisitor};
-use pulp::Simd;
+use crate::simd::{Real, TileVisitor, Token};
 
 /// One microkernel invocation. Pointers are only dereferenced inside the ranges
 /// the driver validated.
@@ -62,7 +61,7 @@ pub(crate) trait Epilogue<T: Real>: Copy + Send + Sync {
     ///
     /// # Safety
     /// Rows `i .. i+m` and columns `j .. j+NR` must be inside C.
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         s: S,
         acc: &mut [[T::V<S>; MV]; NR],
@@ -87,7 +86,7 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
         self
     }
     #[inline(always)]
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         _s: S,
         _acc: &mut [[T::V<S>; MV]; NR],
@@ -106,7 +105,7 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
 const MAX_TILE: usize = 64 * 12;
 
 #[inline(always)]
-unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
+unsafe fn step<T: Real, S: Token, const MV: usize, const NR: usize>(
     s: S,
     av: &[T::V<S>; MV],
     b: *const T,
@@ -127,7 +126,7 @@ unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
 /// # Safety
 /// As [`ukr`]; `UNIT_JS` only when `t.b_js == 1`.
 #[inline(always)]
-unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_JS: bool>(
+unsafe fn k_loop<T: Real, S: Token, const MV: usize, const NR: usize, const UNIT_JS: bool>(
     s: S,
     t: &Tile<T>,
     acc: &mut [[T::V<S>; MV]; NR],
@@ -183,7 +182,7 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
 /// # Safety
 /// As [`ukr`].
 #[inline(always)]
-unsafe fn k_loop_any<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) -> [[T::V<S>; MV]; NR] {
+unsafe fn k_loop_any<T: Real, S: Token, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) -> [[T::V<S>; MV]; NR] {
     let zero = T::splat(s, T::ZERO);
     let mut acc = [[zero; MV]; NR];
     // SAFETY: forwarded contract (see `k_loop`).
@@ -202,7 +201,11 @@ unsafe fn k_loop_any<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t
 /// # Safety
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
-pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(s: S, t: &Tile<T>, e: &E) {
+pub(crate) unsafe fn ukr<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR: usize>(
+    s: S,
+    t: &Tile<T>,
+    e: &E,
+) {
     // Start fetching the C tile now; it is needed only after the k loop.
     if t.c_rs == 1 {
         let last = (MV * T::lanes::<S>()).min(t.m) - 1;
@@ -219,7 +222,7 @@ pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, cons
 }
 
 #[inline(always)]
-unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(
+unsafe fn write_out<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR: usize>(
     s: S,
     t: &Tile<T>,
     e: &E,
@@ -297,7 +300,7 @@ pub(crate) struct Ukr<'a, T, S, E> {
     pub e: &'a E,
 }
 
-impl<T: Real, S: Simd, E: Epilogue<T>> TileVisitor for Ukr<'_, T, S, E> {
+impl<T: Real, S: Token, E: Epilogue<T>> TileVisitor for Ukr<'_, T, S, E> {
     type Output = ();
     /// # Safety
     /// As [`ukr`].

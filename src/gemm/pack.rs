@@ -5,7 +5,7 @@
 //! zero-padded to full MR / NR so the microkernel never reads garbage.
 
 use crate::simd::{Isa, Real};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Packs `A[0..mc, 0..kc]` (strides `rs`, `cs`) into `dst` as `ceil(mc/mr)`
 /// panels of `mr × kc` (`isa`: the instruction set of the product, for the
@@ -97,10 +97,10 @@ unsafe fn pack_partial_contig<T: Real>(
         rows: usize,
         mr: usize,
     }
-    impl<T: Real> WithSimd for Op<T> {
+    impl<T: Real> WithToken for Op<T> {
         type Output = ();
         #[inline(always)]
-        fn with_simd<S: Simd>(self, s: S) {
+        fn with_token<S: Token>(self, s: S) {
             let l = T::lanes::<S>();
             let (mut d, mut c) = (self.dst, self.src);
             if self.mr % l != 0 {
@@ -143,7 +143,7 @@ unsafe fn pack_partial_contig<T: Real>(
             }
         }
     }
-    isa.dispatch(Op { dst, src, cs, kc, rows, mr });
+    isa.run(Op { dst, src, cs, kc, rows, mr });
 }
 
 /// Packs `B[0..kc, 0..nc]` (strides `rs`, `cs`) into `dst` as `ceil(nc/nr)`

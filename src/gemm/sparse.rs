@@ -37,7 +37,7 @@ use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, IsaToken, IsaVisitor, Real};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
 /// rows): row `r` holds the column indices `idx[ptr[r]..ptr[r+1]]`, increasing,
@@ -502,7 +502,7 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
                 // at construction and the row selection above; the panel's
                 // columns are inside B and C; this task writes only C's rows
                 // r0..r1; B and S are only read.
-                isa.dispatch(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
+                isa.run(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
                 j0 += PANEL;
             }
         })
@@ -572,7 +572,7 @@ struct Rows<'a, 'b, E> {
     cur: &'b mut [usize],
 }
 
-impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
+impl<E: Epilogue<f32>> WithToken for Rows<'_, '_, E> {
     type Output = ();
     /// Chooses the loop for rows `r0..r1` by the size of B (its `k` rows,
     /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
@@ -581,7 +581,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
     /// order, so the choice never changes the bits (measurements in
     /// BENCHMARKS.md, "Design measurements").
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Rows { job: j, r0, r1, acc, cur } = self;
         let l = S::F32_LANES;
         let (k, n) = (j.s.cols, j.n);
@@ -620,7 +620,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
 /// and its first `n` columns of its `k` rows are inside it; `a` holds `n`
 /// rounded up to whole vectors.
 #[inline(always)]
-unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
+unsafe fn direct<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
     let sp = j.s;
     for i in r0..r1 {
         let r = j.row(i);
@@ -645,7 +645,7 @@ unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
 /// of its `k` rows are inside it; `acc` holds `ROW_BLOCK.min(r1 - r0)` rows
 /// of `n` rounded up to whole vectors, `cur` that many cursors.
 #[inline(always)]
-unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
+unsafe fn blocked<S: Token, E: Epilogue<f32>>(
     s: S,
     j: &Job<'_, E>,
     r0: usize,
@@ -722,7 +722,7 @@ unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
 /// B has unit column stride and its first `n` columns of rows `ix` are
 /// inside it; `a` holds `n` rounded up to whole vectors.
 #[inline(always)]
-unsafe fn strips<S: Simd, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[u32], vs: &[f32], a: &mut [f32]) {
+unsafe fn strips<S: Token, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[u32], vs: &[f32], a: &mut [f32]) {
     let l = S::F32_LANES;
     let n = j.n;
     let full = n / l;
@@ -760,7 +760,7 @@ unsafe fn strips<S: Simd, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[
 /// `a` holds `c0 + MV·lanes` elements.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: bool>(
+unsafe fn strip<S: Token, E, const MV: usize, const TAIL: bool, const FROM_ZERO: bool>(
     s: S,
     j: &Job<'_, E>,
     c0: usize,
@@ -809,7 +809,7 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 /// Rows `r0..r1` of C are inside C and this task's; B has unit column stride
 /// and its first `n` columns of its `k` rows are inside it; `alpha != 0`.
 #[inline(always)]
-unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut [f32]) {
+unsafe fn sliced<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut [f32]) {
     let l = S::F32_LANES;
     let sp = j.s;
     let (k, n) = (sp.cols, j.n);
@@ -871,7 +871,7 @@ unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
 /// # Safety
 /// Every `p` is below the number of rows of `w` floats that `pk` holds.
 #[inline(always)]
-unsafe fn slice_row<S: Simd>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: usize, ix: &[u32], vs: &[f32]) {
+unsafe fn slice_row<S: Token>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: usize, ix: &[u32], vs: &[f32]) {
     for (&p, &x) in ix.iter().zip(vs) {
         // SAFETY: row p of pk is inside (caller contract).
         unsafe { slice_fma(s, a, pk.add(p as usize * w), x) };
@@ -883,7 +883,7 @@ unsafe fn slice_row<S: Simd>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: 
 /// # Safety
 /// `b` holds `SLICE` whole vectors.
 #[inline(always)]
-unsafe fn slice_fma<S: Simd>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f32) {
+unsafe fn slice_fma<S: Token>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f32) {
     let l = S::F32_LANES;
     let x = s.splat_f32s(x);
     for (q, a) in a.iter_mut().enumerate() {
@@ -899,7 +899,7 @@ unsafe fn slice_fma<S: Simd>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f
 /// # Safety
 /// Row `i` of C is inside C and written by this task only.
 #[inline(always)]
-unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: &[f32]) {
+unsafe fn write_row<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: &[f32]) {
     debug_assert!(a.len() >= j.n);
     // SAFETY: `a` holds the row's n columns, padded (caller contract).
     unsafe { write_cols(s, j, i, a.as_ptr(), 0, j.n) }
@@ -912,7 +912,7 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
 /// Row `i` of C is inside C and written by this task only; `lo ≤ hi ≤ n`;
 /// `a` holds `hi − lo` rounded up to whole vectors.
 #[inline(always)]
-unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
+unsafe fn write_cols<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
     let l = S::F32_LANES;
     let cp = j.c.get().wrapping_offset(i as isize * j.rsc);
     if j.csc != 1 {
@@ -964,7 +964,7 @@ unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, 
 /// `a` holds `MV` whole vectors.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn write_strip<S: Simd, E: Epilogue<f32>, const MV: usize>(
+unsafe fn write_strip<S: Token, E: Epilogue<f32>, const MV: usize>(
     s: S,
     j: &Job<'_, E>,
     i: usize,

@@ -24,7 +24,7 @@ use crate::error::{Error, Result, check_len, invalid};
 use crate::par::Par;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Isa;
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Each `(name, len)` of `others` has the parameters' length `n`.
 fn same_len(n: usize, others: &[(&str, usize)]) -> Result<()> {
@@ -56,10 +56,10 @@ struct Step<'a> {
     s2: &'a mut [f32],
 }
 
-impl WithSimd for Step<'_> {
+impl WithToken for Step<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Step { rule, w, g, s1, s2 } = self;
         // One monomorphised loop per rule: the rule's match stays out of the
         // per-vector path.
@@ -76,7 +76,7 @@ impl Rule {
     /// state lanes pass through). Shared by every caller, so the same inputs
     /// give the same bits wherever the update runs.
     #[inline(always)]
-    pub(crate) fn update<S: Simd>(
+    pub(crate) fn update<S: Token>(
         &self,
         s: S,
         wv: S::f32s,
@@ -121,7 +121,16 @@ impl Rule {
 /// when `use1` (`use2`); the caller checked that used buffers have `w`'s length.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn sweep<S: Simd>(s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], use1: bool, use2: bool, rule: &Rule) {
+fn sweep<S: Token>(
+    s: S,
+    w: &mut [f32],
+    g: &[f32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+    use1: bool,
+    use2: bool,
+    rule: &Rule,
+) {
     let n = w.len();
     assert!(g.len() == n && (!use1 || s1.len() == n) && (!use2 || s2.len() == n));
     let l = S::F32_LANES;
@@ -175,7 +184,7 @@ fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par
     debug_assert!(g.len() == n && [s1.len(), s2.len()].iter().all(|&l| l == 0 || l == n));
     let tasks = par.threads().min(n / PAR_CHUNK).max(1);
     if tasks == 1 {
-        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+        Isa::current().run(Step { rule, w, g, s1, s2 });
         return;
     }
     let per = n.div_ceil(tasks).next_multiple_of(64);
@@ -201,7 +210,7 @@ fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par
                 p2.wrapping_offset(o2 as isize).slice_mut(l2),
             )
         };
-        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+        Isa::current().run(Step { rule, w, g, s1, s2 });
     });
 }
 
