@@ -12,7 +12,7 @@
 //!   element is summed in the same order for any thread count.
 
 use super::kernel::{Epilogue, Tile, Ukr};
-use super::pack::{pack_a, pack_b};
+use super::pack::pack;
 use super::params::Params;
 use super::scratch;
 use crate::ptr::{ConstPtr, MutPtr};
@@ -266,7 +266,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
             let bsrc = prob.b.get().wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
             let (b_ptr, b_ks, b_js, b_panel) = if pb {
                 // SAFETY: the block is inside B; the buffer holds b_len elements.
-                unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
+                unsafe { pack(isa, bbuf, bsrc, prob.csb, prob.rsb, ncur, kcur, p.nr) };
                 (bbuf as *const T, p.nr as isize, 1isize, (p.nr * kcur) as isize)
             } else {
                 (bsrc, prob.rsb, prob.csb, p.nr as isize * prob.csb)
@@ -277,7 +277,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                 let asrc = prob.a.get().wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
                 let (a_ptr, a_ks, a_panel) = if pa {
                     // SAFETY: the block is inside A; the buffer holds a_len elements.
-                    unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
+                    unsafe { pack(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
                     (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
                 } else {
                     (asrc, prob.csa, p.mr as isize)
@@ -288,7 +288,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     // SAFETY: rows i0..mcur of the block are inside A; the edge
                     // buffer holds mr·kc elements.
                     unsafe {
-                        pack_a(
+                        pack(
                             isa,
                             ebuf,
                             asrc.wrapping_offset(i0 as isize * prob.rsa),
