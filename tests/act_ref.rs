@@ -9,18 +9,19 @@ mod common;
 
 use common::oracle::{ACTS, close, ref_fwd};
 use common::{Rng, each_isa};
-use nnkern::ops::act::{Activation, activation_backward_isa, activation_forward_isa};
-use nnkern::simd::Isa;
+use nnkern::Options;
+use nnkern::ops::act::{Activation, activation_backward_with, activation_forward, activation_forward_with};
 
 #[test]
 fn activation_forward_matches_f64() {
     let mut rng = Rng(1);
     each_isa(|isa| {
+        let o = Options { isa: Some(isa), ..Default::default() };
         for act in ACTS {
             for &(rows, cols) in &[(0usize, 5usize), (1, 1), (3, 7), (5, 17), (4, 33), (2, 100)] {
                 let x = rng.vec_24bit(rows * cols, 6.0);
                 let mut y = vec![f32::NAN; rows * cols];
-                activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
+                activation_forward_with(act, rows, cols, &x, &mut y, &o).unwrap();
                 for r in 0..rows {
                     let xr: Vec<f64> = x[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
                     let want = ref_fwd(act, &xr);
@@ -45,6 +46,7 @@ fn activation_forward_matches_f64() {
 fn activation_backward_matches_finite_differences() {
     let mut rng = Rng(2);
     each_isa(|isa| {
+        let o = Options { isa: Some(isa), ..Default::default() };
         for act in ACTS {
             let (rows, cols) = (3usize, 13usize);
             let mut x = rng.vec_24bit(rows * cols, 3.0);
@@ -58,9 +60,9 @@ fn activation_backward_matches_finite_differences() {
             }
             let dy = rng.vec_24bit(rows * cols, 1.0);
             let mut y = vec![0.0; rows * cols];
-            activation_forward_isa(isa, act, rows, cols, &x, &mut y).unwrap();
+            activation_forward_with(act, rows, cols, &x, &mut y, &o).unwrap();
             let mut dx = vec![f32::NAN; rows * cols];
-            activation_backward_isa(isa, act, rows, cols, Some(&x), Some(&y), &dy, &mut dx).unwrap();
+            activation_backward_with(act, rows, cols, Some(&x), Some(&y), &dy, &mut dx, &o).unwrap();
             // L(x) = Σ dy·f(x) in f64; dL/dx by central differences.
             let loss = |xx: &[f64]| -> f64 {
                 (0..rows)
@@ -96,20 +98,20 @@ fn activation_backward_matches_finite_differences() {
 fn activation_special_values() {
     let x = [-100.0f32, 100.0, f32::NEG_INFINITY, f32::INFINITY, 0.0, -0.0];
     let mut y = [0.0f32; 6];
-    activation_forward_isa(Isa::current(), Activation::Sigmoid, 1, 6, &x, &mut y).unwrap();
+    activation_forward(Activation::Sigmoid, 1, 6, &x, &mut y).unwrap();
     // sigmoid(−100) = e^−100 ≈ 3.7e-44 is a subnormal: tiny, never NaN.
     assert!(y[0] >= 0.0 && y[0] < 1e-40, "sigmoid(-100) = {}", y[0]);
     assert_eq!(&y[1..4], &[1.0, 0.0, 1.0]);
-    activation_forward_isa(Isa::current(), Activation::Tanh, 1, 6, &x, &mut y).unwrap();
+    activation_forward(Activation::Tanh, 1, 6, &x, &mut y).unwrap();
     assert_eq!(&y[..4], &[-1.0, 1.0, -1.0, 1.0]);
     // Softmax of huge logits stays finite and sums to 1.
     let z = [1000.0f32, 1000.0, -1000.0];
     let mut p = [0.0f32; 3];
-    activation_forward_isa(Isa::current(), Activation::Softmax, 1, 3, &z, &mut p).unwrap();
+    activation_forward(Activation::Softmax, 1, 3, &z, &mut p).unwrap();
     assert!((p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.5).abs() < 1e-6 && p[2] == 0.0);
     // NaN propagates.
     let mut q = [0.0f32; 1];
-    activation_forward_isa(Isa::current(), Activation::Relu, 1, 1, &[f32::NAN], &mut q).unwrap();
+    activation_forward(Activation::Relu, 1, 1, &[f32::NAN], &mut q).unwrap();
     assert!(q[0].is_nan() || q[0] == 0.0);
     assert!(Activation::from_code(10).is_err());
 }

@@ -11,11 +11,10 @@ mod common;
 use common::Rng;
 use common::oracle::{ACTS, close, f64v, ref_fwd};
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
-use nnkern::ops::act::{Activation, activation_backward_isa, activation_forward_isa};
+use nnkern::ops::act::{Activation, activation_backward, activation_forward};
 use nnkern::ops::fused::{DenseGrads, DenseShape, dense_backward, dense_forward};
 use nnkern::ops::loss::softmax_cross_entropy_sparse;
 use nnkern::par::Par;
-use nnkern::simd::Isa;
 
 /// f64 dense layer: a = f(x·w + b).
 fn ref_dense(act: Activation, s: DenseShape, x: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
@@ -59,7 +58,7 @@ fn dense_forward_fused_equals_unfused_and_f64() {
                 }
             }
             let mut au = vec![0.0f32; batch * n_out];
-            activation_forward_isa(Isa::current(), act, batch, n_out, &zu, &mut au).unwrap();
+            activation_forward(act, batch, n_out, &zu, &mut au).unwrap();
             let want = ref_dense(act, s, &f64v(&x), &f64v(&w), &f64v(&b));
             for i in 0..batch * n_out {
                 assert!(close(z[i], zu[i] as f64, 1e-5, 1e-6), "{act:?} z[{i}] {} vs {}", z[i], zu[i]);
@@ -158,7 +157,7 @@ fn dense_backward_fused_equals_unfused() {
             dense_backward(act, s, &x, &w, &z, &a, &da, l2, g, &o).unwrap();
             // Unfused.
             let mut dzu = vec![0.0f32; batch * n_out];
-            activation_backward_isa(Isa::current(), act, batch, n_out, Some(&z), Some(&a), &da, &mut dzu).unwrap();
+            activation_backward(act, batch, n_out, Some(&z), Some(&a), &da, &mut dzu).unwrap();
             let mut dbu = vec![0.0f32; n_out];
             for r in 0..batch {
                 for j in 0..n_out {

@@ -11,9 +11,8 @@ mod common;
 
 use common::Rng;
 use common::oracle::{close, ref_fwd};
-use nnkern::ops::act::{Activation, activation_forward_isa};
+use nnkern::ops::act::{Activation, activation_forward};
 use nnkern::ops::loss::{Loss, elementwise_loss, softmax_cross_entropy, softmax_cross_entropy_sparse};
-use nnkern::simd::Isa;
 
 fn ref_softmax_xent(z: &[f32], y: &[f32], rows: usize, cols: usize) -> f64 {
     (0..rows)
@@ -107,7 +106,7 @@ fn softmax_cross_entropy_fused_equals_unfused() {
         let loss = softmax_cross_entropy(batch, classes, &logits, &y, &mut d).unwrap();
         let loss_s = softmax_cross_entropy_sparse(batch, classes, &logits, &labels, &mut ds).unwrap();
         let mut p = vec![0.0f32; batch * classes];
-        activation_forward_isa(Isa::current(), Activation::Softmax, batch, classes, &logits, &mut p).unwrap();
+        activation_forward(Activation::Softmax, batch, classes, &logits, &mut p).unwrap();
         let lu: f64 = -(0..batch * classes).map(|i| y[i] as f64 * (p[i] as f64).ln()).sum::<f64>() / batch as f64;
         let tag = format!("{batch}x{classes}");
         assert!(close(loss, lu, 1e-6, 1e-7), "{tag}: loss {loss} vs unfused {lu}");

@@ -6,6 +6,7 @@ mod common;
 
 use common::Rng;
 use common::oracle::{close, f64v};
+use nnkern::Options;
 use nnkern::optim::{AdamParams, adam_step, adamw_step, clip_grad_norm, rmsprop_step, sgd_step};
 use nnkern::par::Par;
 
@@ -166,23 +167,24 @@ fn first_non_finite_matches_scalar_scan() {
 /// the split (and equal to the single-threaded public functions).
 #[test]
 fn optimizer_steps_same_bits_any_thread_count() {
-    use nnkern::optim::{adam_step_par, adamw_step_par, rmsprop_step_par, sgd_step_par};
+    use nnkern::optim::{adam_step_with, adamw_step_with, rmsprop_step_with, sgd_step_with};
     // Four tasks of at least 128 Ki elements each, and a remainder.
     let n = 600_003;
     let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 1e-3).collect();
     let g: Vec<f32> = (0..n).map(|i| ((i * 91 % 997) as f32 - 498.0) * 1e-4).collect();
     let p = AdamParams { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
     let run = |par: Par| -> Vec<Vec<f32>> {
+        let o = Options { par, ..Default::default() };
         let mut out = Vec::new();
         for rule in 0..5 {
             let (mut w, mut s1, mut s2) = (w0.clone(), vec![0.01f32; n], vec![0.02f32; n]);
             for t in 1..=3 {
                 match rule {
-                    0 => sgd_step_par(&mut w, &g, &mut [], 0.1, 0.0, false, 1e-4, par).unwrap(),
-                    1 => sgd_step_par(&mut w, &g, &mut s1, 0.1, 0.9, true, 1e-4, par).unwrap(),
-                    2 => adam_step_par(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-4, par).unwrap(),
-                    3 => adamw_step_par(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-2, par).unwrap(),
-                    _ => rmsprop_step_par(&mut w, &g, &mut s1, 1e-3, 0.9, 1e-8, 1e-4, par).unwrap(),
+                    0 => sgd_step_with(&mut w, &g, &mut [], 0.1, 0.0, false, 1e-4, &o).unwrap(),
+                    1 => sgd_step_with(&mut w, &g, &mut s1, 0.1, 0.9, true, 1e-4, &o).unwrap(),
+                    2 => adam_step_with(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-4, &o).unwrap(),
+                    3 => adamw_step_with(&mut w, &g, &mut s1, &mut s2, t, &p, 1e-2, &o).unwrap(),
+                    _ => rmsprop_step_with(&mut w, &g, &mut s1, 1e-3, 0.9, 1e-8, 1e-4, &o).unwrap(),
                 }
             }
             out.extend([w, s1, s2]);

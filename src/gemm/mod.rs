@@ -74,7 +74,8 @@ pub fn default_backend() -> Backend {
     }
 }
 
-/// Per-call options of [`gemm_with`].
+/// Per-call options of [`gemm_with`]: the crate's [`crate::Options`] (`par`,
+/// `isa`) plus the backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmOptions {
     /// Backend; `None` uses [`default_backend`].
@@ -90,13 +91,7 @@ impl GemmOptions {
     /// The instruction set these options ask for: [`GemmOptions::isa`], or
     /// the best of this CPU; one this CPU lacks is an error.
     pub(crate) fn resolve_isa(&self) -> Result<Isa> {
-        match self.isa {
-            Some(i) if !i.is_available() => {
-                Err(crate::Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())))
-            }
-            Some(i) => Ok(i),
-            None => Ok(Isa::current()),
-        }
+        crate::Options { isa: self.isa, par: self.par }.resolve_isa()
     }
 }
 

@@ -10,8 +10,8 @@
 //! [`crate::simd::math`] (exp/log ≤ 2 ULP, tanh/sigmoid ≤ 4 ULP); relu, leaky
 //! relu and identity are exact.
 
+use crate::Options;
 use crate::error::{Error, Result, check_len, elems, invalid};
-use crate::simd::Isa;
 use crate::simd::math::{exp_f32s, gelu_tanh_f32s, sigmoid_f32s, softplus_f32s, tanh_f32s};
 use crate::simd::{Token, WithToken};
 
@@ -534,18 +534,19 @@ impl WithToken for Fwd<'_> {
 
 /// `y = f(x)` for a row-major `rows × cols` matrix (row-wise for softmax).
 pub fn activation_forward(act: Activation, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
-    activation_forward_isa(Isa::current(), act, rows, cols, x, y)
+    activation_forward_with(act, rows, cols, x, y, &Options::default())
 }
 
-/// [`activation_forward`] on a chosen ISA (tests and benches).
-pub fn activation_forward_isa(
-    isa: Isa,
+/// [`activation_forward`] with per-call options (`opts.isa`; one thread).
+pub fn activation_forward_with(
     act: Activation,
     rows: usize,
     cols: usize,
     x: &[f32],
     y: &mut [f32],
+    opts: &Options,
 ) -> Result<()> {
+    let isa = opts.resolve_isa()?;
     act.check()?;
     let n = elems(rows, cols)?;
     check_len("x", x.len(), n)?;
@@ -616,13 +617,12 @@ pub fn activation_backward(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<()> {
-    activation_backward_isa(Isa::current(), act, rows, cols, x, y, dy, dx)
+    activation_backward_with(act, rows, cols, x, y, dy, dx, &Options::default())
 }
 
-/// [`activation_backward`] on a chosen ISA.
+/// [`activation_backward`] with per-call options (`opts.isa`; one thread).
 #[allow(clippy::too_many_arguments)]
-pub fn activation_backward_isa(
-    isa: Isa,
+pub fn activation_backward_with(
     act: Activation,
     rows: usize,
     cols: usize,
@@ -630,7 +630,9 @@ pub fn activation_backward_isa(
     y: Option<&[f32]>,
     dy: &[f32],
     dx: &mut [f32],
+    opts: &Options,
 ) -> Result<()> {
+    let isa = opts.resolve_isa()?;
     act.check()?;
     let n = elems(rows, cols)?;
     let needs = act.backward_needs();

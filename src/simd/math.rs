@@ -9,8 +9,8 @@
 //!   be called from inside other kernels' `with_token` bodies (GEMM epilogues,
 //!   fused activations) and never leave the caller's target-feature region.
 //! * Safe slice kernels ([`vexp_f32`], ...), dispatched at run time through
-//!   [`Isa::current`], with `_with_isa` variants that force an instruction set
-//!   and `_inplace` variants.
+//!   [`Isa::current`], with `_with` variants that take the per-call
+//!   [`crate::Options`] (an instruction set to force) and `_inplace` variants.
 //!
 //! The algorithms are Cephes-style: range reduction, a short polynomial, exact
 //! reconstruction with integer exponent arithmetic. No FP environment state
@@ -29,6 +29,7 @@
 #![allow(clippy::excessive_precision)]
 
 use super::Isa;
+use crate::Options;
 use crate::error::shape;
 use crate::simd::{Token, WithToken};
 use std::marker::PhantomData;
@@ -644,7 +645,7 @@ fn map_f32_inplace<F: F32Map>(isa: Isa, x: &mut [f32]) {
 
 macro_rules! slice_kernels {
     ($ty:ident, $what:literal, $helper:literal,
-     $fwd:ident, $fwd_isa:ident, $inp:ident, $inp_isa:ident) => {
+     $fwd:ident, $fwd_with:ident, $inp:ident, $inp_with:ident) => {
         #[doc = concat!("`y[i] = ", $what, "(x[i])` on the current ISA ([`Isa::current`]).")]
         ///
         #[doc = concat!("Accuracy and special values: see [`", $helper, "`].")]
@@ -655,12 +656,13 @@ macro_rules! slice_kernels {
             map_f32::<$ty>(Isa::current(), x, y)
         }
 
-        #[doc = concat!("`y[i] = ", $what, "(x[i])` on `isa` (scalar fallback if `isa` is not available).")]
+        #[doc = concat!("`y[i] = ", $what, "(x[i])` with per-call options (`opts.isa`; one thread).")]
         ///
         /// # Errors
-        /// [`crate::Error::ShapeMismatch`] if `x.len() != y.len()`.
-        pub fn $fwd_isa(isa: Isa, x: &[f32], y: &mut [f32]) -> crate::Result<()> {
-            map_f32::<$ty>(isa, x, y)
+        /// [`crate::Error::Unsupported`] if `opts.isa` is not available on this
+        /// CPU; [`crate::Error::ShapeMismatch`] if `x.len() != y.len()`.
+        pub fn $fwd_with(x: &[f32], y: &mut [f32], opts: &Options) -> crate::Result<()> {
+            map_f32::<$ty>(opts.resolve_isa()?, x, y)
         }
 
         #[doc = concat!("`x[i] = ", $what, "(x[i])` in place on the current ISA.")]
@@ -668,40 +670,44 @@ macro_rules! slice_kernels {
             map_f32_inplace::<$ty>(Isa::current(), x)
         }
 
-        #[doc = concat!("`x[i] = ", $what, "(x[i])` in place on `isa` (scalar fallback if not available).")]
-        pub fn $inp_isa(isa: Isa, x: &mut [f32]) {
-            map_f32_inplace::<$ty>(isa, x)
+        #[doc = concat!("`x[i] = ", $what, "(x[i])` in place with per-call options (`opts.isa`; one thread).")]
+        ///
+        /// # Errors
+        /// [`crate::Error::Unsupported`] if `opts.isa` is not available on this CPU.
+        pub fn $inp_with(x: &mut [f32], opts: &Options) -> crate::Result<()> {
+            map_f32_inplace::<$ty>(opts.resolve_isa()?, x);
+            Ok(())
         }
     };
 }
 
-slice_kernels!(Exp, "exp", "exp_f32s", vexp_f32, vexp_f32_with_isa, vexp_f32_inplace, vexp_f32_inplace_with_isa);
-slice_kernels!(Log, "ln", "log_f32s", vlog_f32, vlog_f32_with_isa, vlog_f32_inplace, vlog_f32_inplace_with_isa);
-slice_kernels!(Tanh, "tanh", "tanh_f32s", vtanh_f32, vtanh_f32_with_isa, vtanh_f32_inplace, vtanh_f32_inplace_with_isa);
+slice_kernels!(Exp, "exp", "exp_f32s", vexp_f32, vexp_f32_with, vexp_f32_inplace, vexp_f32_inplace_with);
+slice_kernels!(Log, "ln", "log_f32s", vlog_f32, vlog_f32_with, vlog_f32_inplace, vlog_f32_inplace_with);
+slice_kernels!(Tanh, "tanh", "tanh_f32s", vtanh_f32, vtanh_f32_with, vtanh_f32_inplace, vtanh_f32_inplace_with);
 slice_kernels!(
     Sigmoid,
     "sigmoid",
     "sigmoid_f32s",
     vsigmoid_f32,
-    vsigmoid_f32_with_isa,
+    vsigmoid_f32_with,
     vsigmoid_f32_inplace,
-    vsigmoid_f32_inplace_with_isa
+    vsigmoid_f32_inplace_with
 );
 slice_kernels!(
     Softplus,
     "softplus",
     "softplus_f32s",
     vsoftplus_f32,
-    vsoftplus_f32_with_isa,
+    vsoftplus_f32_with,
     vsoftplus_f32_inplace,
-    vsoftplus_f32_inplace_with_isa
+    vsoftplus_f32_inplace_with
 );
 slice_kernels!(
     Gelu,
     "gelu_tanh",
     "gelu_tanh_f32s",
     vgelu_f32,
-    vgelu_f32_with_isa,
+    vgelu_f32_with,
     vgelu_f32_inplace,
-    vgelu_f32_inplace_with_isa
+    vgelu_f32_inplace_with
 );
