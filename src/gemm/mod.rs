@@ -32,6 +32,7 @@ mod pack;
 mod params;
 mod scratch;
 mod sparse;
+mod strided;
 mod view;
 
 pub use backend::{Backend, Elem};
@@ -49,6 +50,7 @@ use crate::par::Par;
 use crate::simd::Isa;
 use driver::Problem;
 use std::sync::atomic::{AtomicU8, Ordering};
+use strided::Strided;
 
 static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
 
@@ -153,16 +155,10 @@ pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
         n,
         k,
         alpha,
-        a: a.ptr(),
-        rsa: a.rs,
-        csa: a.cs,
-        b: b.ptr(),
-        rsb: b.rs,
-        csb: b.cs,
+        a: Strided { ptr: a.ptr(), rs: a.rs, cs: a.cs },
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
         beta: if beta == T::ZERO { None } else { Some(beta) },
-        c: c.ptr_mut(),
-        rsc: c.rs,
-        csc: c.cs,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
         i_off: 0,
         j_off: 0,
     };

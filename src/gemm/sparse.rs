@@ -33,6 +33,7 @@
 //! ```
 
 use super::kernel::{Epilogue, NoEpilogue};
+use super::strided::Strided;
 use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
@@ -454,14 +455,10 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     let job = Job {
         s,
         rows,
-        b: b.ptr(),
-        rsb: b.rs,
-        csb: b.cs,
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
         n,
         j0: 0,
-        c: c.ptr_mut(),
-        rsc: c.rs,
-        csc: c.cs,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
         alpha,
         beta: if beta == 0.0 { None } else { Some(beta) },
         epi: epi.transposed(),
@@ -524,17 +521,13 @@ fn acc_len(rb: usize, np: usize, k: usize) -> usize {
 struct Job<'a, E> {
     s: &'a SparseRows,
     rows: Option<&'a [usize]>,
-    b: ConstPtr<f32>,
-    rsb: isize,
-    csb: isize,
+    b: Strided<ConstPtr<f32>>,
     /// Columns of this panel.
     n: usize,
     /// First column of this panel in C (for the epilogue's coordinates).
     j0: usize,
     /// From C's exclusive borrow; the call's tasks write disjoint rows.
-    c: MutPtr<f32>,
-    rsc: isize,
-    csc: isize,
+    c: Strided<MutPtr<f32>>,
     alpha: f32,
     beta: Option<f32>,
     epi: E,
@@ -544,13 +537,7 @@ impl<'a, E: Copy> Job<'a, E> {
     /// Columns `j0 .. j0 + n` of the whole problem (pointers offset; nothing
     /// dereferenced).
     fn panel(&self, j0: usize, n: usize) -> Job<'a, E> {
-        Job {
-            b: self.b.wrapping_offset(j0 as isize * self.csb),
-            c: self.c.wrapping_offset(j0 as isize * self.csc),
-            n,
-            j0,
-            ..*self
-        }
+        Job { b: self.b.shift(0, j0), c: self.c.shift(0, j0), n, j0, ..*self }
     }
 }
 
@@ -598,7 +585,7 @@ impl<E: Epilogue<f32>> WithToken for Rows<'_, '_, E> {
         // inside B (unit column stride where the loop needs it); `acc` and
         // `cur` are as long as `Rows` says.
         unsafe {
-            if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
+            if j.b.cs == 1 && b_bytes <= DIRECT_B_BYTES {
                 if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
                     sliced(s, j, r0, r1, acc);
                 } else {
@@ -689,11 +676,11 @@ unsafe fn blocked<S: Token, E: Epilogue<f32>>(
                 cur[t] = q;
                 let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
                 let a = &mut acc[t * np..(t + 1) * np];
-                if j.csb != 1 {
+                if j.b.cs != 1 {
                     for (col, a) in a[..n].iter_mut().enumerate() {
                         for (&p, &v) in ix.iter().zip(vs) {
                             // SAFETY: (p, col) is inside B (p < k by construction).
-                            let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                            let bv = unsafe { *j.b.at(p as usize, col).get() };
                             *a = v.mul_add(bv, *a);
                         }
                     }
@@ -779,9 +766,9 @@ unsafe fn strip<S: Token, E, const MV: usize, const TAIL: bool, const FROM_ZERO:
             unsafe { f32::load(s, ap.add(q * l)) }
         }
     });
-    let b = j.b.get().wrapping_add(c0);
+    let b = j.b.ptr.get().wrapping_add(c0);
     for (&p, &v) in ix.iter().zip(vs) {
-        let bp = b.wrapping_offset(p as isize * j.rsb);
+        let bp = b.wrapping_offset(p as isize * j.b.rs);
         let x = s.splat_f32s(v);
         for (q, a) in acc.iter_mut().enumerate() {
             // SAFETY: columns c0 .. c0+m of row p of B are inside B.
@@ -824,7 +811,7 @@ unsafe fn sliced<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1
     while c0 < n {
         let m = w.min(n - c0);
         for (p, dst) in pk.chunks_exact_mut(w).take(k).enumerate() {
-            let src = j.b.get().wrapping_offset(p as isize * j.rsb).wrapping_add(c0);
+            let src = j.b.ptr.get().wrapping_offset(p as isize * j.b.rs).wrapping_add(c0);
             // SAFETY: columns c0 .. c0+m of row p < k of B are inside B
             // (unit column stride); dst holds w ≥ m elements.
             unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), m) };
@@ -914,12 +901,12 @@ unsafe fn write_row<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, 
 #[inline(always)]
 unsafe fn write_cols<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
     let l = S::F32_LANES;
-    let cp = j.c.get().wrapping_offset(i as isize * j.rsc);
-    if j.csc != 1 {
+    let cp = j.c.ptr.get().wrapping_offset(i as isize * j.c.rs);
+    if j.c.cs != 1 {
         for col in lo..hi {
             // SAFETY: a holds hi − lo accumulators.
             let x = unsafe { *a.add(col - lo) };
-            let p = cp.wrapping_offset(col as isize * j.csc);
+            let p = cp.wrapping_offset(col as isize * j.c.cs);
             let mut x = x * j.alpha;
             if let Some(beta) = j.beta {
                 // SAFETY: (i, col) is inside C.
