@@ -84,6 +84,7 @@ pub(crate) mod mem;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod options;
 pub mod par;
 pub(crate) mod ptr;
 pub mod simd;
@@ -92,6 +93,7 @@ pub(crate) mod sys;
 pub use error::{Error, Result, Status};
 pub use nn::{Layer, Mlp, Targets, Task, TrainConfig};
 pub use ops::Activation;
+pub use options::Options;
 
 /// The crate version (`CARGO_PKG_VERSION`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,26 +6,11 @@
 
 mod common;
 
+use common::{Rng, each_isa};
+
 use nnkern::gemm::{Backend, Elem, GemmOptions, MatMut, MatRef, gemm_reference, gemm_with};
 use nnkern::par::Par;
 use nnkern::simd::{Isa, Real};
-
-/// xorshift64*: deterministic test data without pulling rand's API into tests.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn unif(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// How an operand is laid out in its buffer.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +45,7 @@ fn geometry(l: Layout, r: usize, c: usize, guard: usize) -> (usize, isize, isize
 }
 
 fn fill<T: Real>(rng: &mut Rng, n: usize, ints: bool) -> Vec<T> {
-    (0..n).map(|_| if ints { T::from_f64((rng.below(9) as f64) - 4.0) } else { T::from_f64(rng.unif()) }).collect()
+    (0..n).map(|_| if ints { T::from_f64((rng.below(9) as f64) - 4.0) } else { T::from_f64(rng.unif_f64()) }).collect()
 }
 
 struct Case {
@@ -199,16 +184,6 @@ fn mlp_cases<T: Elem>(isa: Isa) {
             let case =
                 Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc: Layout::Row, ta, tb, alpha: 1.0, beta: 0.0 };
             run_case::<T>(&mut rng, &case, &opts, false);
-        }
-    }
-}
-
-fn each_isa(f: impl Fn(Isa)) {
-    for &isa in Isa::all() {
-        if isa.is_available() {
-            f(isa);
-        } else {
-            println!("Skipping ISA {}: not available on this CPU", isa.name());
         }
     }
 }

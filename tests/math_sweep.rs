@@ -9,27 +9,20 @@
 //! unavoidable final rounding counts as up to 0.5 ULP. Run with
 //! `--nocapture` to see the max error per function and ISA.
 
-use nnkern::Error;
+mod common;
+
+use common::isas;
 use nnkern::simd::Isa;
 use nnkern::simd::math::*;
+use nnkern::{Error, Options};
 
-type Kernel = fn(Isa, &[f32], &mut [f32]) -> nnkern::Result<()>;
-type InPlace = fn(Isa, &mut [f32]);
+type Kernel = fn(&[f32], &mut [f32], &Options) -> nnkern::Result<()>;
+type InPlace = fn(&mut [f32], &Options) -> nnkern::Result<()>;
 type Plain = fn(&[f32], &mut [f32]) -> nnkern::Result<()>;
 
-/// Every ISA of this build that this CPU runs; prints the skipped ones.
-fn isas() -> Vec<Isa> {
-    Isa::all()
-        .iter()
-        .copied()
-        .filter(|&isa| {
-            let ok = isa.is_available();
-            if !ok {
-                println!("Skipping {} (not available on this CPU)", isa.name());
-            }
-            ok
-        })
-        .collect()
+/// The options that force `isa`.
+fn on(isa: Isa) -> Options {
+    Options { isa: Some(isa), ..Default::default() }
 }
 
 /// ULP of the f32 binade holding `r` (subnormal spacing at the bottom).
@@ -106,7 +99,7 @@ fn sweep(name: &str, k: Kernel, reference: fn(f64) -> f64, bound: fn(f32) -> f64
     let refs: Vec<f64> = xs.iter().map(|&x| reference(x as f64)).collect();
     let mut y = vec![0f32; xs.len()];
     for isa in isas() {
-        k(isa, &xs, &mut y).unwrap();
+        k(&xs, &mut y, &on(isa)).unwrap();
         let (mut worst, mut worst_x, mut worst_y, mut worst_ratio) = (0f64, 0f32, 0f32, 0f64);
         let mut failures = 0usize;
         let mut max_abs = 0f64;
@@ -145,40 +138,40 @@ fn sweep(name: &str, k: Kernel, reference: fn(f64) -> f64, bound: fn(f32) -> f64
 
 #[test]
 fn sweep_exp() {
-    sweep("exp", vexp_f32_with_isa, ref_exp, |_| 2.0);
+    sweep("exp", vexp_f32_with, ref_exp, |_| 2.0);
 }
 
 #[test]
 fn sweep_log() {
-    sweep("log", vlog_f32_with_isa, ref_log, |_| 2.0);
+    sweep("log", vlog_f32_with, ref_log, |_| 2.0);
 }
 
 #[test]
 fn sweep_tanh() {
-    sweep("tanh", vtanh_f32_with_isa, ref_tanh, |_| 4.0);
+    sweep("tanh", vtanh_f32_with, ref_tanh, |_| 4.0);
 }
 
 #[test]
 fn sweep_sigmoid() {
-    sweep("sigmoid", vsigmoid_f32_with_isa, ref_sigmoid, |_| 4.0);
+    sweep("sigmoid", vsigmoid_f32_with, ref_sigmoid, |_| 4.0);
 }
 
 #[test]
 fn sweep_softplus() {
-    sweep("softplus", vsoftplus_f32_with_isa, ref_softplus, |_| 4.0);
+    sweep("softplus", vsoftplus_f32_with, ref_softplus, |_| 4.0);
 }
 
 #[test]
 fn sweep_gelu() {
     // 4 ULP where well conditioned; below −1 the result is x·e^u with u rounded
     // in f32, so the error grows with |u| (the condition number).
-    sweep("gelu", vgelu_f32_with_isa, ref_gelu, |x| if x >= -1.0 { 4.0 } else { 4.0 + 3.0 * gelu_u(x as f64).abs() });
+    sweep("gelu", vgelu_f32_with, ref_gelu, |x| if x >= -1.0 { 4.0 } else { 4.0 + 3.0 * gelu_u(x as f64).abs() });
 }
 
 /// Runs `k` on single values on every ISA.
 fn eval(k: Kernel, isa: Isa, x: f32) -> f32 {
     let mut y = [0f32; 1];
-    k(isa, &[x], &mut y).unwrap();
+    k(&[x], &mut y, &on(isa)).unwrap();
     y[0]
 }
 
@@ -187,7 +180,7 @@ fn special_values() {
     let inf = f32::INFINITY;
     for isa in isas() {
         let n = isa.name();
-        let e = |x| eval(vexp_f32_with_isa, isa, x);
+        let e = |x| eval(vexp_f32_with, isa, x);
         assert!(e(f32::NAN).is_nan(), "{n}");
         assert_eq!(e(inf), inf, "{n}");
         assert_eq!(e(-inf).to_bits(), 0, "{n}");
@@ -201,7 +194,7 @@ fn special_values() {
         assert_eq!(e(0.0), 1.0, "{n}");
         assert_eq!(e(-0.0), 1.0, "{n}");
 
-        let l = |x| eval(vlog_f32_with_isa, isa, x);
+        let l = |x| eval(vlog_f32_with, isa, x);
         assert_eq!(l(0.0), -inf, "{n}");
         assert_eq!(l(-0.0), -inf, "{n}");
         assert!(l(-1.0).is_nan(), "{n}");
@@ -213,7 +206,7 @@ fn special_values() {
         let lmin = l(f32::from_bits(1));
         assert!(ulp_err(lmin, -149.0 * std::f64::consts::LN_2) <= 2.0, "{n}: log(2^-149) = {lmin}");
 
-        let t = |x| eval(vtanh_f32_with_isa, isa, x);
+        let t = |x| eval(vtanh_f32_with, isa, x);
         assert_eq!(t(50.0), 1.0, "{n}");
         assert_eq!(t(-50.0), -1.0, "{n}");
         assert_eq!(t(inf), 1.0, "{n}");
@@ -224,7 +217,7 @@ fn special_values() {
         assert_eq!(t(1e-30), 1e-30, "{n}");
         assert_eq!(t(f32::from_bits(3)), f32::from_bits(3), "{n}");
 
-        let sg = |x| eval(vsigmoid_f32_with_isa, isa, x);
+        let sg = |x| eval(vsigmoid_f32_with, isa, x);
         assert_eq!(sg(100.0), 1.0, "{n}");
         assert_eq!(sg(inf), 1.0, "{n}");
         assert_eq!(sg(-inf), 0.0, "{n}");
@@ -236,7 +229,7 @@ fn special_values() {
         assert_eq!(sg(0.0), 0.5, "{n}");
         assert!(sg(f32::NAN).is_nan(), "{n}");
 
-        let sp = |x| eval(vsoftplus_f32_with_isa, isa, x);
+        let sp = |x| eval(vsoftplus_f32_with, isa, x);
         assert_eq!(sp(100.0), 100.0, "{n}");
         assert_eq!(sp(1e30), 1e30, "{n}");
         assert_eq!(sp(f32::MAX), f32::MAX, "{n}");
@@ -246,7 +239,7 @@ fn special_values() {
         assert!(sp(f32::NAN).is_nan(), "{n}");
         assert!(ulp_err(sp(0.0), std::f64::consts::LN_2) <= 1.0, "{n}");
 
-        let g = |x| eval(vgelu_f32_with_isa, isa, x);
+        let g = |x| eval(vgelu_f32_with, isa, x);
         assert_eq!(g(0.0), 0.0, "{n}");
         assert_eq!(g(10.0), 10.0, "{n}");
         assert_eq!(g(1e30), 1e30, "{n}");
@@ -264,12 +257,12 @@ fn special_values() {
 #[test]
 fn tail_lengths_and_inplace() {
     let kernels: [(&str, Kernel, InPlace); 6] = [
-        ("exp", vexp_f32_with_isa, vexp_f32_inplace_with_isa),
-        ("log", vlog_f32_with_isa, vlog_f32_inplace_with_isa),
-        ("tanh", vtanh_f32_with_isa, vtanh_f32_inplace_with_isa),
-        ("sigmoid", vsigmoid_f32_with_isa, vsigmoid_f32_inplace_with_isa),
-        ("softplus", vsoftplus_f32_with_isa, vsoftplus_f32_inplace_with_isa),
-        ("gelu", vgelu_f32_with_isa, vgelu_f32_inplace_with_isa),
+        ("exp", vexp_f32_with, vexp_f32_inplace_with),
+        ("log", vlog_f32_with, vlog_f32_inplace_with),
+        ("tanh", vtanh_f32_with, vtanh_f32_inplace_with),
+        ("sigmoid", vsigmoid_f32_with, vsigmoid_f32_inplace_with),
+        ("softplus", vsoftplus_f32_with, vsoftplus_f32_inplace_with),
+        ("gelu", vgelu_f32_with, vgelu_f32_inplace_with),
     ];
     for isa in isas() {
         let lanes: usize = match isa {
@@ -291,7 +284,7 @@ fn tail_lengths_and_inplace() {
                 let xs = if name == "log" { x.iter().map(|v| v.abs()).collect() } else { x.clone() };
                 // Output with guard cells after the end.
                 let mut y = vec![f32::from_bits(0x7FC0_1234); len + 17];
-                k(isa, &xs, &mut y[..len]).unwrap();
+                k(&xs, &mut y[..len], &on(isa)).unwrap();
                 assert!(
                     y[len..].iter().all(|v| v.to_bits() == 0x7FC0_1234),
                     "{name} [{}] len {len}: wrote past end",
@@ -303,7 +296,7 @@ fn tail_lengths_and_inplace() {
                     assert_eq!(y[i].to_bits(), one.to_bits(), "{name} [{}] len {len} i {i}", isa.name());
                 }
                 let mut z = xs.clone();
-                ip(isa, &mut z);
+                ip(&mut z, &on(isa)).unwrap();
                 assert!(
                     z.iter().zip(&y[..len]).all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{name} [{}] len {len}: in-place differs",
@@ -337,7 +330,7 @@ fn default_isa_matches_with_isa() {
     let mut a = vec![0f32; x.len()];
     let mut b = vec![0f32; x.len()];
     vtanh_f32(&x, &mut a).unwrap();
-    vtanh_f32_with_isa(Isa::current(), &x, &mut b).unwrap();
+    vtanh_f32_with(&x, &mut b, &on(Isa::current())).unwrap();
     assert_eq!(a, b);
     let mut c = x.clone();
     vtanh_f32_inplace(&mut c);
@@ -351,7 +344,7 @@ fn gelu_negative_abs_error() {
     let xs: Vec<f32> = (lo..=hi).step_by(37).map(f32::from_bits).collect();
     let mut y = vec![0f32; xs.len()];
     for isa in isas() {
-        vgelu_f32_with_isa(isa, &xs, &mut y).unwrap();
+        vgelu_f32_with(&xs, &mut y, &on(isa)).unwrap();
         let max_abs = xs.iter().zip(&y).map(|(&x, &yi)| (yi as f64 - ref_gelu(x as f64)).abs()).fold(0.0, f64::max);
         println!("gelu [{:>6}]: max abs error on [-20, -1]: {max_abs:.3e} ({} inputs)", isa.name(), xs.len());
         assert!(max_abs <= 1e-7, "gelu [{}]: {max_abs:e}", isa.name());

@@ -5,12 +5,12 @@
 //!
 //! * **Miri takes the scalar path.** It reports no SIMD features, so
 //!   [`Isa::current`] is `Scalar` there (asserted below); the AVX2, AVX-512
-//!   and NEON kernels are covered natively by `gemm_ref`, `ops_ref` and
-//!   `math_sweep`. Under `cfg(miri)` the crate also shrinks its scalar GEMM
-//!   blocks (KC = MC = NC = 8) and its thread thresholds (64 flops per GEMM
-//!   task, 64 elements per optimizer task), so that these small shapes still
-//!   run every loop of the GEMM nest several times, the pack routines, and
-//!   the multi-threaded splits.
+//!   and NEON kernels are covered natively by `gemm_ref`, `act_ref`,
+//!   `loss_ref`, `fused_ref` and `math_sweep`. Under `cfg(miri)` the crate
+//!   also shrinks its scalar GEMM blocks (KC = MC = NC = 8) and its thread
+//!   thresholds (64 flops per GEMM task, 64 elements per optimizer task), so
+//!   that these small shapes still run every loop of the GEMM nest several
+//!   times, the pack routines, and the multi-threaded splits.
 //! * Inputs are small integers, so every product is exact and compared with
 //!   `==` against a float64 reference.
 //! * The subnormal-mode switch (`simd::fp`, inline assembly) is a no-op under
@@ -18,13 +18,14 @@
 
 mod common;
 
+use nnkern::Options;
 use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
 use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
     DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
 };
-use nnkern::optim::{AdamParams, adam_step_par, rmsprop_step_par, sgd_step_par};
+use nnkern::optim::{AdamParams, adam_step_with, rmsprop_step_with, sgd_step_with};
 use nnkern::par::Par;
 use nnkern::simd::{AlignedVec, Isa};
 
@@ -267,13 +268,14 @@ fn optimizer_split_path_same_bits() {
     let mut rng = Lcg(11);
     let (w0, g) = (rng.vec(n), rng.vec(n));
     let run = |par: Par| {
+        let o = Options { par, ..Default::default() };
         let (mut w, mut m, mut v) = (w0.clone(), vec![0.1f32; n], vec![0.2f32; n]);
-        adam_step_par(&mut w, &g, &mut m, &mut v, 3, &AdamParams::default(), 0.01, par).unwrap();
+        adam_step_with(&mut w, &g, &mut m, &mut v, 3, &AdamParams::default(), 0.01, &o).unwrap();
         let mut vel = vec![0.0f32; n];
-        sgd_step_par(&mut w, &g, &mut vel, 0.1, 0.9, true, 0.01, par).unwrap();
-        sgd_step_par(&mut w, &g, &mut [], 0.1, 0.0, false, 0.0, par).unwrap();
+        sgd_step_with(&mut w, &g, &mut vel, 0.1, 0.9, true, 0.01, &o).unwrap();
+        sgd_step_with(&mut w, &g, &mut [], 0.1, 0.0, false, 0.0, &o).unwrap();
         let mut sq = vec![0.0f32; n];
-        rmsprop_step_par(&mut w, &g, &mut sq, 0.01, 0.9, 1e-8, 0.0, par).unwrap();
+        rmsprop_step_with(&mut w, &g, &mut sq, 0.01, 0.9, 1e-8, 0.0, &o).unwrap();
         (w, m, v, vel, sq)
     };
     let one = run(Par::Seq);

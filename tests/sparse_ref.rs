@@ -6,6 +6,9 @@
 //! Bound asserted for every element (see `nnkern::gemm::sparse`):
 //! `|c − ĉ| ≤ (nnz_i + 2)·ε·(|alpha|·Σ|s·b| + |beta·c|)`.
 
+mod common;
+
+use common::{Rng, scalar_and_current};
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, SparseRows, spmm, spmm_rows};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
@@ -13,32 +16,6 @@ use nnkern::ops::fused::{
 };
 use nnkern::par::Par;
 use nnkern::simd::Isa;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-    fn unif(&mut self) -> f32 {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// A matrix with about `density` of its values nonzero.
-    fn sparse(&mut self, n: usize, density: f64) -> Vec<f32> {
-        (0..n).map(|_| if (self.next() % 1000) as f64 / 1000.0 < density { self.unif() } else { 0.0 }).collect()
-    }
-}
-
-fn isas() -> Vec<Isa> {
-    let mut v = vec![Isa::Scalar, Isa::current()];
-    v.dedup();
-    v
-}
 
 #[test]
 fn sparse_rows_round_trip_and_keep_special_values() {
@@ -189,7 +166,7 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         (37, 600, 130), // past a row block and several k blocks, a partial vector
         (3, 100, 1100), // past a column panel
     ];
-    for isa in isas() {
+    for isa in scalar_and_current() {
         let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
         for &(m, k, n) in &shapes {
             for &density in &[0.0, 0.05, 0.3, 1.0] {
@@ -198,7 +175,7 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
                         let x = rng.sparse(m * k, density);
                         let s = SparseRows::from_dense(&x, m, k).unwrap();
                         // B row-major, or column-major (no unit column stride).
-                        let bd: Vec<f32> = (0..k * n).map(|_| rng.unif()).collect();
+                        let bd: Vec<f32> = (0..k * n).map(|_| rng.unif_f64_as_f32()).collect();
                         let bview = if strided {
                             MatRef::col_major(&bd, k, n, k.max(1)).unwrap()
                         } else {
@@ -210,7 +187,7 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
                         let ldc = if strided { m.max(1) } else { n + 3 };
                         let len = if strided { ldc * n } else { m * ldc };
                         let c_init: Vec<f32> =
-                            (0..len).map(|_| if beta == 0.0 { f32::NAN } else { rng.unif() }).collect();
+                            (0..len).map(|_| if beta == 0.0 { f32::NAN } else { rng.unif_f64_as_f32() }).collect();
                         let cidx = |i: usize, j: usize| if strided { j * ldc + i } else { i * ldc + j };
                         let (want, bound) =
                             oracle(&x, m, k, n, &bget, alpha, beta, &|i: usize, j: usize| c_init[cidx(i, j)]);
@@ -263,9 +240,9 @@ fn direct_sliced_and_blocked_loops_give_the_same_bits() {
     let (m, k, wide) = (301usize, 300usize, 240usize);
     let x = rng.sparse(m * k, 0.2);
     let s = SparseRows::from_dense(&x, m, k).unwrap();
-    let b: Vec<f32> = (0..k * wide).map(|_| rng.unif()).collect();
-    let c0: Vec<f32> = (0..m * wide).map(|_| rng.unif()).collect();
-    for isa in isas() {
+    let b: Vec<f32> = (0..k * wide).map(|_| rng.unif_f64_as_f32()).collect();
+    let c0: Vec<f32> = (0..m * wide).map(|_| rng.unif_f64_as_f32()).collect();
+    for isa in scalar_and_current() {
         for par in [Par::Seq, Par::Threads(3)] {
             let o = GemmOptions { isa: Some(isa), par, ..Default::default() };
             for beta in [0.0f32, 0.75] {
@@ -359,12 +336,12 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
     let (n_data, k, n) = (500, 784, 128);
     let x = rng.sparse(n_data * k, 0.19);
     let s = SparseRows::from_dense(&x, n_data, k).unwrap();
-    let b: Vec<f32> = (0..k * n).map(|_| rng.unif()).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.unif_f64_as_f32()).collect();
     let rows: Vec<usize> = (0..256).map(|_| rng.below(n_data)).collect();
     let gathered: Vec<f32> = rows.iter().flat_map(|&r| x[r * k..(r + 1) * k].iter().copied()).collect();
     let g = SparseRows::from_dense(&gathered, rows.len(), k).unwrap();
     let m = rows.len();
-    let c0: Vec<f32> = (0..m * n).map(|_| rng.unif()).collect();
+    let c0: Vec<f32> = (0..m * n).map(|_| rng.unif_f64_as_f32()).collect();
     // Row-major C with beta = 0, and column-major C with beta = 0.5 (the
     // strided write-out).
     for (beta, col_major) in [(0.0f32, false), (0.5, true)] {
@@ -403,8 +380,8 @@ fn sparse_dense_layer_steps_match_the_dense_ones() {
         for act in [Activation::Relu, Activation::Tanh, Activation::Gelu, Activation::Softmax] {
             let shp = DenseShape { batch, n_in, n_out };
             let x = rng.sparse(batch * n_in, 0.2);
-            let w: Vec<f32> = (0..n_in * n_out).map(|_| rng.unif() * 0.1).collect();
-            let bias: Vec<f32> = (0..n_out).map(|_| rng.unif()).collect();
+            let w: Vec<f32> = (0..n_in * n_out).map(|_| rng.unif_f64_as_f32() * 0.1).collect();
+            let bias: Vec<f32> = (0..n_out).map(|_| rng.unif_f64_as_f32()).collect();
             let o = GemmOptions { par: Par::Seq, ..Default::default() };
             let s = SparseRows::from_dense(&x, batch, n_in).unwrap();
             let (mut zd, mut ad) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
@@ -436,7 +413,7 @@ fn sparse_dense_layer_steps_match_the_dense_ones() {
                 continue;
             }
             // Backward: dZ and db exactly, dW within the GEMM bound (k = batch).
-            let da: Vec<f32> = (0..batch * n_out).map(|_| rng.unif()).collect();
+            let da: Vec<f32> = (0..batch * n_out).map(|_| rng.unif_f64_as_f32()).collect();
             let mut xt = SparseRows::new(0).unwrap();
             xt.transpose_from(&s).unwrap();
             let l2 = 1e-3;

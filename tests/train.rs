@@ -463,7 +463,7 @@ fn concurrent_predictions_share_one_model() {
 /// MNIST-shaped synthetic data (784 inputs, 10 classes): large enough that the
 /// first layer's products (256×784·784×128, dense or sparse) really run on
 /// several threads, which the digits-sized test above does not (the optimizer
-/// splits from 256 Ki parameters: `ops_ref`'s test covers it).
+/// splits from 256 Ki parameters: `optim_ref`'s test covers it).
 #[test]
 fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
     let (n, d) = (600usize, 784usize);

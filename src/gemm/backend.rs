@@ -78,16 +78,16 @@ macro_rules! impl_elem {
                         p.k,
                         p.n,
                         p.alpha,
-                        p.a.get(),
-                        p.rsa,
-                        p.csa,
-                        p.b.get(),
-                        p.rsb,
-                        p.csb,
+                        p.a.ptr.get(),
+                        p.a.rs,
+                        p.a.cs,
+                        p.b.ptr.get(),
+                        p.b.rs,
+                        p.b.cs,
                         beta,
-                        p.c.get(),
-                        p.rsc,
-                        p.csc,
+                        p.c.ptr.get(),
+                        p.c.rs,
+                        p.c.cs,
                     )
                 }
             }
@@ -107,12 +107,12 @@ macro_rules! impl_elem {
                             l.n,
                             l.k,
                             p.alpha,
-                            p.a.get(),
+                            p.a.ptr.get(),
                             l.lda,
-                            p.b.get(),
+                            p.b.ptr.get(),
                             l.ldb,
                             p.beta.unwrap_or(0.0),
-                            p.c.get(),
+                            p.c.ptr.get(),
                             l.ldc,
                         )
                     };
@@ -208,13 +208,13 @@ mod blas {
         if !(fits(p.m) && fits(p.n) && fits(p.k)) {
             return None;
         }
-        let q = if p.csc == 1 || p.n == 1 { *p } else { p.transposed() };
-        let (tc, ldc) = operand(q.m, q.n, q.rsc, q.csc)?;
+        let q = if p.c.cs == 1 || p.n == 1 { *p } else { p.transposed() };
+        let (tc, ldc) = operand(q.m, q.n, q.c.rs, q.c.cs)?;
         if tc != NO_TRANS {
             return None;
         }
-        let (ta, lda) = operand(q.m, q.k, q.rsa, q.csa)?;
-        let (tb, ldb) = operand(q.k, q.n, q.rsb, q.csb)?;
+        let (ta, lda) = operand(q.m, q.k, q.a.rs, q.a.cs)?;
+        let (tb, ldb) = operand(q.k, q.n, q.b.rs, q.b.cs)?;
         let l = Layout { order: ROW_MAJOR, ta, tb, m: q.m as c_int, n: q.n as c_int, k: q.k as c_int, lda, ldb, ldc };
         Some((l, q))
     }

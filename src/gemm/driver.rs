@@ -12,12 +12,13 @@
 //!   element is summed in the same order for any thread count.
 
 use super::kernel::{Epilogue, Tile, Ukr};
-use super::pack::{pack_a, pack_b};
+use super::pack::pack;
 use super::params::Params;
 use super::scratch;
+use super::strided::Strided;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, IsaToken, IsaVisitor, Real, TileShape};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// A validated GEMM problem on raw pointers: `C = alpha·A·B + beta·C`
 /// (`beta == None`: C is write-only).
@@ -27,17 +28,11 @@ pub(crate) struct Problem<T> {
     pub n: usize,
     pub k: usize,
     pub alpha: T,
-    pub a: ConstPtr<T>,
-    pub rsa: isize,
-    pub csa: isize,
-    pub b: ConstPtr<T>,
-    pub rsb: isize,
-    pub csb: isize,
+    pub a: Strided<ConstPtr<T>>,
+    pub b: Strided<ConstPtr<T>>,
     pub beta: Option<T>,
     /// From C's exclusive borrow; the call's threads write disjoint blocks.
-    pub c: MutPtr<T>,
-    pub rsc: isize,
-    pub csc: isize,
+    pub c: Strided<MutPtr<T>>,
     /// Offset of this (sub-)problem's C in the whole C, for epilogues.
     pub i_off: usize,
     pub j_off: usize,
@@ -56,14 +51,9 @@ impl<T: Real> Problem<T> {
         Problem {
             m: self.n,
             n: self.m,
-            a: self.b,
-            rsa: self.csb,
-            csa: self.rsb,
-            b: self.a,
-            rsb: self.csa,
-            csb: self.rsa,
-            rsc: self.csc,
-            csc: self.rsc,
+            a: self.b.t(),
+            b: self.a.t(),
+            c: self.c.t(),
             i_off: self.j_off,
             j_off: self.i_off,
             ..self
@@ -96,7 +86,8 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
         unsafe { scale_c(prob, &epi) };
         return Ok(());
     }
-    let (prob, epi) = if prob.rsc != 1 && prob.csc == 1 { (prob.transposed(), epi.transposed()) } else { (prob, epi) };
+    let (prob, epi) =
+        if prob.c.rs != 1 && prob.c.cs == 1 { (prob.transposed(), epi.transposed()) } else { (prob, epi) };
     let p = Params::for_isa(isa, core::mem::size_of::<T>());
 
     let n_tiles = prob.n.div_ceil(p.nr);
@@ -115,15 +106,15 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
             let j1 = (t1 * p.nr).min(prob.n);
             sub.n = j1 - j0;
             sub.j_off = prob.j_off + j0;
-            sub.b = prob.b.wrapping_offset(j0 as isize * prob.csb);
-            sub.c = prob.c.wrapping_offset(j0 as isize * prob.csc);
+            sub.b = prob.b.shift(0, j0);
+            sub.c = prob.c.shift(0, j0);
         } else {
             let i0 = t0 * p.mr;
             let i1 = (t1 * p.mr).min(prob.m);
             sub.m = i1 - i0;
             sub.i_off = prob.i_off + i0;
-            sub.a = prob.a.wrapping_offset(i0 as isize * prob.rsa);
-            sub.c = prob.c.wrapping_offset(i0 as isize * prob.rsc);
+            sub.a = prob.a.shift(i0, 0);
+            sub.c = prob.c.shift(i0, 0);
         }
         sub
     };
@@ -141,7 +132,7 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
 unsafe fn scale_c<T: Real, E: Epilogue<T>>(prob: Problem<T>, epi: &E) {
     for j in 0..prob.n {
         for i in 0..prob.m {
-            let p = prob.c.get().wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            let p = prob.c.at(i, j).get();
             // SAFETY: (i, j) is in C's validated range.
             unsafe {
                 let v = match prob.beta {
@@ -166,7 +157,7 @@ pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, e
     }
     for j in 0..prob.n {
         for i in 0..prob.m {
-            let p = prob.c.get().wrapping_offset(i as isize * prob.rsc + j as isize * prob.csc);
+            let p = prob.c.at(i, j).get();
             // SAFETY: (i, j) is in C's validated range.
             unsafe { *p = epi.apply_scalar(*p, prob.i_off + i, prob.j_off + j) };
         }
@@ -176,14 +167,14 @@ pub(crate) unsafe fn apply_epilogue<T: Real, E: Epilogue<T>>(prob: Problem<T>, e
 /// Whether to pack A: always when its columns are not contiguous; otherwise only
 /// when enough B panels reuse it to repay the copy.
 fn want_pack_a(p: &Params, prob: &Problem<impl Sized>) -> bool {
-    prob.rsa != 1 || (prob.n > 16 * p.nr && prob.k > 64)
+    prob.a.rs != 1 || (prob.n > 16 * p.nr && prob.k > 64)
 }
 
 /// Whether to pack B: when many A panels reuse each B panel, or when B's
 /// columns are neither adjacent nor contiguous and at least two A panels reuse
 /// it (scattered broadcasts cost more than one copy).
 ///
-/// A B whose columns are each contiguous in k (`rsb == 1`: Xᵀ in the forward
+/// A B whose columns are each contiguous in k (`b.rs == 1`: Xᵀ in the forward
 /// pass of a row-major layer) is read in place up to 16 A panels: its `NR`
 /// column streams are sequential, and packing it is a transpose that cost more
 /// than it saved at the MLP shapes (as the `gemm` crate also finds).
@@ -192,9 +183,9 @@ fn want_pack_b(p: &Params, prob: &Problem<impl Sized>) -> bool {
     if prob.k < 32 {
         return false;
     }
-    if prob.csb == 1 {
+    if prob.b.cs == 1 {
         prob.m > 8 * p.mr
-    } else if prob.rsb == 1 {
+    } else if prob.b.rs == 1 {
         prob.m > 16 * p.mr
     } else {
         prob.n > 1 && prob.m > p.mr
@@ -263,42 +254,32 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
         for (l4, kcur) in range_chunk(prob.k, p.kc) {
             let pc = l4 * p.kc;
             let beta = if pc == 0 { prob.beta } else { Some(T::ONE) };
-            let bsrc = prob.b.get().wrapping_offset(pc as isize * prob.rsb + jc as isize * prob.csb);
-            let (b_ptr, b_ks, b_js, b_panel) = if pb {
+            let bsrc = prob.b.shift(pc, jc).get();
+            let (b, b_panel) = if pb {
                 // SAFETY: the block is inside B; the buffer holds b_len elements.
-                unsafe { pack_b(bbuf, bsrc, prob.rsb, prob.csb, kcur, ncur, p.nr) };
-                (bbuf as *const T, p.nr as isize, 1isize, (p.nr * kcur) as isize)
+                unsafe { pack(isa, bbuf, bsrc.ptr, bsrc.cs, bsrc.rs, ncur, kcur, p.nr) };
+                (Strided { ptr: bbuf as *const T, rs: p.nr as isize, cs: 1 }, (p.nr * kcur) as isize)
             } else {
-                (bsrc, prob.rsb, prob.csb, p.nr as isize * prob.csb)
+                (bsrc, p.nr as isize * bsrc.cs)
             };
             // Loop 3 (ic): MC rows of A and C, one packed A block.
             for (l3, mcur) in range_chunk(prob.m, p.mc) {
                 let ic = l3 * p.mc;
-                let asrc = prob.a.get().wrapping_offset(ic as isize * prob.rsa + pc as isize * prob.csa);
-                let (a_ptr, a_ks, a_panel) = if pa {
+                let asrc = prob.a.shift(ic, pc).get();
+                let (a, a_panel) = if pa {
                     // SAFETY: the block is inside A; the buffer holds a_len elements.
-                    unsafe { pack_a(isa, abuf, asrc, prob.rsa, prob.csa, mcur, kcur, p.mr) };
-                    (abuf as *const T, p.mr as isize, (p.mr * kcur) as isize)
+                    unsafe { pack(isa, abuf, asrc.ptr, asrc.rs, asrc.cs, mcur, kcur, p.mr) };
+                    (Strided { ptr: abuf as *const T, rs: 1, cs: p.mr as isize }, (p.mr * kcur) as isize)
                 } else {
-                    (asrc, prob.csa, p.mr as isize)
+                    // Read in place: A's rows are contiguous (`want_pack_a`).
+                    (asrc, p.mr as isize)
                 };
                 // The partial last panel of an in-place A, packed.
                 let a_edge = if !pa && mcur % p.mr != 0 {
                     let i0 = mcur - mcur % p.mr;
                     // SAFETY: rows i0..mcur of the block are inside A; the edge
                     // buffer holds mr·kc elements.
-                    unsafe {
-                        pack_a(
-                            isa,
-                            ebuf,
-                            asrc.wrapping_offset(i0 as isize * prob.rsa),
-                            prob.rsa,
-                            prob.csa,
-                            mcur - i0,
-                            kcur,
-                            p.mr,
-                        )
-                    };
+                    unsafe { pack(isa, ebuf, asrc.at(i0, 0), asrc.rs, asrc.cs, mcur - i0, kcur, p.mr) };
                     ebuf as *const T
                 } else {
                     core::ptr::null()
@@ -309,18 +290,13 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     kc: kcur,
                     mr: p.mr,
                     nr: p.nr,
-                    a: a_ptr,
-                    a_ks,
+                    a,
                     a_panel,
                     a_edge,
-                    b: b_ptr,
-                    b_ks,
-                    b_js,
+                    b,
                     b_panel,
                     b_packed: pb,
-                    c: prob.c.get().wrapping_offset(ic as isize * prob.rsc + jc as isize * prob.csc),
-                    rsc: prob.rsc,
-                    csc: prob.csc,
+                    c: prob.c.shift(ic, jc).get(),
                     alpha: prob.alpha,
                     beta,
                     i0: prob.i_off + ic,
@@ -341,21 +317,19 @@ struct Block<T> {
     kc: usize,
     mr: usize,
     nr: usize,
-    a: *const T,
-    a_ks: isize,
+    /// The A block, `mc × kc`, rows contiguous (`a.rs == 1`), in panels of
+    /// MR rows `a_panel` apart.
+    a: Strided<*const T>,
     a_panel: isize,
     /// Packed copy of the partial last A panel when A is read in place (else NULL).
     a_edge: *const T,
-    b: *const T,
-    b_ks: isize,
-    b_js: isize,
+    /// The B block, `kc × nc`, in panels of NR columns `b_panel` apart.
+    b: Strided<*const T>,
     b_panel: isize,
     /// Whether B is packed into `NR`-column panels (tiles must then follow the
     /// panels); otherwise it is read in place and tiles may be narrower.
     b_packed: bool,
-    c: *mut T,
-    rsc: isize,
-    csc: isize,
+    c: Strided<*mut T>,
     alpha: T,
     beta: Option<T>,
     i0: usize,
@@ -365,10 +339,10 @@ struct Block<T> {
 
 struct BlockOp<'e, T, E, Sh>(Block<T>, &'e E, core::marker::PhantomData<Sh>);
 
-impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithSimd for BlockOp<'_, T, E, Sh> {
+impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithToken for BlockOp<'_, T, E, Sh> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let b = self.0;
         let l = T::lanes::<S>();
         debug_assert_eq!(b.mr, Sh::MV * l);
@@ -385,25 +359,19 @@ impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithSimd for BlockOp<'_, T, E, Sh> 
             let mut ir = 0isize;
             while i0 < b.mc {
                 let m = b.mr.min(b.mc - i0);
-                let (a, a_ks) = if m < b.mr && !b.a_edge.is_null() {
-                    (b.a_edge, b.mr as isize)
+                let a = if m < b.mr && !b.a_edge.is_null() {
+                    Strided { ptr: b.a_edge, rs: 1, cs: b.mr as isize }
                 } else {
-                    (b.a.wrapping_offset(ir * b.a_panel), b.a_ks)
+                    Strided { ptr: b.a.ptr.wrapping_offset(ir * b.a_panel), ..b.a }
                 };
                 let t = Tile {
                     k: b.kc,
                     a,
-                    a_ks,
-                    b: if b.b_packed {
-                        b.b.wrapping_offset(jr * b.b_panel)
-                    } else {
-                        b.b.wrapping_offset(j0 as isize * b.b_js)
+                    b: Strided {
+                        ptr: if b.b_packed { b.b.ptr.wrapping_offset(jr * b.b_panel) } else { b.b.at(0, j0) },
+                        ..b.b
                     },
-                    b_ks: b.b_ks,
-                    b_js: b.b_js,
-                    c: b.c.wrapping_offset(i0 as isize * b.rsc + j0 as isize * b.csc),
-                    c_rs: b.rsc,
-                    c_cs: b.csc,
+                    c: b.c.shift(i0, j0),
                     m,
                     n,
                     alpha: b.alpha,
@@ -447,7 +415,7 @@ fn run_block<T: Real, E: Epilogue<T>>(isa: Isa, blk: Block<T>, e: &E) {
         #[inline(always)]
         fn visit<S: IsaToken>(self) {
             let s = S::detect().expect("a GEMM block for an ISA this CPU lacks");
-            Simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
+            crate::simd::vectorize(s, BlockOp::<T, E, S::Tile>(self.0, self.1, core::marker::PhantomData))
         }
     }
     isa.visit(Run(blk, e))

@@ -1,12 +1,12 @@
-//! The register-blocked microkernel, written once over `pulp::Simd`.
+//! The register-blocked microkernel, written once over the token type (`S: Token`).
 //!
 //! A tile computes `C[0..m, 0..n] (op)= alpha · A_panel · B_panel` where
 //! * the A panel holds, for each `p < k`, `MV` full vectors of consecutive rows
-//!   (`a + p·a_ks`), either packed and zero-padded or read in place from a
+//!   (`a.ptr + p·a.cs`), either packed and zero-padded or read in place from a
 //!   column-contiguous A (a partial edge panel is always packed, so loads never
 //!   pass the end of A and need no mask);
-//! * the B panel is read by broadcasts at `b + p·b_ks + j·b_js`, packed or in place;
-//! * C is written with general strides, with a vector fast path for `c_rs == 1`.
+//! * the B panel is read by broadcasts at `b.at(p, j)`, packed or in place;
+//! * C is written with general strides, with a vector fast path for `c.rs == 1`.
 //!
 //! Every `(mv, nr)` with `mv ≤ MV`, `nr ≤ NR` is its own monomorphised kernel
 //! (the `gemm` crate's table approach), so an edge tile runs exactly the work it
@@ -15,22 +15,20 @@
 //! The write-out follows the BLIS contract: with `beta == None` C is never read
 //! (NaN there is overwritten); otherwise `C = beta·C + alpha·acc`.
 
-use crate::simd::{Real, TileVisitor};
-use pulp::Simd;
+use super::strided::Strided;
+use crate::simd::{Real, TileVisitor, Token};
 
 /// One microkernel invocation. Pointers are only dereferenced inside the ranges
 /// the driver validated.
 #[derive(Clone, Copy)]
 pub(crate) struct Tile<T> {
     pub k: usize,
-    pub a: *const T,
-    pub a_ks: isize,
-    pub b: *const T,
-    pub b_ks: isize,
-    pub b_js: isize,
-    pub c: *mut T,
-    pub c_rs: isize,
-    pub c_cs: isize,
+    /// The A panel: rows contiguous (`a.rs == 1`), `a.cs` apart in k.
+    pub a: Strided<*const T>,
+    /// The B panel, `k × n`.
+    pub b: Strided<*const T>,
+    /// The C tile, `m × n`.
+    pub c: Strided<*mut T>,
     /// Valid rows (≤ MV·lanes) and columns (≤ NR) of this tile.
     pub m: usize,
     pub n: usize,
@@ -62,7 +60,7 @@ pub(crate) trait Epilogue<T: Real>: Copy + Send + Sync {
     ///
     /// # Safety
     /// Rows `i .. i+m` and columns `j .. j+NR` must be inside C.
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         s: S,
         acc: &mut [[T::V<S>; MV]; NR],
@@ -87,7 +85,7 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
         self
     }
     #[inline(always)]
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         _s: S,
         _acc: &mut [[T::V<S>; MV]; NR],
@@ -106,7 +104,7 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
 const MAX_TILE: usize = 64 * 12;
 
 #[inline(always)]
-unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
+unsafe fn step<T: Real, S: Token, const MV: usize, const NR: usize>(
     s: S,
     av: &[T::V<S>; MV],
     b: *const T,
@@ -125,16 +123,16 @@ unsafe fn step<T: Real, S: Simd, const MV: usize, const NR: usize>(
 /// The k loop of a tile.
 ///
 /// # Safety
-/// As [`ukr`]; `UNIT_JS` only when `t.b_js == 1`.
+/// As [`ukr`]; `UNIT_JS` only when `t.b.cs == 1`.
 #[inline(always)]
-unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_JS: bool>(
+unsafe fn k_loop<T: Real, S: Token, const MV: usize, const NR: usize, const UNIT_JS: bool>(
     s: S,
     t: &Tile<T>,
     acc: &mut [[T::V<S>; MV]; NR],
 ) {
     let l = T::lanes::<S>();
     let zero = T::splat(s, T::ZERO);
-    let js = if UNIT_JS { 1 } else { t.b_js };
+    let js = if UNIT_JS { 1 } else { t.b.cs };
     let load_a = |a: *const T| {
         let mut av = [zero; MV];
         for i in 0..MV {
@@ -145,11 +143,11 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
         av
     };
     if !UNIT_JS {
-        // Columns of B `b_js` apart (B read in place, e.g. Xᵀ with contiguous
+        // Columns of B `b.cs` apart (B read in place, e.g. Xᵀ with contiguous
         // columns): one base pointer per column and a common running offset,
         // so the broadcasts' addresses do not form a chain of adds.
-        let cols: [*const T; NR] = core::array::from_fn(|j| t.b.wrapping_offset(j as isize * t.b_js));
-        let mut a = t.a;
+        let cols: [*const T; NR] = core::array::from_fn(|j| t.b.ptr.wrapping_offset(j as isize * t.b.cs));
+        let mut a = t.a.ptr;
         let mut off = 0isize;
         for _ in 0..t.k {
             let av = load_a(a);
@@ -160,35 +158,35 @@ unsafe fn k_loop<T: Real, S: Simd, const MV: usize, const NR: usize, const UNIT_
                     acc[j][i] = T::vmul_add(s, av[i], bj, acc[j][i]);
                 }
             }
-            a = a.wrapping_offset(t.a_ks);
-            off += t.b_ks;
+            a = a.wrapping_offset(t.a.cs);
+            off += t.b.rs;
         }
         return;
     }
-    let mut a = t.a;
-    let mut b = t.b;
+    let mut a = t.a.ptr;
+    let mut b = t.b.ptr;
     for _ in 0..t.k {
         let av = load_a(a);
         // SAFETY: row p of the B panel is in range.
         unsafe { step::<T, S, MV, NR>(s, &av, b, js, acc) };
-        a = a.wrapping_offset(t.a_ks);
-        b = b.wrapping_offset(t.b_ks);
+        a = a.wrapping_offset(t.a.cs);
+        b = b.wrapping_offset(t.b.rs);
     }
 }
 
-/// The k loop with both addressing variants: B columns adjacent (`b_js == 1`:
+/// The k loop with both addressing variants: B columns adjacent (`b.cs == 1`:
 /// packed B, or a row-major B read in place) has compile-time constant
 /// addressing.
 ///
 /// # Safety
 /// As [`ukr`].
 #[inline(always)]
-unsafe fn k_loop_any<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) -> [[T::V<S>; MV]; NR] {
+unsafe fn k_loop_any<T: Real, S: Token, const MV: usize, const NR: usize>(s: S, t: &Tile<T>) -> [[T::V<S>; MV]; NR] {
     let zero = T::splat(s, T::ZERO);
     let mut acc = [[zero; MV]; NR];
     // SAFETY: forwarded contract (see `k_loop`).
     unsafe {
-        if t.b_js == 1 {
+        if t.b.cs == 1 {
             k_loop::<T, S, MV, NR, true>(s, t, &mut acc)
         } else {
             k_loop::<T, S, MV, NR, false>(s, t, &mut acc)
@@ -202,12 +200,16 @@ unsafe fn k_loop_any<T: Real, S: Simd, const MV: usize, const NR: usize>(s: S, t
 /// # Safety
 /// The tile's pointers must be valid for the ranges described on [`Tile`].
 #[inline(always)]
-pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(s: S, t: &Tile<T>, e: &E) {
+pub(crate) unsafe fn ukr<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR: usize>(
+    s: S,
+    t: &Tile<T>,
+    e: &E,
+) {
     // Start fetching the C tile now; it is needed only after the k loop.
-    if t.c_rs == 1 {
+    if t.c.rs == 1 {
         let last = (MV * T::lanes::<S>()).min(t.m) - 1;
         for j in 0..NR {
-            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            let cp = t.c.ptr.wrapping_offset(j as isize * t.c.cs);
             crate::simd::prefetch(cp);
             crate::simd::prefetch(cp.wrapping_add(last));
         }
@@ -219,7 +221,7 @@ pub(crate) unsafe fn ukr<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, cons
 }
 
 #[inline(always)]
-unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR: usize>(
+unsafe fn write_out<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR: usize>(
     s: S,
     t: &Tile<T>,
     e: &E,
@@ -227,11 +229,11 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
 ) {
     let l = T::lanes::<S>();
     let alpha = T::splat(s, t.alpha);
-    if t.c_rs == 1 {
+    if t.c.rs == 1 {
         let last = t.m - (MV - 1) * l;
         let mut v = *acc;
         for j in 0..NR {
-            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            let cp = t.c.ptr.wrapping_offset(j as isize * t.c.cs);
             for i in 0..MV {
                 let rows = if i == MV - 1 { last } else { l };
                 let p = cp.wrapping_add(i * l);
@@ -248,7 +250,7 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
             unsafe { e.apply_tile(s, &mut v, t.i0, t.j0, t.m) };
         }
         for j in 0..NR {
-            let cp = t.c.wrapping_offset(j as isize * t.c_cs);
+            let cp = t.c.ptr.wrapping_offset(j as isize * t.c.cs);
             for i in 0..MV {
                 let rows = if i == MV - 1 { last } else { l };
                 let p = cp.wrapping_add(i * l);
@@ -268,7 +270,7 @@ unsafe fn write_out<T: Real, S: Simd, E: Epilogue<T>, const MV: usize, const NR:
         }
         for j in 0..t.n {
             for i in 0..t.m {
-                let p = t.c.wrapping_offset(i as isize * t.c_rs + j as isize * t.c_cs);
+                let p = t.c.ptr.wrapping_offset(i as isize * t.c.rs + j as isize * t.c.cs);
                 let x = buf[j * mr + i] * t.alpha;
                 // SAFETY: (i, j) is inside the validated C tile.
                 unsafe {
@@ -297,7 +299,7 @@ pub(crate) struct Ukr<'a, T, S, E> {
     pub e: &'a E,
 }
 
-impl<T: Real, S: Simd, E: Epilogue<T>> TileVisitor for Ukr<'_, T, S, E> {
+impl<T: Real, S: Token, E: Epilogue<T>> TileVisitor for Ukr<'_, T, S, E> {
     type Output = ();
     /// # Safety
     /// As [`ukr`].

@@ -32,6 +32,7 @@ mod pack;
 mod params;
 mod scratch;
 mod sparse;
+mod strided;
 mod view;
 
 pub use backend::{Backend, Elem};
@@ -49,6 +50,7 @@ use crate::par::Par;
 use crate::simd::Isa;
 use driver::Problem;
 use std::sync::atomic::{AtomicU8, Ordering};
+use strided::Strided;
 
 static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(0);
 
@@ -74,7 +76,8 @@ pub fn default_backend() -> Backend {
     }
 }
 
-/// Per-call options of [`gemm_with`].
+/// Per-call options of [`gemm_with`]: the crate's [`crate::Options`] (`par`,
+/// `isa`) plus the backend.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GemmOptions {
     /// Backend; `None` uses [`default_backend`].
@@ -90,13 +93,7 @@ impl GemmOptions {
     /// The instruction set these options ask for: [`GemmOptions::isa`], or
     /// the best of this CPU; one this CPU lacks is an error.
     pub(crate) fn resolve_isa(&self) -> Result<Isa> {
-        match self.isa {
-            Some(i) if !i.is_available() => {
-                Err(crate::Error::Unsupported(format!("ISA '{}' is not available on this CPU", i.name())))
-            }
-            Some(i) => Ok(i),
-            None => Ok(Isa::current()),
-        }
+        crate::Options { isa: self.isa, par: self.par }.resolve_isa()
     }
 }
 
@@ -158,16 +155,10 @@ pub(crate) fn gemm_epilogue<T: Elem, E: kernel::Epilogue<T>>(
         n,
         k,
         alpha,
-        a: a.ptr(),
-        rsa: a.rs,
-        csa: a.cs,
-        b: b.ptr(),
-        rsb: b.rs,
-        csb: b.cs,
+        a: Strided { ptr: a.ptr(), rs: a.rs, cs: a.cs },
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
         beta: if beta == T::ZERO { None } else { Some(beta) },
-        c: c.ptr_mut(),
-        rsc: c.rs,
-        csc: c.cs,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
         i_off: 0,
         j_off: 0,
     };

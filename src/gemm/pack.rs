@@ -1,21 +1,25 @@
-//! Packing of A into MR-row panels and B into NR-column panels.
+//! Packing of A into MR-row panels and B into NR-column panels, by one
+//! routine (as matrixmultiply's `packing.rs`): a B block is packed as the A
+//! block of Bᵀ, its strides swapped.
 //!
 //! Panel layouts (BLIS): an A panel stores, for each `p < kc`, MR consecutive
 //! rows; a B panel stores, for each `p < kc`, NR consecutive columns. Edges are
 //! zero-padded to full MR / NR so the microkernel never reads garbage.
 
 use crate::simd::{Isa, Real};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Packs `A[0..mc, 0..kc]` (strides `rs`, `cs`) into `dst` as `ceil(mc/mr)`
 /// panels of `mr × kc` (`isa`: the instruction set of the product, for the
-/// vectorised partial panel).
+/// vectorised partial panel). A block `B[0..kc, 0..nc]` (strides `rs`, `cs`)
+/// packs into `ceil(nc/nr)` panels of `kc × nr` as
+/// `pack(isa, dst, b, cs, rs, nc, kc, nr)`.
 ///
 /// # Safety
 /// `a` must be valid for every `(i, p)` in range; `dst` for
 /// `ceil(mc/mr)·mr·kc` writes.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn pack_a<T: Real>(
+pub(crate) unsafe fn pack<T: Real>(
     isa: Isa,
     dst: *mut T,
     a: *const T,
@@ -97,10 +101,10 @@ unsafe fn pack_partial_contig<T: Real>(
         rows: usize,
         mr: usize,
     }
-    impl<T: Real> WithSimd for Op<T> {
+    impl<T: Real> WithToken for Op<T> {
         type Output = ();
         #[inline(always)]
-        fn with_simd<S: Simd>(self, s: S) {
+        fn with_token<S: Token>(self, s: S) {
             let l = T::lanes::<S>();
             let (mut d, mut c) = (self.dst, self.src);
             if self.mr % l != 0 {
@@ -143,53 +147,7 @@ unsafe fn pack_partial_contig<T: Real>(
             }
         }
     }
-    isa.dispatch(Op { dst, src, cs, kc, rows, mr });
-}
-
-/// Packs `B[0..kc, 0..nc]` (strides `rs`, `cs`) into `dst` as `ceil(nc/nr)`
-/// panels of `kc × nr`.
-///
-/// # Safety
-/// `b` must be valid for every `(p, j)` in range; `dst` for
-/// `ceil(nc/nr)·nr·kc` writes.
-pub(crate) unsafe fn pack_b<T: Real>(dst: *mut T, b: *const T, rs: isize, cs: isize, kc: usize, nc: usize, nr: usize) {
-    let mut j0 = 0;
-    let mut d = dst;
-    while j0 < nc {
-        let cols = nr.min(nc - j0);
-        let src = b.wrapping_offset(j0 as isize * cs);
-        // SAFETY: in-range reads of B and writes of this panel.
-        unsafe {
-            if cs == 1 && cols == nr && copy_rows(d, src, rs, kc, nr) {
-                // Whole panel copied by fixed-size moves.
-            } else if cs == 1 {
-                for p in 0..kc {
-                    let s = src.wrapping_offset(p as isize * rs);
-                    let dp = d.add(p * nr);
-                    core::ptr::copy_nonoverlapping(s, dp, cols);
-                    for c in cols..nr {
-                        *dp.add(c) = T::ZERO;
-                    }
-                }
-            } else {
-                for c in 0..cols {
-                    let s = src.wrapping_offset(c as isize * cs);
-                    for p in 0..kc {
-                        *d.add(p * nr + c) = *s.wrapping_offset(p as isize * rs);
-                    }
-                }
-                if cols < nr {
-                    for p in 0..kc {
-                        for c in cols..nr {
-                            *d.add(p * nr + c) = T::ZERO;
-                        }
-                    }
-                }
-            }
-            d = d.add(nr * kc);
-        }
-        j0 += nr;
-    }
+    isa.run(Op { dst, src, cs, kc, rows, mr });
 }
 
 /// Copies `len` contiguous elements from each of `count` source rows (`stride`

@@ -33,11 +33,12 @@
 //! ```
 
 use super::kernel::{Epilogue, NoEpilogue};
+use super::strided::Strided;
 use super::{GemmOptions, MatMut, MatRef, scratch};
 use crate::error::{Result, invalid, overflow, shape};
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, IsaToken, IsaVisitor, Real};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
 /// rows): row `r` holds the column indices `idx[ptr[r]..ptr[r+1]]`, increasing,
@@ -454,14 +455,10 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     let job = Job {
         s,
         rows,
-        b: b.ptr(),
-        rsb: b.rs,
-        csb: b.cs,
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
         n,
         j0: 0,
-        c: c.ptr_mut(),
-        rsc: c.rs,
-        csc: c.cs,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
         alpha,
         beta: if beta == 0.0 { None } else { Some(beta) },
         epi: epi.transposed(),
@@ -502,7 +499,7 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
                 // at construction and the row selection above; the panel's
                 // columns are inside B and C; this task writes only C's rows
                 // r0..r1; B and S are only read.
-                isa.dispatch(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
+                isa.run(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
                 j0 += PANEL;
             }
         })
@@ -524,17 +521,13 @@ fn acc_len(rb: usize, np: usize, k: usize) -> usize {
 struct Job<'a, E> {
     s: &'a SparseRows,
     rows: Option<&'a [usize]>,
-    b: ConstPtr<f32>,
-    rsb: isize,
-    csb: isize,
+    b: Strided<ConstPtr<f32>>,
     /// Columns of this panel.
     n: usize,
     /// First column of this panel in C (for the epilogue's coordinates).
     j0: usize,
     /// From C's exclusive borrow; the call's tasks write disjoint rows.
-    c: MutPtr<f32>,
-    rsc: isize,
-    csc: isize,
+    c: Strided<MutPtr<f32>>,
     alpha: f32,
     beta: Option<f32>,
     epi: E,
@@ -544,13 +537,7 @@ impl<'a, E: Copy> Job<'a, E> {
     /// Columns `j0 .. j0 + n` of the whole problem (pointers offset; nothing
     /// dereferenced).
     fn panel(&self, j0: usize, n: usize) -> Job<'a, E> {
-        Job {
-            b: self.b.wrapping_offset(j0 as isize * self.csb),
-            c: self.c.wrapping_offset(j0 as isize * self.csc),
-            n,
-            j0,
-            ..*self
-        }
+        Job { b: self.b.shift(0, j0), c: self.c.shift(0, j0), n, j0, ..*self }
     }
 }
 
@@ -572,7 +559,7 @@ struct Rows<'a, 'b, E> {
     cur: &'b mut [usize],
 }
 
-impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
+impl<E: Epilogue<f32>> WithToken for Rows<'_, '_, E> {
     type Output = ();
     /// Chooses the loop for rows `r0..r1` by the size of B (its `k` rows,
     /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
@@ -581,7 +568,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
     /// order, so the choice never changes the bits (measurements in
     /// BENCHMARKS.md, "Design measurements").
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Rows { job: j, r0, r1, acc, cur } = self;
         let l = S::F32_LANES;
         let (k, n) = (j.s.cols, j.n);
@@ -598,7 +585,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
         // inside B (unit column stride where the loop needs it); `acc` and
         // `cur` are as long as `Rows` says.
         unsafe {
-            if j.csb == 1 && b_bytes <= DIRECT_B_BYTES {
+            if j.b.cs == 1 && b_bytes <= DIRECT_B_BYTES {
                 if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
                     sliced(s, j, r0, r1, acc);
                 } else {
@@ -620,7 +607,7 @@ impl<E: Epilogue<f32>> WithSimd for Rows<'_, '_, E> {
 /// and its first `n` columns of its `k` rows are inside it; `a` holds `n`
 /// rounded up to whole vectors.
 #[inline(always)]
-unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
+unsafe fn direct<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, a: &mut [f32]) {
     let sp = j.s;
     for i in r0..r1 {
         let r = j.row(i);
@@ -645,7 +632,7 @@ unsafe fn direct<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
 /// of its `k` rows are inside it; `acc` holds `ROW_BLOCK.min(r1 - r0)` rows
 /// of `n` rounded up to whole vectors, `cur` that many cursors.
 #[inline(always)]
-unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
+unsafe fn blocked<S: Token, E: Epilogue<f32>>(
     s: S,
     j: &Job<'_, E>,
     r0: usize,
@@ -689,11 +676,11 @@ unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
                 cur[t] = q;
                 let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
                 let a = &mut acc[t * np..(t + 1) * np];
-                if j.csb != 1 {
+                if j.b.cs != 1 {
                     for (col, a) in a[..n].iter_mut().enumerate() {
                         for (&p, &v) in ix.iter().zip(vs) {
                             // SAFETY: (p, col) is inside B (p < k by construction).
-                            let bv = unsafe { *j.b.get().wrapping_offset(p as isize * j.rsb + col as isize * j.csb) };
+                            let bv = unsafe { *j.b.at(p as usize, col).get() };
                             *a = v.mul_add(bv, *a);
                         }
                     }
@@ -722,7 +709,7 @@ unsafe fn blocked<S: Simd, E: Epilogue<f32>>(
 /// B has unit column stride and its first `n` columns of rows `ix` are
 /// inside it; `a` holds `n` rounded up to whole vectors.
 #[inline(always)]
-unsafe fn strips<S: Simd, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[u32], vs: &[f32], a: &mut [f32]) {
+unsafe fn strips<S: Token, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[u32], vs: &[f32], a: &mut [f32]) {
     let l = S::F32_LANES;
     let n = j.n;
     let full = n / l;
@@ -760,7 +747,7 @@ unsafe fn strips<S: Simd, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[
 /// `a` holds `c0 + MV·lanes` elements.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: bool>(
+unsafe fn strip<S: Token, E, const MV: usize, const TAIL: bool, const FROM_ZERO: bool>(
     s: S,
     j: &Job<'_, E>,
     c0: usize,
@@ -779,9 +766,9 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
             unsafe { f32::load(s, ap.add(q * l)) }
         }
     });
-    let b = j.b.get().wrapping_add(c0);
+    let b = j.b.ptr.get().wrapping_add(c0);
     for (&p, &v) in ix.iter().zip(vs) {
-        let bp = b.wrapping_offset(p as isize * j.rsb);
+        let bp = b.wrapping_offset(p as isize * j.b.rs);
         let x = s.splat_f32s(v);
         for (q, a) in acc.iter_mut().enumerate() {
             // SAFETY: columns c0 .. c0+m of row p of B are inside B.
@@ -809,7 +796,7 @@ unsafe fn strip<S: Simd, E, const MV: usize, const TAIL: bool, const FROM_ZERO: 
 /// Rows `r0..r1` of C are inside C and this task's; B has unit column stride
 /// and its first `n` columns of its `k` rows are inside it; `alpha != 0`.
 #[inline(always)]
-unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut [f32]) {
+unsafe fn sliced<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1: usize, pk: &mut [f32]) {
     let l = S::F32_LANES;
     let sp = j.s;
     let (k, n) = (sp.cols, j.n);
@@ -824,7 +811,7 @@ unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
     while c0 < n {
         let m = w.min(n - c0);
         for (p, dst) in pk.chunks_exact_mut(w).take(k).enumerate() {
-            let src = j.b.get().wrapping_offset(p as isize * j.rsb).wrapping_add(c0);
+            let src = j.b.ptr.get().wrapping_offset(p as isize * j.b.rs).wrapping_add(c0);
             // SAFETY: columns c0 .. c0+m of row p < k of B are inside B
             // (unit column stride); dst holds w ≥ m elements.
             unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), m) };
@@ -871,7 +858,7 @@ unsafe fn sliced<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1:
 /// # Safety
 /// Every `p` is below the number of rows of `w` floats that `pk` holds.
 #[inline(always)]
-unsafe fn slice_row<S: Simd>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: usize, ix: &[u32], vs: &[f32]) {
+unsafe fn slice_row<S: Token>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: usize, ix: &[u32], vs: &[f32]) {
     for (&p, &x) in ix.iter().zip(vs) {
         // SAFETY: row p of pk is inside (caller contract).
         unsafe { slice_fma(s, a, pk.add(p as usize * w), x) };
@@ -883,7 +870,7 @@ unsafe fn slice_row<S: Simd>(s: S, a: &mut [S::f32s; SLICE], pk: *const f32, w: 
 /// # Safety
 /// `b` holds `SLICE` whole vectors.
 #[inline(always)]
-unsafe fn slice_fma<S: Simd>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f32) {
+unsafe fn slice_fma<S: Token>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f32) {
     let l = S::F32_LANES;
     let x = s.splat_f32s(x);
     for (q, a) in a.iter_mut().enumerate() {
@@ -899,7 +886,7 @@ unsafe fn slice_fma<S: Simd>(s: S, a: &mut [S::f32s; SLICE], b: *const f32, x: f
 /// # Safety
 /// Row `i` of C is inside C and written by this task only.
 #[inline(always)]
-unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: &[f32]) {
+unsafe fn write_row<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: &[f32]) {
     debug_assert!(a.len() >= j.n);
     // SAFETY: `a` holds the row's n columns, padded (caller contract).
     unsafe { write_cols(s, j, i, a.as_ptr(), 0, j.n) }
@@ -912,14 +899,14 @@ unsafe fn write_row<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a
 /// Row `i` of C is inside C and written by this task only; `lo ≤ hi ≤ n`;
 /// `a` holds `hi − lo` rounded up to whole vectors.
 #[inline(always)]
-unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
+unsafe fn write_cols<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, a: *const f32, lo: usize, hi: usize) {
     let l = S::F32_LANES;
-    let cp = j.c.get().wrapping_offset(i as isize * j.rsc);
-    if j.csc != 1 {
+    let cp = j.c.ptr.get().wrapping_offset(i as isize * j.c.rs);
+    if j.c.cs != 1 {
         for col in lo..hi {
             // SAFETY: a holds hi − lo accumulators.
             let x = unsafe { *a.add(col - lo) };
-            let p = cp.wrapping_offset(col as isize * j.csc);
+            let p = cp.wrapping_offset(col as isize * j.c.cs);
             let mut x = x * j.alpha;
             if let Some(beta) = j.beta {
                 // SAFETY: (i, col) is inside C.
@@ -964,7 +951,7 @@ unsafe fn write_cols<S: Simd, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, i: usize, 
 /// `a` holds `MV` whole vectors.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn write_strip<S: Simd, E: Epilogue<f32>, const MV: usize>(
+unsafe fn write_strip<S: Token, E: Epilogue<f32>, const MV: usize>(
     s: S,
     j: &Job<'_, E>,
     i: usize,

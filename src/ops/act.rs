@@ -10,10 +10,10 @@
 //! [`crate::simd::math`] (exp/log ≤ 2 ULP, tanh/sigmoid ≤ 4 ULP); relu, leaky
 //! relu and identity are exact.
 
+use crate::Options;
 use crate::error::{Error, Result, check_len, elems, invalid};
-use crate::simd::Isa;
 use crate::simd::math::{exp_f32s, gelu_tanh_f32s, sigmoid_f32s, softplus_f32s, tanh_f32s};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// An activation function (scikit-learn and Keras names; C codes `NNK_ACT_*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -221,7 +221,7 @@ impl Activation {
 
 /// `f(x)` for one vector (elementwise activations; row-wise ones pass through).
 #[inline(always)]
-pub(crate) fn act_fwd<S: Simd>(s: S, act: Activation, x: S::f32s) -> S::f32s {
+pub(crate) fn act_fwd<S: Token>(s: S, act: Activation, x: S::f32s) -> S::f32s {
     match act {
         Activation::Identity | Activation::Softmax | Activation::LogSoftmax => x,
         Activation::Relu => s.max_f32s(x, s.splat_f32s(0.0)),
@@ -246,7 +246,7 @@ pub(crate) fn act_fwd<S: Simd>(s: S, act: Activation, x: S::f32s) -> S::f32s {
 
 /// `dy ⊙ f′` for one vector of an elementwise activation.
 #[inline(always)]
-pub(crate) fn act_bwd<S: Simd>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy: S::f32s) -> S::f32s {
+pub(crate) fn act_bwd<S: Token>(s: S, act: Activation, x: S::f32s, y: S::f32s, dy: S::f32s) -> S::f32s {
     let zero = s.splat_f32s(0.0);
     let one = s.splat_f32s(1.0);
     match act {
@@ -308,7 +308,7 @@ pub(crate) use per_activation;
 /// # Safety
 /// Each pointer valid for `n` elements; `out` may equal an input pointer.
 #[inline(always)]
-pub(crate) unsafe fn map3<S: Simd>(
+pub(crate) unsafe fn map3<S: Token>(
     s: S,
     n: usize,
     a: *const f32,
@@ -351,7 +351,7 @@ pub(crate) unsafe fn map3<S: Simd>(
 /// # Safety
 /// Both pointers valid for `n` elements (they may be equal).
 #[inline(always)]
-pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut f32, log: bool, scale: f32) -> f32 {
+pub(crate) unsafe fn softmax_row<S: Token>(s: S, n: usize, x: *const f32, y: *mut f32, log: bool, scale: f32) -> f32 {
     let l = S::F32_LANES;
     // SAFETY: x is valid for n elements.
     let xs = unsafe { core::slice::from_raw_parts(x, n) };
@@ -441,7 +441,7 @@ pub(crate) unsafe fn softmax_row<S: Simd>(s: S, n: usize, x: *const f32, y: *mut
 /// # Safety
 /// All pointers valid for `n` elements.
 #[inline(always)]
-pub(crate) unsafe fn softmax_row_bwd<S: Simd>(s: S, n: usize, y: *const f32, dy: *const f32, dx: *mut f32, log: bool) {
+pub(crate) unsafe fn softmax_row_bwd<S: Token>(s: S, n: usize, y: *const f32, dy: *const f32, dx: *mut f32, log: bool) {
     // Σ dy (log-softmax) or Σ dy·y (softmax) with vector accumulators, in a
     // fixed order (two accumulators, then the partial vector).
     let l = S::F32_LANES;
@@ -502,10 +502,10 @@ struct Fwd<'a> {
     y: &'a mut [f32],
 }
 
-impl WithSimd for Fwd<'_> {
+impl WithToken for Fwd<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Fwd { act, rows, cols, x, y } = self;
         if act.is_rowwise() {
             for r in 0..rows {
@@ -534,23 +534,24 @@ impl WithSimd for Fwd<'_> {
 
 /// `y = f(x)` for a row-major `rows × cols` matrix (row-wise for softmax).
 pub fn activation_forward(act: Activation, rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result<()> {
-    activation_forward_isa(Isa::current(), act, rows, cols, x, y)
+    activation_forward_with(act, rows, cols, x, y, &Options::default())
 }
 
-/// [`activation_forward`] on a chosen ISA (tests and benches).
-pub fn activation_forward_isa(
-    isa: Isa,
+/// [`activation_forward`] with per-call options (`opts.isa`; one thread).
+pub fn activation_forward_with(
     act: Activation,
     rows: usize,
     cols: usize,
     x: &[f32],
     y: &mut [f32],
+    opts: &Options,
 ) -> Result<()> {
+    let isa = opts.resolve_isa()?;
     act.check()?;
     let n = elems(rows, cols)?;
     check_len("x", x.len(), n)?;
     check_len("y", y.len(), n)?;
-    isa.dispatch(Fwd { act, rows, cols, x, y });
+    isa.run(Fwd { act, rows, cols, x, y });
     Ok(())
 }
 
@@ -564,10 +565,10 @@ struct Bwd<'a> {
     dx: &'a mut [f32],
 }
 
-impl WithSimd for Bwd<'_> {
+impl WithToken for Bwd<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Bwd { act, rows, cols, x, y, dy, dx } = self;
         let xp = x.map_or(core::ptr::null(), |v| v.as_ptr());
         let yp = y.map_or(core::ptr::null(), |v| v.as_ptr());
@@ -616,13 +617,12 @@ pub fn activation_backward(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<()> {
-    activation_backward_isa(Isa::current(), act, rows, cols, x, y, dy, dx)
+    activation_backward_with(act, rows, cols, x, y, dy, dx, &Options::default())
 }
 
-/// [`activation_backward`] on a chosen ISA.
+/// [`activation_backward`] with per-call options (`opts.isa`; one thread).
 #[allow(clippy::too_many_arguments)]
-pub fn activation_backward_isa(
-    isa: Isa,
+pub fn activation_backward_with(
     act: Activation,
     rows: usize,
     cols: usize,
@@ -630,7 +630,9 @@ pub fn activation_backward_isa(
     y: Option<&[f32]>,
     dy: &[f32],
     dx: &mut [f32],
+    opts: &Options,
 ) -> Result<()> {
+    let isa = opts.resolve_isa()?;
     act.check()?;
     let n = elems(rows, cols)?;
     let needs = act.backward_needs();
@@ -650,6 +652,6 @@ pub fn activation_backward_isa(
     }
     check_len("dy", dy.len(), n)?;
     check_len("dx", dx.len(), n)?;
-    isa.dispatch(Bwd { act, rows, cols, x, y, dy, dx });
+    isa.run(Bwd { act, rows, cols, x, y, dy, dx });
     Ok(())
 }

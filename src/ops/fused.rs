@@ -23,7 +23,7 @@ use crate::error::{Result, check_len, elems, shape};
 use crate::gemm::{Epilogue, GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue};
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Bias + activation (+ storing the pre-activation) in the GEMM write-out.
 #[derive(Clone, Copy)]
@@ -45,7 +45,7 @@ impl Epilogue<f32> for BiasAct {
         BiasAct { bias_on_rows: !self.bias_on_rows, z_rs: self.z_cs, z_cs: self.z_rs, ..self }
     }
     #[inline(always)]
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         s: S,
         acc: &mut [[S::f32s; MV]; NR],
@@ -140,13 +140,13 @@ impl Epilogue<f32> for BiasAct {
 /// `#[inline(never)]` wrapper has no target features, so pulp's `vectorize`
 /// region cannot be inlined into it (and thus into every GEMM tile variant).
 #[inline(never)]
-fn act_fwd_outlined<S: Simd>(s: S, act: Activation, v: &mut [S::f32s]) {
-    // Runs with the outer `S` (pulp passes the same token back as `S2`).
-    struct Op<'a, S: Simd>(S, Activation, &'a mut [S::f32s]);
-    impl<S: Simd> WithSimd for Op<'_, S> {
+fn act_fwd_outlined<S: Token>(s: S, act: Activation, v: &mut [S::f32s]) {
+    // Runs with the outer `S` (the same token comes back as `S2`).
+    struct Op<'a, S: Token>(S, Activation, &'a mut [S::f32s]);
+    impl<S: Token> WithToken for Op<'_, S> {
         type Output = ();
         #[inline(always)]
-        fn with_simd<S2: Simd>(self, _s: S2) {
+        fn with_token<S2: Token>(self, _s: S2) {
             let Op(s, act, v) = self;
             per_activation!(act, |a| {
                 for x in v.iter_mut() {
@@ -155,7 +155,7 @@ fn act_fwd_outlined<S: Simd>(s: S, act: Activation, v: &mut [S::f32s]) {
             })
         }
     }
-    s.vectorize(Op(s, act, v))
+    crate::simd::vectorize(s, Op(s, act, v))
 }
 
 /// `C += l2·W` in the GEMM write-out (W has C's shape).
@@ -172,7 +172,7 @@ impl Epilogue<f32> for AddScaled {
         AddScaled { w_rs: self.w_cs, w_cs: self.w_rs, ..self }
     }
     #[inline(always)]
-    unsafe fn apply_tile<S: Simd, const MV: usize, const NR: usize>(
+    unsafe fn apply_tile<S: Token, const MV: usize, const NR: usize>(
         &self,
         s: S,
         acc: &mut [[S::f32s; MV]; NR],
@@ -346,7 +346,7 @@ fn forward(
             z.copy_from_slice(a);
         }
         let log = act == Activation::LogSoftmax;
-        opts.resolve_isa()?.dispatch(RowSoftmax { rows: batch, cols: n_out, y: a, log });
+        opts.resolve_isa()?.run(RowSoftmax { rows: batch, cols: n_out, y: a, log });
     }
     Ok(())
 }
@@ -358,10 +358,10 @@ struct RowSoftmax<'a> {
     log: bool,
 }
 
-impl WithSimd for RowSoftmax<'_> {
+impl WithToken for RowSoftmax<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         for r in 0..self.rows {
             let p = self.y[r * self.cols..].as_mut_ptr();
             // SAFETY: row r holds `cols` elements; in place is allowed.
@@ -381,10 +381,10 @@ struct DzDb<'a> {
     db: &'a mut [f32],
 }
 
-impl WithSimd for DzDb<'_> {
+impl WithToken for DzDb<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let DzDb { act, rows, cols, z, a, da, dz, db } = self;
         let l = S::F32_LANES;
         let zero = s.splat_f32s(0.0);
@@ -541,7 +541,7 @@ fn backward(
     }
     let z = if needs.x { z } else { &[][..] };
     let a = if needs.y { a } else { &[][..] };
-    opts.resolve_isa()?.dispatch(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *g.dz, db: &mut *g.db });
+    opts.resolve_isa()?.run(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *g.dz, db: &mut *g.db });
     let dz = &*g.dz;
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
     let dwv = MatMut::row_major(g.dw, n_in, n_out, n_out)?;

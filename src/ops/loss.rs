@@ -19,7 +19,7 @@ use super::act::{map3, softmax_row};
 use crate::error::{Error, Result, check_len, elems, invalid};
 use crate::simd::Isa;
 use crate::simd::math::{exp_f32s, sigmoid_f32s, softplus_f32s};
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// A loss function (the output head decides which one a model uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ struct Elementwise<'a> {
 /// max(z,0) − z·y + log(1 + e^−|z|) (the first two in one FMA, exact for 0/1
 /// targets; the last as softplus(−|z|)) and (σ(z) − y)/rows.
 #[inline(always)]
-fn loss_term<S: Simd>(s: S, kind: Loss, inv: S::f32s, a: S::f32s, b: S::f32s) -> (S::f32s, S::f32s) {
+fn loss_term<S: Token>(s: S, kind: Loss, inv: S::f32s, a: S::f32s, b: S::f32s) -> (S::f32s, S::f32s) {
     let zero = s.splat_f32s(0.0);
     match kind {
         Loss::SquaredError => {
@@ -64,10 +64,10 @@ fn loss_term<S: Simd>(s: S, kind: Loss, inv: S::f32s, a: S::f32s, b: S::f32s) ->
 /// Vectors per block of the elementwise losses' sums (fixed: it sets the rounding).
 pub(crate) const BLOCK_VECTORS: usize = 16;
 
-impl WithSimd for Elementwise<'_> {
+impl WithToken for Elementwise<'_> {
     type Output = f64;
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) -> f64 {
+    fn with_token<S: Token>(self, s: S) -> f64 {
         let Elementwise { kind, rows, cols, p, t, grad } = self;
         let n = rows * cols;
         assert!(p.len() >= n && t.len() >= n && grad.as_ref().is_none_or(|g| g.len() >= n));
@@ -141,7 +141,7 @@ pub fn elementwise_loss(
     if rows == 0 {
         return Ok(0.0);
     }
-    Ok(Isa::current().dispatch(Elementwise { kind, rows, cols, p: pred, t: target, grad }) as f32)
+    Ok(Isa::current().run(Elementwise { kind, rows, cols, p: pred, t: target, grad }) as f32)
 }
 
 enum Targets<'a> {
@@ -157,10 +157,10 @@ struct SoftmaxXent<'a> {
     d: &'a mut [f32],
 }
 
-impl WithSimd for SoftmaxXent<'_> {
+impl WithToken for SoftmaxXent<'_> {
     type Output = f64;
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) -> f64 {
+    fn with_token<S: Token>(self, s: S) -> f64 {
         let SoftmaxXent { rows, cols, z, y, d } = self;
         let scale = 1.0 / rows as f32;
         if cols <= SMALL_ROW {
@@ -218,7 +218,7 @@ const SMALL_ROW: usize = 32;
 /// and sums run as scalar loops, the exponentials as one vector pass over the
 /// whole `rows × cols` block.
 #[inline(always)]
-fn small_rows<S: Simd>(s: S, rows: usize, cols: usize, z: &[f32], y: &Targets<'_>, d: &mut [f32], scale: f32) -> f64 {
+fn small_rows<S: Token>(s: S, rows: usize, cols: usize, z: &[f32], y: &Targets<'_>, d: &mut [f32], scale: f32) -> f64 {
     /// Rows per block: the block's exponentials stay in L1 between the passes.
     const ROWS: usize = 256;
     let n = rows * cols;
@@ -323,7 +323,7 @@ pub fn softmax_cross_entropy(
     if classes == 0 {
         return Err(invalid("softmax cross-entropy needs at least one class"));
     }
-    Ok(Isa::current().dispatch(SoftmaxXent { rows: batch, cols: classes, z: logits, y: Targets::Dense(y), d: dlogits })
+    Ok(Isa::current().run(SoftmaxXent { rows: batch, cols: classes, z: logits, y: Targets::Dense(y), d: dlogits })
         as f32)
 }
 
@@ -347,11 +347,13 @@ pub fn softmax_cross_entropy_sparse(
     if batch == 0 {
         return Ok(0.0);
     }
-    Ok(Isa::current().dispatch(SoftmaxXent {
-        rows: batch,
-        cols: classes,
-        z: logits,
-        y: Targets::Sparse(labels),
-        d: dlogits,
-    }) as f32)
+    Ok(
+        Isa::current().run(SoftmaxXent {
+            rows: batch,
+            cols: classes,
+            z: logits,
+            y: Targets::Sparse(labels),
+            d: dlogits,
+        }) as f32,
+    )
 }

@@ -20,11 +20,12 @@
 //! slow divider (measurement in BENCHMARKS.md, "Design measurements"). Other
 //! instruction sets use IEEE operations. See `simd::div_sqrt_plus`.
 
+use crate::Options;
 use crate::error::{Error, Result, check_len, invalid};
 use crate::par::Par;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Isa;
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Each `(name, len)` of `others` has the parameters' length `n`.
 fn same_len(n: usize, others: &[(&str, usize)]) -> Result<()> {
@@ -56,10 +57,10 @@ struct Step<'a> {
     s2: &'a mut [f32],
 }
 
-impl WithSimd for Step<'_> {
+impl WithToken for Step<'_> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let Step { rule, w, g, s1, s2 } = self;
         // One monomorphised loop per rule: the rule's match stays out of the
         // per-vector path.
@@ -76,7 +77,7 @@ impl Rule {
     /// state lanes pass through). Shared by every caller, so the same inputs
     /// give the same bits wherever the update runs.
     #[inline(always)]
-    pub(crate) fn update<S: Simd>(
+    pub(crate) fn update<S: Token>(
         &self,
         s: S,
         wv: S::f32s,
@@ -121,7 +122,16 @@ impl Rule {
 /// when `use1` (`use2`); the caller checked that used buffers have `w`'s length.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn sweep<S: Simd>(s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], use1: bool, use2: bool, rule: &Rule) {
+fn sweep<S: Token>(
+    s: S,
+    w: &mut [f32],
+    g: &[f32],
+    s1: &mut [f32],
+    s2: &mut [f32],
+    use1: bool,
+    use2: bool,
+    rule: &Rule,
+) {
     let n = w.len();
     assert!(g.len() == n && (!use1 || s1.len() == n) && (!use2 || s2.len() == n));
     let l = S::F32_LANES;
@@ -168,14 +178,16 @@ fn sweep<S: Simd>(s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]
 /// Under Miri, 64, so that the split path runs on buffers it can afford.
 const PAR_CHUNK: usize = if cfg!(miri) { 64 } else { 1 << 17 };
 
-/// Applies `rule` over the buffers, split into contiguous ranges over up to
-/// `par` threads. The update is element-wise, so every split gives the same bits.
-fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par: Par) {
+/// Applies `rule` over the buffers on `isa`, split into contiguous ranges over
+/// up to `par` threads. The update is element-wise, so every split gives the
+/// same bits.
+#[allow(clippy::too_many_arguments)]
+fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], isa: Isa, par: Par) {
     let n = w.len();
     debug_assert!(g.len() == n && [s1.len(), s2.len()].iter().all(|&l| l == 0 || l == n));
     let tasks = par.threads().min(n / PAR_CHUNK).max(1);
     if tasks == 1 {
-        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+        isa.run(Step { rule, w, g, s1, s2 });
         return;
     }
     let per = n.div_ceil(tasks).next_multiple_of(64);
@@ -201,7 +213,7 @@ fn run(rule: Rule, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par
                 p2.wrapping_offset(o2 as isize).slice_mut(l2),
             )
         };
-        Isa::current().dispatch(Step { rule, w, g, s1, s2 });
+        isa.run(Step { rule, w, g, s1, s2 });
     });
 }
 
@@ -216,14 +228,14 @@ pub fn sgd_step(
     nesterov: bool,
     l2: f32,
 ) -> Result<()> {
-    sgd_step_par(w, g, velocity, lr, momentum, nesterov, l2, Par::Default)
+    sgd_step_with(w, g, velocity, lr, momentum, nesterov, l2, &Options::default())
 }
 
-/// [`sgd_step`] with an explicit thread policy. Large buffers (≥ 2·128 Ki
-/// elements) are split into contiguous ranges over the threads; the update is
-/// element-wise, so the result is the same for any thread count.
+/// [`sgd_step`] with per-call options (`opts.isa`, `opts.par`). Large buffers
+/// (≥ 2·128 Ki elements) are split into contiguous ranges over the threads;
+/// the update is element-wise, so the result is the same for any thread count.
 #[allow(clippy::too_many_arguments)]
-pub fn sgd_step_par(
+pub fn sgd_step_with(
     w: &mut [f32],
     g: &[f32],
     velocity: &mut [f32],
@@ -231,9 +243,9 @@ pub fn sgd_step_par(
     momentum: f32,
     nesterov: bool,
     l2: f32,
-    par: Par,
+    opts: &Options,
 ) -> Result<()> {
-    StepRule::sgd(lr, momentum, nesterov, l2)?.apply_named(w, g, ("velocity", velocity), ("", &mut []), par)
+    StepRule::sgd(lr, momentum, nesterov, l2)?.apply_named(w, g, ("velocity", velocity), ("", &mut []), opts)
 }
 
 /// Adam hyper-parameters.
@@ -296,12 +308,12 @@ pub fn adam_step(
     p: &AdamParams,
     l2: f32,
 ) -> Result<()> {
-    adam_step_par(w, g, m, v, t, p, l2, Par::Default)
+    adam_step_with(w, g, m, v, t, p, l2, &Options::default())
 }
 
-/// [`adam_step`] with an explicit thread policy (see [`sgd_step_par`]).
+/// [`adam_step`] with per-call options (see [`sgd_step_with`]).
 #[allow(clippy::too_many_arguments)]
-pub fn adam_step_par(
+pub fn adam_step_with(
     w: &mut [f32],
     g: &[f32],
     m: &mut [f32],
@@ -309,9 +321,9 @@ pub fn adam_step_par(
     t: u64,
     p: &AdamParams,
     l2: f32,
-    par: Par,
+    opts: &Options,
 ) -> Result<()> {
-    StepRule::adam(p, t, l2)?.apply_named(w, g, ("m", m), ("v", v), par)
+    StepRule::adam(p, t, l2)?.apply_named(w, g, ("m", m), ("v", v), opts)
 }
 
 /// One AdamW step: Adam on `g` plus decoupled weight decay `w −= lr·wd·w`.
@@ -324,12 +336,12 @@ pub fn adamw_step(
     p: &AdamParams,
     weight_decay: f32,
 ) -> Result<()> {
-    adamw_step_par(w, g, m, v, t, p, weight_decay, Par::Default)
+    adamw_step_with(w, g, m, v, t, p, weight_decay, &Options::default())
 }
 
-/// [`adamw_step`] with an explicit thread policy (see [`sgd_step_par`]).
+/// [`adamw_step`] with per-call options (see [`sgd_step_with`]).
 #[allow(clippy::too_many_arguments)]
-pub fn adamw_step_par(
+pub fn adamw_step_with(
     w: &mut [f32],
     g: &[f32],
     m: &mut [f32],
@@ -337,19 +349,19 @@ pub fn adamw_step_par(
     t: u64,
     p: &AdamParams,
     weight_decay: f32,
-    par: Par,
+    opts: &Options,
 ) -> Result<()> {
-    StepRule::adamw(p, t, weight_decay)?.apply_named(w, g, ("m", m), ("v", v), par)
+    StepRule::adamw(p, t, weight_decay)?.apply_named(w, g, ("m", m), ("v", v), opts)
 }
 
 /// One RMSprop step (`sq`: running mean of squared gradients).
 pub fn rmsprop_step(w: &mut [f32], g: &[f32], sq: &mut [f32], lr: f32, rho: f32, eps: f32, l2: f32) -> Result<()> {
-    rmsprop_step_par(w, g, sq, lr, rho, eps, l2, Par::Default)
+    rmsprop_step_with(w, g, sq, lr, rho, eps, l2, &Options::default())
 }
 
-/// [`rmsprop_step`] with an explicit thread policy (see [`sgd_step_par`]).
+/// [`rmsprop_step`] with per-call options (see [`sgd_step_with`]).
 #[allow(clippy::too_many_arguments)]
-pub fn rmsprop_step_par(
+pub fn rmsprop_step_with(
     w: &mut [f32],
     g: &[f32],
     sq: &mut [f32],
@@ -357,9 +369,9 @@ pub fn rmsprop_step_par(
     rho: f32,
     eps: f32,
     l2: f32,
-    par: Par,
+    opts: &Options,
 ) -> Result<()> {
-    StepRule::rmsprop(lr, rho, eps, l2)?.apply_named(w, g, ("sq", sq), ("", &mut []), par)
+    StepRule::rmsprop(lr, rho, eps, l2)?.apply_named(w, g, ("sq", sq), ("", &mut []), opts)
 }
 
 /// A validated optimizer update, prepared once per step (hyper-parameters
@@ -417,7 +429,7 @@ impl StepRule {
     /// [`StepRule::state_buffers`] says, each `w.len()` long; pass `&mut []`
     /// for the unused ones), split over up to `par` threads.
     pub fn apply(&self, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32], par: Par) -> Result<()> {
-        self.apply_named(w, g, ("s1", s1), ("s2", s2), par)
+        self.apply_named(w, g, ("s1", s1), ("s2", s2), &Options { isa: None, par })
     }
 
     /// [`StepRule::apply`] with the state buffers' names for the error messages.
@@ -427,8 +439,9 @@ impl StepRule {
         g: &[f32],
         (n1, s1): (&str, &mut [f32]),
         (n2, s2): (&str, &mut [f32]),
-        par: Par,
+        opts: &Options,
     ) -> Result<()> {
+        let isa = opts.resolve_isa()?;
         same_len(w.len(), &[("g", g.len())])?;
         let k = self.state_buffers();
         if k >= 1 {
@@ -442,7 +455,7 @@ impl StepRule {
             1 => (s1, &mut []),
             _ => (s1, s2),
         };
-        run(self.0, w, g, s1, s2, par);
+        run(self.0, w, g, s1, s2, isa, opts.par);
         Ok(())
     }
 }

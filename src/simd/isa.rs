@@ -7,8 +7,8 @@
 //! to its token type.
 //!
 //! Adding an ISA: a variant of [`Isa`], its entry in [`Isa::all`], its arm in
-//! [`Isa::visit`] and its `impl IsaToken` below (plus, if its register tile
-//! is new, a `tile!` line).
+//! [`Isa::visit`], its `impl IsaToken` and its `impl Token` below (plus, if
+//! its register tile is new, a `tile!` line).
 
 use core::ffi::CStr;
 use pulp::{Simd, WithSimd};
@@ -45,8 +45,51 @@ pub(crate) struct Blocking {
     pub nc: usize,
 }
 
+/// What a kernel may learn from its token type beyond `pulp::Simd`: the CPU
+/// features that holding the token proves. Every kernel of the crate is
+/// generic over `S: Token` (entered through [`Isa::run`]), and each answer is
+/// the token's own `impl`, fixed at compile time. Vector size alone is no
+/// proof: pulp's `Scalar256b` and `Scalar512b` have 256- and 512-bit vectors
+/// and need no CPU feature.
+///
+/// Public in a private module: the crate's public `Real` trait names it in
+/// its bounds, and no one outside can name or implement it.
+pub trait Token: Simd {
+    /// The token exists only once AVX2 (and so AVX) was detected: native
+    /// masked loads and stores, the sparse row scan's vector path.
+    const AVX2: bool = false;
+    /// The token exists only once AVX-512F was detected: `div_sqrt_plus`'s
+    /// estimate path.
+    const AVX512F: bool = false;
+}
+
+/// A kernel generic over the token type (the crate's `pulp::WithSimd`, with
+/// `S: Token`); run it with [`Isa::run`] or [`vectorize`].
+pub trait WithToken {
+    /// What the kernel returns.
+    type Output;
+    /// Runs the kernel with token `s`, inside its target-feature region.
+    fn with_token<S: Token>(self, s: S) -> Self::Output;
+}
+
+/// Runs `op` with token `s` inside `s`'s target-feature region (pulp's
+/// `vectorize`).
+#[inline(always)]
+pub(crate) fn vectorize<S: Token, Op: WithToken>(s: S, op: Op) -> Op::Output {
+    struct Enter<S, Op>(S, Op);
+    impl<S: Token, Op: WithToken> WithSimd for Enter<S, Op> {
+        type Output = Op::Output;
+        #[inline(always)]
+        fn with_simd<S2: Simd>(self, _s: S2) -> Op::Output {
+            // pulp hands back the token it was called on, `self.0`.
+            self.1.with_token(self.0)
+        }
+    }
+    Simd::vectorize(s, Enter(s, op))
+}
+
 /// One row of the ISA table, implemented on pulp's token type for the ISA.
-pub(crate) trait IsaToken: Simd {
+pub(crate) trait IsaToken: Token {
     /// Short lowercase name (`"avx512"`, …).
     const NAME: &'static str;
     /// [`IsaToken::NAME`] as a static C string (the C API's).
@@ -57,8 +100,6 @@ pub(crate) trait IsaToken: Simd {
     const F64: Blocking;
     /// The GEMM's register tile (vectors of rows × columns).
     type Tile: TileShape;
-    /// Whether the ISA includes AVX2 (the sparse row scan's vector path).
-    const AVX2: bool;
     /// The token, if this CPU supports the ISA.
     fn detect() -> Option<Self>;
 }
@@ -74,11 +115,16 @@ impl IsaToken for pulp::x86::V4 {
     const F64: Blocking = Blocking { kc: 256, mc: 144, nc: 1020 };
     // 32 zmm registers: 2 vectors × 12 columns = 24 accumulators.
     type Tile = Mv2Nr12;
-    const AVX2: bool = true;
     #[inline(always)]
     fn detect() -> Option<Self> {
         pulp::x86::V4::try_new()
     }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+impl Token for pulp::x86::V4 {
+    const AVX2: bool = true;
+    const AVX512F: bool = true;
 }
 
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
@@ -89,11 +135,15 @@ impl IsaToken for pulp::x86::V3 {
     const F64: Blocking = Blocking { kc: 256, mc: 96, nc: 1020 };
     // 16 ymm registers: 2 vectors × 6 columns = 12 accumulators.
     type Tile = Mv2Nr6;
-    const AVX2: bool = true;
     #[inline(always)]
     fn detect() -> Option<Self> {
         pulp::x86::V3::try_new()
     }
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+impl Token for pulp::x86::V3 {
+    const AVX2: bool = true;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -104,12 +154,14 @@ impl IsaToken for pulp::aarch64::Neon {
     const F64: Blocking = Blocking { kc: 256, mc: 96, nc: 1020 };
     // 32 q registers: 2 vectors × 12 columns = 24 accumulators.
     type Tile = Mv2Nr12;
-    const AVX2: bool = false;
     #[inline(always)]
     fn detect() -> Option<Self> {
         pulp::aarch64::Neon::try_new()
     }
 }
+
+#[cfg(target_arch = "aarch64")]
+impl Token for pulp::aarch64::Neon {}
 
 impl IsaToken for pulp::Scalar {
     const NAME: &'static str = "scalar";
@@ -127,12 +179,13 @@ impl IsaToken for pulp::Scalar {
     const F64: Blocking = Blocking { kc: 8, mc: 8, nc: 8 };
     // 4 × 4 scalars.
     type Tile = Mv4Nr4;
-    const AVX2: bool = false;
     #[inline(always)]
     fn detect() -> Option<Self> {
         Some(pulp::Scalar::new())
     }
 }
+
+impl Token for pulp::Scalar {}
 
 /// Something to run with the token type of an [`Isa`] (see [`Isa::visit`]).
 pub(crate) trait IsaVisitor {
@@ -239,21 +292,37 @@ impl Isa {
     /// Runs `op` with this ISA's token inside its target-feature region.
     ///
     /// Falls back to scalar if the ISA is not available on this CPU, so this is
-    /// always safe to call.
+    /// always safe to call. (The crate's own kernels are `WithToken`s, run
+    /// with `Isa::run`.)
     #[inline]
     pub fn dispatch<Op: WithSimd>(self, op: Op) -> Op::Output {
-        struct Dispatch<Op>(Op);
-        impl<Op: WithSimd> IsaVisitor for Dispatch<Op> {
+        struct Plain<Op>(Op);
+        impl<Op: WithSimd> WithToken for Plain<Op> {
+            type Output = Op::Output;
+            #[inline(always)]
+            fn with_token<S: Token>(self, s: S) -> Op::Output {
+                self.0.with_simd(s)
+            }
+        }
+        self.run(Plain(op))
+    }
+
+    /// Runs the kernel `op` with this ISA's token inside its target-feature
+    /// region; scalar if the ISA is not available on this CPU.
+    #[inline]
+    pub(crate) fn run<Op: WithToken>(self, op: Op) -> Op::Output {
+        struct Run<Op>(Op);
+        impl<Op: WithToken> IsaVisitor for Run<Op> {
             type Output = Op::Output;
             #[inline(always)]
             fn visit<S: IsaToken>(self) -> Op::Output {
                 match S::detect() {
-                    Some(s) => Simd::vectorize(s, self.0),
-                    None => Simd::vectorize(pulp::Scalar::new(), self.0),
+                    Some(s) => vectorize(s, self.0),
+                    None => vectorize(pulp::Scalar::new(), self.0),
                 }
             }
         }
-        self.visit(Dispatch(op))
+        self.visit(Run(op))
     }
 }
 

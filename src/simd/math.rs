@@ -3,14 +3,14 @@
 //!
 //! Two layers:
 //!
-//! * `#[inline(always)]` helpers generic over `S: pulp::Simd` that map one
+//! * `#[inline(always)]` helpers generic over the token type `S` that map one
 //!   `S::f32s` vector ([`exp_f32s`], [`log_f32s`], [`tanh_f32s`],
 //!   [`sigmoid_f32s`], [`softplus_f32s`], [`gelu_tanh_f32s`]). They are meant to
-//!   be called from inside other kernels' `with_simd` bodies (GEMM epilogues,
+//!   be called from inside other kernels' `with_token` bodies (GEMM epilogues,
 //!   fused activations) and never leave the caller's target-feature region.
 //! * Safe slice kernels ([`vexp_f32`], ...), dispatched at run time through
-//!   [`Isa::current`], with `_with_isa` variants that force an instruction set
-//!   and `_inplace` variants.
+//!   [`Isa::current`], with `_with` variants that take the per-call
+//!   [`crate::Options`] (an instruction set to force) and `_inplace` variants.
 //!
 //! The algorithms are Cephes-style: range reduction, a short polynomial, exact
 //! reconstruction with integer exponent arithmetic. No FP environment state
@@ -29,8 +29,9 @@
 #![allow(clippy::excessive_precision)]
 
 use super::Isa;
+use crate::Options;
 use crate::error::shape;
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 use std::marker::PhantomData;
 
 // ---------------------------------------------------------------------------
@@ -44,34 +45,34 @@ const MAGIC: f32 = 12_582_912.0;
 const MAGIC_BITS: u32 = 0x4B40_0000;
 
 #[inline(always)]
-fn bits<S: Simd>(s: S, x: S::f32s) -> S::u32s {
+fn bits<S: Token>(s: S, x: S::f32s) -> S::u32s {
     s.transmute_u32s_f32s(x)
 }
 
 #[inline(always)]
-fn from_bits<S: Simd>(s: S, x: S::u32s) -> S::f32s {
+fn from_bits<S: Token>(s: S, x: S::u32s) -> S::f32s {
     s.transmute_f32s_u32s(x)
 }
 
 #[inline(always)]
-fn splat<S: Simd>(s: S, x: f32) -> S::f32s {
+fn splat<S: Token>(s: S, x: f32) -> S::f32s {
     s.splat_f32s(x)
 }
 
 #[inline(always)]
-fn fma<S: Simd>(s: S, a: S::f32s, b: S::f32s, c: S::f32s) -> S::f32s {
+fn fma<S: Token>(s: S, a: S::f32s, b: S::f32s, c: S::f32s) -> S::f32s {
     s.mul_add_e_f32s(a, b, c)
 }
 
 /// `|x|` (clears the sign bit; NaN stays NaN).
 #[inline(always)]
-fn abs<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+fn abs<S: Token>(s: S, x: S::f32s) -> S::f32s {
     from_bits(s, s.and_u32s(bits(s, x), s.splat_u32s(0x7FFF_FFFF)))
 }
 
 /// `r` where `x` is a number, `x` itself where `x` is NaN.
 #[inline(always)]
-fn keep_nan<S: Simd>(s: S, x: S::f32s, r: S::f32s) -> S::f32s {
+fn keep_nan<S: Token>(s: S, x: S::f32s, r: S::f32s) -> S::f32s {
     s.select_f32s(s.equal_f32s(x, x), r, x)
 }
 
@@ -124,7 +125,7 @@ const EXP_HI: f32 = 89.0;
 /// `(p, kf)` with `p ≈ e^r`, `r = x − n·ln2 ∈ [−ln2/2, ln2/2]` and
 /// `kf = MAGIC + n` (so `bits(kf)` holds `n` in its low bits).
 #[inline(always)]
-fn exp_reduce<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
+fn exp_reduce<S: Token>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
     let kf = fma(s, x, splat(s, LOG2E), splat(s, MAGIC));
     let n = s.sub_f32s(kf, splat(s, MAGIC));
     let r = fma(s, n, splat(s, -LN2_HI), x);
@@ -144,7 +145,7 @@ fn exp_reduce<S: Simd>(s: S, x: S::f32s) -> (S::f32s, S::f32s) {
 /// the only rounding after the polynomial is the final one into the subnormal
 /// range, and nothing overflows before the last multiply.
 #[inline(always)]
-fn exp_clamped<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+fn exp_clamped<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let (p, kf) = exp_reduce(s, x);
     let n = s.sub_f32s(kf, splat(s, MAGIC));
     // n1 = round(n / 2) ∈ [−75, 64], n2 = n − n1 ∈ [−75, 64].
@@ -167,14 +168,14 @@ const FAST_LIM: f32 = 86.5;
 /// Sign bit set in the lanes where `x` is outside `[−FAST_LIM, FAST_LIM]` or NaN
 /// (`bits(FAST_LIM) − bits(|x|)` goes negative exactly there).
 #[inline(always)]
-fn out_of_fast_range<S: Simd>(s: S, x: S::f32s) -> S::u32s {
+fn out_of_fast_range<S: Token>(s: S, x: S::f32s) -> S::u32s {
     s.sub_u32s(s.splat_u32s(FAST_LIM.to_bits()), s.and_u32s(bits(s, x), s.splat_u32s(0x7FFF_FFFF)))
 }
 
 /// Whether any lane of `v` has its sign bit set: one `vmovmskps` and a test on
 /// x86 with 256-bit vectors (two with 512-bit ones), a lane loop elsewhere.
 #[inline(always)]
-fn any_sign<S: Simd>(v: S::u32s) -> bool {
+fn any_sign<S: Token>(v: S::u32s) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::__m256;
@@ -198,7 +199,7 @@ fn any_sign<S: Simd>(v: S::u32s) -> bool {
 
 /// Mask of the lanes that [`exp_fast_parts_n`] handles (`|x| ≤ FAST_LIM`; false for NaN).
 #[inline(always)]
-fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
+fn in_fast_range<S: Token>(s: S, x: S::f32s) -> S::m32s {
     s.less_than_or_equal_f32s(abs(s, x), splat(s, FAST_LIM))
 }
 
@@ -209,7 +210,7 @@ fn in_fast_range<S: Simd>(s: S, x: S::f32s) -> S::m32s {
 /// of the result relative to `r` (the last FMA), which keeps `e^r − 1` accurate to
 /// about half an ULP for small `r` too (tanh relies on that).
 #[inline(always)]
-fn expm1_poly_n<S: Simd, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] {
+fn expm1_poly_n<S: Token, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] {
     let r2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(r[i], r[i]));
     let b: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.666_652_1e-1), r[i], splat(s, 4.999_999_4e-1)));
     let c: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 8.368_728_7e-3), r[i], splat(s, 4.166_838_9e-2)));
@@ -225,7 +226,7 @@ fn expm1_poly_n<S: Simd, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] 
 /// rounding). Valid for `|x| ≤ FAST_LIM` (`n ∈ [−125, 125]`, so `2ⁿ` is a normal
 /// number built directly in the exponent field).
 #[inline(always)]
-fn exp_fast_parts_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::f32s; N]) {
+fn exp_fast_parts_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::f32s; N]) {
     let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, x[i], splat(s, LOG2E), splat(s, MAGIC)));
     let n: [S::f32s; N] = map_n!(s, N, |i| s.sub_f32s(kf[i], splat(s, MAGIC)));
     // Cody–Waite: n·LN2_HI is exact and so is x − n·LN2_HI; the low part is
@@ -243,7 +244,7 @@ fn exp_fast_parts_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s
 /// `e^x` over all of f32 (the slow path, used only for vectors with a lane out of
 /// the fast range): clamp, two-factor scaling for subnormal results, NaN.
 #[inline(always)]
-fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+fn exp_full<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let xc = s.min_f32s(s.max_f32s(x, splat(s, EXP_LO)), splat(s, EXP_HI));
     keep_nan(s, x, exp_clamped(s, xc))
 }
@@ -259,21 +260,21 @@ fn exp_full<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// NaN/Inf) also runs the full path and blends it into those lanes only, so every
 /// lane's result depends on that lane alone.
 #[inline(always)]
-pub fn exp_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn exp_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let ([fast], [flags]) = exp_flagged_n(s, [x]);
     if any_sign::<S>(flags) { exp_fixup(s, x, fast) } else { fast }
 }
 
 /// Fast-path `e^x` on `N` vectors and the lanes (sign bit set) that need [`exp_fixup`].
 #[inline(always)]
-fn exp_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+fn exp_flagged_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
     let (t, sc) = exp_fast_parts_n(s, x);
     (map_n!(s, N, |i| fma(s, t[i], sc[i], sc[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
 }
 
 /// Replaces the lanes of `fast` outside the fast range by the full-range result.
 #[inline(always)]
-fn exp_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+fn exp_fixup<S: Token>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
     s.select_f32s(in_fast_range(s, x), fast, exp_full(s, x))
 }
 
@@ -283,7 +284,7 @@ fn exp_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
 
 /// `log(1 + f) + k·ln 2` for `f ∈ [√½ − 1, √2 − 1]` and integral `k` (as f32).
 #[inline(always)]
-fn log_poly<S: Simd>(s: S, f: S::f32s, k: S::f32s) -> S::f32s {
+fn log_poly<S: Token>(s: S, f: S::f32s, k: S::f32s) -> S::f32s {
     let z = s.mul_f32s(f, f);
     // Cephes logf minimax: log(1+f) ≈ f − f²/2 + f³·P(f), P of degree 8.
     let p = horner!(
@@ -312,7 +313,7 @@ fn log_poly<S: Simd>(s: S, f: S::f32s, k: S::f32s) -> S::f32s {
 /// rescaled by 2²³ first). `log(±0) = −Inf`, `log(x < 0) = NaN`,
 /// `log(+Inf) = +Inf`; NaN propagates.
 #[inline(always)]
-pub fn log_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn log_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let tiny = s.less_than_f32s(x, splat(s, f32::MIN_POSITIVE));
     let xs = s.select_f32s(tiny, s.mul_f32s(x, splat(s, 8_388_608.0)), x);
     // Shift the mantissa split point to √½ so that m ∈ [√½, √2) (musl's trick).
@@ -337,7 +338,7 @@ pub fn log_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 
 /// `log(1 + u)` for `u ∈ [0, 1]` (or NaN), accurate also for tiny `u`.
 #[inline(always)]
-fn log1p_unit<S: Simd>(s: S, u: S::f32s) -> S::f32s {
+fn log1p_unit<S: Token>(s: S, u: S::f32s) -> S::f32s {
     // 1 + u < √2: k = 0, f = u exactly. Otherwise k = 1, f = (1 + u)/2 − 1.
     let big = s.greater_than_f32s(u, splat(s, std::f32::consts::SQRT_2 - 1.0));
     let f = s.select_f32s(big, fma(s, u, splat(s, 0.5), splat(s, -0.5)), u);
@@ -368,13 +369,13 @@ fn log1p_unit<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
 /// max 2.83 ULP). `tanh(±Inf) = ±1`.
 #[inline(always)]
-pub fn tanh_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn tanh_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     tanh_n(s, [x])[0]
 }
 
 /// [`tanh_f32s`] on `N` vectors, stage by stage.
 #[inline(always)]
-fn tanh_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
+fn tanh_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
     let xc: [S::f32s; N] = map_n!(s, N, |i| s.min_f32s(s.max_f32s(x[i], splat(s, -9.5)), splat(s, 9.5)));
     let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, xc[i], splat(s, 2.0 * LOG2E), splat(s, MAGIC)));
     let y: [S::f32s; N] = map_n!(s, N, |i| s.add_f32s(xc[i], xc[i]));
@@ -398,7 +399,7 @@ const TANH_TINY: f32 = 1.0 / 4096.0;
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
 /// `e = e^{−|u|}` and `num = 1` (u ≥ 0) or `e` (u < 0).
 #[inline(always)]
-fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
+fn sigmoid_core<S: Token>(s: S, u: S::f32s) -> S::f32s {
     let e = exp_clamped(s, s.max_f32s(s.sub_f32s(splat(s, 0.0), abs(s, u)), splat(s, EXP_LO)));
     let num = s.select_f32s(s.less_than_f32s(u, splat(s, 0.0)), e, splat(s, 1.0));
     s.div_f32s(num, s.add_f32s(e, splat(s, 1.0)))
@@ -415,7 +416,7 @@ fn sigmoid_core<S: Simd>(s: S, u: S::f32s) -> S::f32s {
 /// max 2.34 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
-pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn sigmoid_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let ([fast], [flags]) = sigmoid_flagged_n(s, [x]);
     if any_sign::<S>(flags) { sigmoid_fixup(s, x, fast) } else { fast }
 }
@@ -424,7 +425,7 @@ pub fn sigmoid_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
 /// `1/(1 + e^{−x}) = 1/fma(t, sc, sc + 1)` loses nothing. Also returns the lanes
 /// (sign bit set) that need [`sigmoid_fixup`].
 #[inline(always)]
-fn sigmoid_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
+fn sigmoid_flagged_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32s; N], [S::u32s; N]) {
     let neg_x: [S::f32s; N] = map_n!(s, N, |i| from_bits(s, s.xor_u32s(bits(s, x[i]), s.splat_u32s(0x8000_0000))));
     let (t, sc) = exp_fast_parts_n(s, neg_x);
     let den: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.add_f32s(sc[i], splat(s, 1.0))));
@@ -433,7 +434,7 @@ fn sigmoid_flagged_n<S: Simd, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f32
 
 /// Replaces the lanes of `fast` outside the fast range by the stable full-range form.
 #[inline(always)]
-fn sigmoid_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+fn sigmoid_fixup<S: Token>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
     s.select_f32s(in_fast_range(s, x), fast, keep_nan(s, x, sigmoid_core(s, x)))
 }
 
@@ -445,7 +446,7 @@ fn sigmoid_fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
 /// (and `+Inf`),
 /// `0` for `x < −103.973` (and `−Inf`); NaN propagates.
 #[inline(always)]
-pub fn softplus_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn softplus_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     let e = exp_clamped(s, s.max_f32s(s.sub_f32s(splat(s, 0.0), abs(s, x)), splat(s, EXP_LO)));
     let l = log1p_unit(s, e);
     let r = s.add_f32s(s.max_f32s(x, splat(s, 0.0)), l);
@@ -471,7 +472,7 @@ const GELU_C2: f32 = 0.071_354_816;
 /// error there is below 1e-7 (measured 5.2e-8). Results are `x` for
 /// `x > 4.97` (and `+Inf`), `−0` for `x < −10.69` (and `−Inf`); NaN propagates.
 #[inline(always)]
-pub fn gelu_tanh_f32s<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+pub fn gelu_tanh_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     // Clamp below so that x = −Inf gives −20·0 = −0 rather than −Inf·0 = NaN.
     let xc = s.max_f32s(x, splat(s, -20.0));
     let x2 = s.mul_f32s(xc, xc);
@@ -489,17 +490,17 @@ trait F32Map {
     /// Name for error messages.
     const NAME: &'static str;
     /// Applies the function to one vector.
-    fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s;
+    fn apply<S: Token>(s: S, x: S::f32s) -> S::f32s;
     /// Fast-path results on a block of vectors, and flag vectors whose sign bit
     /// marks the lanes that [`F32Map::fixup`] must redo (none by default: `apply`
     /// is the whole function).
     #[inline(always)]
-    fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+    fn block<S: Token>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
         (map_n!(s, UNROLL, |i| Self::apply(s, x[i])), [s.splat_u32s(0); UNROLL])
     }
     /// The full result from the fast one, for a vector with a flagged lane.
     #[inline(always)]
-    fn fixup<S: Simd>(_s: S, _x: S::f32s, fast: S::f32s) -> S::f32s {
+    fn fixup<S: Token>(_s: S, _x: S::f32s, fast: S::f32s) -> S::f32s {
         fast
     }
 }
@@ -510,7 +511,7 @@ macro_rules! map_type {
         impl F32Map for $ty {
             const NAME: &'static str = $name;
             #[inline(always)]
-            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+            fn apply<S: Token>(s: S, x: S::f32s) -> S::f32s {
                 $f(s, x)
             }
         }
@@ -520,11 +521,11 @@ macro_rules! map_type {
         impl F32Map for $ty {
             const NAME: &'static str = $name;
             #[inline(always)]
-            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+            fn apply<S: Token>(s: S, x: S::f32s) -> S::f32s {
                 $f(s, x)
             }
             #[inline(always)]
-            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+            fn block<S: Token>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
                 ($block(s, x), [s.splat_u32s(0); UNROLL])
             }
         }
@@ -534,15 +535,15 @@ macro_rules! map_type {
         impl F32Map for $ty {
             const NAME: &'static str = $name;
             #[inline(always)]
-            fn apply<S: Simd>(s: S, x: S::f32s) -> S::f32s {
+            fn apply<S: Token>(s: S, x: S::f32s) -> S::f32s {
                 $f(s, x)
             }
             #[inline(always)]
-            fn block<S: Simd>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
+            fn block<S: Token>(s: S, x: [S::f32s; UNROLL]) -> ([S::f32s; UNROLL], [S::u32s; UNROLL]) {
                 $flagged(s, x)
             }
             #[inline(always)]
-            fn fixup<S: Simd>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
+            fn fixup<S: Token>(s: S, x: S::f32s, fast: S::f32s) -> S::f32s {
                 $fixup(s, x, fast)
             }
         }
@@ -559,7 +560,7 @@ map_type!(Gelu, "vgelu_f32", gelu_tanh_f32s);
 /// `F` on `UNROLL` independent vectors: fast paths first, then one test of the
 /// OR-ed flags, so the common case has a single well-predicted branch.
 #[inline(always)]
-fn apply_block<S: Simd, F: F32Map>(s: S, x: &[S::f32s], y: &mut [S::f32s]) {
+fn apply_block<S: Token, F: F32Map>(s: S, x: &[S::f32s], y: &mut [S::f32s]) {
     let (r, flags) = F::block(s, map_n!(s, UNROLL, |i| x[i]));
     // One sign test of the OR of all flag vectors: the common case costs three
     // vector ORs and one move-mask.
@@ -582,10 +583,10 @@ struct MapOp<'a, F> {
     f: PhantomData<F>,
 }
 
-impl<F: F32Map> WithSimd for MapOp<'_, F> {
+impl<F: F32Map> WithToken for MapOp<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let (xv, xt) = S::as_simd_f32s(self.x);
         let (yv, yt) = S::as_mut_simd_f32s(self.y);
         // UNROLL independent vectors per iteration.
@@ -610,10 +611,10 @@ struct MapInPlace<'a, F> {
     f: PhantomData<F>,
 }
 
-impl<F: F32Map> WithSimd for MapInPlace<'_, F> {
+impl<F: F32Map> WithToken for MapInPlace<'_, F> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) {
+    fn with_token<S: Token>(self, s: S) {
         let (xv, xt) = S::as_mut_simd_f32s(self.x);
         let mut xc = xv.chunks_exact_mut(UNROLL);
         for x in xc.by_ref() {
@@ -634,17 +635,17 @@ fn map_f32<F: F32Map>(isa: Isa, x: &[f32], y: &mut [f32]) -> crate::Result<()> {
     if x.len() != y.len() {
         return Err(shape(format!("{}: input has {} elements but output has {}", F::NAME, x.len(), y.len())));
     }
-    isa.dispatch(MapOp::<F> { x, y, f: PhantomData });
+    isa.run(MapOp::<F> { x, y, f: PhantomData });
     Ok(())
 }
 
 fn map_f32_inplace<F: F32Map>(isa: Isa, x: &mut [f32]) {
-    isa.dispatch(MapInPlace::<F> { x, f: PhantomData });
+    isa.run(MapInPlace::<F> { x, f: PhantomData });
 }
 
 macro_rules! slice_kernels {
     ($ty:ident, $what:literal, $helper:literal,
-     $fwd:ident, $fwd_isa:ident, $inp:ident, $inp_isa:ident) => {
+     $fwd:ident, $fwd_with:ident, $inp:ident, $inp_with:ident) => {
         #[doc = concat!("`y[i] = ", $what, "(x[i])` on the current ISA ([`Isa::current`]).")]
         ///
         #[doc = concat!("Accuracy and special values: see [`", $helper, "`].")]
@@ -655,12 +656,13 @@ macro_rules! slice_kernels {
             map_f32::<$ty>(Isa::current(), x, y)
         }
 
-        #[doc = concat!("`y[i] = ", $what, "(x[i])` on `isa` (scalar fallback if `isa` is not available).")]
+        #[doc = concat!("`y[i] = ", $what, "(x[i])` with per-call options (`opts.isa`; one thread).")]
         ///
         /// # Errors
-        /// [`crate::Error::ShapeMismatch`] if `x.len() != y.len()`.
-        pub fn $fwd_isa(isa: Isa, x: &[f32], y: &mut [f32]) -> crate::Result<()> {
-            map_f32::<$ty>(isa, x, y)
+        /// [`crate::Error::Unsupported`] if `opts.isa` is not available on this
+        /// CPU; [`crate::Error::ShapeMismatch`] if `x.len() != y.len()`.
+        pub fn $fwd_with(x: &[f32], y: &mut [f32], opts: &Options) -> crate::Result<()> {
+            map_f32::<$ty>(opts.resolve_isa()?, x, y)
         }
 
         #[doc = concat!("`x[i] = ", $what, "(x[i])` in place on the current ISA.")]
@@ -668,40 +670,44 @@ macro_rules! slice_kernels {
             map_f32_inplace::<$ty>(Isa::current(), x)
         }
 
-        #[doc = concat!("`x[i] = ", $what, "(x[i])` in place on `isa` (scalar fallback if not available).")]
-        pub fn $inp_isa(isa: Isa, x: &mut [f32]) {
-            map_f32_inplace::<$ty>(isa, x)
+        #[doc = concat!("`x[i] = ", $what, "(x[i])` in place with per-call options (`opts.isa`; one thread).")]
+        ///
+        /// # Errors
+        /// [`crate::Error::Unsupported`] if `opts.isa` is not available on this CPU.
+        pub fn $inp_with(x: &mut [f32], opts: &Options) -> crate::Result<()> {
+            map_f32_inplace::<$ty>(opts.resolve_isa()?, x);
+            Ok(())
         }
     };
 }
 
-slice_kernels!(Exp, "exp", "exp_f32s", vexp_f32, vexp_f32_with_isa, vexp_f32_inplace, vexp_f32_inplace_with_isa);
-slice_kernels!(Log, "ln", "log_f32s", vlog_f32, vlog_f32_with_isa, vlog_f32_inplace, vlog_f32_inplace_with_isa);
-slice_kernels!(Tanh, "tanh", "tanh_f32s", vtanh_f32, vtanh_f32_with_isa, vtanh_f32_inplace, vtanh_f32_inplace_with_isa);
+slice_kernels!(Exp, "exp", "exp_f32s", vexp_f32, vexp_f32_with, vexp_f32_inplace, vexp_f32_inplace_with);
+slice_kernels!(Log, "ln", "log_f32s", vlog_f32, vlog_f32_with, vlog_f32_inplace, vlog_f32_inplace_with);
+slice_kernels!(Tanh, "tanh", "tanh_f32s", vtanh_f32, vtanh_f32_with, vtanh_f32_inplace, vtanh_f32_inplace_with);
 slice_kernels!(
     Sigmoid,
     "sigmoid",
     "sigmoid_f32s",
     vsigmoid_f32,
-    vsigmoid_f32_with_isa,
+    vsigmoid_f32_with,
     vsigmoid_f32_inplace,
-    vsigmoid_f32_inplace_with_isa
+    vsigmoid_f32_inplace_with
 );
 slice_kernels!(
     Softplus,
     "softplus",
     "softplus_f32s",
     vsoftplus_f32,
-    vsoftplus_f32_with_isa,
+    vsoftplus_f32_with,
     vsoftplus_f32_inplace,
-    vsoftplus_f32_inplace_with_isa
+    vsoftplus_f32_inplace_with
 );
 slice_kernels!(
     Gelu,
     "gelu_tanh",
     "gelu_tanh_f32s",
     vgelu_f32,
-    vgelu_f32_with_isa,
+    vgelu_f32_with,
     vgelu_f32_inplace,
-    vgelu_f32_inplace_with_isa
+    vgelu_f32_inplace_with
 );

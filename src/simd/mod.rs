@@ -1,13 +1,14 @@
 //! SIMD foundation: instruction-set detection and the element abstraction every
 //! kernel is written over.
 //!
-//! Kernels are written once, generic over `pulp::Simd`, and entered through
-//! [`Isa::dispatch`], which enters a `#[target_feature]` region for the chosen
-//! instruction set. The best available set is detected once and cached
+//! Kernels are written once, generic over the token type (`S: Token`, pulp's
+//! `Simd` plus what the token proves, from the ISA table in `isa.rs`), and
+//! entered through `Isa::run`, which enters a `#[target_feature]` region for
+//! the chosen instruction set. The best available set is detected once and cached
 //! ([`Isa::detect`]); tests and benches may force a lower one with
 //! [`set_forced_isa`] so that every ISA on the machine is exercised.
 //!
-//! Everything reachable from a `with_simd` body must be `#[inline(always)]`,
+//! Everything reachable from a `with_token` body must be `#[inline(always)]`,
 //! otherwise it leaves the target-feature region and runs as scalar code.
 
 mod aligned;
@@ -21,9 +22,7 @@ pub(crate) mod x86;
 pub use aligned::AlignedVec;
 
 pub use isa::{Isa, isa_name, set_forced_isa};
-pub(crate) use isa::{IsaToken, IsaVisitor, TileShape, TileVisitor};
-
-use pulp::Simd;
+pub(crate) use isa::{IsaToken, IsaVisitor, TileShape, TileVisitor, Token, WithToken, vectorize};
 
 /// Hints the CPU to bring the cache line holding `p` into L1 (no-op where the
 /// architecture has no prefetch hint). Never faults, whatever the address.
@@ -33,17 +32,6 @@ pub fn prefetch<T>(p: *const T) {
     x86::prefetch(p);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
-}
-
-/// Whether `S` is one of pulp's x86 tokens that prove AVX (V3, V4). Decided
-/// at compile time. Vector size alone is not proof: pulp's `Scalar256b` and
-/// `Scalar512b` have 256- and 512-bit vectors and need no CPU feature.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn avx_token<S: Simd>() -> bool {
-    use core::any::TypeId;
-    let t = TypeId::of::<S>();
-    t == TypeId::of::<pulp::x86::V3>() || t == TypeId::of::<pulp::x86::V4>()
 }
 
 /// Loads the first `n` (`< lanes`) elements of a vector of `V` (`size_of::<V>()`
@@ -61,15 +49,15 @@ fn avx_token<S: Simd>() -> bool {
 /// `p` valid for reading `n < lanes` elements of `E`; the caller holds a token
 /// of type `S` (it exists, so its CPU features were detected).
 #[inline(always)]
-unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Option<V> {
+unsafe fn masked_load_native<S: Token, V: Copy, E>(p: *const E, n: usize) -> Option<V> {
     #[cfg(target_arch = "x86_64")]
     {
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
-        if avx_token::<S>() && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
+        if S::AVX2 && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
             debug_assert!(n < bytes / esz);
-            // SAFETY: `S` is pulp's V3 or V4, whose tokens exist only once AVX2
-            // (or AVX-512) was detected, so AVX is available; `n` elements
+            // SAFETY: `S`'s `Token` impl says its token exists only once AVX2
+            // was detected, so AVX is available; `n` elements
             // are readable (caller contract) and `n < lanes`; the result is
             // reassembled from whole 256-bit halves of the vector's size, and
             // any bit pattern is a valid vector.
@@ -93,12 +81,12 @@ unsafe fn masked_load_native<S: Simd, V: Copy, E>(p: *const E, n: usize) -> Opti
 /// `p` valid for writing `n < lanes` elements of `E`; `S` as for
 /// [`masked_load_native`].
 #[inline(always)]
-unsafe fn masked_store_native<S: Simd, V: Copy, E>(p: *mut E, n: usize, v: V) -> bool {
+unsafe fn masked_store_native<S: Token, V: Copy, E>(p: *mut E, n: usize, v: V) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         let bytes = core::mem::size_of::<V>();
         let esz = core::mem::size_of::<E>();
-        if avx_token::<S>() && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
+        if S::AVX2 && (bytes == 32 || bytes == 64) && (esz == 4 || esz == 8) {
             debug_assert!(n < bytes / esz);
             // SAFETY: as in `masked_load_native` (AVX available); `v` is copied
             // into 256-bit halves; `n·esz/4 < 16` 4-byte units are writable at
@@ -118,7 +106,7 @@ unsafe fn masked_store_native<S: Simd, V: Copy, E>(p: *mut E, n: usize, v: V) ->
 /// Loads `x` (at most one vector of f32s; a shorter slice is zero-padded) with
 /// a native masked load where there is one (see [`Real::load_partial`]).
 #[inline(always)]
-pub(crate) fn load_tail<S: Simd>(s: S, x: &[f32]) -> S::f32s {
+pub(crate) fn load_tail<S: Token>(s: S, x: &[f32]) -> S::f32s {
     if x.len() >= S::F32_LANES {
         // SAFETY: a full vector of `x` is readable; any bit pattern is valid.
         return unsafe { core::ptr::read_unaligned(x.as_ptr() as *const S::f32s) };
@@ -130,7 +118,7 @@ pub(crate) fn load_tail<S: Simd>(s: S, x: &[f32]) -> S::f32s {
 /// Stores the first `min(y.len(), lanes)` lanes of `v` into `y`, writing no
 /// other memory (the counterpart of [`load_tail`]).
 #[inline(always)]
-pub(crate) fn store_tail<S: Simd>(s: S, y: &mut [f32], v: S::f32s) {
+pub(crate) fn store_tail<S: Token>(s: S, y: &mut [f32], v: S::f32s) {
     if y.len() >= S::F32_LANES {
         // SAFETY: a full vector of `y` is writable.
         unsafe { core::ptr::write_unaligned(y.as_mut_ptr() as *mut S::f32s, v) };
@@ -149,7 +137,7 @@ pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 
 /// `num / (√v + eps)` per lane: Adam's and RMSprop's step.
 ///
-/// With pulp's AVX-512 token (and `eps` within `DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX`), the square
+/// With a token that proves AVX-512F (pulp's V4; and `eps` within `DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX`), the square
 /// root and the division come from the 14-bit hardware estimates
 /// (`vrsqrt14ps`, `vrcp14ps`), each refined by one Newton step on the FMA
 /// units, where IEEE `vsqrtps` and `vdivps` on 512-bit vectors share a divider
@@ -162,17 +150,16 @@ pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 /// start at multiples of 64 elements, so never on the thread count). Every
 /// other token computes with IEEE `sqrt` and division.
 #[inline(always)]
-pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -> S::f32s {
+pub(crate) fn div_sqrt_plus<S: Token>(s: S, num: S::f32s, v: S::f32s, eps: f32) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
     {
-        use core::any::TypeId;
         use core::arch::x86_64::__m512;
-        if TypeId::of::<S>() == TypeId::of::<pulp::x86::V4>()
+        if S::AVX512F
             && core::mem::size_of::<S::f32s>() == 64
             && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps)
         {
-            // SAFETY: `S` is pulp's V4, whose token exists only once AVX-512F
-            // was detected; its f32 vector is 64 bytes, the layout of
+            // SAFETY: `S`'s `Token` impl says its token exists only once
+            // AVX-512F was detected; its f32 vector is 64 bytes, the layout of
             // `__m512` (checked above), and any bit pattern is valid for both.
             unsafe {
                 let (nv, vv): (__m512, __m512) = (core::mem::transmute_copy(&num), core::mem::transmute_copy(&v));
@@ -188,7 +175,7 @@ pub(crate) fn div_sqrt_plus<S: Simd>(s: S, num: S::f32s, v: S::f32s, eps: f32) -
 /// A floating-point element type with the vector operations the kernels need.
 ///
 /// Implemented for `f32` and `f64`; the methods are thin `#[inline(always)]`
-/// wrappers over `pulp::Simd` so one kernel source serves both types.
+/// wrappers over pulp's `Simd` methods so one kernel source serves both types.
 pub trait Real:
     Copy
     + Send
@@ -203,7 +190,7 @@ pub trait Real:
     + std::ops::Sub<Output = Self>
 {
     /// The vector type of this element for ISA token `S`.
-    type V<S: Simd>: Copy;
+    type V<S: Token>: Copy;
     /// 0
     const ZERO: Self;
     /// 1
@@ -214,7 +201,7 @@ pub trait Real:
     const NAME: &'static str;
 
     /// Lanes per vector for `S`.
-    fn lanes<S: Simd>() -> usize;
+    fn lanes<S: Token>() -> usize;
     /// Widens to f64.
     fn to_f64(self) -> f64;
     /// Narrows from f64 (rounding).
@@ -222,40 +209,40 @@ pub trait Real:
     /// Whether the value is finite.
     fn is_finite(self) -> bool;
     /// Broadcast.
-    fn splat<S: Simd>(s: S, x: Self) -> Self::V<S>;
+    fn splat<S: Token>(s: S, x: Self) -> Self::V<S>;
     /// `a * b + c` (fused where the ISA has FMA).
-    fn vmul_add<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
+    fn vmul_add<S: Token>(s: S, a: Self::V<S>, b: Self::V<S>, c: Self::V<S>) -> Self::V<S>;
     /// `a * b`.
-    fn vmul<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
+    fn vmul<S: Token>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
     /// `a + b`.
-    fn vadd<S: Simd>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
+    fn vadd<S: Token>(s: S, a: Self::V<S>, b: Self::V<S>) -> Self::V<S>;
     /// Unaligned vector load.
     ///
     /// # Safety
     /// `p` must be valid for reading `lanes::<S>()` elements.
-    unsafe fn load<S: Simd>(s: S, p: *const Self) -> Self::V<S>;
+    unsafe fn load<S: Token>(s: S, p: *const Self) -> Self::V<S>;
     /// Unaligned vector store.
     ///
     /// # Safety
     /// `p` must be valid for writing `lanes::<S>()` elements.
-    unsafe fn store<S: Simd>(s: S, p: *mut Self, v: Self::V<S>);
+    unsafe fn store<S: Token>(s: S, p: *mut Self, v: Self::V<S>);
     /// Loads the first `n < lanes` elements, zero elsewhere.
     ///
     /// # Safety
     /// `n < lanes`, and `p` must be valid for reading `n` elements.
-    unsafe fn load_partial<S: Simd>(s: S, p: *const Self, n: usize) -> Self::V<S>;
+    unsafe fn load_partial<S: Token>(s: S, p: *const Self, n: usize) -> Self::V<S>;
     /// Stores the first `n < lanes` lanes.
     ///
     /// # Safety
     /// `n < lanes`, and `p` must be valid for writing `n` elements.
-    unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, n: usize, v: Self::V<S>);
+    unsafe fn store_partial<S: Token>(s: S, p: *mut Self, n: usize, v: Self::V<S>);
     /// Loads `n ≤ lanes` elements: a full vector when `n == lanes`, else
     /// [`Real::load_partial`].
     ///
     /// # Safety
     /// `p` must be valid for reading `n` elements.
     #[inline(always)]
-    unsafe fn load_upto<S: Simd>(s: S, p: *const Self, n: usize) -> Self::V<S> {
+    unsafe fn load_upto<S: Token>(s: S, p: *const Self, n: usize) -> Self::V<S> {
         // SAFETY: forwarded contract.
         unsafe { if n >= Self::lanes::<S>() { Self::load(s, p) } else { Self::load_partial(s, p, n) } }
     }
@@ -265,33 +252,33 @@ pub trait Real:
     /// # Safety
     /// `p` must be valid for writing `n` elements.
     #[inline(always)]
-    unsafe fn store_upto<S: Simd>(s: S, p: *mut Self, n: usize, v: Self::V<S>) {
+    unsafe fn store_upto<S: Token>(s: S, p: *mut Self, n: usize, v: Self::V<S>) {
         // SAFETY: forwarded contract.
         unsafe { if n >= Self::lanes::<S>() { Self::store(s, p, v) } else { Self::store_partial(s, p, n, v) } }
     }
     /// A memory mask enabling the first `n` lanes (`n ≤ lanes`).
-    fn mask<S: Simd>(s: S, n: usize) -> pulp::MemMask<Self::M<S>>;
+    fn mask<S: Token>(s: S, n: usize) -> pulp::MemMask<Self::M<S>>;
     /// The lane-mask type for `S`.
-    type M<S: Simd>: Copy;
+    type M<S: Token>: Copy;
     /// Masked load (disabled lanes read as zero and touch no memory).
     ///
     /// # Safety
     /// Enabled lanes must be readable.
-    unsafe fn load_masked<S: Simd>(s: S, m: pulp::MemMask<Self::M<S>>, p: *const Self) -> Self::V<S>;
+    unsafe fn load_masked<S: Token>(s: S, m: pulp::MemMask<Self::M<S>>, p: *const Self) -> Self::V<S>;
 }
 
 macro_rules! impl_real {
     ($t:ty, $v:ident, $lanes:ident, $splat:ident, $fma:ident, $mul:ident, $add:ident,
      $pl:ident, $ps:ident, $eps:expr, $m:ident, $mb:ident, $ml:ident, $mt:ty) => {
         impl Real for $t {
-            type V<S: Simd> = S::$v;
-            type M<S: Simd> = S::$m;
+            type V<S: Token> = S::$v;
+            type M<S: Token> = S::$m;
             #[inline(always)]
-            fn mask<S: Simd>(s: S, n: usize) -> pulp::MemMask<S::$m> {
+            fn mask<S: Token>(s: S, n: usize) -> pulp::MemMask<S::$m> {
                 s.$mb(0, n as $mt)
             }
             #[inline(always)]
-            unsafe fn load_masked<S: Simd>(s: S, m: pulp::MemMask<S::$m>, p: *const Self) -> S::$v {
+            unsafe fn load_masked<S: Token>(s: S, m: pulp::MemMask<S::$m>, p: *const Self) -> S::$v {
                 // SAFETY: the caller guarantees the enabled lanes are readable.
                 unsafe { s.$ml(m, p) }
             }
@@ -300,7 +287,7 @@ macro_rules! impl_real {
             const EPSILON: Self = $eps;
             const NAME: &'static str = stringify!($t);
             #[inline(always)]
-            fn lanes<S: Simd>() -> usize {
+            fn lanes<S: Token>() -> usize {
                 S::$lanes
             }
             #[inline(always)]
@@ -316,34 +303,34 @@ macro_rules! impl_real {
                 <$t>::is_finite(self)
             }
             #[inline(always)]
-            fn splat<S: Simd>(s: S, x: Self) -> S::$v {
+            fn splat<S: Token>(s: S, x: Self) -> S::$v {
                 s.$splat(x)
             }
             #[inline(always)]
-            fn vmul_add<S: Simd>(s: S, a: S::$v, b: S::$v, c: S::$v) -> S::$v {
+            fn vmul_add<S: Token>(s: S, a: S::$v, b: S::$v, c: S::$v) -> S::$v {
                 s.$fma(a, b, c)
             }
             #[inline(always)]
-            fn vmul<S: Simd>(s: S, a: S::$v, b: S::$v) -> S::$v {
+            fn vmul<S: Token>(s: S, a: S::$v, b: S::$v) -> S::$v {
                 s.$mul(a, b)
             }
             #[inline(always)]
-            fn vadd<S: Simd>(s: S, a: S::$v, b: S::$v) -> S::$v {
+            fn vadd<S: Token>(s: S, a: S::$v, b: S::$v) -> S::$v {
                 s.$add(a, b)
             }
             #[inline(always)]
-            unsafe fn load<S: Simd>(_s: S, p: *const Self) -> S::$v {
+            unsafe fn load<S: Token>(_s: S, p: *const Self) -> S::$v {
                 // SAFETY: the caller guarantees `lanes` readable elements at `p`;
                 // the vector type is Pod, so any bit pattern is valid.
                 unsafe { core::ptr::read_unaligned(p as *const S::$v) }
             }
             #[inline(always)]
-            unsafe fn store<S: Simd>(_s: S, p: *mut Self, v: S::$v) {
+            unsafe fn store<S: Token>(_s: S, p: *mut Self, v: S::$v) {
                 // SAFETY: the caller guarantees `lanes` writable elements at `p`.
                 unsafe { core::ptr::write_unaligned(p as *mut S::$v, v) }
             }
             #[inline(always)]
-            unsafe fn load_partial<S: Simd>(s: S, p: *const Self, n: usize) -> S::$v {
+            unsafe fn load_partial<S: Token>(s: S, p: *const Self, n: usize) -> S::$v {
                 // SAFETY: the caller guarantees `n` readable elements at `p`;
                 // `S::$v` belongs to the token `s` we hold.
                 if let Some(v) = unsafe { masked_load_native::<S, S::$v, Self>(p, n) } {
@@ -353,7 +340,7 @@ macro_rules! impl_real {
                 s.$pl(unsafe { core::slice::from_raw_parts(p, n) })
             }
             #[inline(always)]
-            unsafe fn store_partial<S: Simd>(s: S, p: *mut Self, n: usize, v: S::$v) {
+            unsafe fn store_partial<S: Token>(s: S, p: *mut Self, n: usize, v: S::$v) {
                 // SAFETY: as in `load_partial`, for writing.
                 if unsafe { masked_store_native::<S, S::$v, Self>(p, n, v) } {
                     return;
@@ -401,7 +388,6 @@ impl_real!(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pulp::WithSimd;
 
     /// Native masked loads and stores for every lane count of 256- and 512-bit
     /// vectors of f32 and f64 (the 512-bit forms run on AVX2 too: they are two
@@ -447,10 +433,10 @@ mod tests {
     #[test]
     fn div_sqrt_plus_estimates_stay_within_8_ulp() {
         struct Op<'a>(&'a [f32], &'a [f32], f32, &'a mut [f32]);
-        impl WithSimd for Op<'_> {
+        impl WithToken for Op<'_> {
             type Output = ();
             #[inline(always)]
-            fn with_simd<S: Simd>(self, s: S) {
+            fn with_token<S: Token>(self, s: S) {
                 let Op(num, v, eps, out) = self;
                 let l = S::F32_LANES;
                 for i in (0..num.len()).step_by(l) {
@@ -491,7 +477,7 @@ mod tests {
             let want: Vec<f32> = num.iter().zip(&v).map(|(&a, &b)| a / (b.sqrt() + eps)).collect();
             for &isa in Isa::all().iter().filter(|i| i.is_available()) {
                 let mut got = vec![0.0f32; n];
-                isa.dispatch(Op(&num, &v, eps, &mut got));
+                isa.run(Op(&num, &v, eps, &mut got));
                 let estimate = isa.name() == "avx512" && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps);
                 let differ = got.iter().zip(&want).filter(|(g, w)| g.to_bits() != w.to_bits()).count();
                 assert!(!estimate || differ > 0, "eps {eps}: the estimate path never ran");
@@ -526,10 +512,10 @@ mod tests {
     #[test]
     fn partial_load_store_every_isa() {
         struct Op;
-        impl WithSimd for Op {
+        impl WithToken for Op {
             type Output = ();
             #[inline(always)]
-            fn with_simd<S: Simd>(self, s: S) {
+            fn with_token<S: Token>(self, s: S) {
                 let l = S::F32_LANES;
                 for n in 0..l {
                     let src: Vec<f32> = (0..l + 2).map(|i| i as f32 + 1.0).collect();
@@ -548,7 +534,7 @@ mod tests {
             }
         }
         for isa in Isa::available() {
-            isa.dispatch(Op);
+            isa.run(Op);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The result depends only on the data and the ISA, never on threads.
 
 use super::Isa;
-use pulp::{Simd, WithSimd};
+use crate::simd::{Token, WithToken};
 
 /// Elements per chunk (fixed: changing it changes the rounding).
 pub(crate) const CHUNK: usize = 4096;
@@ -13,10 +13,10 @@ struct Sum<'a> {
     square: bool,
 }
 
-impl WithSimd for Sum<'_> {
+impl WithToken for Sum<'_> {
     type Output = f64;
     #[inline(always)]
-    fn with_simd<S: Simd>(self, s: S) -> f64 {
+    fn with_token<S: Token>(self, s: S) -> f64 {
         let mut total = 0.0f64;
         for chunk in self.x.chunks(CHUNK) {
             let (head, tail) = S::as_simd_f32s(chunk);
@@ -43,12 +43,12 @@ impl WithSimd for Sum<'_> {
 
 /// Σ x, deterministic (see the module docs).
 pub fn sum(x: &[f32]) -> f64 {
-    Isa::current().dispatch(Sum { x, square: false })
+    Isa::current().run(Sum { x, square: false })
 }
 
 /// Σ x², deterministic.
 pub fn sum_sq(x: &[f32]) -> f64 {
-    Isa::current().dispatch(Sum { x, square: true })
+    Isa::current().run(Sum { x, square: true })
 }
 
 /// Whether every element is finite.

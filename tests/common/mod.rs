@@ -1,6 +1,10 @@
-//! Helpers shared by the tests that build programs against the C library
-//! (`tests/c_api.rs`, `tests/cpp_bindings.rs`, `tests/python_bindings.rs`).
+//! Helpers shared by the integration tests: building and installing the C
+//! library for the programs built against it (`tests/c_api.rs`,
+//! `tests/cpp_bindings.rs`, `tests/python_bindings.rs`), skipping, and the
+//! random data and ISA lists of the reference tests.
 #![allow(dead_code)]
+
+pub mod oracle;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -140,4 +144,81 @@ pub fn have_tool(tool: &str, args: &[&str], what: &str, fix: &str) -> bool {
 /// `package` provides the tool (`.ci/run` installs it).
 pub fn have(tool: &str, package: &str, what: &str) -> bool {
     have_tool(tool, &["--version"], what, &format!("apt-get install {package}; .ci/run installs it"))
+}
+
+/// xorshift64*: deterministic test data without pulling rand's API into
+/// tests. Each uniform draw below is one distribution a test file has always
+/// used; a test keeps calling the same one so that it draws the same numbers.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+
+    /// Uniform in [-1, 1) from the top 53 bits of one draw.
+    pub fn unif_f64(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+
+    /// [`Rng::unif_f64`] rounded to f32.
+    pub fn unif_f64_as_f32(&mut self) -> f32 {
+        self.unif_f64() as f32
+    }
+
+    /// Uniform in [-1, 1) from the top 24 bits of one draw (exact in f32).
+    pub fn unif_f32_24bit(&mut self) -> f32 {
+        ((self.next() >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+    }
+
+    /// `n` draws of [`Rng::unif_f32_24bit`], each times `scale`.
+    pub fn vec_24bit(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.unif_f32_24bit() * scale).collect()
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `n` values with about `density` of them nonzero, each nonzero one a
+    /// [`Rng::unif_f64_as_f32`].
+    pub fn sparse(&mut self, n: usize, density: f64) -> Vec<f32> {
+        (0..n)
+            .map(|_| if (self.next() % 1000) as f64 / 1000.0 < density { self.unif_f64_as_f32() } else { 0.0 })
+            .collect()
+    }
+}
+
+/// Every ISA of this build that this CPU runs; prints a line for each skipped one.
+pub fn isas() -> Vec<nnkern::simd::Isa> {
+    nnkern::simd::Isa::all()
+        .iter()
+        .copied()
+        .filter(|&isa| {
+            let ok = isa.is_available();
+            if !ok {
+                println!("Skipping ISA {} (not available on this CPU)", isa.name());
+            }
+            ok
+        })
+        .collect()
+}
+
+/// Calls `f` with each of [`isas`].
+pub fn each_isa(mut f: impl FnMut(nnkern::simd::Isa)) {
+    for isa in isas() {
+        f(isa)
+    }
+}
+
+/// The scalar path and the one this CPU picks by default (one entry if they
+/// are the same).
+pub fn scalar_and_current() -> Vec<nnkern::simd::Isa> {
+    let mut v = vec![nnkern::simd::Isa::Scalar, nnkern::simd::Isa::current()];
+    v.dedup();
+    v
 }
