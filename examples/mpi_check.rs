@@ -180,7 +180,7 @@ fn main() {
             let g = vec![1.0f32; n];
             let mut r = vec![0.0f32; n];
             let mut part = vec![0.0f32; n / size];
-            let mut time = |f: &mut dyn FnMut()| {
+            let time = |f: &mut dyn FnMut()| {
                 let mut t: Vec<f64> = (0..220)
                     .map(|_| {
                         world.barrier();
