@@ -48,16 +48,45 @@ fn lift_address_space_limit() {
     assert_eq!(rc, 0, "setrlimit(RLIMIT_AS)");
 }
 
+/// The end of a child's case: lifts the limit, so that what runs at exit
+/// can allocate (OpenBLAS, linked with the `blas` feature, starts a worker at
+/// load that allocates its buffer when shut down, and retries forever when
+/// it cannot), then says `CASE OK`.
+fn case_ok() {
+    lift_address_space_limit();
+    println!("CASE OK");
+}
+
 /// Runs test `case` of this binary in a child process and asserts that it
-/// exited normally having printed `CASE OK`.
+/// exited normally, within two minutes, having printed `CASE OK`.
 fn run_child(case: &str) {
-    let o = Command::new(std::env::current_exe().unwrap())
+    let dir = std::env::temp_dir();
+    let tag = format!("nnkern-oom-{}-{}", std::process::id(), case.replace("::", "-"));
+    let (out_path, err_path) = (dir.join(format!("{tag}.out")), dir.join(format!("{tag}.err")));
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args([case, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, case)
-        .output()
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .unwrap();
-    let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    assert!(o.status.success() && out.contains("CASE OK"), "child for {case} failed ({:?}):\n{out}", o.status);
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap_or_default()
+        + &std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = (std::fs::remove_file(&out_path), std::fs::remove_file(&err_path));
+    let Some(status) = status else { panic!("child for {case} hung: killed after 120 s\n{out}") };
+    assert!(status.success() && out.contains("CASE OK"), "child for {case} failed ({status:?}):\n{out}");
 }
 
 /// `C = A·B` (n×n, row-major) on the native backend into `c`.
@@ -97,7 +126,7 @@ fn threads_that_cannot_start_mean_serial_same_bits() {
         product_into(Par::Threads(threads), &a, &b, n, out);
         assert!(out.iter().zip(&seq).all(|(x, y)| x.to_bits() == y.to_bits()), "{threads} threads changed the bits");
     }
-    println!("CASE OK");
+    case_ok();
 }
 
 mod fallible {
@@ -165,7 +194,7 @@ mod fallible {
         assert_oom(m.partial_fit(&x, n, Targets::Labels(&y), &cfg), "partial_fit");
         still_usable(&m, &before, &bytes, n_in);
         assert_eq!(cfg, cfg0, "the config changed");
-        println!("CASE OK");
+        super::case_ok();
     }
 
     #[test]
@@ -190,7 +219,7 @@ mod fallible {
         assert!(out.iter().map(|v| v.to_bits()).eq(guard), "the output buffer changed");
         assert_oom(Workspace::try_new(&m, 256), "Workspace::try_new");
         still_usable(&m, &before, &bytes, n_in);
-        println!("CASE OK");
+        super::case_ok();
     }
 
     #[test]
@@ -220,7 +249,7 @@ mod fallible {
         assert_oom(Mlp::load(&model_path), "Mlp::load");
         assert_oom(read_csv(&csv, -1), "read_csv");
         assert_oom(read_idx(&idx), "read_idx");
-        println!("CASE OK");
+        super::case_ok();
     }
 
     #[test]
@@ -241,7 +270,7 @@ mod fallible {
             let want: f32 = (0..n).map(|p| a[p] * b[p * n]).sum();
             assert_eq!(c[0], want);
         }
-        println!("CASE OK");
+        super::case_ok();
     }
 
     /// The products' own scratch (GEMM packing, the sparse product's
@@ -314,6 +343,6 @@ mod fallible {
             let want = 2.0 + (0..sk).map(|p| sd[i * sk + p] * sb[p * n + j]).sum::<f32>();
             assert_eq!(sc[i * n + j], want, "S·B[{i},{j}]");
         }
-        println!("CASE OK");
+        super::case_ok();
     }
 }

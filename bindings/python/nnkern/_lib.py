@@ -21,7 +21,7 @@ import ctypes.util
 import os
 import sys
 import threading
-from ctypes import POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 
 __all__ = ["NnkError", "NnkMemoryError", "lib", "library_path", "check", "error_for", "SIGNATURES"]
@@ -179,6 +179,9 @@ SIGNATURES: dict = {
     "nnk_train_config_set_threads": (c_int32, [_cfg, c_size_t]),
     "nnk_train_config_set_sparse_input": (c_int32, [_cfg, c_uint32]),
     "nnk_train_config_set_flush_denormals": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_mpi_comm": (c_int32, [_cfg, c_int64]),
+    "nnk_train_config_set_distributed": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_data_shard": (c_int32, [_cfg, c_uint32]),
 }
 
 _lock = threading.Lock()
