@@ -233,6 +233,10 @@ int main(int argc, char** argv) {
             CHECK(code == NNK_ERR_UNSUPPORTED, "distributed setter " + std::to_string(which) + " is unsupported");
         }
         cfg.epochs(1);
+        // A NULL config is refused before anything else.
+        CHECK(nnk_train_config_set_distributed(nullptr, 1) == NNK_ERR_NULL_POINTER, "set_distributed(NULL)");
+        CHECK(nnk_train_config_set_mpi_comm(nullptr, 0) == NNK_ERR_NULL_POINTER, "set_mpi_comm(NULL)");
+        CHECK(nnk_train_config_set_data_shard(nullptr, NNK_SHARD_WHOLE) == NNK_ERR_NULL_POINTER, "set_data_shard(NULL)");
     }
 
 #ifdef __linux__

@@ -33,7 +33,7 @@ use super::train::TrainConfig;
 use crate::comm::Team;
 pub use crate::comm::{Comm, is_running};
 use crate::error::{Error, Result};
-use crate::optim::StepRule;
+use crate::optim::{StepRule, add_l1, clip_to, grad_sum_sq};
 use crate::par::Par;
 use crate::simd::AlignedVec;
 use std::ops::Range;
@@ -354,30 +354,23 @@ impl Dist {
         self.team.reduce_scatter_sum(grad, &self.counts, &mut self.gs);
         let (gs, ps, layers) = (&mut self.gs[..], &mut self.ps[..], &self.layers[..]);
         ps.copy_from_slice(&params[lo..hi]);
-        if l2_grad != 0.0 || l1 != 0.0 {
-            for &(w0, b0, _) in layers {
-                let (a, z) = (w0.max(lo), b0.min(hi));
-                for j in a..z.max(a) {
-                    let w = ps[j - lo];
-                    let mut g = gs[j - lo] + l2_grad * w;
-                    if l1 != 0.0 && w != 0.0 {
-                        g += l1 * w.signum();
-                    }
-                    gs[j - lo] = g;
-                }
+        for &(w0, b0, _) in layers {
+            // This rank's part of the layer's weights (empty if none).
+            let a = w0.clamp(lo, hi);
+            let z = b0.clamp(a, hi);
+            let (g, w) = (&mut gs[a - lo..z - lo], &ps[a - lo..z - lo]);
+            if l2_grad != 0.0 {
+                g.iter_mut().zip(w).for_each(|(g, &w)| *g += l2_grad * w);
+            }
+            if l1 != 0.0 {
+                add_l1(g, w, l1);
             }
         }
         if let Some(c) = clip {
-            let mut sq = [crate::simd::reduce::sum_sq(gs)];
+            // The norm of the whole gradient, from every rank's slice.
+            let mut sq = [grad_sum_sq(gs)];
             self.team.sum_f64(&mut sq);
-            let norm = sq[0].sqrt();
-            if !norm.is_finite() {
-                return Err(Error::Diverged("gradient norm is not finite".into()));
-            }
-            if norm > c as f64 {
-                let scale = (c as f64 / norm) as f32;
-                gs.iter_mut().for_each(|x| *x *= scale);
-            }
+            clip_to(gs, sq[0].sqrt(), c).map_err(|_| Error::Diverged("gradient norm is not finite".into()))?;
         }
         for &(w0, b0, end) in layers {
             for (r, a, z) in [(rule_w, w0, b0), (rule_b, b0, end)] {

@@ -12,7 +12,7 @@ use crate::ops::act::Activation;
 use crate::ops::fused::{
     DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
 };
-use crate::optim::{AdamParams, StepRule, clip_grad_norm};
+use crate::optim::{AdamParams, StepRule, add_l1, clip_grad_norm};
 use crate::par::Par;
 use crate::simd::AlignedVec;
 use crate::simd::fp::FlushDenormals;
@@ -1248,12 +1248,7 @@ impl Mlp {
             let c = cfg.l1 / rows.len() as f32;
             for i in 0..self.layers.len() {
                 let (w0, b0) = self.offsets[i];
-                let (wv, _) = self.layer_params(i);
-                for (g, &v) in bf.grad[w0..b0].iter_mut().zip(wv) {
-                    if v != 0.0 {
-                        *g += c * v.signum();
-                    }
-                }
+                add_l1(&mut bf.grad[w0..b0], self.layer_params(i).0, c);
             }
         }
         if let Some(c) = cfg.clip_norm {

@@ -466,15 +466,29 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> Result<f32> {
     if !(max_norm > 0.0) || !max_norm.is_finite() {
         return Err(invalid(format!("max_norm {max_norm} must be positive and finite")));
     }
-    // Vector sums of squares over fixed chunks, combined in f64 in index
-    // order (`simd::reduce`): deterministic for any thread count. Squares
-    // above f32's range (elements beyond ~1.8e19) overflow those f32
-    // accumulators; then the sum is redone in f64, element by element.
-    let mut sq = crate::simd::reduce::sum_sq(g);
+    let norm = grad_sum_sq(g).sqrt();
+    clip_to(g, norm, max_norm)?;
+    Ok(norm as f32)
+}
+
+/// `Σ g²` of (a part of) a gradient: vector sums of squares over fixed
+/// chunks, combined in f64 in index order (`simd::reduce`), deterministic
+/// for any thread count. Squares above f32's range (elements beyond
+/// ~1.8e19) overflow those f32 accumulators; then the sum is redone in f64,
+/// element by element.
+pub(crate) fn grad_sum_sq(g: &[f32]) -> f64 {
+    let sq = crate::simd::reduce::sum_sq(g);
     if sq.is_infinite() && crate::simd::reduce::all_finite(g) {
-        sq = g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
+        return g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>();
     }
-    let norm = sq.sqrt();
+    sq
+}
+
+/// Scales `g`, a part of a gradient whose whole norm is `norm`, by
+/// `max_norm/norm` when `norm > max_norm` ([`clip_grad_norm`]'s step, also
+/// for a gradient split over processes). A non-finite norm is
+/// [`Error::NonFinite`].
+pub(crate) fn clip_to(g: &mut [f32], norm: f64, max_norm: f32) -> Result<()> {
     if !norm.is_finite() {
         return Err(Error::NonFinite("gradient norm is not finite".into()));
     }
@@ -484,5 +498,14 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> Result<f32> {
             *x *= scale;
         }
     }
-    Ok(norm as f32)
+    Ok(())
+}
+
+/// Adds the L1 subgradient `c·sign(w)` to `g` where `w ≠ 0`.
+pub(crate) fn add_l1(g: &mut [f32], w: &[f32], c: f32) {
+    for (g, &v) in g.iter_mut().zip(w) {
+        if v != 0.0 {
+            *g += c * v.signum();
+        }
+    }
 }

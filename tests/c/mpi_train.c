@@ -81,6 +81,9 @@ int main(int argc, char **argv) {
     printf("rank %d: bad handle %d %s\n", rank, st, nnk_last_error_message());
     EXPECT(st == NNK_ERR_INVALID_ARG, "a bad handle is refused");
     EXPECT(nnk_train_config_set_mpi_comm(c2, (int64_t)1 << 40) == NNK_ERR_INVALID_ARG, "not a Fortran integer");
+    EXPECT(nnk_train_config_set_mpi_comm(NULL, 0) == NNK_ERR_NULL_POINTER, "set_mpi_comm(NULL)");
+    EXPECT(nnk_train_config_set_distributed(NULL, 1) == NNK_ERR_NULL_POINTER, "set_distributed(NULL)");
+    EXPECT(nnk_train_config_set_data_shard(NULL, 0) == NNK_ERR_NULL_POINTER, "set_data_shard(NULL)");
 
     nnk_train_config_free(c2);
     nnk_mlp_free(m2);
