@@ -307,6 +307,90 @@ typedef struct nnk_mlp nnk_mlp;
 typedef struct nnk_train_config nnk_train_config;
 
 /**
+ * A sparse matrix in compressed sparse rows (scipy's CSR, int64 row
+ * offsets and int32 column indices), borrowed for the duration of a call.
+ */
+typedef struct nnk_csr {
+  /**
+   * Rows (samples).
+   */
+  size_t n_rows;
+  /**
+   * Columns (features).
+   */
+  size_t n_cols;
+  /**
+   * Stored values: the length of `indices` and `data`.
+   */
+  size_t nnz;
+  /**
+   * `n_rows + 1` offsets into `indices` and `data`, from 0 up to `nnz`.
+   */
+  const int64_t *indptr;
+  /**
+   * Column of each stored value, strictly increasing within a row
+   * (scipy's canonical form: sorted, no duplicates).
+   */
+  const int32_t *indices;
+  /**
+   * The stored values (explicit zeros are allowed and ignored).
+   */
+  const float *data;
+} nnk_csr;
+
+/**
+ * What a model's last fit did (`nnk_mlp_fit_history`), as scikit-learn's
+ * fitted attributes name it.
+ */
+typedef struct nnk_fit_summary {
+  /**
+   * Epochs run (`n_iter_`): the length of the loss curve.
+   */
+  size_t n_iter;
+  /**
+   * Validation scores recorded (one per epoch with early stopping, else 0).
+   */
+  size_t n_validation_scores;
+  /**
+   * Optimizer steps taken by the fits whose state the model keeps.
+   */
+  uint64_t steps;
+  /**
+   * Training samples seen by those fits (`t_`).
+   */
+  uint64_t samples_seen;
+  /**
+   * Best training loss (`best_loss_`; NaN with early stopping, as in
+   * scikit-learn).
+   */
+  double best_loss;
+  /**
+   * Best validation score (`best_validation_score_`; NaN without early
+   * stopping).
+   */
+  double best_validation_score;
+  /**
+   * The epoch (from 1) whose weights the model holds after early stopping,
+   * 0 without it.
+   */
+  size_t restored_epoch;
+  /**
+   * 1 when training stopped before its epochs ran out (no improvement or
+   * the callback), else 0.
+   */
+  int32_t stopped_early;
+  /**
+   * 1 when the epoch callback stopped it, else 0.
+   */
+  int32_t stopped_by_callback;
+  /**
+   * Wall-clock seconds of the fit's epochs, summed (the setup and checks
+   * before the first epoch excluded).
+   */
+  double seconds;
+} nnk_fit_summary;
+
+/**
  * What the epoch callback receives.
  */
 typedef struct nnk_epoch_info {
@@ -498,7 +582,8 @@ const char *nnk_last_error_message(void);
  * Trains a classifier (softmax output, or one sigmoid output for 0/1 labels)
  * on `n_samples × n_features` finite inputs and labels `< classes`. Bad input
  * is refused before any weight changes; a non-finite loss returns
- * `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch.
+ * `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch. The
+ * fit's history is kept on the model (`nnk_mlp_fit_history`).
  *
  * Undefined behaviour unless:
  * `m` a live model used by no other thread; `c` a live config; `x`, `labels`
@@ -510,6 +595,42 @@ int32_t nnk_mlp_fit_classifier(struct nnk_mlp *m,
                                size_t n_samples,
                                size_t n_features,
                                const uint32_t *labels);
+
+/**
+ * `nnk_mlp_fit_classifier` on a sparse matrix (`x->n_rows` samples, one
+ * label each), which is never made dense as a whole: the sparse
+ * first-layer path multiplies its nonzeros (`NNK_SPARSE_AUTO` picks it for
+ * CSR input of at most 25% nonzeros), the dense path writes one mini-batch
+ * at a time. `x->n_cols` must equal the model's inputs. Bad offsets or
+ * indices are `NNK_ERR_SHAPE` / `NNK_ERR_INVALID_ARG`; the same rows given
+ * densely train to the same bits.
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_classifier`; `x` points to an `nnk_csr` whose arrays are
+ * valid for their lengths.
+ */
+int32_t nnk_mlp_fit_classifier_csr(struct nnk_mlp *m,
+                                   const struct nnk_train_config *c,
+                                   const struct nnk_csr *x,
+                                   const uint32_t *labels);
+
+/**
+ * The last successful fit (or partial fit) of `m`: a summary into `*summary`
+ * (may be NULL), the loss per epoch into `loss_curve` and the validation
+ * scores into `validation_scores`, each up to `cap` values (either may be
+ * NULL; sizes are in the summary: ask first, then call again).
+ * `NNK_ERR_INVALID_ARG` when the model has no fit yet (new, loaded, or
+ * its last fit failed).
+ *
+ * Undefined behaviour unless:
+ * `m` a live model; `summary` NULL or writable; each array NULL or
+ * writable for `cap` doubles.
+ */
+int32_t nnk_mlp_fit_history(const struct nnk_mlp *m,
+                            struct nnk_fit_summary *summary,
+                            double *loss_curve,
+                            double *validation_scores,
+                            size_t cap);
 
 /**
  * Trains a regressor (identity output) or multi-label model (sigmoid
@@ -528,12 +649,65 @@ int32_t nnk_mlp_fit_regressor(struct nnk_mlp *m,
                               size_t n_targets);
 
 /**
+ * `nnk_mlp_fit_regressor` on a sparse matrix (as
+ * `nnk_mlp_fit_classifier_csr`).
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_classifier_csr`; `y` valid for `x->n_rows × n_targets`.
+ */
+int32_t nnk_mlp_fit_regressor_csr(struct nnk_mlp *m,
+                                  const struct nnk_train_config *c,
+                                  const struct nnk_csr *x,
+                                  const float *y,
+                                  size_t n_targets);
+
+/**
  * Frees a model (NULL is fine). Call exactly once per handle.
  *
  * Undefined behaviour unless:
  * `m` is NULL or a handle from `nnk_mlp_new`/`nnk_mlp_load` not yet freed.
  */
 void nnk_mlp_free(struct nnk_mlp *m);
+
+/**
+ * A model from `len` bytes written by `nnk_mlp_to_bytes` or `nnk_mlp_save`;
+ * `*out` owns it on success. Truncated, corrupt or foreign bytes give
+ * `NNK_ERR_FORMAT`.
+ *
+ * Undefined behaviour unless:
+ * `buf` readable for `len` bytes; `out` writable.
+ */
+int32_t nnk_mlp_from_bytes(const uint8_t *buf, size_t len, struct nnk_mlp **out);
+
+/**
+ * Copies layer `i`'s weights (`w_len` = n_in × n_out, row-major `n_in ×
+ * n_out`, as scikit-learn's `coefs_[i]`) into `w` and its biases (`b_len` =
+ * n_out) into `b`. Lengths must be exact.
+ *
+ * Undefined behaviour unless:
+ * `m` a live model; `w`, `b` writable for `w_len`, `b_len` floats.
+ */
+int32_t nnk_mlp_get_params(const struct nnk_mlp *m,
+                           size_t i,
+                           float *w,
+                           size_t w_len,
+                           float *b,
+                           size_t b_len);
+
+/**
+ * Layer `i`'s shape and activation: `*n_in` inputs, `*n_out` units and its
+ * `NNK_ACT_*` code (a parameterized activation's parameter is the C default's
+ * or the one it was created with; only the code is reported). Any of the
+ * three pointers may be NULL.
+ *
+ * Undefined behaviour unless:
+ * `m` a live model; each non-NULL pointer writable.
+ */
+int32_t nnk_mlp_layer(const struct nnk_mlp *m,
+                      size_t i,
+                      size_t *n_in,
+                      size_t *n_out,
+                      uint32_t *activation);
 
 /**
  * Loads a model saved by `nnk_mlp_save`; `*out` owns it on success. Truncated,
@@ -552,6 +726,14 @@ int32_t nnk_mlp_load(const char *path, struct nnk_mlp **out);
  * `m` NULL or a live model.
  */
 size_t nnk_mlp_n_inputs(const struct nnk_mlp *m);
+
+/**
+ * Number of dense layers of a model, the output layer included (0 for NULL).
+ *
+ * Undefined behaviour unless:
+ * `m` NULL or a live model.
+ */
+size_t nnk_mlp_n_layers(const struct nnk_mlp *m);
 
 /**
  * Output width of a model (0 for NULL).
@@ -577,6 +759,61 @@ int32_t nnk_mlp_new(size_t n_inputs,
                     const uint32_t *activations,
                     uint64_t seed,
                     struct nnk_mlp **out);
+
+/**
+ * One pass over `x` keeping the optimizer state of the model's earlier fits
+ * (scikit-learn's `partial_fit`): `nnk_mlp_fit_classifier` with the config's
+ * epochs taken as 1, warm start on and early stopping off. The first call on
+ * a fresh model starts the optimizer afresh. Its history replaces the last
+ * fit's.
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_classifier`.
+ */
+int32_t nnk_mlp_partial_fit_classifier(struct nnk_mlp *m,
+                                       const struct nnk_train_config *c,
+                                       const float *x,
+                                       size_t n_samples,
+                                       size_t n_features,
+                                       const uint32_t *labels);
+
+/**
+ * `nnk_mlp_partial_fit_classifier` on a sparse matrix.
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_classifier_csr`.
+ */
+int32_t nnk_mlp_partial_fit_classifier_csr(struct nnk_mlp *m,
+                                           const struct nnk_train_config *c,
+                                           const struct nnk_csr *x,
+                                           const uint32_t *labels);
+
+/**
+ * `nnk_mlp_partial_fit_classifier` for dense targets (regression,
+ * multi-label), as `nnk_mlp_fit_regressor` takes them.
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_classifier`.
+ */
+int32_t nnk_mlp_partial_fit_regressor(struct nnk_mlp *m,
+                                      const struct nnk_train_config *c,
+                                      const float *x,
+                                      size_t n_samples,
+                                      size_t n_features,
+                                      const float *y,
+                                      size_t n_targets);
+
+/**
+ * `nnk_mlp_partial_fit_regressor` on a sparse matrix.
+ *
+ * Undefined behaviour unless:
+ * As `nnk_mlp_fit_regressor_csr`.
+ */
+int32_t nnk_mlp_partial_fit_regressor_csr(struct nnk_mlp *m,
+                                          const struct nnk_train_config *c,
+                                          const struct nnk_csr *x,
+                                          const float *y,
+                                          size_t n_targets);
 
 /**
  * Predicted class per sample into `out` (`out_len` = `n_samples`).
@@ -613,6 +850,33 @@ int32_t nnk_mlp_predict_proba(const struct nnk_mlp *m,
  * `m` a live model; `path` a NUL-terminated string.
  */
 int32_t nnk_mlp_save(const struct nnk_mlp *m, const char *path);
+
+/**
+ * Replaces layer `i`'s weights and biases (layout and lengths as
+ * `nnk_mlp_get_params`). Non-finite values are refused (`NNK_ERR_NON_FINITE`)
+ * and then nothing changes. The optimizer state of earlier fits is kept.
+ *
+ * Undefined behaviour unless:
+ * `m` a live model used by no other thread; `w`, `b` readable for `w_len`,
+ * `b_len` floats.
+ */
+int32_t nnk_mlp_set_params(struct nnk_mlp *m,
+                           size_t i,
+                           const float *w,
+                           size_t w_len,
+                           const float *b,
+                           size_t b_len);
+
+/**
+ * The model in the file format of `nnk_mlp_save`, into `buf`. `*len` always
+ * receives the size in bytes; with `buf` NULL nothing else is written (ask
+ * the size, then call again), and a non-NULL `buf` with `cap` below the size
+ * is `NNK_ERR_SHAPE`.
+ *
+ * Undefined behaviour unless:
+ * `m` a live model; `len` writable; `buf` NULL or writable for `cap` bytes.
+ */
+int32_t nnk_mlp_to_bytes(const struct nnk_mlp *m, uint8_t *buf, size_t cap, size_t *len);
 
 /**
  * Sets the number of threads kernels may use in this process; `0` means all
@@ -730,6 +994,22 @@ int32_t nnk_train_config_set_alpha(struct nnk_train_config *c, double l2);
 int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch);
 
 /**
+ * Adam's β1, the decay of its first moment, in [0, 1) (default 0.9).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_beta_1(struct nnk_train_config *c, double beta_1);
+
+/**
+ * Adam's β2, the decay of its second moment, in [0, 1) (default 0.999).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_beta_2(struct nnk_train_config *c, double beta_2);
+
+/**
  * Installs the per-epoch callback (NULL removes it); `user` is passed back
  * unchanged. The callback returns 0 to continue training and nonzero to stop
  * it (see `nnk_epoch_callback`).
@@ -740,6 +1020,15 @@ int32_t nnk_train_config_set_batch_size(struct nnk_train_config *c, size_t batch
 int32_t nnk_train_config_set_callback(struct nnk_train_config *c,
                                       nnk_epoch_callback callback,
                                       void *user);
+
+/**
+ * Clips the global gradient norm of each step to `clip_norm` (> 0); 0 turns
+ * clipping off (the default; not in scikit-learn).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_clip_norm(struct nnk_train_config *c, double clip_norm);
 
 /**
  * What the data each rank passes to a distributed fit is:
@@ -790,6 +1079,14 @@ int32_t nnk_train_config_set_early_stopping(struct nnk_train_config *c,
 int32_t nnk_train_config_set_epochs(struct nnk_train_config *c, size_t epochs);
 
 /**
+ * Adam's and RMSprop's ε, > 0 (default 1e-8).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_epsilon(struct nnk_train_config *c, double epsilon);
+
+/**
  * Whether training (and the validation inside it) flushes subnormal
  * numbers to zero: 1 (default) or 0 (IEEE gradual underflow). On x86-64
  * Intel cores, Adam under L2 otherwise runs several times slower once unused
@@ -801,6 +1098,15 @@ int32_t nnk_train_config_set_epochs(struct nnk_train_config *c, size_t epochs);
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_flush_denormals(struct nnk_train_config *c, uint32_t on);
+
+/**
+ * L1 penalty `l1·‖W‖₁/batch` on the weights, biases excluded, ≥ 0 (default
+ * 0; not in scikit-learn).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_l1(struct nnk_train_config *c, double l1);
 
 /**
  * Initial learning rate (> 0; default 1e-3).
@@ -842,8 +1148,36 @@ int32_t nnk_train_config_set_momentum(struct nnk_train_config *c,
 int32_t nnk_train_config_set_mpi_comm(struct nnk_train_config *c, int64_t fortran_comm);
 
 /**
+ * Epochs without improvement before training stops, ≥ 1 (default 10).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_n_iter_no_change(struct nnk_train_config *c, size_t n);
+
+/**
+ * The exponent of the "invscaling" schedule, `lr / t^power_t` with t the
+ * samples seen, ≥ 0 (default 0.5). It takes effect with that schedule, set
+ * before or after; `nnk_train_config_set_schedule(c,
+ * NNK_SCHEDULE_INVSCALING, p)` sets it to `p` too.
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_power_t(struct nnk_train_config *c, double power_t);
+
+/**
+ * RMSprop's decay ρ in [0, 1) (default 0.9; not in scikit-learn).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_rho(struct nnk_train_config *c, double rho);
+
+/**
  * Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for
- * invscaling, epochs per halving for step; ignored otherwise).
+ * invscaling, epochs per step for step, whose factor is
+ * `nnk_train_config_set_step_factor`'s; ignored otherwise).
  *
  * Undefined behaviour unless:
  * `c` is a live config.
@@ -857,6 +1191,14 @@ int32_t nnk_train_config_set_schedule(struct nnk_train_config *c, uint32_t sched
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_seed(struct nnk_train_config *c, uint64_t seed);
+
+/**
+ * Reshuffles the samples every epoch (1, the default) or keeps their order (0).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_shuffle(struct nnk_train_config *c, uint32_t on);
 
 /**
  * Solver: `NNK_SOLVER_SGD`, `_ADAM` (default), `_ADAMW`, `_RMSPROP`.
@@ -878,12 +1220,50 @@ int32_t nnk_train_config_set_solver(struct nnk_train_config *c, uint32_t solver)
 int32_t nnk_train_config_set_sparse_input(struct nnk_train_config *c, uint32_t mode);
 
 /**
+ * The factor of the step schedule, in (0, 1] (default 0.5: halve), applied
+ * every `param` epochs of `nnk_train_config_set_schedule(c,
+ * NNK_SCHEDULE_STEP, param)`, whether set before or after it.
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_step_factor(struct nnk_train_config *c, double factor);
+
+/**
  * Kernel threads for fits with this config (0 = the process-wide count).
  *
  * Undefined behaviour unless:
  * `c` is a live config.
  */
 int32_t nnk_train_config_set_threads(struct nnk_train_config *c, size_t threads);
+
+/**
+ * The improvement threshold `tol` ≥ 0 (default 1e-4): an epoch improves when
+ * its loss (or validation score, with early stopping) beats the best by more
+ * than `tol`.
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_tol(struct nnk_train_config *c, double tol);
+
+/**
+ * The fraction held out for validation with early stopping, in (0, 1)
+ * (default 0.1).
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_validation_fraction(struct nnk_train_config *c, double fraction);
+
+/**
+ * Keeps the optimizer state of the model's previous fit (1) or starts it
+ * afresh (0, the default). The weights are the model's either way.
+ *
+ * Undefined behaviour unless:
+ * `c` is a live config.
+ */
+int32_t nnk_train_config_set_warm_start(struct nnk_train_config *c, uint32_t on);
 
 /**
  * The library version, e.g. `"0.1.0"` (static, never NULL).

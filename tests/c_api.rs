@@ -165,6 +165,26 @@ fn c99_trainer_and_bad_input_table_valgrind() {
     c_test("tests/c/train_smoke.c", &train_args("valgrind"), Mode::Valgrind);
 }
 
+/// A model's contents (layers, parameters, bytes, history), partial fits and
+/// the scikit-learn setters, with their bad-input answers.
+#[test]
+fn c99_model_data() {
+    let out = c_test("tests/c/model_data.c", &[], Mode::Plain);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c99_model_data_asan_ubsan_lsan() {
+    let out = c_test("tests/c/model_data.c", &[], Mode::Sanitized);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn c99_model_data_valgrind() {
+    let out = c_test("tests/c/model_data.c", &[], Mode::Valgrind);
+    assert!(out.is_empty() || out.contains("all checks passed"), "{out}");
+}
+
 /// A leak in a test program is caught: the sanitizer run is not vacuous.
 #[test]
 fn leak_detection_is_live() {

@@ -494,4 +494,67 @@ mod c_entry_points {
             nnk_mlp_free(null_mut());
         }
     }
+
+    /// A model's contents through C: parameters out and in, the model as
+    /// bytes and back, a partial fit and its history.
+    #[test]
+    fn model_contents() {
+        use nnkern::ffi::model_data::*;
+        let units = [3usize, 2];
+        let acts = [NNK_ACT_RELU, NNK_ACT_SOFTMAX];
+        let mut m = null_mut();
+        // SAFETY: 2 layers described by arrays of 2; `m` receives the handle.
+        assert_eq!(unsafe { nnk_mlp_new(4, 2, units.as_ptr(), acts.as_ptr(), 3, &mut m) }, 0, "{}", last());
+        let (mut w, mut b) = ([0.0f32; 12], [0.0f32; 3]);
+        // SAFETY: layer 0 is 4×3: 12 weights, 3 biases.
+        assert_eq!(unsafe { nnk_mlp_get_params(m, 0, w.as_mut_ptr(), 12, b.as_mut_ptr(), 3) }, 0, "{}", last());
+        let w2: Vec<f32> = w.iter().map(|v| v * 0.5).collect();
+        // SAFETY: as above, read only.
+        assert_eq!(unsafe { nnk_mlp_set_params(m, 0, w2.as_ptr(), 12, b.as_ptr(), 3) }, 0, "{}", last());
+        // SAFETY: a short buffer is refused before any access.
+        assert_ne!(unsafe { nnk_mlp_get_params(m, 0, w.as_mut_ptr(), 11, b.as_mut_ptr(), 3) }, 0);
+        // SAFETY: as above.
+        assert_eq!(unsafe { nnk_mlp_get_params(m, 0, w.as_mut_ptr(), 12, b.as_mut_ptr(), 3) }, 0);
+        assert_eq!(w.to_vec(), w2);
+        let mut len = 0usize;
+        // SAFETY: a size query: NULL buffer, `len` writable.
+        assert_eq!(unsafe { nnk_mlp_to_bytes(m, null_mut(), 0, &mut len) }, 0, "{}", last());
+        let mut buf = vec![0u8; len];
+        // SAFETY: `buf` holds `len` bytes.
+        assert_eq!(unsafe { nnk_mlp_to_bytes(m, buf.as_mut_ptr(), len, &mut len) }, 0, "{}", last());
+        let mut m2 = null_mut();
+        // SAFETY: `buf` holds `len` bytes; `m2` receives the handle.
+        assert_eq!(unsafe { nnk_mlp_from_bytes(buf.as_ptr(), len, &mut m2) }, 0, "{}", last());
+        // SAFETY: a truncated buffer is refused.
+        assert_ne!(unsafe { nnk_mlp_from_bytes(buf.as_ptr(), len - 1, &mut m2) }, 0);
+        let mut cfg = null_mut();
+        // SAFETY: `cfg` receives the handle; then valid handles.
+        unsafe {
+            assert_eq!(nnk_train_config_new(&mut cfg), 0);
+            assert_eq!(nnk_train_config_set_batch_size(cfg, 3), 0);
+            assert_eq!(nnk_train_config_set_beta_1(cfg, 0.8), 0);
+            assert_ne!(nnk_train_config_set_beta_1(cfg, 1.0), 0);
+        }
+        let x: Vec<f32> = (0..6 * 4).map(|i| ((i * 5) % 7) as f32 - 3.0).collect();
+        let y: Vec<u32> = (0..6).map(|i| (i % 2) as u32).collect();
+        // SAFETY: 6 samples × 4 features, 6 labels.
+        let st = unsafe { nnk_mlp_partial_fit_classifier(m2, cfg, x.as_ptr(), 6, 4, y.as_ptr()) };
+        assert_eq!(st, 0, "{}", last());
+        let mut loss = [0.0f64; 2];
+        // SAFETY: a zeroed plain C struct is a valid value of it.
+        let mut s: nnk_fit_summary = unsafe { std::mem::zeroed() };
+        // SAFETY: `s` writable, `loss` holds 2 (cap), no validation array.
+        let st = unsafe { nnk_mlp_fit_history(m2, &mut s, loss.as_mut_ptr(), null_mut(), 2) };
+        assert_eq!(st, 0, "{}", last());
+        assert_eq!((s.n_iter, s.samples_seen, s.steps), (1, 6, 2));
+        assert!(loss[0].is_finite() && s.best_loss == loss[0]);
+        // SAFETY: the first model has no fit yet: refused, nothing written.
+        assert_ne!(unsafe { nnk_mlp_fit_history(m, &mut s, null_mut(), null_mut(), 0) }, 0);
+        // SAFETY: each handle freed once.
+        unsafe {
+            nnk_train_config_free(cfg);
+            nnk_mlp_free(m2);
+            nnk_mlp_free(m);
+        }
+    }
 }

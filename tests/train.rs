@@ -3,6 +3,7 @@
 //! hand-computed gradient, model files, data readers and bad input.
 
 use nnkern::Error;
+use nnkern::gemm::SparseRows;
 use nnkern::nn::data::{Scaler, one_hot, parse_csv, parse_idx, read_csv};
 use nnkern::nn::{
     BatchProgress, EpochRecord, FitObserver, Layer, Mlp, SPARSE_AUTO_DENSITY, Schedule, Solver, SparseInput, Targets,
@@ -908,4 +909,79 @@ fn fit_in_both_modes(x: &[f32], y: &[u32], n: usize, d: usize, caller: bool) {
         assert!(subnormal[1] > 0, "gradual underflow: the unused input's weights end subnormal ({subnormal:?})");
     }
     eprintln!("caller flushing {caller}: subnormal weights with / without flushing: {subnormal:?}");
+}
+
+/// A sparse matrix's rows (`fit_sparse`, from CSR) train to the same bits as
+/// the same rows given densely, on the sparse path, the dense path (a
+/// mini-batch written densely at a time) and Auto, with an early-stopping
+/// split (its validation rows gathered from the sparse rows); a partial fit
+/// continues alike; bad CSR is refused.
+#[test]
+fn sparse_rows_train_like_the_dense_rows() {
+    let (xtr, ytr, _, _, ntr, _, d) = digits();
+    let n = 400;
+    // Keep the larger values only: about a third of the pixels stay nonzero.
+    let x: Vec<f32> = xtr[..n * d].iter().map(|&v| if v > 0.5 { v } else { 0.0 }).collect();
+    let y = &ytr[..n];
+    assert!(ntr >= n);
+    let (mut indptr, mut indices, mut data) = (vec![0usize], Vec::new(), Vec::new());
+    for r in 0..n {
+        for c in 0..d {
+            let v = x[r * d + c];
+            if v != 0.0 || c == 3 {
+                indices.push(c as u32);
+                data.push(v); // explicit zeros in column 3: dropped
+            }
+        }
+        indptr.push(indices.len());
+    }
+    let s = SparseRows::from_csr(n, d, &indptr, &indices, &data).unwrap();
+    assert_eq!(s.to_dense(), x);
+    for mode in [SparseInput::Sparse, SparseInput::Dense, SparseInput::Auto] {
+        let cfg = TrainConfig {
+            max_iter: 3,
+            batch_size: 32,
+            early_stopping: true,
+            n_iter_no_change: 100,
+            sparse_input: mode,
+            ..Default::default()
+        };
+        let new = || Mlp::new(d, &[relu(24)], 10, Task::MultiClass, 4).unwrap();
+        let (mut a, mut b) = (new(), new());
+        let ha = a.fit(&x, n, Targets::Labels(y), &cfg, None, None).unwrap();
+        let hb = b.fit_sparse(&s, Targets::Labels(y), &cfg, None, None).unwrap();
+        assert_eq!(a.params(), b.params(), "{mode:?}");
+        assert_eq!(
+            ha.epochs.iter().map(|e| e.val_score).collect::<Vec<_>>(),
+            hb.epochs.iter().map(|e| e.val_score).collect::<Vec<_>>()
+        );
+        let pc = cfg.for_partial_fit();
+        a.fit(&x, n, Targets::Labels(y), &pc, None, None).unwrap();
+        b.fit_sparse(&s, Targets::Labels(y), &pc, None, None).unwrap();
+        assert_eq!(a.params(), b.params(), "{mode:?} partial");
+    }
+    // Refused: a wrong width, offsets that disagree, unsorted or repeated or
+    // out-of-range columns, non-finite values; the model is kept.
+    let mut m = Mlp::new(d, &[relu(8)], 10, Task::MultiClass, 1).unwrap();
+    let before = m.params().to_vec();
+    let narrow =
+        SparseRows::from_csr(n, d - 1, &indptr, &indices.iter().map(|&c| c.min(62)).collect::<Vec<_>>(), &data);
+    assert!(narrow.is_err(), "repeated columns after clamping");
+    let wide = SparseRows::from_csr(n, d + 1, &indptr, &indices, &data).unwrap();
+    let e = m.fit_sparse(&wide, Targets::Labels(y), &TrainConfig::default(), None, None).unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch(_)), "{e}");
+    assert!(SparseRows::from_csr(n, d, &indptr[..n], &indices, &data).is_err(), "short indptr");
+    assert!(SparseRows::from_csr(n, d, &indptr, &indices, &data[1..]).is_err(), "short data");
+    let mut bad = indices.clone();
+    bad.swap(0, 1);
+    assert!(SparseRows::from_csr(n, d, &indptr, &bad, &data).is_err(), "unsorted");
+    bad = indices.clone();
+    bad[0] = d as u32;
+    assert!(SparseRows::from_csr(n, d, &indptr, &bad, &data).is_err(), "out of range");
+    let mut nan = data.clone();
+    nan[5] = f32::NAN;
+    let sn = SparseRows::from_csr(n, d, &indptr, &indices, &nan).unwrap();
+    let e = m.fit_sparse(&sn, Targets::Labels(y), &TrainConfig::default(), None, None).unwrap_err();
+    assert!(matches!(e, Error::NonFinite(_)), "{e}");
+    assert_eq!(m.params(), &before[..]);
 }

@@ -20,6 +20,7 @@
 
 #include "nnkern.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -198,6 +199,28 @@ public:
     TrainConfig& local_shards(bool local) {
         return set(nnk_train_config_set_data_shard(get(), local ? NNK_SHARD_LOCAL : NNK_SHARD_WHOLE));
     }
+    /// Adam's β1 and β2 in [0, 1) (0.9, 0.999), and ε > 0 of Adam and RMSprop (1e-8).
+    TrainConfig& beta_1(double b) { return set(nnk_train_config_set_beta_1(get(), b)); }
+    TrainConfig& beta_2(double b) { return set(nnk_train_config_set_beta_2(get(), b)); }
+    TrainConfig& epsilon(double e) { return set(nnk_train_config_set_epsilon(get(), e)); }
+    /// RMSprop's decay in [0, 1) (0.9).
+    TrainConfig& rho(double r) { return set(nnk_train_config_set_rho(get(), r)); }
+    /// L1 penalty on the weights (0).
+    TrainConfig& l1(double l) { return set(nnk_train_config_set_l1(get(), l)); }
+    /// Clip the global gradient norm of each step (0 = off, the default).
+    TrainConfig& clip_norm(double c) { return set(nnk_train_config_set_clip_norm(get(), c)); }
+    /// Reshuffle every epoch (true).
+    TrainConfig& shuffle(bool on) { return set(nnk_train_config_set_shuffle(get(), on ? 1u : 0u)); }
+    /// Keep the optimizer state of the model's previous fit (false).
+    TrainConfig& warm_start(bool on) { return set(nnk_train_config_set_warm_start(get(), on ? 1u : 0u)); }
+    /// Improvement threshold (1e-4) and epochs without improvement before stopping (10).
+    TrainConfig& tol(double t) { return set(nnk_train_config_set_tol(get(), t)); }
+    TrainConfig& n_iter_no_change(size_t n) { return set(nnk_train_config_set_n_iter_no_change(get(), n)); }
+    /// The fraction held out with early stopping, in (0, 1) (0.1).
+    TrainConfig& validation_fraction(double f) { return set(nnk_train_config_set_validation_fraction(get(), f)); }
+    /// The invscaling schedule's exponent (0.5) and the step schedule's factor (0.5).
+    TrainConfig& power_t(double p) { return set(nnk_train_config_set_power_t(get(), p)); }
+    TrainConfig& step_factor(double f) { return set(nnk_train_config_set_step_factor(get(), f)); }
     TrainConfig& early_stopping(bool enable, double validation_fraction = 0.1, size_t n_iter_no_change = 10,
                                 double tol = 1e-4) {
         return set(nnk_train_config_set_early_stopping(get(), enable ? 1u : 0u, validation_fraction,
@@ -280,6 +303,67 @@ public:
     }
     void save(const std::string& path) const { detail::check(nnk_mlp_save(get(), path.c_str())); }
 
+    /// A model from the bytes of `to_bytes` or a model file (Error NNK_ERR_FORMAT when corrupt).
+    static Mlp from_bytes(const std::vector<uint8_t>& bytes) {
+        nnk_mlp* m = nullptr;
+        detail::check(nnk_mlp_from_bytes(bytes.data(), bytes.size(), &m));
+        return Mlp(m);
+    }
+    /// The model in the file format, in memory.
+    std::vector<uint8_t> to_bytes() const {
+        size_t len = 0;
+        detail::check(nnk_mlp_to_bytes(get(), nullptr, 0, &len));
+        std::vector<uint8_t> out(len);
+        detail::check(nnk_mlp_to_bytes(get(), out.data(), out.size(), &len));
+        return out;
+    }
+
+    /// A layer's shape and activation.
+    struct LayerInfo {
+        size_t n_in;
+        size_t n_out;
+        Activation activation;
+    };
+    size_t n_layers() const noexcept { return nnk_mlp_n_layers(get()); }
+    LayerInfo layer(size_t i) const {
+        LayerInfo l{0, 0, Activation::Identity};
+        uint32_t act = 0;
+        detail::check(nnk_mlp_layer(get(), i, &l.n_in, &l.n_out, &act));
+        l.activation = static_cast<Activation>(act);
+        return l;
+    }
+    /// Layer `i`'s weights (row-major n_in × n_out) and biases.
+    std::pair<std::vector<float>, std::vector<float>> params(size_t i) const {
+        LayerInfo l = layer(i);
+        std::vector<float> w(l.n_in * l.n_out), b(l.n_out);
+        detail::check(nnk_mlp_get_params(get(), i, w.data(), w.size(), b.data(), b.size()));
+        return {std::move(w), std::move(b)};
+    }
+    /// Replaces layer `i`'s weights and biases (Error on wrong sizes or non-finite values).
+    void set_params(size_t i, const std::vector<float>& w, const std::vector<float>& b) {
+        detail::check(nnk_mlp_set_params(get(), i, w.data(), w.size(), b.data(), b.size()));
+    }
+
+    /// The last successful fit's summary, loss per epoch and validation scores.
+    struct History {
+        nnk_fit_summary summary;
+        std::vector<double> loss_curve;
+        std::vector<double> validation_scores;
+    };
+    History history() const {
+        History h{};
+        detail::check(nnk_mlp_fit_history(get(), &h.summary, nullptr, nullptr, 0));
+        h.loss_curve.resize(h.summary.n_iter);
+        h.validation_scores.resize(h.summary.n_validation_scores);
+        size_t cap = std::max(h.loss_curve.size(), h.validation_scores.size());
+        std::vector<double> scores(cap);
+        std::vector<double> losses(cap);
+        detail::check(nnk_mlp_fit_history(get(), nullptr, losses.data(), scores.data(), cap));
+        std::copy_n(losses.begin(), h.loss_curve.size(), h.loss_curve.begin());
+        std::copy_n(scores.begin(), h.validation_scores.size(), h.validation_scores.begin());
+        return h;
+    }
+
     size_t n_inputs() const noexcept { return nnk_mlp_n_inputs(get()); }
     size_t n_outputs() const noexcept { return nnk_mlp_n_outputs(get()); }
     nnk_mlp* get() const noexcept { return h_.get(); }
@@ -313,6 +397,32 @@ public:
             throw Error(NNK_ERR_SHAPE, "shape mismatch: y has " + std::to_string(y.size()) + " values, need " +
                                            std::to_string(n * n_targets));
         fit_regressor(cfg, x.data(), n, n_features, y.data(), n_targets);
+    }
+
+    /// Training on a CSR matrix (`x.n_rows` samples; see nnk_csr), never made dense as a whole.
+    void fit_classifier(const TrainConfig& cfg, const nnk_csr& x, const uint32_t* labels) {
+        finish_fit(cfg, nnk_mlp_fit_classifier_csr(get(), cfg.get(), &x, labels));
+    }
+    void fit_regressor(const TrainConfig& cfg, const nnk_csr& x, const float* y, size_t n_targets) {
+        finish_fit(cfg, nnk_mlp_fit_regressor_csr(get(), cfg.get(), &x, y, n_targets));
+    }
+    void partial_fit_classifier(const TrainConfig& cfg, const nnk_csr& x, const uint32_t* labels) {
+        finish_fit(cfg, nnk_mlp_partial_fit_classifier_csr(get(), cfg.get(), &x, labels));
+    }
+    void partial_fit_regressor(const TrainConfig& cfg, const nnk_csr& x, const float* y, size_t n_targets) {
+        finish_fit(cfg, nnk_mlp_partial_fit_regressor_csr(get(), cfg.get(), &x, y, n_targets));
+    }
+
+    /// One more pass keeping the optimizer state (scikit-learn's partial_fit).
+    void partial_fit_classifier(const TrainConfig& cfg, const float* x, size_t n_samples, size_t n_features,
+                                const uint32_t* labels) {
+        int32_t st = nnk_mlp_partial_fit_classifier(get(), cfg.get(), x, n_samples, n_features, labels);
+        finish_fit(cfg, st);
+    }
+    void partial_fit_regressor(const TrainConfig& cfg, const float* x, size_t n_samples, size_t n_features,
+                               const float* y, size_t n_targets) {
+        int32_t st = nnk_mlp_partial_fit_regressor(get(), cfg.get(), x, n_samples, n_features, y, n_targets);
+        finish_fit(cfg, st);
     }
 
     /// Output activations into `out` (`out_len` = n_samples × n_outputs).

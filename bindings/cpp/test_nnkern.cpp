@@ -239,6 +239,83 @@ int main(int argc, char** argv) {
         CHECK(nnk_train_config_set_data_shard(nullptr, NNK_SHARD_WHOLE) == NNK_ERR_NULL_POINTER, "set_data_shard(NULL)");
     }
 
+    // A model's contents: layers, parameters, bytes, history, partial fits,
+    // and the scikit-learn setters.
+    {
+        nnkern::Mlp m(3, {{4, nnkern::Activation::Tanh}, {2, nnkern::Activation::Softmax}}, 5);
+        CHECK(m.n_layers() == 2, "n_layers");
+        auto l1 = m.layer(1);
+        CHECK(l1.n_in == 4 && l1.n_out == 2 && l1.activation == nnkern::Activation::Softmax, "layer(1)");
+        expect_error("layer(2)", NNK_ERR_INVALID_ARG, "does not exist", [&] { m.layer(2); });
+        auto [w, b] = m.params(0);
+        CHECK(w.size() == 12 && b.size() == 4, "params(0) sizes");
+        for (float& v : w) v *= 0.5f;
+        m.set_params(0, w, b);
+        CHECK(m.params(0).first == w, "set_params then params");
+        std::vector<float> bad = w;
+        bad[0] = std::nanf("");
+        expect_error("set_params(NaN)", NNK_ERR_NON_FINITE, "not finite", [&] { m.set_params(0, bad, b); });
+        expect_error("set_params(short)", NNK_ERR_SHAPE, "w_len", [&] { m.set_params(0, b, b); });
+
+        std::vector<float> x;
+        std::vector<uint32_t> y;
+        for (int i = 0; i < 40; i++) {
+            float a = (float)(i % 7) / 7.0f, c = (float)(i % 5) / 5.0f;
+            x.insert(x.end(), {a, c, a - c});
+            y.push_back(a > c ? 1u : 0u);
+        }
+        nnkern::TrainConfig cfg;
+        cfg.epochs(4).batch_size(8).beta_1(0.8).beta_2(0.99).epsilon(1e-7).l1(1e-4).clip_norm(10.0).tol(0.0);
+        cfg.n_iter_no_change(5).shuffle(true).warm_start(false).rho(0.9).validation_fraction(0.2).power_t(0.5);
+        cfg.step_factor(0.5);
+        expect_error("beta_1(1)", NNK_ERR_INVALID_ARG, "beta_1", [&] { cfg.beta_1(1.0); });
+        expect_error("validation_fraction(0)", NNK_ERR_INVALID_ARG, "validation_fraction",
+                     [&] { cfg.validation_fraction(0.0); });
+        expect_error("history before a fit", NNK_ERR_INVALID_ARG, "no successful fit", [&] { m.history(); });
+        m.fit_classifier(cfg, x, 3, y);
+        auto h = m.history();
+        CHECK(h.summary.n_iter == 4 && h.loss_curve.size() == 4 && h.validation_scores.empty(), "history sizes");
+        CHECK(h.summary.samples_seen == 160 && h.summary.steps == 20, "history counts");
+        m.partial_fit_classifier(cfg, x.data(), 40, 3, y.data());
+        CHECK(m.history().summary.n_iter == 1 && m.history().summary.samples_seen == 200, "partial fit continues");
+
+        std::vector<uint8_t> bytes = m.to_bytes();
+        nnkern::Mlp copy = nnkern::Mlp::from_bytes(bytes);
+        CHECK(copy.predict_proba(x, 3) == m.predict_proba(x, 3), "bytes round trip predicts the same");
+        bytes.resize(bytes.size() / 2);
+        expect_error("from_bytes(truncated)", NNK_ERR_FORMAT, "", [&] { nnkern::Mlp::from_bytes(bytes); });
+
+        // The same rows as CSR train to the same bits.
+        {
+            std::vector<int64_t> indptr{0};
+            std::vector<int32_t> indices;
+            std::vector<float> data;
+            for (int i = 0; i < 40; i++) {
+                for (int j = 0; j < 3; j++)
+                    if (x[3 * i + j] != 0.0f) {
+                        indices.push_back(j);
+                        data.push_back(x[3 * i + j]);
+                    }
+                indptr.push_back((int64_t)indices.size());
+            }
+            nnk_csr csr{40, 3, data.size(), indptr.data(), indices.data(), data.data()};
+            nnkern::Mlp a(3, {{4, nnkern::Activation::Tanh}, {2, nnkern::Activation::Softmax}}, 9);
+            nnkern::Mlp b(3, {{4, nnkern::Activation::Tanh}, {2, nnkern::Activation::Softmax}}, 9);
+            a.fit_classifier(cfg, x, 3, y);
+            b.fit_classifier(cfg, csr, y.data());
+            CHECK(a.predict_proba(x, 3) == b.predict_proba(x, 3), "CSR fit = dense fit");
+            b.partial_fit_classifier(cfg, csr, y.data());
+            csr.n_cols = 4;
+            expect_error("CSR of the wrong width", NNK_ERR_SHAPE, "columns", [&] { b.fit_classifier(cfg, csr, y.data()); });
+        }
+
+        std::vector<float> t(40);
+        nnkern::Mlp r(3, {{4, nnkern::Activation::Relu}, {1, nnkern::Activation::Identity}}, 2);
+        for (int i = 0; i < 40; i++) t[i] = x[3 * i] - x[3 * i + 1];
+        r.partial_fit_regressor(cfg, x.data(), 40, 3, t.data(), 1);
+        CHECK(r.history().summary.n_iter == 1, "regressor partial fit");
+    }
+
 #ifdef __linux__
     // A real out-of-memory: 4096-16384-10 holds 67 M weights (256 MiB); its
     // fit needs three times that again, under a limit of 64 MiB more than

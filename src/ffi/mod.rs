@@ -25,6 +25,7 @@
 
 pub mod gemm;
 pub mod model;
+pub mod model_data;
 pub mod ops;
 
 use crate::error::Error;

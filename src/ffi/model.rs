@@ -12,7 +12,7 @@
 
 use super::{boundary, check_ptr, flag, slice_in};
 use crate::error::{Error, Result};
-use crate::nn::{EpochRecord, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
+use crate::nn::{EpochRecord, History, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
 use crate::ops::act::Activation;
 use crate::par::Par;
 use std::ffi::{CStr, c_char, c_void};
@@ -57,6 +57,20 @@ pub const NNK_SHARD_LOCAL: u32 = 1;
 pub struct nnk_mlp {
     model: Mlp,
     poisoned: AtomicBool,
+    /// The last fit's history (`nnk_mlp_fit_history`); None before any fit.
+    pub(super) history: Option<History>,
+}
+
+impl nnk_mlp {
+    /// A new handle owning `model`, as a raw pointer for C.
+    pub(super) fn boxed(model: Mlp) -> *mut nnk_mlp {
+        Box::into_raw(Box::new(nnk_mlp { model, poisoned: AtomicBool::new(false), history: None }))
+    }
+
+    /// The model.
+    pub(super) fn model(&self) -> &Mlp {
+        &self.model
+    }
 }
 
 /// Training hyper-parameters (opaque handle); defaults as scikit-learn's
@@ -68,6 +82,10 @@ pub struct nnk_train_config {
     cfg: TrainConfig,
     callback: nnk_epoch_callback,
     user: *mut c_void,
+    /// The step schedule's factor (`nnk_train_config_set_step_factor`; 0.5).
+    step_factor: f32,
+    /// The invscaling schedule's exponent (`nnk_train_config_set_power_t`; 0.5).
+    power_t: f32,
 }
 
 /// What the epoch callback receives.
@@ -103,12 +121,12 @@ pub struct nnk_epoch_info {
 /// The type is nullable: NULL means no callback.
 pub type nnk_epoch_callback = Option<unsafe extern "C" fn(info: *const nnk_epoch_info, user: *mut c_void) -> i32>;
 
-fn null(name: &str) -> Error {
+pub(super) fn null(name: &str) -> Error {
     Error::NullPointer(format!("'{name}' is NULL"))
 }
 
 /// Runs `f` on a model, honouring and setting the poison flag.
-fn with_model<R>(m: *const nnk_mlp, f: impl FnOnce(&nnk_mlp) -> Result<R>) -> Result<R> {
+pub(super) fn with_model<R>(m: *const nnk_mlp, f: impl FnOnce(&nnk_mlp) -> Result<R>) -> Result<R> {
     // SAFETY: non-NULL handles come from `nnk_mlp_new`/`nnk_mlp_load` (caller contract).
     let h = unsafe { m.as_ref() }.ok_or_else(|| null("model"))?;
     if h.poisoned.load(Ordering::Relaxed) {
@@ -124,15 +142,18 @@ fn with_model<R>(m: *const nnk_mlp, f: impl FnOnce(&nnk_mlp) -> Result<R>) -> Re
     }
 }
 
-fn with_model_mut<R>(m: *mut nnk_mlp, f: impl FnOnce(&mut Mlp) -> Result<R>) -> Result<R> {
+pub(super) fn with_model_mut<R>(
+    m: *mut nnk_mlp,
+    f: impl FnOnce(&mut Mlp, &mut Option<History>) -> Result<R>,
+) -> Result<R> {
     // SAFETY: as above; `fit` needs exclusive access (documented).
     let h = unsafe { m.as_mut() }.ok_or_else(|| null("model"))?;
     if h.poisoned.load(Ordering::Relaxed) {
         return Err(Error::Panic("this model was poisoned by an earlier internal panic; free it".into()));
     }
     let poisoned = &h.poisoned;
-    let model = &mut h.model;
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model))) {
+    let (model, history) = (&mut h.model, &mut h.history);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(model, history))) {
         Ok(v) => v,
         Err(p) => {
             poisoned.store(true, Ordering::Relaxed);
@@ -195,9 +216,9 @@ pub unsafe extern "C" fn nnk_mlp_new(
             }
         };
         let model = Mlp::from_layers(n_inputs, layers, task, seed)?;
-        let h = Box::new(nnk_mlp { model, poisoned: AtomicBool::new(false) });
+        let h = nnk_mlp::boxed(model);
         // SAFETY: `out` is non-NULL and writable (caller contract).
-        unsafe { *out = Box::into_raw(h) };
+        unsafe { *out = h };
         Ok(())
     })
 }
@@ -225,7 +246,13 @@ pub unsafe extern "C" fn nnk_train_config_new(out: *mut *mut nnk_train_config) -
         if out.is_null() {
             return Err(null("out"));
         }
-        let c = Box::new(nnk_train_config { cfg: TrainConfig::default(), callback: None, user: std::ptr::null_mut() });
+        let c = Box::new(nnk_train_config {
+            cfg: TrainConfig::default(),
+            callback: None,
+            user: std::ptr::null_mut(),
+            step_factor: 0.5,
+            power_t: 0.5,
+        });
         // SAFETY: non-NULL, writable.
         unsafe { *out = Box::into_raw(c) };
         Ok(())
@@ -340,10 +367,7 @@ pub unsafe extern "C" fn nnk_train_config_set_sparse_input(c: *mut nnk_train_con
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_flush_denormals(c: *mut nnk_train_config, on: u32) -> i32 {
-    with_config(c, |c| {
-        c.cfg.flush_denormals = flag(on, "flush_denormals")?;
-        Ok(())
-    })
+    set_flag(c, on, "flush_denormals", |cfg, on| cfg.flush_denormals = on)
 }
 
 /// Seed of shuffling and validation split (default 0).
@@ -375,14 +399,22 @@ pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config,
 }
 
 /// Learning-rate schedule `NNK_SCHEDULE_*` with its parameter (power_t for
-/// invscaling, epochs per halving for step; ignored otherwise).
+/// invscaling, epochs per step for step, whose factor is
+/// `nnk_train_config_set_step_factor`'s; ignored otherwise).
 ///
 /// Undefined behaviour unless:
 /// `c` is a live config.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_schedule(c: *mut nnk_train_config, schedule: u32, param: f64) -> i32 {
     with_config(c, |c| {
-        c.cfg.learning_rate = Schedule::from_code(schedule, param)?;
+        c.cfg.learning_rate = match Schedule::from_code(schedule, param)? {
+            Schedule::Step { every, .. } => Schedule::Step { every, gamma: c.step_factor },
+            Schedule::InvScaling { power_t } => {
+                c.power_t = power_t;
+                Schedule::InvScaling { power_t }
+            }
+            s => s,
+        };
         Ok(())
     })
 }
@@ -410,6 +442,181 @@ pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
         c.cfg.validation_fraction = validation_fraction as f32;
         c.cfg.n_iter_no_change = n_iter_no_change.max(1);
         Ok(())
+    })
+}
+
+/// A setter of one 0/1 flag.
+fn set_flag(c: *mut nnk_train_config, on: u32, name: &str, set: impl FnOnce(&mut TrainConfig, bool)) -> i32 {
+    with_config(c, |c| {
+        set(&mut c.cfg, flag(on, name)?);
+        Ok(())
+    })
+}
+
+/// A setter of one number in `[lo, hi)` (`hi` excluded unless `hi_in`).
+fn set_in(
+    c: *mut nnk_train_config,
+    v: f64,
+    name: &str,
+    (lo, lo_in): (f64, bool),
+    (hi, hi_in): (f64, bool),
+    set: impl FnOnce(&mut nnk_train_config, f32),
+) -> i32 {
+    with_config(c, |c| {
+        let above = if lo_in { v >= lo } else { v > lo };
+        let below = if hi_in { v <= hi } else { v < hi };
+        if !(v.is_finite() && above && below) {
+            let (l, h) = (if lo_in { '[' } else { '(' }, if hi_in { ']' } else { ')' });
+            return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h}")));
+        }
+        set(c, v as f32);
+        Ok(())
+    })
+}
+
+/// Adam's β1, the decay of its first moment, in [0, 1) (default 0.9).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_beta_1(c: *mut nnk_train_config, beta_1: f64) -> i32 {
+    set_in(c, beta_1, "beta_1", (0.0, true), (1.0, false), |c, v| c.cfg.beta_1 = v)
+}
+
+/// Adam's β2, the decay of its second moment, in [0, 1) (default 0.999).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_beta_2(c: *mut nnk_train_config, beta_2: f64) -> i32 {
+    set_in(c, beta_2, "beta_2", (0.0, true), (1.0, false), |c, v| c.cfg.beta_2 = v)
+}
+
+/// Adam's and RMSprop's ε, > 0 (default 1e-8).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_epsilon(c: *mut nnk_train_config, epsilon: f64) -> i32 {
+    set_in(c, epsilon, "epsilon", (0.0, false), (f32::MAX as f64, true), |c, v| c.cfg.epsilon = v)
+}
+
+/// RMSprop's decay ρ in [0, 1) (default 0.9; not in scikit-learn).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_rho(c: *mut nnk_train_config, rho: f64) -> i32 {
+    set_in(c, rho, "rho", (0.0, true), (1.0, false), |c, v| c.cfg.rho = v)
+}
+
+/// L1 penalty `l1·‖W‖₁/batch` on the weights, biases excluded, ≥ 0 (default
+/// 0; not in scikit-learn).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_l1(c: *mut nnk_train_config, l1: f64) -> i32 {
+    set_in(c, l1, "l1", (0.0, true), (f32::MAX as f64, true), |c, v| c.cfg.l1 = v)
+}
+
+/// Clips the global gradient norm of each step to `clip_norm` (> 0); 0 turns
+/// clipping off (the default; not in scikit-learn).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_clip_norm(c: *mut nnk_train_config, clip_norm: f64) -> i32 {
+    set_in(c, clip_norm, "clip_norm", (0.0, true), (f32::MAX as f64, true), |c, v| {
+        c.cfg.clip_norm = (v > 0.0).then_some(v)
+    })
+}
+
+/// Reshuffles the samples every epoch (1, the default) or keeps their order (0).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_shuffle(c: *mut nnk_train_config, on: u32) -> i32 {
+    set_flag(c, on, "shuffle", |cfg, on| cfg.shuffle = on)
+}
+
+/// Keeps the optimizer state of the model's previous fit (1) or starts it
+/// afresh (0, the default). The weights are the model's either way.
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_warm_start(c: *mut nnk_train_config, on: u32) -> i32 {
+    set_flag(c, on, "warm_start", |cfg, on| cfg.warm_start = on)
+}
+
+/// The improvement threshold `tol` ≥ 0 (default 1e-4): an epoch improves when
+/// its loss (or validation score, with early stopping) beats the best by more
+/// than `tol`.
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_tol(c: *mut nnk_train_config, tol: f64) -> i32 {
+    set_in(c, tol, "tol", (0.0, true), (f32::MAX as f64, true), |c, v| c.cfg.tol = v)
+}
+
+/// Epochs without improvement before training stops, ≥ 1 (default 10).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_n_iter_no_change(c: *mut nnk_train_config, n: usize) -> i32 {
+    with_config(c, |c| {
+        if n == 0 {
+            return Err(Error::InvalidArgument("n_iter_no_change must be ≥ 1".into()));
+        }
+        c.cfg.n_iter_no_change = n;
+        Ok(())
+    })
+}
+
+/// The fraction held out for validation with early stopping, in (0, 1)
+/// (default 0.1).
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_validation_fraction(c: *mut nnk_train_config, fraction: f64) -> i32 {
+    set_in(c, fraction, "validation_fraction", (0.0, false), (1.0, false), |c, v| c.cfg.validation_fraction = v)
+}
+
+/// The exponent of the "invscaling" schedule, `lr / t^power_t` with t the
+/// samples seen, ≥ 0 (default 0.5). It takes effect with that schedule, set
+/// before or after; `nnk_train_config_set_schedule(c,
+/// NNK_SCHEDULE_INVSCALING, p)` sets it to `p` too.
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_power_t(c: *mut nnk_train_config, power_t: f64) -> i32 {
+    set_in(c, power_t, "power_t", (0.0, true), (f32::MAX as f64, true), |c, v| {
+        c.power_t = v;
+        if let Schedule::InvScaling { .. } = c.cfg.learning_rate {
+            c.cfg.learning_rate = Schedule::InvScaling { power_t: v };
+        }
+    })
+}
+
+/// The factor of the step schedule, in (0, 1] (default 0.5: halve), applied
+/// every `param` epochs of `nnk_train_config_set_schedule(c,
+/// NNK_SCHEDULE_STEP, param)`, whether set before or after it.
+///
+/// Undefined behaviour unless:
+/// `c` is a live config.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_train_config_set_step_factor(c: *mut nnk_train_config, factor: f64) -> i32 {
+    set_in(c, factor, "step factor", (0.0, false), (1.0, true), |c, v| {
+        c.step_factor = v;
+        if let Schedule::Step { every, .. } = c.cfg.learning_rate {
+            c.cfg.learning_rate = Schedule::Step { every, gamma: v };
+        }
     })
 }
 
@@ -554,7 +761,7 @@ pub unsafe extern "C" fn nnk_train_config_set_callback(
     })
 }
 
-fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Result<&'a [f32]> {
+pub(super) fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Result<&'a [f32]> {
     if n_features != m.n_inputs() {
         return Err(Error::ShapeMismatch(format!("n_features = {n_features}, the model takes {}", m.n_inputs())));
     }
@@ -564,11 +771,71 @@ fn input<'a>(x: *const f32, n_samples: usize, n_features: usize, m: &Mlp) -> Res
     unsafe { slice_in(x, len, "x") }
 }
 
-fn fit_common(
-    m: *mut nnk_mlp,
-    c: *const nnk_train_config,
-    f: impl FnOnce(&mut Mlp, &TrainConfig, &mut dyn FnMut(&EpochRecord) -> ControlFlow<()>) -> Result<()>,
-) -> i32 {
+/// A sparse matrix in compressed sparse rows (scipy's CSR, int64 row
+/// offsets and int32 column indices), borrowed for the duration of a call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct nnk_csr {
+    /// Rows (samples).
+    pub n_rows: usize,
+    /// Columns (features).
+    pub n_cols: usize,
+    /// Stored values: the length of `indices` and `data`.
+    pub nnz: usize,
+    /// `n_rows + 1` offsets into `indices` and `data`, from 0 up to `nnz`.
+    pub indptr: *const i64,
+    /// Column of each stored value, strictly increasing within a row
+    /// (scipy's canonical form: sorted, no duplicates).
+    pub indices: *const i32,
+    /// The stored values (explicit zeros are allowed and ignored).
+    pub data: *const f32,
+}
+
+/// The nonzeros of a C CSR matrix, checked (pointers, lengths, offsets,
+/// indices) and copied into the library's own form.
+fn csr_rows(x: *const nnk_csr) -> Result<crate::gemm::SparseRows> {
+    // SAFETY: NULL or a valid nnk_csr (caller contract).
+    let x = unsafe { x.as_ref() }.ok_or_else(|| null("x"))?;
+    let np = x.n_rows.checked_add(1).ok_or_else(|| Error::Overflow("n_rows + 1 overflows".into()))?;
+    // SAFETY: the caller passes n_rows + 1 offsets and nnz indices and values.
+    let (ptr, ix, v) = unsafe {
+        (slice_in(x.indptr, np, "indptr")?, slice_in(x.indices, x.nnz, "indices")?, slice_in(x.data, x.nnz, "data")?)
+    };
+    if let Some(r) = ptr.iter().position(|&p| p < 0) {
+        return Err(Error::InvalidArgument(format!("indptr[{r}] = {} is negative", ptr[r])));
+    }
+    if let Some(k) = ix.iter().position(|&c| c < 0) {
+        return Err(Error::InvalidArgument(format!("indices[{k}] = {} is negative", ix[k])));
+    }
+    let what = "a sparse matrix's offsets";
+    if let Some(r) = ptr.iter().position(|&p| usize::try_from(p).is_err()) {
+        return Err(Error::Overflow(format!("indptr[{r}] = {} does not fit in size_t", ptr[r])));
+    }
+    let ptr: Vec<usize> = crate::mem::try_collect(np, ptr.iter().map(|&p| p as usize), what)?;
+    let ix: Vec<u32> = crate::mem::try_collect(x.nnz, ix.iter().map(|&c| c as u32), what)?;
+    crate::gemm::SparseRows::from_csr(x.n_rows, x.n_cols, &ptr, &ix, v)
+}
+
+/// The inputs of a fit from C: dense rows, or a CSR matrix.
+enum CInputs {
+    /// `x`, `n_samples × n_features` values.
+    Dense(*const f32, usize, usize),
+    /// A CSR matrix.
+    Csr(*const nnk_csr),
+}
+
+/// Which targets a fit gets from C.
+enum CTargets {
+    /// `labels`, `n_samples` class indices.
+    Labels(*const u32),
+    /// `y`, `n_samples × n_targets` values.
+    Dense(*const f32, usize),
+}
+
+/// A fit from C: checks the handles and the inputs, runs `fit` (or
+/// `partial_fit` when `partial`) with the config's callback, and keeps the
+/// history on the handle (None after a failed fit).
+fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: CTargets, partial: bool) -> i32 {
     boundary(|| {
         // SAFETY: non-NULL configs come from `nnk_train_config_new`.
         let c = unsafe { c.as_ref() }.ok_or_else(|| null("config"))?;
@@ -592,14 +859,56 @@ fn fit_common(
                 }
             }
         };
-        with_model_mut(m, |model| f(model, &c.cfg, &mut call))
+        with_model_mut(m, |model, history| {
+            let (xs, sparse, n_samples) = match x {
+                CInputs::Dense(x, n_samples, n_features) => (input(x, n_samples, n_features, model)?, None, n_samples),
+                CInputs::Csr(x) => {
+                    let s = csr_rows(x)?;
+                    let n = s.rows();
+                    (&[][..], Some(s), n)
+                }
+            };
+            let y = match targets {
+                CTargets::Labels(labels) => {
+                    // SAFETY: the caller passes n_samples labels.
+                    Targets::Labels(unsafe { slice_in(labels, n_samples, "labels")? })
+                }
+                CTargets::Dense(y, n_targets) => {
+                    if n_targets != model.n_outputs() {
+                        return Err(Error::ShapeMismatch(format!(
+                            "n_targets = {n_targets}, the model has {} outputs",
+                            model.n_outputs()
+                        )));
+                    }
+                    let len = n_samples
+                        .checked_mul(n_targets)
+                        .ok_or_else(|| Error::Overflow("n_samples × n_targets overflows".into()))?;
+                    // SAFETY: the caller passes n_samples × n_targets targets.
+                    Targets::Dense(unsafe { slice_in(y, len, "y")? })
+                }
+            };
+            let partial_cfg;
+            let cfg = if partial {
+                partial_cfg = c.cfg.for_partial_fit();
+                &partial_cfg
+            } else {
+                &c.cfg
+            };
+            *history = None;
+            *history = Some(match &sparse {
+                None => model.fit(xs, n_samples, y, cfg, None, Some(&mut call))?,
+                Some(s) => model.fit_sparse(s, y, cfg, None, Some(&mut call))?,
+            });
+            Ok(())
+        })
     })
 }
 
 /// Trains a classifier (softmax output, or one sigmoid output for 0/1 labels)
 /// on `n_samples × n_features` finite inputs and labels `< classes`. Bad input
 /// is refused before any weight changes; a non-finite loss returns
-/// `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch.
+/// `NNK_ERR_DIVERGED` and keeps the weights of the start of that epoch. The
+/// fit's history is kept on the model (`nnk_mlp_fit_history`).
 ///
 /// Undefined behaviour unless:
 /// `m` a live model used by no other thread; `c` a live config; `x`, `labels`
@@ -613,12 +922,7 @@ pub unsafe extern "C" fn nnk_mlp_fit_classifier(
     n_features: usize,
     labels: *const u32,
 ) -> i32 {
-    fit_common(m, c, |model, cfg, cb| {
-        let xs = input(x, n_samples, n_features, model)?;
-        // SAFETY: the caller passes n_samples labels.
-        let ls = unsafe { slice_in(labels, n_samples, "labels")? };
-        model.fit(xs, n_samples, Targets::Labels(ls), cfg, None, Some(cb)).map(|_| ())
-    })
+    fit_common(m, c, CInputs::Dense(x, n_samples, n_features), CTargets::Labels(labels), false)
 }
 
 /// Trains a regressor (identity output) or multi-label model (sigmoid
@@ -637,21 +941,111 @@ pub unsafe extern "C" fn nnk_mlp_fit_regressor(
     y: *const f32,
     n_targets: usize,
 ) -> i32 {
-    fit_common(m, c, |model, cfg, cb| {
-        let xs = input(x, n_samples, n_features, model)?;
-        if n_targets != model.n_outputs() {
-            return Err(Error::ShapeMismatch(format!(
-                "n_targets = {n_targets}, the model has {} outputs",
-                model.n_outputs()
-            )));
-        }
-        let len = n_samples
-            .checked_mul(n_targets)
-            .ok_or_else(|| Error::Overflow("n_samples × n_targets overflows".into()))?;
-        // SAFETY: the caller passes n_samples × n_targets targets.
-        let ys = unsafe { slice_in(y, len, "y")? };
-        model.fit(xs, n_samples, Targets::Dense(ys), cfg, None, Some(cb)).map(|_| ())
-    })
+    fit_common(m, c, CInputs::Dense(x, n_samples, n_features), CTargets::Dense(y, n_targets), false)
+}
+
+/// One pass over `x` keeping the optimizer state of the model's earlier fits
+/// (scikit-learn's `partial_fit`): `nnk_mlp_fit_classifier` with the config's
+/// epochs taken as 1, warm start on and early stopping off. The first call on
+/// a fresh model starts the optimizer afresh. Its history replaces the last
+/// fit's.
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_classifier`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_partial_fit_classifier(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const f32,
+    n_samples: usize,
+    n_features: usize,
+    labels: *const u32,
+) -> i32 {
+    fit_common(m, c, CInputs::Dense(x, n_samples, n_features), CTargets::Labels(labels), true)
+}
+
+/// `nnk_mlp_partial_fit_classifier` for dense targets (regression,
+/// multi-label), as `nnk_mlp_fit_regressor` takes them.
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_classifier`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_partial_fit_regressor(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const f32,
+    n_samples: usize,
+    n_features: usize,
+    y: *const f32,
+    n_targets: usize,
+) -> i32 {
+    fit_common(m, c, CInputs::Dense(x, n_samples, n_features), CTargets::Dense(y, n_targets), true)
+}
+
+/// `nnk_mlp_fit_classifier` on a sparse matrix (`x->n_rows` samples, one
+/// label each), which is never made dense as a whole: the sparse
+/// first-layer path multiplies its nonzeros (`NNK_SPARSE_AUTO` picks it for
+/// CSR input of at most 25% nonzeros), the dense path writes one mini-batch
+/// at a time. `x->n_cols` must equal the model's inputs. Bad offsets or
+/// indices are `NNK_ERR_SHAPE` / `NNK_ERR_INVALID_ARG`; the same rows given
+/// densely train to the same bits.
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_classifier`; `x` points to an `nnk_csr` whose arrays are
+/// valid for their lengths.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_fit_classifier_csr(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const nnk_csr,
+    labels: *const u32,
+) -> i32 {
+    fit_common(m, c, CInputs::Csr(x), CTargets::Labels(labels), false)
+}
+
+/// `nnk_mlp_fit_regressor` on a sparse matrix (as
+/// `nnk_mlp_fit_classifier_csr`).
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_classifier_csr`; `y` valid for `x->n_rows × n_targets`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_fit_regressor_csr(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const nnk_csr,
+    y: *const f32,
+    n_targets: usize,
+) -> i32 {
+    fit_common(m, c, CInputs::Csr(x), CTargets::Dense(y, n_targets), false)
+}
+
+/// `nnk_mlp_partial_fit_classifier` on a sparse matrix.
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_classifier_csr`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_partial_fit_classifier_csr(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const nnk_csr,
+    labels: *const u32,
+) -> i32 {
+    fit_common(m, c, CInputs::Csr(x), CTargets::Labels(labels), true)
+}
+
+/// `nnk_mlp_partial_fit_regressor` on a sparse matrix.
+///
+/// Undefined behaviour unless:
+/// As `nnk_mlp_fit_regressor_csr`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nnk_mlp_partial_fit_regressor_csr(
+    m: *mut nnk_mlp,
+    c: *const nnk_train_config,
+    x: *const nnk_csr,
+    y: *const f32,
+    n_targets: usize,
+) -> i32 {
+    fit_common(m, c, CInputs::Csr(x), CTargets::Dense(y, n_targets), true)
 }
 
 /// Output activations (`n_samples × n_outputs`: probabilities, or regression
@@ -752,7 +1146,7 @@ pub unsafe extern "C" fn nnk_mlp_load(path: *const c_char, out: *mut *mut nnk_ml
         }
         let model = Mlp::load(path_of(path)?)?;
         // SAFETY: non-NULL, writable.
-        unsafe { *out = Box::into_raw(Box::new(nnk_mlp { model, poisoned: AtomicBool::new(false) })) };
+        unsafe { *out = nnk_mlp::boxed(model) };
         Ok(())
     })
 }

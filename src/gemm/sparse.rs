@@ -105,6 +105,78 @@ impl SparseRows {
         Ok(s)
     }
 
+    /// A `rows × cols` matrix from compressed sparse rows (scipy's CSR):
+    /// row `r`'s column indices are `indices[indptr[r]..indptr[r + 1]]`,
+    /// strictly increasing (sorted, no duplicates: scipy's canonical form),
+    /// with their `data`. Explicit zeros (±0) are dropped, as
+    /// [`SparseRows::from_dense`] drops them, so the same matrix gives the
+    /// same nonzeros either way. Refused: `indptr` of a length other than
+    /// `rows + 1`, not starting at 0, decreasing, or not ending at
+    /// `indices.len()`; `data` of another length than `indices`; a column
+    /// index `≥ cols`, out of order or repeated; `cols` beyond `u32::MAX`.
+    pub fn from_csr(rows: usize, cols: usize, indptr: &[usize], indices: &[u32], data: &[f32]) -> Result<SparseRows> {
+        if indptr.len() != rows + 1 || indptr[0] != 0 || indptr[rows] != indices.len() {
+            return Err(shape(format!(
+                "indptr must hold rows + 1 = {} offsets from 0 to nnz = {}; it has {} ({:?}…{:?})",
+                rows + 1,
+                indices.len(),
+                indptr.len(),
+                indptr.first(),
+                indptr.last()
+            )));
+        }
+        if data.len() != indices.len() {
+            return Err(shape(format!("{} values for {} column indices", data.len(), indices.len())));
+        }
+        for r in 0..rows {
+            let (a, b) = (indptr[r], indptr[r + 1]);
+            if a > b {
+                return Err(invalid(format!("indptr decreases at row {r}: {a} > {b}")));
+            }
+            let ix = &indices[a..b];
+            if let Some(&c) = ix.iter().find(|&&c| c as usize >= cols) {
+                return Err(invalid(format!("row {r}: column index {c} ≥ {cols} columns")));
+            }
+            if ix.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(invalid(format!(
+                    "row {r}: column indices not strictly increasing (sort them and sum duplicates first: \
+                     scipy's X.sort_indices() and X.sum_duplicates())"
+                )));
+            }
+        }
+        let mut s = SparseRows::new(cols)?;
+        let nnz = data.iter().filter(|v| v.to_bits() << 1 != 0).count();
+        crate::mem::try_reserve(&mut s.ptr, rows, "a sparse matrix's row pointers")?;
+        s.grow(nnz)?;
+        let mut n = 0;
+        for r in 0..rows {
+            for k in indptr[r]..indptr[r + 1] {
+                if data[k].to_bits() << 1 != 0 {
+                    s.idx[n] = indices[k];
+                    s.val[n] = data[k];
+                    n += 1;
+                }
+            }
+            s.ptr.push(n);
+        }
+        s.rows = rows;
+        s.nnz = n;
+        Ok(s)
+    }
+
+    /// A copy (without the spare room), or [`crate::Error::OutOfMemory`].
+    pub fn try_clone(&self) -> Result<SparseRows> {
+        let what = "a sparse matrix's copy";
+        Ok(SparseRows {
+            rows: self.rows,
+            cols: self.cols,
+            ptr: crate::mem::try_to_vec(&self.ptr[..=self.rows], what)?,
+            idx: crate::mem::try_to_vec(&self.idx[..self.nnz], what)?,
+            val: crate::mem::try_to_vec(&self.val[..self.nnz], what)?,
+            nnz: self.nnz,
+        })
+    }
+
     /// Empties the matrix and sets its width, keeping the buffers.
     pub fn clear(&mut self, cols: usize) -> Result<()> {
         if u32::try_from(cols).is_err() {

@@ -15,12 +15,14 @@ pub mod dist;
 #[cfg(not(feature = "mpi"))]
 #[path = "dist_off.rs"]
 mod dist;
+pub mod inputs;
 pub mod io;
 pub mod model;
 mod opt_state;
 pub mod task;
 pub mod train;
 
+pub use inputs::Inputs;
 pub use model::{Layer, Mlp, Workspace};
 pub use task::{Targets, Task};
 pub use train::{

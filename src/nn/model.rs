@@ -164,6 +164,46 @@ impl Mlp {
         (&self.params[w..b], &self.params[b..b + self.layers[i].units])
     }
 
+    /// Replaces `(W, b)` of layer `i` (`W` row-major `n_in × n_out`, as
+    /// [`Mlp::layer_params`] gives them), keeping the optimizer state. Refuses
+    /// a layer index out of range, wrong lengths and non-finite values, and
+    /// then changes nothing.
+    pub fn set_layer_params(&mut self, i: usize, w: &[f32], b: &[f32]) -> Result<()> {
+        let n = self.layers.len();
+        let Some(l) = self.layers.get(i) else {
+            return Err(invalid(format!("layer {i} does not exist; the model has {n} layers")));
+        };
+        let (n_in, n_out) = (self.fan_in(i), l.units);
+        if w.len() != n_in * n_out || b.len() != n_out {
+            return Err(shape(format!(
+                "layer {i} takes {n_in}×{n_out} weights and {n_out} biases, got {} and {}",
+                w.len(),
+                b.len()
+            )));
+        }
+        for (what, v) in [("weight", w), ("bias", b)] {
+            if let Some(j) = crate::simd::reduce::first_non_finite(v) {
+                return Err(Error::NonFinite(format!("layer {i}: {what} {j} = {} is not finite", v[j])));
+            }
+        }
+        let (w0, b0) = self.offsets[i];
+        self.params[w0..b0].copy_from_slice(w);
+        self.params[b0..b0 + n_out].copy_from_slice(b);
+        Ok(())
+    }
+
+    /// Optimizer steps taken by the fits whose state the model keeps (0 when
+    /// it keeps none: fresh, loaded, or reinitialized).
+    pub fn optimizer_steps(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.t)
+    }
+
+    /// Training samples seen by the fits whose state the model keeps
+    /// (scikit-learn's `t_`; 0 when it keeps none).
+    pub fn samples_seen(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.samples_seen)
+    }
+
     pub(crate) fn fan_in(&self, i: usize) -> usize {
         if i == 0 { self.n_inputs } else { self.layers[i - 1].units }
     }

@@ -3,6 +3,7 @@
 //! `MLPRegressor` (same names and defaults unless a doc says otherwise).
 
 use super::dist::Dist;
+use super::inputs::Inputs;
 use super::model::{Mlp, Workspace};
 pub use super::opt_state::OptState;
 use super::task::{LossOf, Scale, Targets, Task};
@@ -147,21 +148,6 @@ impl SparseInput {
     }
 }
 
-/// Fraction of nonzero values in up to 4 096 evenly spaced rows of `x`
-/// among `rows` (the training rows).
-pub(crate) fn estimate_density(x: &[f32], rows: &[usize], n_inputs: usize) -> f64 {
-    let take = rows.len().min(4096);
-    if take == 0 || n_inputs == 0 {
-        return 0.0;
-    }
-    let mut nz = 0usize;
-    for t in 0..take {
-        let r = rows[t * rows.len() / take];
-        nz += x[r * n_inputs..(r + 1) * n_inputs].iter().filter(|v| v.to_bits() << 1 != 0).count();
-    }
-    nz as f64 / (take * n_inputs) as f64
-}
-
 /// Training configuration; names and defaults follow scikit-learn's
 /// `MLPClassifier` (deviations are noted per field).
 #[derive(Debug, Clone, PartialEq)]
@@ -275,6 +261,12 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The config [`Mlp::partial_fit`] runs: one epoch, warm start on,
+    /// early stopping off, the rest as `self`.
+    pub fn for_partial_fit(&self) -> TrainConfig {
+        TrainConfig { max_iter: 1, warm_start: true, early_stopping: false, ..self.clone() }
+    }
+
     /// Validates every field.
     pub fn validate(&self) -> Result<()> {
         let finite = [
@@ -534,13 +526,13 @@ impl<'a> Plan<'a> {
     /// size and the sparse path, and allocates every buffer.
     fn new(
         m: &Mlp,
-        x: &'a [f32],
-        n_samples: usize,
+        x: Inputs<'_>,
         y: &Targets<'_>,
         cfg: &TrainConfig,
         val: Option<Validation<'a>>,
     ) -> Result<Plan<'a>> {
-        m.check_input(x, n_samples)?;
+        let n_samples = x.n_samples();
+        x.check(m)?;
         m.check_targets(y, n_samples)?;
         if n_samples == 0 {
             return Err(invalid("no training samples"));
@@ -572,11 +564,9 @@ impl<'a> Plan<'a> {
             SparseInput::Dense => false,
             SparseInput::Sparse => true,
             // Sparse indices are 32-bit: wider inputs or batches stay dense.
-            SparseInput::Auto => {
-                u32::try_from(ni.max(batch)).is_ok() && estimate_density(x, &idx, ni) <= SPARSE_AUTO_DENSITY
-            }
+            SparseInput::Auto => u32::try_from(ni.max(batch)).is_ok() && x.density(&idx, ni) <= SPARSE_AUTO_DENSITY,
         };
-        let bufs = m.train_buffers(batch, sparse.then_some((x, n_samples)))?;
+        let bufs = m.train_buffers(batch, sparse.then_some(x))?;
         let n_par = m.params.len();
         // The optimizer state this fit continues (warm start), and the
         // buffers it still lacks: as many as the solver's rule reads.
@@ -809,11 +799,42 @@ impl Mlp {
         val: Option<Validation<'_>>,
         observer: &mut dyn FitObserver,
     ) -> Result<History> {
+        self.fit_inputs(Inputs::Dense { x, n_samples }, y, cfg, val, observer)
+    }
+
+    /// [`Mlp::fit`] on a sparse matrix's rows (scipy's CSR through
+    /// [`SparseRows::from_csr`]), which is never made dense as a whole: the
+    /// sparse first-layer path (`sparse_input` Auto or Sparse) multiplies its
+    /// nonzeros, the dense path writes one mini-batch at a time densely, and
+    /// an early-stopping split holds its validation rows densely. The same
+    /// rows given densely train to the same bits.
+    pub fn fit_sparse(
+        &mut self,
+        x: &SparseRows,
+        y: Targets<'_>,
+        cfg: &TrainConfig,
+        val: Option<Validation<'_>>,
+        callback: Option<&mut EpochCallback<'_>>,
+    ) -> Result<History> {
+        self.fit_inputs(Inputs::Sparse(x), y, cfg, val, &mut EpochFn(callback))
+    }
+
+    /// The fit behind [`Mlp::fit`], [`Mlp::fit_observed`] and
+    /// [`Mlp::fit_sparse`]: dense or sparse inputs, with an observer.
+    pub fn fit_inputs(
+        &mut self,
+        x: Inputs<'_>,
+        y: Targets<'_>,
+        cfg: &TrainConfig,
+        val: Option<Validation<'_>>,
+        observer: &mut dyn FitObserver,
+    ) -> Result<History> {
         let t_fit = Instant::now();
         // Collective over the communicator when distributed (None on one rank).
         let mut dist = Dist::join(cfg)?;
         let _mode = FlushDenormals::new(cfg.flush_denormals);
-        let plan = cfg.validate().and_then(|()| Plan::new(self, x, n_samples, &y, cfg, val));
+        let n_samples = x.n_samples();
+        let plan = cfg.validate().and_then(|()| Plan::new(self, x, &y, cfg, val));
         let mut plan = match dist.as_mut() {
             // Every rank's checks agreed, then rank 0's weights everywhere.
             Some(d) => d.start(plan, |p| (p.idx.len(), p.n_val()), self, cfg, n_samples)?,
@@ -893,7 +914,7 @@ impl Mlp {
     #[allow(clippy::too_many_arguments)]
     fn run_epoch(
         &mut self,
-        x: &[f32],
+        x: Inputs<'_>,
         y: &Targets<'_>,
         plan: &mut Plan<'_>,
         cfg: &TrainConfig,
@@ -984,8 +1005,7 @@ impl Mlp {
     /// One pass over the data keeping the optimizer state (scikit-learn's
     /// `partial_fit`): `fit` with `max_iter = 1`, `warm_start = true`.
     pub fn partial_fit(&mut self, x: &[f32], n_samples: usize, y: Targets<'_>, cfg: &TrainConfig) -> Result<History> {
-        let c = TrainConfig { max_iter: 1, warm_start: true, early_stopping: false, ..cfg.clone() };
-        self.fit(x, n_samples, y, &c, None, None)
+        self.fit(x, n_samples, y, &cfg.for_partial_fit(), None, None)
     }
 
     /// Mean loss (without penalty) and score (accuracy, or R² for regression)
@@ -1026,14 +1046,14 @@ impl Mlp {
         Ok((loss, score))
     }
 
-    fn train_buffers(&self, batch: usize, sparse: Option<(&[f32], usize)>) -> Result<TrainBufs> {
+    fn train_buffers(&self, batch: usize, sparse: Option<Inputs<'_>>) -> Result<TrainBufs> {
         let k = self.n_outputs();
         let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
-        let sparse = if let Some((x, n)) = sparse {
+        let sparse = if let Some(x) = sparse {
             // The whole training set's nonzeros, once per fit (each batch is
             // then gathered from them); room for a fully dense batch in the
             // transpose: no allocation per batch whatever its density.
-            let xs = SparseRows::from_dense(x, n, self.n_inputs)?;
+            let xs = x.to_sparse(self.n_inputs)?;
             let mut xt = SparseRows::new(batch)?;
             xt.reserve(self.n_inputs + 1, batch * self.n_inputs)?;
             Some((xs, xt))
@@ -1070,7 +1090,7 @@ impl Mlp {
     #[allow(clippy::too_many_arguments)]
     fn train_batch(
         &mut self,
-        x: &[f32],
+        x: Inputs<'_>,
         y: &Targets<'_>,
         rows: &[usize],
         next: Option<&[usize]>,
@@ -1104,7 +1124,7 @@ impl Mlp {
     #[allow(clippy::too_many_arguments)]
     fn train_share(
         &mut self,
-        x: &[f32],
+        x: Inputs<'_>,
         y: &Targets<'_>,
         rows: &[usize],
         b: usize,
@@ -1159,12 +1179,12 @@ impl Mlp {
 
     /// Copies the inputs (dense path) and targets of `rows` into the batch
     /// buffers, targets in the form the task's loss reads.
-    fn gather_batch(&self, x: &[f32], y: &Targets<'_>, rows: &[usize], bf: &mut TrainBufs) {
+    fn gather_batch(&self, x: Inputs<'_>, y: &Targets<'_>, rows: &[usize], bf: &mut TrainBufs) {
         let (ni, k) = (self.n_inputs, self.n_outputs());
         let labels = self.task.loss_reads_labels();
         for (r, &i) in rows.iter().enumerate() {
             if bf.sparse.is_none() {
-                bf.xb[r * ni..(r + 1) * ni].copy_from_slice(&x[i * ni..(i + 1) * ni]);
+                x.row_into(i, &mut bf.xb[r * ni..(r + 1) * ni]);
             }
             match y {
                 Targets::Labels(l) if labels => bf.yl[r] = l[i],
@@ -1366,13 +1386,12 @@ enum Gathered {
 }
 
 /// The rows `idx` of `x` and `y` (the held-out validation split), fallibly.
-fn gather(x: &[f32], y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> Result<(Vec<f32>, Gathered)> {
+fn gather(x: Inputs<'_>, y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) -> Result<(Vec<f32>, Gathered)> {
     let what = "the validation split";
-    let xv = crate::mem::try_collect(
-        idx.len() * ni,
-        idx.iter().flat_map(|&i| x[i * ni..(i + 1) * ni].iter().copied()),
-        what,
-    )?;
+    let mut xv = crate::mem::try_vec(idx.len() * ni, 0.0, what)?;
+    for (r, &i) in idx.iter().enumerate() {
+        x.row_into(i, &mut xv[r * ni..(r + 1) * ni]);
+    }
     let yv = match y {
         Targets::Labels(l) => Gathered::L(crate::mem::try_collect(idx.len(), idx.iter().map(|&i| l[i]), what)?),
         Targets::Dense(d) => Gathered::D(crate::mem::try_collect(

@@ -4,12 +4,15 @@ The shared library is located, first match wins:
 
 1. ``$NNKERN_LIB``: the path of the library file itself. If it is set but
    cannot be loaded, that is an error (no silent fallback).
-2. A copy bundled in this package directory (``nnkern/libnnkern.so``,
+2. The extension module ``nnkern/_native*.so`` (``.pyd`` on Windows) that
+   ``pip install bindings/python`` builds with maturin: nnkern's C API inside
+   a CPython module, loaded here with ctypes like any C library.
+3. A copy bundled in this package directory (``nnkern/libnnkern.so``,
    ``.dylib`` on macOS, ``nnkern.dll`` on Windows).
-3. ``target/release/`` of the source checkout this package lives in
+4. ``target/release/`` of the source checkout this package lives in
    (``bindings/python/../../target/release/libnnkern.so``), as built by
    ``cargo rustc --release --lib --features capi --crate-type staticlib,cdylib``.
-4. ``ctypes.util.find_library("nnkern")`` (the system library path).
+5. ``ctypes.util.find_library("nnkern")`` (the system library path).
 
 The library is loaded on first use, not at import.
 """
@@ -24,7 +27,7 @@ import threading
 from ctypes import POINTER, c_char, c_char_p, c_double, c_float, c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 
-__all__ = ["NnkError", "NnkMemoryError", "lib", "library_path", "check", "error_for", "SIGNATURES"]
+__all__ = ["NnkError", "NnkMemoryError", "NnkValueError", "lib", "library_path", "check", "error_for", "SIGNATURES"]
 
 if sys.platform == "darwin":
     _FILE = "libnnkern.dylib"
@@ -84,11 +87,23 @@ class NnkMemoryError(NnkError, MemoryError):
     """
 
 
+class NnkValueError(NnkError, ValueError):
+    """A bad argument: ``NNK_ERR_INVALID_ARG``, ``NNK_ERR_SHAPE``,
+    ``NNK_ERR_OVERFLOW``, ``NNK_ERR_NON_FINITE`` or ``NNK_ERR_DIVERGED``.
+    Also a :class:`ValueError`, as Python and scikit-learn report bad values."""
+
+
+_VALUE_ERRORS = (NNK_ERR_INVALID_ARG, NNK_ERR_SHAPE, NNK_ERR_OVERFLOW, NNK_ERR_NON_FINITE, NNK_ERR_DIVERGED)
+
+
 def error_for(code: int, message: str) -> NnkError:
     """The exception for a nonzero status ``code`` with ``message``:
-    :class:`NnkMemoryError` for ``NNK_ERR_OUT_OF_MEMORY``, else :class:`NnkError`."""
+    :class:`NnkMemoryError` for ``NNK_ERR_OUT_OF_MEMORY``,
+    :class:`NnkValueError` for a bad argument or value, else :class:`NnkError`."""
     if code == NNK_ERR_OUT_OF_MEMORY:
         return NnkMemoryError(code, message)
+    if code in _VALUE_ERRORS:
+        return NnkValueError(code, message)
     return NnkError(code, message)
 
 
@@ -110,6 +125,32 @@ class nnk_epoch_info(ctypes.Structure):
         ("learning_rate", c_double),
         ("seconds", c_double),
         ("score", c_double),
+    ]
+
+
+class nnk_csr(ctypes.Structure):
+    _fields_ = [
+        ("n_rows", c_size_t),
+        ("n_cols", c_size_t),
+        ("nnz", c_size_t),
+        ("indptr", POINTER(c_int64)),
+        ("indices", POINTER(c_int32)),
+        ("data", POINTER(c_float)),
+    ]
+
+
+class nnk_fit_summary(ctypes.Structure):
+    _fields_ = [
+        ("n_iter", c_size_t),
+        ("n_validation_scores", c_size_t),
+        ("steps", c_uint64),
+        ("samples_seen", c_uint64),
+        ("best_loss", c_double),
+        ("best_validation_score", c_double),
+        ("restored_epoch", c_size_t),
+        ("stopped_early", c_int32),
+        ("stopped_by_callback", c_int32),
+        ("seconds", c_double),
     ]
 
 
@@ -164,6 +205,19 @@ SIGNATURES: dict = {
     "nnk_mlp_fit_regressor": (c_int32, [_mlp, _cfg, _f32p, c_size_t, c_size_t, _f32p, c_size_t]),
     "nnk_mlp_predict_proba": (c_int32, [_mlp, _f32p, c_size_t, c_size_t, _f32p, c_size_t]),
     "nnk_mlp_predict_class": (c_int32, [_mlp, _f32p, c_size_t, c_size_t, _u32p, c_size_t]),
+    "nnk_mlp_partial_fit_classifier": (c_int32, [_mlp, _cfg, _f32p, c_size_t, c_size_t, _u32p]),
+    "nnk_mlp_partial_fit_regressor": (c_int32, [_mlp, _cfg, _f32p, c_size_t, c_size_t, _f32p, c_size_t]),
+    "nnk_mlp_fit_classifier_csr": (c_int32, [_mlp, _cfg, POINTER(nnk_csr), _u32p]),
+    "nnk_mlp_fit_regressor_csr": (c_int32, [_mlp, _cfg, POINTER(nnk_csr), _f32p, c_size_t]),
+    "nnk_mlp_partial_fit_classifier_csr": (c_int32, [_mlp, _cfg, POINTER(nnk_csr), _u32p]),
+    "nnk_mlp_partial_fit_regressor_csr": (c_int32, [_mlp, _cfg, POINTER(nnk_csr), _f32p, c_size_t]),
+    "nnk_mlp_n_layers": (c_size_t, [_mlp]),
+    "nnk_mlp_layer": (c_int32, [_mlp, c_size_t, POINTER(c_size_t), POINTER(c_size_t), _u32p]),
+    "nnk_mlp_get_params": (c_int32, [_mlp, c_size_t, _f32p, c_size_t, _f32p, c_size_t]),
+    "nnk_mlp_set_params": (c_int32, [_mlp, c_size_t, _f32p, c_size_t, _f32p, c_size_t]),
+    "nnk_mlp_to_bytes": (c_int32, [_mlp, POINTER(ctypes.c_uint8), c_size_t, POINTER(c_size_t)]),
+    "nnk_mlp_from_bytes": (c_int32, [POINTER(ctypes.c_uint8), c_size_t, POINTER(_mlp)]),
+    "nnk_mlp_fit_history": (c_int32, [_mlp, POINTER(nnk_fit_summary), _f64p, _f64p, c_size_t]),
     "nnk_train_config_new": (c_int32, [POINTER(_cfg)]),
     "nnk_train_config_free": (None, [_cfg]),
     "nnk_train_config_set_alpha": (c_int32, [_cfg, c_double]),
@@ -182,6 +236,19 @@ SIGNATURES: dict = {
     "nnk_train_config_set_mpi_comm": (c_int32, [_cfg, c_int64]),
     "nnk_train_config_set_distributed": (c_int32, [_cfg, c_uint32]),
     "nnk_train_config_set_data_shard": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_beta_1": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_beta_2": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_epsilon": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_rho": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_l1": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_clip_norm": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_shuffle": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_warm_start": (c_int32, [_cfg, c_uint32]),
+    "nnk_train_config_set_tol": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_n_iter_no_change": (c_int32, [_cfg, c_size_t]),
+    "nnk_train_config_set_validation_fraction": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_power_t": (c_int32, [_cfg, c_double]),
+    "nnk_train_config_set_step_factor": (c_int32, [_cfg, c_double]),
 }
 
 _lock = threading.Lock()
@@ -189,17 +256,36 @@ _lib = None
 _path = None
 
 
+def _native_modules(here):
+    """The ``_native`` extension module files in the package directory."""
+    import importlib.machinery
+    found = []
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = here / ("_native" + suffix)
+        if p.is_file():
+            found.append(p)
+    return found
+
+
 def _candidates():
     env = os.environ.get("NNKERN_LIB")
     if env:
         return [("NNKERN_LIB", env)]
     here = Path(__file__).resolve().parent
-    out = [("bundled", str(here / _FILE))]
+    out = [("extension module", str(p)) for p in _native_modules(here)]
+    out.append(("bundled", str(here / _FILE)))
     out.append(("checkout", str(here.parent.parent.parent / "target" / "release" / _FILE)))
     found = ctypes.util.find_library("nnkern")
     if found:
         out.append(("find_library", found))
     return out
+
+
+def _import_native():
+    """Imports ``nnkern._native`` so that CPython has loaded it (and resolved
+    its interpreter symbols) before ctypes opens the same file."""
+    import importlib
+    importlib.import_module(__package__ + "._native")
 
 
 def _load():
@@ -210,6 +296,8 @@ def _load():
             if how == "NNKERN_LIB":
                 break
             continue
+        if how == "extension module":
+            _import_native()
         try:
             handle = ctypes.CDLL(path)
         except OSError as e:
@@ -223,7 +311,9 @@ def _load():
             f.argtypes = args
         return handle, path
     raise OSError("cannot load libnnkern; tried:\n  " + "\n  ".join(tried)
-                  + "\nBuild it with `cargo rustc --release --lib --features capi --crate-type staticlib,cdylib` or set NNKERN_LIB to its path.")
+                  + "\nInstall the package with `pip install bindings/python` (it builds the library), build it with"
+                  + " `cargo rustc --release --lib --features capi --crate-type staticlib,cdylib`, or set NNKERN_LIB"
+                  + " to its path.")
 
 
 def lib():

@@ -1,19 +1,17 @@
-"""The trainer: thin handle classes (`Mlp`, `TrainConfig`) and a
-scikit-learn-compatible `MLPClassifier` on top of them."""
+"""The trainer: thin handle classes (`Mlp`, `TrainConfig`) over the C API;
+the scikit-learn estimators (``nnkern._estimators``) are built on them."""
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import tempfile
-from ctypes import byref, c_float, c_size_t, c_uint32
+from ctypes import byref, c_double, c_float, c_int32, c_int64, c_size_t, c_uint8, c_uint32
 
 import numpy as np
 
-from ._lib import EPOCH_CALLBACK, NnkError, check, lib, nnk_mlp, nnk_train_config, ptr
+from ._lib import EPOCH_CALLBACK, check, lib, nnk_csr, nnk_fit_summary, nnk_mlp, nnk_train_config, ptr
 
-__all__ = ["Mlp", "TrainConfig", "MLPClassifier", "NotFittedError", "ACTIVATIONS", "SOLVERS"]
+__all__ = ["Mlp", "TrainConfig", "NotFittedError", "ACTIVATIONS", "SOLVERS"]
 
 # NNK_ACT_* (hidden layers; softmax/log-softmax are output-only in the trainer).
 ACTIVATIONS = {
@@ -35,6 +33,35 @@ except Exception:  # pragma: no cover - depends on the environment
 
 class NotFittedError(*_NF_BASES):  # type: ignore[misc]
     """predict/score/save before fit."""
+
+
+def _is_sparse(X):
+    """Whether ``X`` is a scipy sparse matrix or array."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
+class _Csr:
+    """A scipy sparse matrix as an ``nnk_csr`` (CSR, float32 values, int64
+    offsets, int32 sorted indices without duplicates); keeps the arrays alive."""
+
+    def __init__(self, X):
+        X = X.tocsr()
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()  # in the input's precision, sorting the indices; on our copy only
+        if X.dtype != np.float32:
+            X = X.astype(np.float32)
+        self.X = X
+        self.indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+        self.indices = np.ascontiguousarray(X.indices, dtype=np.int32)
+        self.data = np.ascontiguousarray(X.data, dtype=np.float32)
+        n, d = X.shape
+        self.c = nnk_csr(n, d, len(self.data), ptr(self.indptr, c_int64), ptr(self.indices, c_int32),
+                         ptr(self.data, c_float))
+
+    @property
+    def shape(self):
+        return self.X.shape
 
 
 def _x(X, name="X"):
@@ -76,6 +103,20 @@ class TrainConfig:
     def threads(self, n): return self._set("threads", int(n))
     def sparse_input(self, code): return self._set("sparse_input", int(code))
     def flush_denormals(self, on): return self._set("flush_denormals", int(bool(on)))
+
+    def beta_1(self, b): return self._set("beta_1", float(b))
+    def beta_2(self, b): return self._set("beta_2", float(b))
+    def epsilon(self, e): return self._set("epsilon", float(e))
+    def rho(self, r): return self._set("rho", float(r))
+    def l1(self, v): return self._set("l1", float(v))
+    def clip_norm(self, v): return self._set("clip_norm", float(v))
+    def shuffle(self, on): return self._set("shuffle", int(bool(on)))
+    def warm_start(self, on): return self._set("warm_start", int(bool(on)))
+    def tol(self, t): return self._set("tol", float(t))
+    def n_iter_no_change(self, n): return self._set("n_iter_no_change", int(n))
+    def validation_fraction(self, f): return self._set("validation_fraction", float(f))
+    def power_t(self, p): return self._set("power_t", float(p))
+    def step_factor(self, f): return self._set("step_factor", float(f))
 
     def early_stopping(self, enable, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4):
         return self._set("early_stopping", int(bool(enable)), float(validation_fraction), int(n_iter_no_change),
@@ -150,6 +191,17 @@ class Mlp:
                                           ptr(Y, c_float), Y.shape[1]))
 
     def predict_proba(self, X, out=None):
+        if _is_sparse(X):  # made dense 4096 rows at a time
+            X = X.tocsr()
+            res = np.empty((X.shape[0], self.n_outputs), dtype=np.float32)
+            for a in range(0, X.shape[0], 4096):
+                res[a:a + 4096] = self.predict_proba(X[a:a + 4096].toarray())
+            if out is None:
+                return res
+            if out.shape != res.shape or out.dtype != np.float32:
+                raise ValueError(f"out must be a float32 array of shape {res.shape}")
+            out[...] = res
+            return out
         X = _x(X)
         shape = (X.shape[0], self.n_outputs)
         if out is None:
@@ -167,250 +219,101 @@ class Mlp:
                                           out.size))
         return out
 
+    def _fit(self, fn, config, X, targets):
+        csr = _Csr(X) if _is_sparse(X) else None
+        X = csr if csr is not None else _x(X)
+        kind, t = targets
+        if kind == "labels":
+            t = np.ascontiguousarray(t, dtype=np.uint32)
+            if t.shape != (X.shape[0],):
+                raise ValueError(f"{X.shape[0]} samples but labels has shape {t.shape}")
+            if csr is not None:
+                check(getattr(lib(), f"nnk_mlp_{fn}_classifier_csr")(self._h, config._h, byref(csr.c),
+                                                                    ptr(t, c_uint32)))
+            else:
+                check(getattr(lib(), f"nnk_mlp_{fn}_classifier")(self._h, config._h, ptr(X, c_float), X.shape[0],
+                                                                X.shape[1], ptr(t, c_uint32)))
+        else:
+            t = np.ascontiguousarray(t, dtype=np.float32)
+            if t.ndim == 1:
+                t = t.reshape(-1, 1)
+            if t.ndim != 2 or t.shape[0] != X.shape[0]:
+                raise ValueError(f"{X.shape[0]} samples but targets have shape {t.shape}")
+            if csr is not None:
+                check(getattr(lib(), f"nnk_mlp_{fn}_regressor_csr")(self._h, config._h, byref(csr.c),
+                                                                   ptr(t, c_float), t.shape[1]))
+            else:
+                check(getattr(lib(), f"nnk_mlp_{fn}_regressor")(self._h, config._h, ptr(X, c_float), X.shape[0],
+                                                               X.shape[1], ptr(t, c_float), t.shape[1]))
+
+    def fit(self, config, X, targets):
+        """Trains on ``X`` (a float32-convertible array, or a scipy sparse
+        matrix, which goes to the library as CSR and is never made dense as a
+        whole) and ``targets``: ``("labels", class indices)`` or ``("dense",
+        n_samples × n_outputs values)``."""
+        self._fit("fit", config, X, targets)
+
+    def partial_fit(self, config, X, targets):
+        """One pass keeping the optimizer state (targets as :meth:`fit`)."""
+        self._fit("partial_fit", config, X, targets)
+
+    @property
+    def n_layers(self):
+        return lib().nnk_mlp_n_layers(self._h)
+
+    def layer(self, i):
+        """``(n_in, n_out, NNK_ACT_* code)`` of layer ``i``."""
+        n_in, n_out, act = c_size_t(), c_size_t(), c_uint32()
+        check(lib().nnk_mlp_layer(self._h, int(i), byref(n_in), byref(n_out), byref(act)))
+        return n_in.value, n_out.value, act.value
+
+    def get_params(self, i):
+        """Layer ``i``'s weights (``n_in × n_out`` float32) and biases."""
+        n_in, n_out, _ = self.layer(i)
+        w = np.empty((n_in, n_out), dtype=np.float32)
+        b = np.empty(n_out, dtype=np.float32)
+        check(lib().nnk_mlp_get_params(self._h, int(i), ptr(w, c_float), w.size, ptr(b, c_float), b.size))
+        return w, b
+
+    def set_params(self, i, w, b):
+        """Replaces layer ``i``'s weights and biases (shapes as :meth:`get_params`)."""
+        n_in, n_out, _ = self.layer(i)
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        b = np.ascontiguousarray(b, dtype=np.float32)
+        if w.shape != (n_in, n_out) or b.shape != (n_out,):
+            raise ValueError(f"layer {i} takes weights of shape {(n_in, n_out)} and biases of shape {(n_out,)}; "
+                             f"got {w.shape} and {b.shape}")
+        check(lib().nnk_mlp_set_params(self._h, int(i), ptr(w, c_float), w.size, ptr(b, c_float), b.size))
+
+    def history(self):
+        """The last fit's history: a dict of ``loss_curve``,
+        ``validation_scores``, ``n_iter``, ``steps``, ``samples_seen``,
+        ``best_loss``, ``best_validation_score``, ``restored_epoch``,
+        ``stopped_early``, ``stopped_by_callback``."""
+        s = nnk_fit_summary()
+        check(lib().nnk_mlp_fit_history(self._h, byref(s), None, None, 0))
+        cap = max(s.n_iter, s.n_validation_scores, 1)
+        loss = np.empty(cap, dtype=np.float64)
+        val = np.empty(cap, dtype=np.float64)
+        check(lib().nnk_mlp_fit_history(self._h, None, ptr(loss, c_double), ptr(val, c_double), cap))
+        out = {f: getattr(s, f) for f, _ in nnk_fit_summary._fields_}
+        out["loss_curve"] = loss[:s.n_iter].tolist()
+        out["validation_scores"] = val[:s.n_validation_scores].tolist()
+        return out
+
     def to_bytes(self):
-        with tempfile.TemporaryDirectory() as d:
-            p = os.path.join(d, "m.nnk")
-            self.save(p)
-            with open(p, "rb") as f:
-                return f.read()
+        """The model in the file format, as bytes (no file is written)."""
+        n = c_size_t()
+        check(lib().nnk_mlp_to_bytes(self._h, None, 0, byref(n)))
+        buf = (c_uint8 * n.value)()
+        check(lib().nnk_mlp_to_bytes(self._h, buf, n.value, byref(n)))
+        return bytes(buf)
 
     @classmethod
     def from_bytes(cls, b):
-        with tempfile.TemporaryDirectory() as d:
-            p = os.path.join(d, "m.nnk")
-            with open(p, "wb") as f:
-                f.write(b)
-            return cls.load(p)
-
-
-class MLPClassifier:
-    """A multilayer-perceptron classifier with scikit-learn's interface.
-
-    Parameters are plain attributes (``get_params``/``set_params``,
-    ``sklearn.base.clone`` work; scikit-learn is not required) and validated in
-    ``fit``. Labels may be any sortable values; ``classes_`` holds them sorted.
-    The output layer is a softmax over ``len(classes_)`` units.
-
-    ``random_state`` seeds the weights and the shuffling (None: a fresh seed).
-    ``batch_size="auto"`` is ``min(200, n_samples)``. Beyond scikit-learn:
-    ``activation`` also takes ``leaky_relu``, ``elu``, ``softplus``, ``gelu``;
-    ``solver`` also ``adamw``, ``rmsprop``; ``learning_rate`` also ``step``
-    (``power_t`` epochs per halving) and ``cosine``; ``n_threads`` (0 = the
-    process-wide count); ``sparse_input`` (``auto``: the first layer multiplies
-    only the nonzero inputs when at most 25% are nonzero, as in MNIST;
-    ``dense``; ``sparse``; the results agree up to the rounding of the sums);
-    ``flush_denormals`` (True: train with subnormal numbers flushed to zero,
-    as TensorFlow and XLA do; on Intel cores Adam is otherwise several times
-    slower once unused weights turn subnormal).
-
-    Fitted attributes: ``classes_``, ``n_features_in_``, ``n_iter_``,
-    ``loss_curve_``, ``validation_scores_`` (with early stopping), ``epoch_seconds_``
-    (the library's time for each epoch; not in scikit-learn).
-    """
-
-    _PARAMS = ("hidden_layer_sizes", "activation", "solver", "alpha", "batch_size", "learning_rate",
-               "learning_rate_init", "power_t", "max_iter", "random_state", "momentum", "nesterovs_momentum",
-               "early_stopping", "validation_fraction", "n_iter_no_change", "tol", "n_threads", "verbose",
-               "sparse_input", "flush_denormals")
-
-    def __init__(self, hidden_layer_sizes=(128,), activation="relu", solver="adam", alpha=1e-4, batch_size=32,
-                 learning_rate="constant", learning_rate_init=1e-3, power_t=0.5, max_iter=10, random_state=0,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, tol=1e-4, n_threads=0, verbose=False, sparse_input="auto",
-                 flush_denormals=True):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.random_state = random_state
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.n_threads = n_threads
-        self.sparse_input = sparse_input
-        self.flush_denormals = flush_denormals
-        self.verbose = verbose
-
-    # --- scikit-learn parameter protocol -------------------------------------------------
-    def get_params(self, deep=True):
-        return {p: getattr(self, p) for p in self._PARAMS}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self._PARAMS:
-                raise ValueError(f"invalid parameter {k!r} for MLPClassifier; valid: {', '.join(self._PARAMS)}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        defaults = MLPClassifier().get_params()
-        changed = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k])
-        return f"MLPClassifier({changed})"
-
-    # --- training ---------------------------------------------------------------------
-    @staticmethod
-    def _code(table, value, what):
-        if not isinstance(value, str) or value not in table:
-            raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(table)}")
-        return table[value]
-
-    def _config(self):
-        act = self._code(ACTIVATIONS, self.activation, "activation")
-        solver = self._code(SOLVERS, self.solver, "solver")
-        schedule = self._code(SCHEDULES, self.learning_rate, "learning_rate")
-        hidden = self.hidden_layer_sizes
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-        if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
-        bs = 0 if self.batch_size == "auto" else self.batch_size
-        if not isinstance(bs, (int, np.integer)) or bs < 0:
-            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
-        seed = self.random_state
-        if seed is None:
-            seed = int(np.random.randint(0, 2**31 - 1))
-        elif isinstance(seed, np.random.RandomState):
-            seed = int(seed.randint(0, 2**31 - 1))
-        elif not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"random_state must be None, a RandomState or a non-negative int, got {seed!r}")
-        # The library validates the numbers (NnkError with its message).
-        cfg = TrainConfig()
-        cfg.epochs(self.max_iter).batch_size(bs).learning_rate(self.learning_rate_init).alpha(self.alpha)
-        cfg.solver(solver).seed(seed).threads(self.n_threads)
-        cfg.sparse_input(self._code(SPARSE_INPUTS, self.sparse_input, "sparse_input"))
-        cfg.flush_denormals(self.flush_denormals)
-        if self.solver == "sgd":
-            cfg.momentum(self.momentum, self.nesterovs_momentum)
-        cfg.schedule(schedule, self.power_t)
-        cfg.early_stopping(self.early_stopping, self.validation_fraction, self.n_iter_no_change, self.tol)
-        return cfg, hidden, act, int(seed)
-
-    def fit(self, X, y):
-        X = _x(X)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]} labels")
-        classes, idx = np.unique(y, return_inverse=True)
-        if len(classes) < 2:
-            raise ValueError(f"need at least 2 classes, y has {len(classes)}")
-        cfg, hidden, act, seed = self._config()
-        model = Mlp(X.shape[1], [(h, act) for h in hidden] + [(len(classes), NNK_ACT_SOFTMAX)], seed=seed)
-        losses, val, secs = [], [], []
-        err = []
-
-        def on_epoch(info):
-            try:
-                losses.append(info.loss)
-                secs.append(info.seconds)
-                if info.val_score == info.val_score:  # not NaN
-                    val.append(info.val_score)
-                if self.verbose:
-                    print(f"Iteration {info.epoch}, loss = {info.loss:.8f}")
-            except BaseException as e:  # never let an exception unwind into C
-                err.append(e)
-                return True
-            return False
-
-        cfg.callback(on_epoch)
-        try:
-            model.fit_classifier(cfg, X, idx.astype(np.uint32))
-        finally:
-            cfg.callback(None)
-            cfg.close()
-        if err:
-            raise err[0]
-        self._model = model
-        self.classes_ = classes
-        self.n_features_in_ = X.shape[1]
-        self.n_iter_ = len(losses)
-        self.loss_curve_ = losses
-        self.epoch_seconds_ = secs
-        if self.early_stopping:
-            self.validation_scores_ = val
-        return self
-
-    # --- prediction ------------------------------------------------------------------
-    def _fitted(self):
-        m = getattr(self, "_model", None)
-        if m is None:
-            raise NotFittedError("This MLPClassifier instance is not fitted yet; call 'fit' first.")
-        return m
-
-    def predict_proba(self, X):
-        m = self._fitted()
-        p = m.predict_proba(X)
-        if p.shape[1] == 1:  # a one-sigmoid binary model loaded from a file
-            p = np.hstack([1.0 - p, p])
-        return p
-
-    def predict(self, X):
-        idx = self._fitted().predict_class(X)
-        return self.classes_[idx]
-
-    def score(self, X, y, sample_weight=None):
-        y = np.asarray(y)
-        hit = (self.predict(X) == y).astype(np.float64)
-        return float(np.average(hit, weights=sample_weight))
-
-    # --- persistence -----------------------------------------------------------------
-    def save(self, path):
-        """Writes the network to ``path`` in the library's model format (loadable
-        from C/C++ with ``nnk_mlp_load``) and ``classes_`` plus the parameters to
-        ``path + ".json"``."""
-        m = self._fitted()
-        classes = self.classes_
-        meta = {"format": "nnkern-python-1", "params": self.get_params(),
-                "classes": classes.tolist(), "classes_dtype": classes.dtype.str}
-        meta["params"]["hidden_layer_sizes"] = list(np.atleast_1d(self.hidden_layer_sizes).tolist())
-        if isinstance(meta["params"]["random_state"], np.random.RandomState):
-            meta["params"]["random_state"] = None
-        m.save(path)
-        tmp = str(path) + ".json.tmp"
-        with open(tmp, "w") as f:
-            json.dump(meta, f)
-        os.replace(tmp, str(path) + ".json")
-
-    @classmethod
-    def load(cls, path):
-        """Loads a model written by :meth:`save`. Without the ``.json`` sidecar
-        (a model trained from C/C++), ``classes_`` is ``0..n_outputs-1``."""
-        model = Mlp.load(path)
-        meta_path = str(path) + ".json"
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
-            p = meta["params"]
-            p["hidden_layer_sizes"] = tuple(p["hidden_layer_sizes"])
-            est = cls(**{k: v for k, v in p.items() if k in cls._PARAMS})
-            classes = np.array(meta["classes"], dtype=np.dtype(meta["classes_dtype"]))
-            if len(classes) != max(2, model.n_outputs):
-                raise ValueError(f"{meta_path}: {len(classes)} classes but the model has {model.n_outputs} outputs")
-        else:
-            est = cls()
-            classes = np.arange(max(2, model.n_outputs))
-        est._model = model
-        est.classes_ = classes
-        est.n_features_in_ = model.n_inputs
-        return est
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        if state.get("_model") is not None:
-            state["_model"] = state["_model"].to_bytes()
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("_model"), bytes):
-            state["_model"] = Mlp.from_bytes(state["_model"])
-        self.__dict__.update(state)
+        """A model from :meth:`to_bytes` (or a model file's contents)."""
+        b = bytes(b)
+        buf = (c_uint8 * len(b)).from_buffer_copy(b)
+        h = ctypes.POINTER(nnk_mlp)()
+        check(lib().nnk_mlp_from_bytes(buf, len(b), byref(h)))
+        return cls(0, [], _handle=h)

@@ -1,9 +1,12 @@
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# scikit-learn's check_array_api_input runs only with SciPy's array-API mode,
+# which must be chosen before SciPy is imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[3]
 
 
