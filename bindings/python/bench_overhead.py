@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -50,6 +51,7 @@ def find(d, stem):
 
 
 def main():
+    warnings.filterwarnings("ignore", message="Stochastic Optimizer: Maximum iterations")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mnist_dir")
     ap.add_argument("--epochs", type=int, default=3)

@@ -2,6 +2,7 @@
 
     pip install ./bindings/python scikit-learn     # or NNKERN_LIB=target/release/libnnkern.so
     python3 bindings/python/bench_sklearn.py ../shared/data/mnist [--rounds 2] [--epochs 10] [--epochs32 2]
+        [--dtype float32|float64] [--no-digits]
 
 MNIST (60 000 training images scaled to [0, 1], 10 000 test images):
 - scikit-learn's defaults, (100,) relu, adam, batch 'auto' = 200, alpha 1e-4,
@@ -48,10 +49,13 @@ def estimator(lib, **kw):
     return MLPClassifier(**kw)
 
 
-def child(lib, data, batch, epochs):
+def child(lib, data, batch, epochs, dtype):
     """One fit; prints a JSON line: seconds per epoch, test accuracy."""
     from threadpoolctl import threadpool_limits
-    xtr, ytr, xte, yte = mnist(data)  # float32: scikit-learn keeps the input's dtype, its fastest
+    xtr, ytr, xte, yte = mnist(data)
+    # scikit-learn computes in the input's dtype: float32 is its fastest,
+    # float64 what most loaders give it. nnkern converts to float32.
+    xtr, xte = xtr.astype(dtype), xte.astype(dtype)
     est = estimator(lib, hidden_layer_sizes=(100,), batch_size=batch, max_iter=epochs, random_state=0)
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -61,9 +65,9 @@ def child(lib, data, batch, epochs):
     print(json.dumps({"epoch_s": secs / est.n_iter_, "acc": float(est.score(xte, yte)), "epochs": est.n_iter_}))
 
 
-def run_child(lib, data, batch, epochs):
+def run_child(lib, data, batch, epochs, dtype):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, "--child", lib, data, str(batch), str(epochs)], env=env,
+    out = subprocess.run([sys.executable, __file__, "--child", lib, data, str(batch), str(epochs), dtype], env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{lib} child failed:\n{out.stdout}{out.stderr}")
@@ -98,8 +102,8 @@ def digits(seeds):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _, _, lib, data, batch, epochs = sys.argv
-        child(lib, data, int(batch) if batch != "auto" else "auto", int(epochs))
+        _, _, lib, data, batch, epochs, dtype = sys.argv
+        child(lib, data, int(batch) if batch != "auto" else "auto", int(epochs), dtype)
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mnist_dir")
@@ -107,19 +111,24 @@ def main():
     ap.add_argument("--epochs", type=int, default=10, help="epochs at scikit-learn's defaults (batch 200)")
     ap.add_argument("--epochs32", type=int, default=2, help="epochs timed at batch 32")
     ap.add_argument("--seeds", type=int, default=5, help="digits seeds")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                    help="the inputs' dtype for both (scikit-learn computes in it)")
+    ap.add_argument("--no-digits", action="store_true", help="skip the digits accuracy comparison")
     a = ap.parse_args()
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {cpu_name()}; inputs {a.dtype}")
     for batch, epochs, target in (("auto", a.epochs, 3.0), (32, a.epochs32, 5.0)):
         ratios = []
         for r in range(a.rounds):
-            ours = run_child("nnkern", a.mnist_dir, batch, epochs)
-            theirs = run_child("sklearn", a.mnist_dir, batch, epochs)
+            ours = run_child("nnkern", a.mnist_dir, batch, epochs, a.dtype)
+            theirs = run_child("sklearn", a.mnist_dir, batch, epochs, a.dtype)
             ratios.append(theirs["epoch_s"] / ours["epoch_s"])
             print(f"MNIST batch {batch}, {epochs} epochs, round {r + 1}: nnkern {ours['epoch_s']:.3f} s/epoch "
                   f"(test acc {ours['acc']:.4f}), scikit-learn {theirs['epoch_s']:.3f} s/epoch "
                   f"(test acc {theirs['acc']:.4f}): {ratios[-1]:.2f}x, accuracy difference "
                   f"{ours['acc'] - theirs['acc']:+.4f}", flush=True)
         print(f"MNIST batch {batch}: median {statistics.median(ratios):.2f}x faster per epoch (target {target}x)")
+    if a.no_digits:
+        return
     ours, theirs = digits(a.seeds)
     print(f"digits, scikit-learn's defaults, {a.seeds} seeds: nnkern {np.mean(ours):.4f} "
           f"({', '.join(f'{v:.3f}' for v in ours)}), scikit-learn {np.mean(theirs):.4f} "
