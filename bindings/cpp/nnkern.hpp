@@ -353,14 +353,13 @@ public:
     History history() const {
         History h{};
         detail::check(nnk_mlp_fit_history(get(), &h.summary, nullptr, nullptr, 0));
+        // Both arrays take up to `cap` values; there are never more scores than epochs.
+        size_t cap = std::max(h.summary.n_iter, h.summary.n_validation_scores);
+        h.loss_curve.resize(cap);
+        h.validation_scores.resize(cap);
+        detail::check(nnk_mlp_fit_history(get(), nullptr, h.loss_curve.data(), h.validation_scores.data(), cap));
         h.loss_curve.resize(h.summary.n_iter);
         h.validation_scores.resize(h.summary.n_validation_scores);
-        size_t cap = std::max(h.loss_curve.size(), h.validation_scores.size());
-        std::vector<double> scores(cap);
-        std::vector<double> losses(cap);
-        detail::check(nnk_mlp_fit_history(get(), nullptr, losses.data(), scores.data(), cap));
-        std::copy_n(losses.begin(), h.loss_curve.size(), h.loss_curve.begin());
-        std::copy_n(scores.begin(), h.validation_scores.size(), h.validation_scores.begin());
         return h;
     }
 
