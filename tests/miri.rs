@@ -548,6 +548,23 @@ mod c_entry_points {
         assert_eq!(st, 0, "{}", last());
         assert_eq!((s.n_iter, s.samples_seen, s.steps), (1, 6, 2));
         assert!(loss[0].is_finite() && s.best_loss == loss[0]);
+        // The same six rows as CSR (every value stored, zeros included).
+        let indptr: Vec<i64> = (0..=6).map(|r| r * 4).collect();
+        let indices: Vec<i32> = (0..24).map(|k| k % 4).collect();
+        let csr = nnk_csr {
+            n_rows: 6,
+            n_cols: 4,
+            nnz: 24,
+            indptr: indptr.as_ptr(),
+            indices: indices.as_ptr(),
+            data: x.as_ptr(),
+        };
+        // SAFETY: `csr` describes arrays of n_rows + 1 and nnz elements; 6 labels.
+        let st = unsafe { nnk_mlp_partial_fit_classifier_csr(m2, cfg, &csr, y.as_ptr()) };
+        assert_eq!(st, 0, "{}", last());
+        let bad = nnk_csr { n_rows: usize::MAX, ..csr };
+        // SAFETY: refused (n_rows + 1 overflows) before any array is read.
+        assert_ne!(unsafe { nnk_mlp_partial_fit_classifier_csr(m2, cfg, &bad, y.as_ptr()) }, 0);
         // SAFETY: the first model has no fit yet: refused, nothing written.
         assert_ne!(unsafe { nnk_mlp_fit_history(m, &mut s, null_mut(), null_mut(), 0) }, 0);
         // SAFETY: each handle freed once.

@@ -971,6 +971,7 @@ fn sparse_rows_train_like_the_dense_rows() {
     let e = m.fit_sparse(&wide, Targets::Labels(y), &TrainConfig::default(), None, None).unwrap_err();
     assert!(matches!(e, Error::ShapeMismatch(_)), "{e}");
     assert!(SparseRows::from_csr(n, d, &indptr[..n], &indices, &data).is_err(), "short indptr");
+    assert!(SparseRows::from_csr(usize::MAX, d, &indptr, &indices, &data).is_err(), "rows + 1 overflows");
     assert!(SparseRows::from_csr(n, d, &indptr, &indices, &data[1..]).is_err(), "short data");
     let mut bad = indices.clone();
     bad.swap(0, 1);

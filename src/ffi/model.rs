@@ -12,7 +12,9 @@
 
 use super::{boundary, check_ptr, flag, slice_in};
 use crate::error::{Error, Result};
-use crate::nn::{EpochRecord, History, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig};
+use crate::nn::{
+    EpochRecord, FitObserver, History, Inputs, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig,
+};
 use crate::ops::act::Activation;
 use crate::par::Par;
 use std::ffi::{CStr, c_char, c_void};
@@ -816,6 +818,29 @@ fn csr_rows(x: *const nnk_csr) -> Result<crate::gemm::SparseRows> {
     crate::gemm::SparseRows::from_csr(x.n_rows, x.n_cols, &ptr, &ix, v)
 }
 
+/// The config's epoch callback as the trainer's observer.
+struct CObserver {
+    callback: nnk_epoch_callback,
+    user: *mut c_void,
+}
+
+impl FitObserver for CObserver {
+    fn on_epoch(&mut self, r: &EpochRecord) -> ControlFlow<()> {
+        let Some(f) = self.callback else { return ControlFlow::Continue(()) };
+        let info = nnk_epoch_info {
+            epoch: r.epoch,
+            loss: r.loss,
+            val_loss: r.val_loss.unwrap_or(f64::NAN),
+            val_score: r.val_score.unwrap_or(f64::NAN),
+            learning_rate: r.learning_rate as f64,
+            seconds: r.seconds,
+            score: r.score.unwrap_or(f64::NAN),
+        };
+        // SAFETY: a C function pointer supplied by the caller, called as documented.
+        if unsafe { f(&info, self.user) } != 0 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+}
+
 /// The inputs of a fit from C: dense rows, or a CSR matrix.
 enum CInputs {
     /// `x`, `n_samples × n_features` values.
@@ -839,35 +864,19 @@ fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: 
     boundary(|| {
         // SAFETY: non-NULL configs come from `nnk_train_config_new`.
         let c = unsafe { c.as_ref() }.ok_or_else(|| null("config"))?;
-        let (cb, user) = (c.callback, c.user);
-        let mut call = |r: &EpochRecord| -> ControlFlow<()> {
-            match cb {
-                None => ControlFlow::Continue(()),
-                Some(f) => {
-                    let info = nnk_epoch_info {
-                        epoch: r.epoch,
-                        loss: r.loss,
-                        val_loss: r.val_loss.unwrap_or(f64::NAN),
-                        val_score: r.val_score.unwrap_or(f64::NAN),
-                        learning_rate: r.learning_rate as f64,
-                        seconds: r.seconds,
-                        score: r.score.unwrap_or(f64::NAN),
-                    };
-                    // SAFETY: a C function pointer supplied by the caller, called as documented.
-                    let stop = unsafe { f(&info, user) } != 0;
-                    if stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-                }
-            }
-        };
+        let mut observer = CObserver { callback: c.callback, user: c.user };
         with_model_mut(m, |model, history| {
-            let (xs, sparse, n_samples) = match x {
-                CInputs::Dense(x, n_samples, n_features) => (input(x, n_samples, n_features, model)?, None, n_samples),
+            let rows;
+            let inputs = match x {
+                CInputs::Dense(x, n_samples, n_features) => {
+                    Inputs::Dense { x: input(x, n_samples, n_features, model)?, n_samples }
+                }
                 CInputs::Csr(x) => {
-                    let s = csr_rows(x)?;
-                    let n = s.rows();
-                    (&[][..], Some(s), n)
+                    rows = csr_rows(x)?;
+                    Inputs::Sparse(&rows)
                 }
             };
+            let n_samples = inputs.n_samples();
             let y = match targets {
                 CTargets::Labels(labels) => {
                     // SAFETY: the caller passes n_samples labels.
@@ -895,10 +904,7 @@ fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: 
                 &c.cfg
             };
             *history = None;
-            *history = Some(match &sparse {
-                None => model.fit(xs, n_samples, y, cfg, None, Some(&mut call))?,
-                Some(s) => model.fit_sparse(s, y, cfg, None, Some(&mut call))?,
-            });
+            *history = Some(model.fit_inputs(inputs, y, cfg, None, &mut observer)?);
             Ok(())
         })
     })

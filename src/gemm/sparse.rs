@@ -115,10 +115,10 @@ impl SparseRows {
     /// `indices.len()`; `data` of another length than `indices`; a column
     /// index `≥ cols`, out of order or repeated; `cols` beyond `u32::MAX`.
     pub fn from_csr(rows: usize, cols: usize, indptr: &[usize], indices: &[u32], data: &[f32]) -> Result<SparseRows> {
-        if indptr.len() != rows + 1 || indptr[0] != 0 || indptr[rows] != indices.len() {
+        if rows.checked_add(1) != Some(indptr.len()) || indptr[0] != 0 || indptr[rows] != indices.len() {
             return Err(shape(format!(
                 "indptr must hold rows + 1 = {} offsets from 0 to nnz = {}; it has {} ({:?}…{:?})",
-                rows + 1,
+                rows as u128 + 1,
                 indices.len(),
                 indptr.len(),
                 indptr.first(),

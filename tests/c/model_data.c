@@ -5,6 +5,7 @@
  * tests/c_api.rs (-std=c99 -Wall -Werror), plain, sanitized and under valgrind. */
 #include "nnkern.h"
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,9 @@ static void csr_input(void) {
     bad = csr;
     bad.data = d2;
     CHECK(nnk_mlp_fit_classifier_csr(m, c, &bad, Y) == NNK_ERR_NON_FINITE, "CSR: NaN value");
+    bad = csr;
+    bad.n_rows = SIZE_MAX;
+    CHECK(nnk_mlp_fit_classifier_csr(m, c, &bad, Y) == NNK_ERR_OVERFLOW, "CSR: n_rows + 1 overflows");
     CHECK(nnk_mlp_fit_classifier_csr(m, c, NULL, Y) == NNK_ERR_NULL_POINTER, "CSR: NULL matrix");
     CHECK(nnk_mlp_fit_classifier_csr(NULL, c, &csr, Y) == NNK_ERR_NULL_POINTER, "CSR: NULL model");
     CHECK(nnk_mlp_predict_proba(m, xz, N, D, after, N * K) == NNK_OK, "predict after");

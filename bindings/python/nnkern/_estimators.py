@@ -35,11 +35,6 @@ import pickle
 import warnings
 import numpy as np
 
-try:
-    import scipy.sparse as _sp
-except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-    _sp = None
-
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelBinarizer
@@ -49,7 +44,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._lib import NnkError
-from ._model import ACTIVATIONS, SCHEDULES, SOLVERS, SPARSE_INPUTS, Mlp, TrainConfig
+from ._model import ACTIVATIONS, SCHEDULES, SOLVERS, SPARSE_INPUTS, Mlp, TrainConfig, _is_sparse
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -227,7 +222,7 @@ class _BaseMLP(BaseEstimator):
                              "(warm_start=False)")
         seed = self._seed()
         # Dense inputs as C-contiguous float32; sparse ones go to the library as CSR.
-        Xd = X if _sp is not None and _sp.issparse(X) else np.ascontiguousarray(X, dtype=np.float32)
+        Xd = X if _is_sparse(X) else np.ascontiguousarray(X, dtype=np.float32)
         cfg = self._config(Xd.shape[0], seed)
         model = self._new_model(Xd.shape[1], n_outputs, out_act, seed) if first else self._model
         errors = []
