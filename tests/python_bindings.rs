@@ -12,16 +12,26 @@ use std::process::Command;
 /// Whether python3 can import `modules`; prints one SKIPPED line (or fails
 /// under CI) when it cannot.
 fn python_ready(modules: &str) -> bool {
-    let probe = Command::new("python3").args(["-c", &format!("import {modules}")]).output();
+    // The estimators need scikit-learn's tags API (1.6 and later).
+    let code = format!(
+        "import {modules}\nimport sys\nif 'sklearn' in sys.modules:\n    \
+         v = tuple(int(p) for p in sys.modules['sklearn'].__version__.split('.')[:2])\n    \
+         assert v >= (1, 6), 'scikit-learn ' + sys.modules['sklearn'].__version__ + ' is older than 1.6'"
+    );
+    let probe = Command::new("python3").args(["-c", &code]).output();
     let missing = match &probe {
         Err(e) => Some(format!("python3 not runnable: {e}")),
         Ok(o) if !o.status.success() => {
-            Some(format!("python3 lacks numpy or pytest: {}", String::from_utf8_lossy(&o.stderr).trim()))
+            Some(format!("python3 lacks one of {modules}: {}", String::from_utf8_lossy(&o.stderr).trim()))
         }
         Ok(_) => None,
     };
     if let Some(why) = missing {
-        common::skip("a Python bindings test", &why, &format!("pip install {modules}; .ci/run installs them"));
+        common::skip(
+            "a Python bindings test",
+            &why,
+            "pip install numpy pytest 'scikit-learn>=1.6' scipy pandas; .ci/run installs them",
+        );
         return false;
     }
     true
