@@ -198,7 +198,27 @@ fn main() {
                 world.reduce_scatter_block_into(&g[..], &mut part[..], SystemOperation::sum());
                 world.all_gather_into(&part[..], &mut r[..]);
             });
-            say(format!("{n} floats: all-reduce {ar:.0} us, reduce-scatter + all-gather {rs:.0} us (median)"));
+            let peer = world.process_at_rank(((rank + 1) % size) as i32);
+            let half = n / 2;
+            let mut recv = vec![0.0f32; half];
+            let mut mine = vec![0.0f32; half];
+            let pp = time(&mut || {
+                if size != 2 {
+                    return;
+                }
+                let (keep, give) = if rank == 0 { (0..half, half..n) } else { (half..n, 0..half) };
+                mpi::point_to_point::send_receive_into(&g[give.clone()], &peer, &mut recv[..], &peer);
+                for ((m, a), b) in mine.iter_mut().zip(&g[keep.clone()]).zip(&recv) {
+                    *m = a + b;
+                }
+                r[keep.clone()].copy_from_slice(&mine);
+                let (lo, hi) = r.split_at_mut(half);
+                let (mine_out, theirs) = if rank == 0 { (&lo[..], hi) } else { (&hi[..], lo) };
+                mpi::point_to_point::send_receive_into(mine_out, &peer, theirs, &peer);
+            });
+            say(format!(
+                "{n} floats: all-reduce {ar:.0} us, reduce-scatter + all-gather {rs:.0} us, send-receive ring (2 ranks) {pp:.0} us (median)"
+            ));
         }
         s => panic!("unknown scenario {s}"),
     }

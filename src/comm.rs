@@ -235,50 +235,113 @@ impl Team {
         });
     }
 
-    /// Sums `send` over the ranks and leaves this rank's part (`counts[rank]`
-    /// values, the parts in rank order) in `recv`.
-    pub(crate) fn reduce_scatter_sum(&mut self, send: &[f32], counts: &[c_int], recv: &mut [f32]) {
-        debug_assert_eq!(counts.iter().map(|&c| c as usize).sum::<usize>(), send.len());
-        debug_assert_eq!(recv.len(), counts[self.rank] as usize);
+    /// One step of a ring: `count_out` floats at `out` to the next rank,
+    /// `count_in` floats from the previous one into `inp`.
+    ///
+    /// # Safety
+    /// `out` is readable for `count_out` floats and `inp` writable for
+    /// `count_in`; the two do not overlap; the previous rank sends
+    /// `count_in` floats in the same step.
+    unsafe fn ring_step(&mut self, out: *const f32, count_out: usize, inp: *mut f32, count_in: usize) {
+        let (next, prev) = ((self.rank + 1) % self.size, (self.rank + self.size - 1) % self.size);
         self.timed(|comm| {
-            // SAFETY: `send` holds Σ counts floats, `recv` this rank's count;
-            // distinct buffers; collective with the same counts everywhere.
+            // SAFETY: the caller's contract; the ring's neighbours exchange
+            // in the same step with matching counts, so it cannot deadlock.
             unsafe {
-                ffi::MPI_Reduce_scatter(
-                    send.as_ptr().cast::<c_void>(),
-                    recv.as_mut_ptr().cast::<c_void>(),
-                    counts.as_ptr(),
+                ffi::MPI_Sendrecv(
+                    out.cast::<c_void>(),
+                    count_out as c_int,
                     ffi::RSMPI_FLOAT,
-                    ffi::RSMPI_SUM,
+                    next as c_int,
+                    RING_TAG,
+                    inp.cast::<c_void>(),
+                    count_in as c_int,
+                    ffi::RSMPI_FLOAT,
+                    prev as c_int,
+                    RING_TAG,
                     comm,
+                    ffi::RSMPI_STATUS_IGNORE,
                 )
             }
         });
     }
 
-    /// Every rank's part (`send`, `counts[rank]` values) into `recv` at
-    /// `displs`, rank by rank.
-    pub(crate) fn all_gather_f32(&mut self, send: &[f32], counts: &[c_int], displs: &[c_int], recv: &mut [f32]) {
-        debug_assert_eq!(send.len(), counts[self.rank] as usize);
-        debug_assert!(counts.iter().zip(displs).all(|(&c, &d)| (c + d) as usize <= recv.len()));
-        self.timed(|comm| {
-            // SAFETY: `send` holds this rank's count, `recv` every part at its
-            // displacement (checked above); distinct buffers; collective.
-            unsafe {
-                ffi::MPI_Allgatherv(
-                    send.as_ptr().cast::<c_void>(),
-                    send.len() as c_int,
-                    ffi::RSMPI_FLOAT,
-                    recv.as_mut_ptr().cast::<c_void>(),
-                    counts.as_ptr(),
-                    displs.as_ptr(),
-                    ffi::RSMPI_FLOAT,
-                    comm,
-                )
+    /// Sums `send` over the ranks and leaves this rank's part (`counts[rank]`
+    /// values, the parts in rank order at `displs`) in `recv`.
+    ///
+    /// A ring of `p − 1` send-receive steps: part `c`'s partial sum starts
+    /// at rank `c + 1`, travels the ring, each rank adding its own values,
+    /// and ends summed at rank `c`. It moves what `MPI_Reduce_scatter` moves,
+    /// but Open MPI 4.1's own took about twice as long on 2 ranks over
+    /// shared memory (BENCHMARKS.md). Every part is summed by one rank.
+    /// `work` holds at least twice the largest count.
+    pub(crate) fn reduce_scatter_sum(
+        &mut self,
+        send: &[f32],
+        counts: &[c_int],
+        displs: &[c_int],
+        recv: &mut [f32],
+        work: &mut [f32],
+    ) {
+        let (r, p) = (self.rank, self.size);
+        debug_assert_eq!(counts.iter().map(|&c| c as usize).sum::<usize>(), send.len());
+        debug_assert_eq!(recv.len(), counts[r] as usize);
+        let part = |c: usize| {
+            let (d, n) = (displs[c] as usize, counts[c] as usize);
+            d..d + n
+        };
+        if p == 1 {
+            recv.copy_from_slice(&send[part(0)]);
+            return;
+        }
+        let widest = counts.iter().map(|&c| c as usize).max().unwrap_or(0);
+        let (partial, incoming) = work[..2 * widest].split_at_mut(widest);
+        for s in 0..p - 1 {
+            let (c_out, c_in) = ((r + 2 * p - 1 - s) % p, (r + 2 * p - 2 - s) % p);
+            let (n_out, n_in) = (counts[c_out] as usize, counts[c_in] as usize);
+            // The first step sends this rank's own values of its part, the
+            // later ones the partial sum it built in the step before.
+            let out = if s == 0 { send[part(c_out)].as_ptr() } else { partial.as_ptr() };
+            // SAFETY: `out` holds n_out floats (a part of `send`, or the
+            // partial sum of that part), `incoming` at least n_in; the two are
+            // distinct buffers; every rank runs the same steps.
+            unsafe { self.ring_step(out, n_out, incoming.as_mut_ptr(), n_in) };
+            let dst = if s == p - 2 { &mut recv[..] } else { &mut partial[..n_in] };
+            for ((d, &a), &b) in dst.iter_mut().zip(&incoming[..n_in]).zip(&send[part(c_in)]) {
+                *d = a + b;
             }
-        });
+        }
+    }
+
+    /// Every rank's part (`send`, `counts[rank]` values) into `recv` at
+    /// `displs`, rank by rank: a ring of `p − 1` send-receive steps, each
+    /// forwarding the part received in the step before.
+    pub(crate) fn all_gather_f32(&mut self, send: &[f32], counts: &[c_int], displs: &[c_int], recv: &mut [f32]) {
+        let (r, p) = (self.rank, self.size);
+        debug_assert_eq!(send.len(), counts[r] as usize);
+        assert!(counts.iter().zip(displs).all(|(&c, &d)| (c + d) as usize <= recv.len()));
+        let at = displs[r] as usize;
+        recv[at..at + send.len()].copy_from_slice(send);
+        let base = recv.as_mut_ptr();
+        for s in 0..p - 1 {
+            let (c_out, c_in) = ((r + p - s) % p, (r + 2 * p - 1 - s) % p);
+            // SAFETY: the parts lie within `recv` (asserted above) and are
+            // disjoint (c_out ≠ c_in for p > 1), so the send and receive
+            // regions do not overlap; both come from the one `&mut recv`.
+            unsafe {
+                self.ring_step(
+                    base.add(displs[c_out] as usize),
+                    counts[c_out] as usize,
+                    base.add(displs[c_in] as usize),
+                    counts[c_in] as usize,
+                )
+            };
+        }
     }
 }
+
+/// The tag of the ring collectives' messages (on the fit's own communicator).
+const RING_TAG: c_int = 0x6e6e;
 
 impl Drop for Team {
     fn drop(&mut self) {

@@ -130,12 +130,14 @@ fn one_rank_gives_the_bits_of_one_process() {
 }
 
 #[test]
-fn two_ranks_hold_the_same_weights_and_track_one_process() {
-    if !have_mpi("two_ranks_hold_the_same_weights_and_track_one_process") {
+fn two_and_three_ranks_hold_the_same_weights_and_track_one_process() {
+    if !have_mpi("two_and_three_ranks_hold_the_same_weights_and_track_one_process") {
         return;
     }
-    for name in ["bits", "clip"] {
-        let (lines, single) = scenario(2, name);
+    // Three ranks: the ring collectives' parts travel more than one hop.
+    for (ranks, name) in [(2, "bits"), (2, "clip"), (3, "bits")] {
+        let (lines, single) = scenario(ranks, name);
+        let name = format!("{ranks} ranks, {name}");
         let line = agree(&lines).trim().to_string();
         assert!(line.starts_with("ok "), "{name}: {line}");
         let ((l2, a2), (l1, a1)) = (curve(&line), curve(&single.unwrap()));

@@ -120,6 +120,8 @@ pub(crate) struct Dist {
     /// This rank's slice of the summed gradient, and of the updated weights.
     gs: AlignedVec,
     ps: AlignedVec,
+    /// The reduce-scatter's two buffers of the largest slice.
+    work: AlignedVec,
     /// Each layer's weights `(start, end)` and the end of its biases.
     layers: Vec<(usize, usize, usize)>,
     /// Samples this rank has computed gradients of.
@@ -145,6 +147,7 @@ impl Dist {
             displs: Vec::new(),
             gs: AlignedVec::default(),
             ps: AlignedVec::default(),
+            work: AlignedVec::default(),
             layers: Vec::new(),
             samples: 0,
         }))
@@ -248,6 +251,7 @@ impl Dist {
         self.layers = m.offsets.iter().zip(&m.layers).map(|(&(w0, b0), l)| (w0, b0, b0 + l.units)).collect();
         self.gs = AlignedVec::try_zeros(mine, "this rank's gradient slice")?;
         self.ps = AlignedVec::try_zeros(mine, "this rank's parameter slice")?;
+        self.work = AlignedVec::try_zeros(2 * part.min(n), "the gradient's reduce-scatter buffers")?;
         self.team.broadcast_f32(&mut m.params);
         Ok(plan)
     }
@@ -351,7 +355,7 @@ impl Dist {
         let rank = self.team.rank;
         let lo = self.displs[rank] as usize;
         let hi = lo + self.counts[rank] as usize;
-        self.team.reduce_scatter_sum(grad, &self.counts, &mut self.gs);
+        self.team.reduce_scatter_sum(grad, &self.counts, &self.displs, &mut self.gs, &mut self.work);
         let (gs, ps, layers) = (&mut self.gs[..], &mut self.ps[..], &self.layers[..]);
         ps.copy_from_slice(&params[lo..hi]);
         for &(w0, b0, _) in layers {
