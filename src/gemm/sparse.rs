@@ -784,35 +784,37 @@ unsafe fn blocked<S: Token, E: Epilogue<f32>>(
 unsafe fn strips<S: Token, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &[u32], vs: &[f32], a: &mut [f32]) {
     let l = S::F32_LANES;
     let n = j.n;
-    let full = n / l;
+    // Vectors of columns, the last one partial when `n` is not a multiple of
+    // the lanes: it joins the last strip (one pass over the nonzeros less).
+    let (nvec, tail) = (n.div_ceil(l), n % l);
     let mut v0 = 0;
-    while v0 < full {
-        let nv = (full - v0).min(STRIP);
-        // SAFETY: vectors v0 .. v0+nv of rows ix of B and of `a` are inside.
-        unsafe {
-            match nv {
-                8 => strip::<S, E, 8, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                7 => strip::<S, E, 7, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                6 => strip::<S, E, 6, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                5 => strip::<S, E, 5, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                4 => strip::<S, E, 4, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                3 => strip::<S, E, 3, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                2 => strip::<S, E, 2, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-                _ => strip::<S, E, 1, false, FROM_ZERO>(s, j, v0 * l, l, ix, vs, a),
-            }
+    while v0 < nvec {
+        let nv = (nvec - v0).min(STRIP);
+        let part = tail != 0 && v0 + nv == nvec;
+        let m = if part { tail } else { l };
+        macro_rules! go {
+            ($($n:literal)*) => {
+                match (nv, part) {
+                    $(
+                        // SAFETY: vectors v0 .. v0+nv of rows ix of B (of the
+                        // last, its first `m` columns) and of the padded `a`
+                        // are inside.
+                        ($n, false) => unsafe { strip::<S, E, $n, false, FROM_ZERO>(s, j, v0 * l, m, ix, vs, a) },
+                        // SAFETY: as above.
+                        ($n, true) => unsafe { strip::<S, E, $n, true, FROM_ZERO>(s, j, v0 * l, m, ix, vs, a) },
+                    )*
+                    _ => unreachable!("a strip has 1 to {STRIP} vectors"),
+                }
+            };
         }
+        go!(1 2 3 4 5 6 7 8);
         v0 += nv;
-    }
-    if full * l < n {
-        // SAFETY: the last n - full·l < lanes columns of rows ix of B are
-        // inside B; `a` is padded.
-        unsafe { strip::<S, E, 1, true, FROM_ZERO>(s, j, full * l, n - full * l, ix, vs, a) };
     }
 }
 
-/// `a[c0 ..] (+)= Σ v·B[p, c0 ..]` over the nonzeros `(p, v)`: `MV` full
-/// vectors, or with `TAIL` one vector of `m < lanes` columns, the strip held
-/// in registers.
+/// `a[c0 ..] (+)= Σ v·B[p, c0 ..]` over the nonzeros `(p, v)`: `MV`
+/// vectors, the last of them of only `m < lanes` columns with `TAIL`, the
+/// strip held in registers.
 ///
 /// # Safety
 /// B has unit column stride and those columns of rows `ix` are inside it;
@@ -844,7 +846,9 @@ unsafe fn strip<S: Token, E, const MV: usize, const TAIL: bool, const FROM_ZERO:
         let x = s.splat_f32s(v);
         for (q, a) in acc.iter_mut().enumerate() {
             // SAFETY: columns c0 .. c0+m of row p of B are inside B.
-            let bv = unsafe { if TAIL { f32::load_partial(s, bp, m) } else { f32::load(s, bp.add(q * l)) } };
+            let bv = unsafe {
+                if TAIL && q == MV - 1 { f32::load_partial(s, bp.add(q * l), m) } else { f32::load(s, bp.add(q * l)) }
+            };
             *a = s.mul_add_e_f32s(x, bv, *a);
         }
     }
