@@ -2,7 +2,8 @@
 //! caller sets ([`Distributed`], [`Shard`]) and the trainer's side of it.
 //!
 //! Each rank computes the gradient of its share of every global mini-batch;
-//! the gradients are summed with a reduce-scatter, each rank applies the
+//! the gradients are summed with a reduce-scatter (a ring of send-receive
+//! steps between neighbouring ranks), each rank applies the
 //! optimizer to its own slice of the parameters (a sharded optimizer,
 //! ZeRO stage 1: half the optimizer work on 2 ranks), and an all-gather
 //! hands every rank the updated parameters. Every parameter is therefore
@@ -20,9 +21,10 @@
 //! per rank (407 KB for 784-128-10 on 2 ranks) and computes `B/p` samples
 //! of a global batch `B`. Distributing pays when the compute saved,
 //! `B·c·(1 − 1/p)` for `c` seconds per sample, exceeds the collectives'
-//! time: on a 2-core Zen 4 over shared memory (c ≈ 3.3 µs, collectives
-//! ≈ 140 µs) from a global batch of about 85 (measured: 0.69× the epoch
-//! rate at 32, 1.42× at 256, 1.74× at 1024); over 10, 25 and 100 Gb/s links
+//! time: on a 2-core Zen 4 over shared memory (c ≈ 3.3 µs, the ring
+//! collectives ≈ 70 µs) from a global batch of about 45 (measured: 0.36–0.79×
+//! the epoch rate at 32, 0.95–1.76× at 256 (median 1.35×; the VM's runs are
+//! bimodal), 1.71–1.96× at 1024); over 10, 25 and 100 Gb/s links
 //! from about 200, 80 and 20 for any p, and half the ideal speed-up needs
 //! `B ≥ p·t_comm/c` (p = 8: 1380, 550, 140). BENCHMARKS.md has the figures.
 
