@@ -242,28 +242,26 @@ impl Team {
     /// `out` is readable for `count_out` floats and `inp` writable for
     /// `count_in`; the two do not overlap; the previous rank sends
     /// `count_in` floats in the same step.
-    unsafe fn ring_step(&mut self, out: *const f32, count_out: usize, inp: *mut f32, count_in: usize) {
+    unsafe fn ring_step(&self, out: *const f32, count_out: usize, inp: *mut f32, count_in: usize) {
         let (next, prev) = ((self.rank + 1) % self.size, (self.rank + self.size - 1) % self.size);
-        self.timed(|comm| {
-            // SAFETY: the caller's contract; the ring's neighbours exchange
-            // in the same step with matching counts, so it cannot deadlock.
-            unsafe {
-                ffi::MPI_Sendrecv(
-                    out.cast::<c_void>(),
-                    count_out as c_int,
-                    ffi::RSMPI_FLOAT,
-                    next as c_int,
-                    RING_TAG,
-                    inp.cast::<c_void>(),
-                    count_in as c_int,
-                    ffi::RSMPI_FLOAT,
-                    prev as c_int,
-                    RING_TAG,
-                    comm,
-                    ffi::RSMPI_STATUS_IGNORE,
-                )
-            }
-        });
+        // SAFETY: the caller's contract; the ring's neighbours exchange in
+        // the same step with matching counts, so it cannot deadlock.
+        unsafe {
+            ffi::MPI_Sendrecv(
+                out.cast::<c_void>(),
+                count_out as c_int,
+                ffi::RSMPI_FLOAT,
+                next as c_int,
+                RING_TAG,
+                inp.cast::<c_void>(),
+                count_in as c_int,
+                ffi::RSMPI_FLOAT,
+                prev as c_int,
+                RING_TAG,
+                self.comm,
+                ffi::RSMPI_STATUS_IGNORE,
+            )
+        };
     }
 
     /// Sums `send` over the ranks and leaves this rank's part (`counts[rank]`
@@ -294,6 +292,7 @@ impl Team {
             recv.copy_from_slice(&send[part(0)]);
             return;
         }
+        let t = Instant::now();
         let widest = counts.iter().map(|&c| c as usize).max().unwrap_or(0);
         let (partial, incoming) = work[..2 * widest].split_at_mut(widest);
         for s in 0..p - 1 {
@@ -311,6 +310,7 @@ impl Team {
                 *d = a + b;
             }
         }
+        self.seconds += t.elapsed().as_secs_f64();
     }
 
     /// Every rank's part (`send`, `counts[rank]` values) into `recv` at
@@ -319,15 +319,22 @@ impl Team {
     pub(crate) fn all_gather_f32(&mut self, send: &[f32], counts: &[c_int], displs: &[c_int], recv: &mut [f32]) {
         let (r, p) = (self.rank, self.size);
         debug_assert_eq!(send.len(), counts[r] as usize);
-        assert!(counts.iter().zip(displs).all(|(&c, &d)| (c + d) as usize <= recv.len()));
+        // The parts lie one after another inside `recv` (so any two differ).
+        let mut end = 0usize;
+        for (&c, &d) in counts.iter().zip(displs) {
+            let (c, d) = (usize::try_from(c).unwrap(), usize::try_from(d).unwrap());
+            assert!(d >= end && d + c <= recv.len(), "all-gather parts overlap or leave the buffer");
+            end = d + c;
+        }
+        let t = Instant::now();
         let at = displs[r] as usize;
         recv[at..at + send.len()].copy_from_slice(send);
         let base = recv.as_mut_ptr();
         for s in 0..p - 1 {
             let (c_out, c_in) = ((r + p - s) % p, (r + 2 * p - 1 - s) % p);
-            // SAFETY: the parts lie within `recv` (asserted above) and are
-            // disjoint (c_out ≠ c_in for p > 1), so the send and receive
-            // regions do not overlap; both come from the one `&mut recv`.
+            // SAFETY: the parts lie within `recv`, one after another
+            // (asserted above), and c_out ≠ c_in for p > 1, so the send and
+            // receive regions do not overlap; both come from one `&mut recv`.
             unsafe {
                 self.ring_step(
                     base.add(displs[c_out] as usize),
@@ -337,6 +344,7 @@ impl Team {
                 )
             };
         }
+        self.seconds += t.elapsed().as_secs_f64();
     }
 }
 

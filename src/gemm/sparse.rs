@@ -845,7 +845,8 @@ unsafe fn strip<S: Token, E, const MV: usize, const TAIL: bool, const FROM_ZERO:
         let bp = b.wrapping_offset(p as isize * j.b.rs);
         let x = s.splat_f32s(v);
         for (q, a) in acc.iter_mut().enumerate() {
-            // SAFETY: columns c0 .. c0+m of row p of B are inside B.
+            // SAFETY: the strip's columns of row p of B (c0 .. c0 +
+            // (MV − 1)·lanes + m with TAIL) are inside B.
             let bv = unsafe {
                 if TAIL && q == MV - 1 { f32::load_partial(s, bp.add(q * l), m) } else { f32::load(s, bp.add(q * l)) }
             };

@@ -8,8 +8,8 @@
 //! ZeRO stage 1: half the optimizer work on 2 ranks), and an all-gather
 //! hands every rank the updated parameters. Every parameter is therefore
 //! computed by exactly one rank and copied bit for bit to the others: the
-//! ranks hold identical models after every step, whatever the MPI library's
-//! summation order.
+//! ranks hold identical models after every step (the ring's order of
+//! summation only has to agree with one process's to rounding).
 //!
 //! Before every phase that ends in a collective, the ranks agree on a
 //! status: a rank that fails a check (bad data, a different model or
