@@ -31,6 +31,7 @@ import argparse
 import csv
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -252,11 +253,10 @@ def main():
                     say(f"  round {r + 1}: MNIST {name}, batch {b}")
                     out = run(cmd, env=env, pin=pin)
                     sec = acc_v = None
-                    for line in out.splitlines():
-                        if line.startswith("median seconds per epoch"):
-                            sec = float(line.split(":")[-1])
-                        elif line.startswith("test accuracy"):
-                            acc_v = float(line.split(":")[-1])
+                    m = re.search(r"median seconds per epoch[^:]*: ([0-9.]+)", out)
+                    sec = float(m.group(1)) if m else None
+                    m = re.search(r"test accuracy: ([0-9.]+)", out)
+                    acc_v = float(m.group(1)) if m else None
                     if sec is None:
                         raise RuntimeError(f"no epoch time in the output of {' '.join(cmd)}:\n{out}")
                     best[(name, b)] = min(best.get((name, b), math.inf), sec)

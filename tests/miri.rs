@@ -238,6 +238,24 @@ fn fused_dense_steps_dense_and_sparse() {
     }
 }
 
+/// The batch transpose split over threads (each writes its rows' part of
+/// every column's list through raw pointers) against the serial one.
+#[test]
+fn batch_transpose_split_over_threads() {
+    let mut rng = Lcg(5);
+    let (m, k) = (9, 7);
+    let s: Vec<f32> = (0..m * k).map(|i| if i % 3 != 0 { rng.int(-3, 3) as f32 } else { 0.0 }).collect();
+    let sp = SparseRows::from_dense(&s, m, k).unwrap();
+    let rows = [4usize, 0, 8, 4, 2, 7, 1];
+    let mut want = SparseRows::default();
+    want.transpose_rows_from(&sp, &rows).unwrap();
+    let mut got = SparseRows::default();
+    for t in [2usize, 3] {
+        got.transpose_rows_from_with(&sp, &rows, Par::Threads(t)).unwrap();
+        assert!(got == want, "{t} threads");
+    }
+}
+
 #[test]
 fn spmm_rows_split_over_threads() {
     let mut rng = Lcg(3);

@@ -94,6 +94,44 @@ fn transposes_match_the_dense_transpose() {
     assert!(t.transpose_rows_from(&s, &[0, 37]).is_err(), "row out of range");
 }
 
+/// The batch transpose on several threads (each takes a range of the batch's
+/// rows and writes its part of every column's list) gives the serial one's
+/// exact matrix: batches large enough to split (over 8192 nonzeros per
+/// thread), rows repeated, empty rows and empty columns, and more threads
+/// than the batch can use.
+#[test]
+fn batch_transpose_is_the_same_for_any_thread_count() {
+    let mut rng = Rng(0x5eed_7a55);
+    let (r, c) = (700, 301);
+    let x: Vec<f32> = (0..r * c)
+        .map(|i| {
+            let (row, col) = (i / c, i % c);
+            // Row 3 and column 7 are empty; about 45% of the rest is nonzero.
+            if row == 3 || col == 7 || rng.unif_f64() < -0.1 { 0.0 } else { rng.unif_f64_as_f32() }
+        })
+        .collect();
+    let s = SparseRows::from_dense(&x, r, c).unwrap();
+    for n in [1usize, 2, 50, 199, 600, 1400] {
+        let rows: Vec<usize> = (0..n).map(|_| (rng.next() % r as u64) as usize).chain([3, 3]).collect();
+        let mut want = SparseRows::default();
+        want.transpose_rows_from(&s, &rows).unwrap();
+        let td = want.to_dense();
+        for (p, &i) in rows.iter().enumerate() {
+            for j in 0..c {
+                assert_eq!(td[j * rows.len() + p].to_bits(), x[i * c + j].to_bits());
+            }
+        }
+        // Reused outputs, also from a larger earlier fill.
+        let mut got = SparseRows::default();
+        for t in [2usize, 3, 4, 7, 64, 2] {
+            got.transpose_rows_from_with(&s, &rows, Par::Threads(t)).unwrap();
+            assert!(got == want, "batch of {} rows, {t} threads", rows.len());
+        }
+    }
+    let mut t = SparseRows::default();
+    assert!(t.transpose_rows_from_with(&s, &[0, r], Par::Threads(2)).is_err(), "row out of range");
+}
+
 /// `prefetch_rows` is a hint: rows out of range (even `usize::MAX`) and empty
 /// matrices are skipped, and nothing changes.
 #[test]

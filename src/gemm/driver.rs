@@ -39,11 +39,12 @@ pub(crate) struct Problem<T> {
 }
 
 /// Minimum floating-point work (2·m·n·k) per thread before a call goes
-/// parallel: 1 Mi flops, about 10–20 µs, comparable to waking a pool thread on
-/// a virtual machine (half of it measured slower, see BENCHMARKS.md; the
-/// sparse products use the same bound).
+/// parallel: 256 Ki flops, a few microseconds, several times what handing a
+/// task to the team's spinning workers costs (`par::run_tasks`; with a pool
+/// whose threads had to be woken, 1 Mi was the break-even, see
+/// BENCHMARKS.md). The sparse products use the same bound.
 /// Under Miri, 64, so that the small shapes it can afford still split.
-pub(crate) const MIN_FLOPS_PER_THREAD: usize = if cfg!(miri) { 64 } else { 1 << 20 };
+pub(crate) const MIN_FLOPS_PER_THREAD: usize = if cfg!(miri) { 64 } else { 1 << 18 };
 
 impl<T: Real> Problem<T> {
     /// The same product with C transposed: `Cᵀ = Bᵀ·Aᵀ`.

@@ -40,6 +40,11 @@ use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::{Isa, IsaToken, IsaVisitor, Real};
 use crate::simd::{Token, WithToken};
 
+/// Nonzeros per thread below which [`SparseRows::transpose_rows_from_with`]
+/// stays on one thread (tens of microseconds of work; under Miri, 4, so that
+/// the parallel path runs on what it can afford).
+pub(crate) const MIN_NNZ_PER_THREAD: usize = if cfg!(miri) { 4 } else { 8192 };
+
 /// The nonzeros of a `rows × cols` matrix, row by row (compressed sparse
 /// rows): row `r` holds the column indices `idx[ptr[r]..ptr[r+1]]`, increasing,
 /// and their values. Invariant, relied on by the unchecked indexing of the
@@ -58,12 +63,15 @@ pub struct SparseRows {
     /// Values; as `idx`.
     val: Vec<f32>,
     nnz: usize,
+    /// Per-thread column counts and cursors of a parallel transpose
+    /// ([`SparseRows::transpose_rows_from_with`]), kept between calls.
+    work: Vec<usize>,
 }
 
 impl Default for SparseRows {
     /// The empty `0 × 0` matrix.
     fn default() -> Self {
-        SparseRows { rows: 0, cols: 0, ptr: vec![0], idx: Vec::new(), val: Vec::new(), nnz: 0 }
+        SparseRows { rows: 0, cols: 0, ptr: vec![0], idx: Vec::new(), val: Vec::new(), nnz: 0, work: Vec::new() }
     }
 }
 
@@ -174,6 +182,7 @@ impl SparseRows {
             idx: crate::mem::try_to_vec(&self.idx[..self.nnz], what)?,
             val: crate::mem::try_to_vec(&self.val[..self.nnz], what)?,
             nnz: self.nnz,
+            work: Vec::new(),
         })
     }
 
@@ -255,6 +264,15 @@ impl SparseRows {
     /// in column `c`, increasing. Errors if a row index is out of range.
     /// Allocates only to grow.
     pub fn transpose_rows_from(&mut self, s: &SparseRows, rows: &[usize]) -> Result<()> {
+        self.transpose_rows_from_with(s, rows, crate::par::Par::Seq)
+    }
+
+    /// [`SparseRows::transpose_rows_from`] on up to `par` threads: each
+    /// takes a contiguous range of `rows` and writes its part of every
+    /// column's list (its rows come after those of the threads before it),
+    /// so the result is the same for any thread count. A batch of fewer than
+    /// 8192 nonzeros per thread stays on one.
+    pub fn transpose_rows_from_with(&mut self, s: &SparseRows, rows: &[usize], par: crate::par::Par) -> Result<()> {
         if let Some(&r) = rows.iter().find(|&&r| r >= s.rows) {
             return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
         }
@@ -262,7 +280,87 @@ impl SparseRows {
             return Err(invalid(format!("{} rows: sparse column indices are 32-bit", rows.len())));
         }
         s.prefetch_rows(rows);
-        self.transpose_with(s, rows.len(), |t| rows[t])
+        let total: usize = rows.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum();
+        let nt = par.threads().min(total / MIN_NNZ_PER_THREAD).min(rows.len()).max(1);
+        if nt == 1 {
+            return self.transpose_with(s, rows.len(), |t| rows[t]);
+        }
+        self.transpose_rows_par(s, rows, total, nt)
+    }
+
+    /// The parallel transpose of [`SparseRows::transpose_rows_from_with`]
+    /// on `nt ≥ 2` tasks; `rows` are valid rows of `s`, `total` their nonzeros.
+    fn transpose_rows_par(&mut self, s: &SparseRows, rows: &[usize], total: usize, nt: usize) -> Result<()> {
+        let (n, cols) = (rows.len(), s.cols);
+        let what = "a sparse transpose";
+        let more = (cols + 1).saturating_sub(self.ptr.len());
+        crate::mem::try_reserve(&mut self.ptr, more, what)?;
+        let words = nt * cols;
+        let more = words.saturating_sub(self.work.len());
+        crate::mem::try_reserve(&mut self.work, more, what)?;
+        self.grow(total)?;
+        self.rows = cols;
+        self.cols = n;
+        self.nnz = total;
+        self.ptr.clear();
+        self.ptr.resize(cols + 1, 0);
+        self.work.clear();
+        self.work.resize(words, 0);
+        let range = |t: usize| (t * n / nt, (t + 1) * n / nt);
+        // Pass 1: task t counts the nonzeros of its rows in every column.
+        let pw = MutPtr::from_mut_slice(&mut self.work);
+        crate::par::run_tasks(nt, |t| {
+            // SAFETY: task t owns counts[t·cols .. (t+1)·cols], inside `work`
+            // (nt·cols long); no other reference to it lives meanwhile.
+            let cnt = unsafe { pw.wrapping_offset((t * cols) as isize).slice_mut(cols) };
+            let (r0, r1) = range(t);
+            for &r in &rows[r0..r1] {
+                for &c in &s.idx[s.ptr[r]..s.ptr[r + 1]] {
+                    cnt[c as usize] += 1;
+                }
+            }
+        });
+        // Column starts, and each task's cursor in each column (its count
+        // replaced by where its first nonzero there goes).
+        let mut at = 0;
+        for c in 0..cols {
+            self.ptr[c] = at;
+            for t in 0..nt {
+                let k = self.work[t * cols + c];
+                self.work[t * cols + c] = at;
+                at += k;
+            }
+        }
+        self.ptr[cols] = at;
+        debug_assert_eq!(at, total);
+        // Pass 2: task t writes its rows' nonzeros at its cursors.
+        let (pw, pi, pv) = (
+            MutPtr::from_mut_slice(&mut self.work),
+            MutPtr::from_mut_slice(&mut self.idx),
+            MutPtr::from_mut_slice(&mut self.val),
+        );
+        crate::par::run_tasks(nt, |t| {
+            // SAFETY: as in pass 1, task t owns its cursors.
+            let cur = unsafe { pw.wrapping_offset((t * cols) as isize).slice_mut(cols) };
+            let (r0, r1) = range(t);
+            for (&r, tt) in rows[r0..r1].iter().zip(r0..) {
+                let q = s.ptr[r]..s.ptr[r + 1];
+                for (&c, &v) in s.idx[q.clone()].iter().zip(&s.val[q]) {
+                    let q = cur[c as usize];
+                    cur[c as usize] = q + 1;
+                    // SAFETY: task t's cursor of column c runs over the slots
+                    // that the counts of pass 1 gave it, which no other task's
+                    // cursor reaches, all below `total` ≤ the length of `idx`
+                    // and `val` (grown above); nothing else reads or writes
+                    // them meanwhile.
+                    unsafe {
+                        *pi.get().add(q) = tt as u32;
+                        *pv.get().add(q) = v;
+                    }
+                }
+            }
+        });
+        Ok(())
     }
 
     /// `row(t)` (for `t < n`, a row of `s`) must give the same row in both

@@ -1302,7 +1302,7 @@ impl Mlp {
             let (z, a) = (&bf.z[i][..b * l.units], &bf.a[i][..b * l.units]);
             if let (Some((xs, xt)), 0) = (&mut bf.sparse, i) {
                 // The batch's nonzeros, transposed, from the data set's.
-                xt.transpose_rows_from(xs, rows)?;
+                xt.transpose_rows_from_with(xs, rows, opts.par)?;
             }
             match (&bf.sparse, i) {
                 (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,

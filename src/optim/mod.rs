@@ -171,12 +171,13 @@ fn sweep<S: Token>(
     }
 }
 
-/// Elements per task below which a step stays on one thread (512 KiB of each
-/// buffer, tens of microseconds of Adam). Waking a pool thread costs about as
-/// much on a virtual machine: with 32 Ki, two threads made a batch-32 MNIST
-/// epoch 0.39-0.41 s against 0.24 on one (1 875 split optimizer steps).
+/// Elements per task below which a step stays on one thread (32 KiB of each
+/// buffer, a few microseconds of Adam): several times what handing a task to
+/// the team's spinning workers costs (`par::run_tasks`). With a pool whose
+/// threads had to be woken, 32 Ki elements made a batch-32 MNIST epoch
+/// 0.39-0.41 s on two threads against 0.24 on one, and the bound was 128 Ki.
 /// Under Miri, 64, so that the split path runs on buffers it can afford.
-const PAR_CHUNK: usize = if cfg!(miri) { 64 } else { 1 << 17 };
+const PAR_CHUNK: usize = if cfg!(miri) { 64 } else { 1 << 13 };
 
 /// Applies `rule` over the buffers on `isa`, split into contiguous ranges over
 /// up to `par` threads. The update is element-wise, so every split gives the
