@@ -112,11 +112,17 @@ thread_local! {
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// How long an idle worker spins for the next task before it parks. A
+/// How long an idle worker waits for the next task before it parks. A
 /// training step hands out a parallel region every few to a few hundred
 /// microseconds; waking a parked thread costs tens of microseconds on a
-/// virtual machine, a spinning one reads its mailbox within one.
+/// virtual machine, a waiting one reads its mailbox within one.
 const SPIN: Duration = Duration::from_micros(200);
+
+/// The first part of [`SPIN`], spent in a tight loop; the rest yields the
+/// core between looks at the mailbox, so that on a machine with more
+/// runnable threads than cores (several processes, MPI ranks) the waiting
+/// worker gives its time slice to them.
+const TIGHT_SPIN: Duration = Duration::from_micros(10);
 
 /// The caller's closure, its lifetime erased: only dereferenced by a worker
 /// between the caller posting a task and the worker reporting it finished,
@@ -239,8 +245,16 @@ fn worker(sh: Arc<Shared>, w: usize) {
             }
             spins += 1;
             // The clock is read every 64 spins.
-            if !spins.is_multiple_of(64) || idle_since.get_or_insert_with(Instant::now).elapsed() < SPIN {
+            if !spins.is_multiple_of(64) {
                 std::hint::spin_loop();
+                continue;
+            }
+            let idle = idle_since.get_or_insert_with(Instant::now).elapsed();
+            if idle < TIGHT_SPIN {
+                std::hint::spin_loop();
+            } else if idle < SPIN {
+                std::thread::yield_now();
+                spins = 63;
             } else {
                 // The caller unparks after posting, so a task posted after
                 // the check above is not missed.
@@ -346,9 +360,9 @@ pub(crate) fn run_tasks<F: Fn(usize) + Sync>(tasks: usize, f: F) {
     for slot in &team.shared.slots[..posted] {
         let mut spins = 0u32;
         while slot.finished.load(Ordering::Acquire) != job_no {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
-                // A descheduled worker: let it have the core.
+            spins = spins.saturating_add(1);
+            if spins > 1024 {
+                // A long task, or a descheduled worker: let it have the core.
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

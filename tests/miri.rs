@@ -281,8 +281,8 @@ fn spmm_rows_split_over_threads() {
 /// bits of one thread.
 #[test]
 fn optimizer_split_path_same_bits() {
-    // Above 2 × the per-task chunk (64 elements under Miri, 128 Ki natively).
-    let n = if cfg!(miri) { 64 * 4 + 13 } else { (1 << 17) * 4 + 13 };
+    // Above 2 × the per-task chunk (64 elements under Miri, 8 Ki natively).
+    let n = if cfg!(miri) { 64 * 4 + 13 } else { (1 << 13) * 4 + 13 };
     let mut rng = Lcg(11);
     let (w0, g) = (rng.vec(n), rng.vec(n));
     let run = |par: Par| {

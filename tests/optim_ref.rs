@@ -168,7 +168,7 @@ fn first_non_finite_matches_scalar_scan() {
 #[test]
 fn optimizer_steps_same_bits_any_thread_count() {
     use nnkern::optim::{adam_step_with, adamw_step_with, rmsprop_step_with, sgd_step_with};
-    // Four tasks of at least 128 Ki elements each, and a remainder.
+    // Four tasks of at least 8 Ki elements each (the per-task chunk), and a remainder.
     let n = 600_003;
     let w0: Vec<f32> = (0..n).map(|i| ((i * 37 % 1001) as f32 - 500.0) * 1e-3).collect();
     let g: Vec<f32> = (0..n).map(|i| ((i * 91 % 997) as f32 - 498.0) * 1e-4).collect();
