@@ -188,6 +188,49 @@ fn mlp_cases<T: Elem>(isa: Isa) {
     }
 }
 
+/// The narrow shapes of MLP training (N or K up to 16: the output layer of a
+/// classifier with few classes) in training's row-major layouts, where the
+/// driver reads A in place and packs only a last panel that ends inside a
+/// vector, zero-padded to whole vectors (or reads it in place too when it is
+/// whole vectors): every width 1 to 17 and 31 to 33 around the vector
+/// lengths (4, 8, 16 lanes and the 2-vector panels), against the f64
+/// oracle, beta 0 and not.
+fn narrow_cases<T: Elem>(isa: Isa) {
+    let mut rng = Rng(23);
+    let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Seq, isa: Some(isa) };
+    let widths: Vec<usize> = (1..=17).chain(31..=33).collect();
+    for &narrow in &widths {
+        for &other in &[1usize, 7, 32, 50, 256] {
+            for &long_k in &[10usize, 128] {
+                for (i, &(m, n, k, ta, tb)) in [
+                    (other, narrow, long_k, false, false), // forward into few outputs
+                    (long_k, narrow, other, true, false),  // Xᵀ·dZ into few outputs
+                    (other, long_k, narrow, false, true),  // dZ·Wᵀ from few outputs
+                    (narrow, other, long_k, false, false), // a short batch
+                ]
+                .iter()
+                .enumerate()
+                {
+                    let (alpha, beta) = if (narrow + other + i) % 2 == 0 { (1.0, 0.0) } else { (-1.5, 2.25) };
+                    let case = Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc: Layout::Row, ta, tb, alpha, beta };
+                    run_case::<T>(&mut rng, &case, &opts, false);
+                    // C column-major: the other orientation of the driver.
+                    let case = Case { lc: Layout::Col, ..case };
+                    run_case::<T>(&mut rng, &case, &opts, false);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn narrow_shapes_every_isa() {
+    each_isa(|isa| {
+        narrow_cases::<f32>(isa);
+        narrow_cases::<f64>(isa);
+    });
+}
+
 #[test]
 fn random_f32_every_isa() {
     each_isa(|isa| random_cases::<f32>(isa, Backend::Native, 1500, 1));

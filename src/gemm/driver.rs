@@ -206,9 +206,18 @@ fn pack_lens<T>(p: &Params, prob: &Problem<T>) -> (usize, usize, usize) {
     let kc_max = p.kc.min(prob.k);
     let a_len = if want_pack_a(p, prob) { prob.m.min(p.mc).div_ceil(p.mr) * p.mr * kc_max } else { 0 };
     let b_len = if want_pack_b(p, prob) { prob.n.min(p.nc).div_ceil(p.nr) * p.nr * kc_max } else { 0 };
-    // A read in place with a partial last panel: that panel is packed (zero-padded).
-    let edge_len = if !want_pack_a(p, prob) && prob.m % p.mr != 0 { p.mr * kc_max } else { 0 };
+    let edge_len = edge_width(p, prob) * kc_max;
     (a_len, b_len, edge_len)
+}
+
+/// Rows of A's packed edge panel: when A is read in place and its last panel
+/// ends inside a vector (`m mod MR` not a multiple of the lanes), that panel
+/// is packed, zero-padded to whole vectors only, so that the kernel's loads
+/// stay inside A; 0 when there is none (a last panel of whole vectors is
+/// read in place too).
+fn edge_width<T>(p: &Params, prob: &Problem<T>) -> usize {
+    let rem = prob.m % p.mr;
+    if want_pack_a(p, prob) || rem % p.lanes == 0 { 0 } else { rem.next_multiple_of(p.lanes) }
 }
 
 /// The chunks of `0..n` of `chunk` elements (the last one shorter), as
@@ -246,6 +255,7 @@ fn carve<T>(buf: &mut [u64], lens: (usize, usize, usize), words: usize) -> (*mut
 unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>, epi: &E, buf: &mut [u64]) {
     let pa = want_pack_a(p, &prob);
     let pb = want_pack_b(p, &prob);
+    let ew = edge_width(p, &prob);
     let (abuf, bbuf, ebuf) = carve::<T>(buf, pack_lens(p, &prob), pack_words::<T>(p, &prob));
 
     // Loop 5 (jc): NC columns of B and C.
@@ -275,12 +285,14 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     // Read in place: A's rows are contiguous (`want_pack_a`).
                     (asrc, p.mr as isize)
                 };
-                // The partial last panel of an in-place A, packed.
-                let a_edge = if !pa && mcur % p.mr != 0 {
+                // The partial last panel of an in-place A, packed when it
+                // ends inside a vector (`edge_width`).
+                let a_edge = if ew != 0 && mcur % p.mr != 0 {
                     let i0 = mcur - mcur % p.mr;
                     // SAFETY: rows i0..mcur of the block are inside A; the edge
-                    // buffer holds mr·kc elements.
-                    unsafe { pack(isa, ebuf, asrc.at(i0, 0), asrc.rs, asrc.cs, mcur - i0, kcur, p.mr) };
+                    // buffer holds ew·kc elements, ew ≥ mcur − i0 (the block
+                    // with a partial panel is the last one, m mod MR rows).
+                    unsafe { pack(isa, ebuf, asrc.at(i0, 0), asrc.rs, asrc.cs, mcur - i0, kcur, ew) };
                     ebuf as *const T
                 } else {
                     core::ptr::null()
@@ -294,6 +306,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     a,
                     a_panel,
                     a_edge,
+                    edge_cs: ew as isize,
                     b,
                     b_panel,
                     b_packed: pb,
@@ -322,8 +335,10 @@ struct Block<T> {
     /// MR rows `a_panel` apart.
     a: Strided<*const T>,
     a_panel: isize,
-    /// Packed copy of the partial last A panel when A is read in place (else NULL).
+    /// Packed copy of the partial last A panel when A is read in place and
+    /// that panel ends inside a vector (else NULL), `edge_cs` apart in k.
     a_edge: *const T,
+    edge_cs: isize,
     /// The B block, `kc × nc`, in panels of NR columns `b_panel` apart.
     b: Strided<*const T>,
     b_panel: isize,
@@ -361,7 +376,7 @@ impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithToken for BlockOp<'_, T, E, Sh>
             while i0 < b.mc {
                 let m = b.mr.min(b.mc - i0);
                 let a = if m < b.mr && !b.a_edge.is_null() {
-                    Strided { ptr: b.a_edge, rs: 1, cs: b.mr as isize }
+                    Strided { ptr: b.a_edge, rs: 1, cs: b.edge_cs }
                 } else {
                     Strided { ptr: b.a.ptr.wrapping_offset(ir * b.a_panel), ..b.a }
                 };
