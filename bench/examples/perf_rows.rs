@@ -40,6 +40,28 @@ fn time_per_call(mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
+/// One GEMM row's shape and data: A (stored k×m for `tn`), B (stored n×k
+/// for `nt`) and C, row-major.
+struct Operands<'a> {
+    m: usize,
+    k: usize,
+    n: usize,
+    mode: &'a str,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    c: Vec<f32>,
+}
+
+/// Parses `MxKxN[:mode]` and makes the operands.
+fn operands(spec: &str) -> Operands<'_> {
+    let (dims, mode) = spec.split_once(':').unwrap_or((spec, "nn"));
+    let d: Vec<usize> = dims.split('x').map(|s| s.parse().expect("a size")).collect();
+    let (m, k, n) = (d[0], d[1], d[2]);
+    let x = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
+    let w = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
+    Operands { m, k, n, mode, x, w, c: vec![0f32; m * n] }
+}
+
 #[cfg(feature = "blas")]
 unsafe extern "C" {
     fn openblas_set_num_threads(n: std::os::raw::c_int);
@@ -62,12 +84,7 @@ fn gemm_rows(threads: usize, backend: &str, shapes: &[String]) -> nnkern::Result
     };
     let opts = GemmOptions { backend: Some(backend), par: Par::Threads(threads), isa: None };
     for spec in shapes {
-        let (dims, mode) = spec.split_once(':').unwrap_or((spec, "nn"));
-        let d: Vec<usize> = dims.split('x').map(|s| s.parse().expect("a size")).collect();
-        let (m, k, n) = (d[0], d[1], d[2]);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
-        let mut c = vec![0f32; m * n];
+        let Operands { m, k, n, mode, x, w, mut c } = operands(spec);
         let av = if mode == "tn" { MatRef::row_major(&x, k, m, m)?.t() } else { MatRef::row_major(&x, m, k, k)? };
         let bv = if mode == "nt" { MatRef::row_major(&w, n, k, k)?.t() } else { MatRef::row_major(&w, k, n, n)? };
         let s = time_per_call(|| {
@@ -83,12 +100,7 @@ fn gemm_rows(threads: usize, backend: &str, shapes: &[String]) -> nnkern::Result
 fn gemm_crate_rows(threads: usize, shapes: &[String]) -> nnkern::Result<()> {
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     for spec in shapes {
-        let (dims, mode) = spec.split_once(':').unwrap_or((spec, "nn"));
-        let d: Vec<usize> = dims.split('x').map(|s| s.parse().expect("a size")).collect();
-        let (m, k, n) = (d[0], d[1], d[2]);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.1 - 0.5).collect();
-        let mut c = vec![0f32; m * n];
+        let Operands { m, k, n, mode, x, w, mut c } = operands(spec);
         // Element strides (row, column) of A (m×k) and B (k×n).
         let (ars, acs) = if mode == "tn" { (1isize, m as isize) } else { (k as isize, 1) };
         let (brs, bcs) = if mode == "nt" { (1isize, k as isize) } else { (n as isize, 1) };
