@@ -5,42 +5,15 @@
 //!
 //! `cargo run --release -p nnkern-bench --example gemm_cmp -- [REPS] [M K N [nn|tn|nt] ...]`
 //! With no shapes it runs the squares and the MLP shapes of the GEMM bench.
+#[path = "common/fma.rs"]
+mod fma;
+#[path = "common/gemm_crate.rs"]
+mod gemm_crate;
+
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::par::Par;
 use std::hint::black_box;
 use std::time::Instant;
-
-/// Best-of FMA throughput (GFLOP/s) of 12 independent vector accumulators.
-fn fma_peak() -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if let Some(s) = pulp::x86::V3::try_new() {
-            struct Probe;
-            impl pulp::WithSimd for Probe {
-                type Output = f64;
-                #[inline(always)]
-                fn with_simd<S: pulp::Simd>(self, s: S) -> f64 {
-                    let mut acc = [s.splat_f32s(0.0); 12];
-                    let x = s.splat_f32s(black_box(0.999));
-                    let y = s.splat_f32s(black_box(1e-7));
-                    let iters = 2_000_000usize;
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        for a in acc.iter_mut() {
-                            *a = s.mul_add_f32s(*a, x, y);
-                        }
-                    }
-                    let el = t.elapsed().as_secs_f64();
-                    black_box(acc);
-                    let lanes = core::mem::size_of::<S::f32s>() / 4;
-                    (2 * 12 * lanes * iters) as f64 / el / 1e9
-                }
-            }
-            return (0..5).map(|_| pulp::Simd::vectorize(s, Probe)).fold(0.0, f64::max);
-        }
-    }
-    f64::NAN
-}
 
 fn main() -> nnkern::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -73,7 +46,7 @@ fn main() -> nnkern::Result<()> {
             shapes.push((m, k, n, mode.into()));
         }
     }
-    println!("FMA probe (12 chains, 1 thread): {:.1} GFLOP/s", fma_peak());
+    println!("FMA probe (12 chains, 1 thread): {:.1} GFLOP/s", fma::peak());
     println!("{:>20} {:>16} {:>16} {:>16}   {:>5} {:>5}", "shape", "nnkern", "gemm", "mm", "t_g/n", "t_m/n");
     println!(
         "(best / median GFLOP/s; t_g/n, t_m/n: median per-rep time ratio gemm/nnkern, mm/nnkern, > 1: nnkern faster)"
@@ -98,31 +71,10 @@ fn main() -> nnkern::Result<()> {
                 for _ in 0..inner {
                     match lib {
                         0 => gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n, n)?, &opts)?,
+                        1 => {
+                            gemm_crate::sgemm(m, n, k, &x, (ars, acs), &w, (brs, bcs), &mut c, gemm::Parallelism::None)
+                        }
                         // SAFETY: the buffers hold exactly the described matrices; C does not alias.
-                        1 => unsafe {
-                            gemm::gemm(
-                                m,
-                                n,
-                                k,
-                                c.as_mut_ptr(),
-                                1,
-                                n as isize,
-                                false,
-                                x.as_ptr(),
-                                acs,
-                                ars,
-                                w.as_ptr(),
-                                bcs,
-                                brs,
-                                0.0f32,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            )
-                        },
-                        // SAFETY: as above.
                         _ => unsafe {
                             matrixmultiply::sgemm(
                                 m,

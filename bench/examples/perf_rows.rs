@@ -16,6 +16,11 @@
 //! The data are the same formulas as the numpy peer's: A(i) = ((7i) mod 13)·0.1
 //! − 0.6, B(i) = ((5i) mod 11)·0.1 − 0.5, and for the elementwise rows
 //! x(i) = ((7919·i) mod 10007)/10007·10 − 5 (so exp sees [−5, 5]).
+#[path = "common/fma.rs"]
+mod fma;
+#[path = "common/gemm_crate.rs"]
+mod gemm_crate;
+
 use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, gemm_with};
 use nnkern::par::Par;
 use std::hint::black_box;
@@ -105,30 +110,7 @@ fn gemm_crate_rows(threads: usize, shapes: &[String]) -> nnkern::Result<()> {
         let (ars, acs) = if mode == "tn" { (1isize, m as isize) } else { (k as isize, 1) };
         let (brs, bcs) = if mode == "nt" { (1isize, k as isize) } else { (n as isize, 1) };
         let s = time_per_call(|| {
-            // SAFETY: the buffers hold exactly the described matrices; C does not alias them.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    c.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    acs,
-                    ars,
-                    w.as_ptr(),
-                    bcs,
-                    brs,
-                    0.0f32,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                )
-            };
+            gemm_crate::sgemm(m, n, k, &x, (ars, acs), &w, (brs, bcs), &mut c, par);
             black_box(&c);
         });
         println!("ROW,gemm,{spec},{s:e}");
@@ -157,33 +139,6 @@ fn elem_rows(op: &str, sizes: &[String]) -> nnkern::Result<()> {
     Ok(())
 }
 
-/// Best-of-5 FMA throughput (GFLOP/s) of 12 independent accumulators on the
-/// widest vectors pulp offers here.
-fn fma_peak() -> f64 {
-    struct Probe;
-    impl pulp::WithSimd for Probe {
-        type Output = f64;
-        #[inline(always)]
-        fn with_simd<S: pulp::Simd>(self, s: S) -> f64 {
-            let mut acc = [s.splat_f32s(0.0); 12];
-            let x = s.splat_f32s(black_box(0.999));
-            let y = s.splat_f32s(black_box(1e-7));
-            let iters = 2_000_000usize;
-            let t = Instant::now();
-            for _ in 0..iters {
-                for a in acc.iter_mut() {
-                    *a = s.mul_add_f32s(*a, x, y);
-                }
-            }
-            let el = t.elapsed().as_secs_f64();
-            black_box(acc);
-            let lanes = core::mem::size_of::<S::f32s>() / 4;
-            (2 * 12 * lanes * iters) as f64 / el / 1e9
-        }
-    }
-    (0..5).map(|_| pulp::Arch::new().dispatch(Probe)).fold(0.0, f64::max)
-}
-
 fn main() -> nnkern::Result<()> {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let usage = "perf_rows gemm THREADS native|blas|matrixmultiply|gemm_crate SHAPE... | elem OP N... | fma";
@@ -191,7 +146,7 @@ fn main() -> nnkern::Result<()> {
         Some("gemm") if a.len() >= 4 => gemm_rows(a[1].parse().expect("a thread count"), &a[2], &a[3..]),
         Some("elem") if a.len() >= 3 => elem_rows(&a[1], &a[2..]),
         Some("fma") => {
-            println!("ROW,fma,peak,{:e}", fma_peak());
+            println!("ROW,fma,peak,{:e}", fma::peak());
             Ok(())
         }
         _ => {
