@@ -255,7 +255,7 @@ impl SparseRows {
         if u32::try_from(s.rows).is_err() {
             return Err(invalid(format!("{} rows: sparse column indices are 32-bit", s.rows)));
         }
-        self.transpose_with(s, s.rows, |r| r)
+        self.transpose_with(s, s.rows, s.nnz, |r| r)
     }
 
     /// Makes `self` the transpose of the matrix formed by the rows `rows` of
@@ -283,7 +283,7 @@ impl SparseRows {
         let total: usize = rows.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum();
         let nt = par.threads().min(total / MIN_NNZ_PER_THREAD).min(rows.len()).max(1);
         if nt == 1 {
-            return self.transpose_with(s, rows.len(), |t| rows[t]);
+            return self.transpose_with(s, rows.len(), total, |t| rows[t]);
         }
         self.transpose_rows_par(s, rows, total, nt)
     }
@@ -292,18 +292,11 @@ impl SparseRows {
     /// on `nt ≥ 2` tasks; `rows` are valid rows of `s`, `total` their nonzeros.
     fn transpose_rows_par(&mut self, s: &SparseRows, rows: &[usize], total: usize, nt: usize) -> Result<()> {
         let (n, cols) = (rows.len(), s.cols);
-        let what = "a sparse transpose";
-        let more = (cols + 1).saturating_sub(self.ptr.len());
-        crate::mem::try_reserve(&mut self.ptr, more, what)?;
         let words = nt * cols;
         let more = words.saturating_sub(self.work.len());
-        crate::mem::try_reserve(&mut self.work, more, what)?;
-        self.grow(total)?;
-        self.rows = cols;
-        self.cols = n;
+        crate::mem::try_reserve(&mut self.work, more, "a sparse transpose")?;
+        self.start_transpose(cols, n, total)?;
         self.nnz = total;
-        self.ptr.clear();
-        self.ptr.resize(cols + 1, 0);
         self.work.clear();
         self.work.resize(words, 0);
         let range = |t: usize| (t * n / nt, (t + 1) * n / nt);
@@ -363,25 +356,32 @@ impl SparseRows {
         Ok(())
     }
 
-    /// `row(t)` (for `t < n`, a row of `s`) must give the same row in both
-    /// passes: the fill relies on the counts of the first. The memory is
-    /// reserved first: running out of it leaves `self` as it was.
-    fn transpose_with(&mut self, s: &SparseRows, n: usize, row: impl Fn(usize) -> usize) -> Result<()> {
-        let total: usize = (0..n).map(|t| s.ptr[row(t) + 1] - s.ptr[row(t)]).sum();
-        let what = "a sparse transpose";
-        let more = (s.cols + 1).saturating_sub(self.ptr.len());
-        crate::mem::try_reserve(&mut self.ptr, more, what)?;
+    /// Makes room for a transpose of `rows` rows (the other matrix's
+    /// columns), `cols` columns and `total` nonzeros, then sets the shape and
+    /// zeroes the row pointers. Running out of memory leaves `self` as it was.
+    fn start_transpose(&mut self, rows: usize, cols: usize, total: usize) -> Result<()> {
+        let more = (rows + 1).saturating_sub(self.ptr.len());
+        crate::mem::try_reserve(&mut self.ptr, more, "a sparse transpose")?;
         self.grow(total)?;
-        self.rows = s.cols;
-        self.cols = n;
+        self.rows = rows;
+        self.cols = cols;
         self.ptr.clear();
-        self.ptr.resize(s.cols + 1, 0);
+        self.ptr.resize(rows + 1, 0);
+        Ok(())
+    }
+
+    /// `row(t)` (for `t < n`, a row of `s`) must give the same row in both
+    /// passes: the fill relies on the counts of the first; `total` is the
+    /// nonzeros of those rows. The memory is reserved first: running out of
+    /// it leaves `self` as it was.
+    fn transpose_with(&mut self, s: &SparseRows, n: usize, total: usize, row: impl Fn(usize) -> usize) -> Result<()> {
+        debug_assert_eq!(total, (0..n).map(|t| s.ptr[row(t) + 1] - s.ptr[row(t)]).sum::<usize>());
+        self.start_transpose(s.cols, n, total)?;
         // The two passes below index without bounds checks (the checks cost
         // measurably, see BENCHMARKS.md): every index of `s` is below
         // `s.cols` (its invariant), so `c + 1 ≤ s.cols` is inside `ptr`;
         // the fill cursor of column c stays below the start of column c + 1,
         // at most `nnz`, the length of `idx` and `val` after `grow`.
-        let mut nnz = 0;
         let pp = self.ptr.as_mut_ptr();
         for t in 0..n {
             let r = row(t);
@@ -389,10 +389,9 @@ impl SparseRows {
                 // SAFETY: c < s.cols, and ptr holds s.cols + 1 elements.
                 unsafe { *pp.add(c as usize + 1) += 1 };
             }
-            nnz += s.ptr[r + 1] - s.ptr[r];
         }
-        self.nnz = nnz;
-        debug_assert!(self.idx.len() >= nnz && self.val.len() >= nnz);
+        self.nnz = total;
+        debug_assert!(self.idx.len() >= total && self.val.len() >= total);
         for c in 0..s.cols {
             self.ptr[c + 1] += self.ptr[c];
         }
