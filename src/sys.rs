@@ -1,7 +1,8 @@
 //! Safe wrappers over the few system calls the crate needs beyond `std`: the
 //! ones model files use to write atomically without leaving temporary files
 //! behind (unnamed files, linking one into a directory, asking whether a
-//! process is alive).
+//! process is alive), and the size of the CPU's L2 cache, which chooses
+//! between loops that give the same bits.
 //!
 //! This module is a leaf: it uses no other module of the crate. Its `unsafe`
 //! blocks are the only ones outside the kernels and the C API, so that `nn`
@@ -33,6 +34,41 @@ pub(crate) fn process_is_dead(pid: u32) -> bool {
         let _ = pid;
         false
     }
+}
+
+/// The size in bytes of the L2 cache of the first CPU (Linux's
+/// `/sys/devices/system/cpu/cpu0/cache/index*/`: the entry of `level` 2,
+/// `Data` or `Unified`), or `None` where it cannot be read (other systems,
+/// no sysfs, Miri's isolation).
+pub(crate) fn l2_cache_bytes() -> Option<usize> {
+    if cfg!(miri) || !cfg!(target_os = "linux") {
+        return None;
+    }
+    let dir = Path::new("/sys/devices/system/cpu/cpu0/cache");
+    (0..8).find_map(|i| {
+        let d = dir.join(format!("index{i}"));
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).ok().map(|s| s.trim().to_owned());
+        if read("level")? != "2" || !matches!(read("type")?.as_str(), "Data" | "Unified") {
+            return None;
+        }
+        parse_cache_size(&read("size")?)
+    })
+}
+
+/// A sysfs cache size (`"1024K"`, `"2M"`, `"512"`) in bytes.
+fn parse_cache_size(s: &str) -> Option<usize> {
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return None,
+    };
+    num.parse::<usize>().ok()?.checked_mul(1 << shift).filter(|&b| b > 0)
 }
 
 /// A new regular file in directory `dir`, open for writing, that has no name:
@@ -87,5 +123,28 @@ pub(crate) fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
     {
         let _ = (file, to);
         Err(io::Error::new(io::ErrorKind::Unsupported, "unnamed files are Linux only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_sizes_parse() {
+        assert_eq!(parse_cache_size("1024K"), Some(1 << 20));
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+        assert_eq!(parse_cache_size("512"), Some(512));
+        for bad in ["", "K", "0K", "12Q", "1.5M", "-1K", "99999999999999999999G"] {
+            assert_eq!(parse_cache_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn l2_size_is_plausible_where_known() {
+        // Every L2 of the machines in use is between 64 KiB and 64 MiB.
+        if let Some(b) = l2_cache_bytes() {
+            assert!((64 << 10..=64 << 20).contains(&b), "L2 of {b} bytes");
+        }
     }
 }

@@ -65,6 +65,25 @@ fn sparse_rows_round_trip_and_keep_special_values() {
     t1.transpose_from(&a).unwrap();
     t2.transpose_from(&t1).unwrap();
     assert!(a == b && a == t2 && a != t1);
+    // from_dense grows its buffers to the density seen so far: rows that
+    // start empty and grow dense (every regrowth), and the reverse.
+    for ramp in [false, true] {
+        let (rows, cols) = (300usize, 37usize);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|t| {
+                let (r, c) = (t / cols, t % cols);
+                let r = if ramp { rows - 1 - r } else { r };
+                if (c * 7 + r) % rows < r { 1.0 + t as f32 } else { 0.0 }
+            })
+            .collect();
+        let a = SparseRows::from_dense(&x, rows, cols).unwrap();
+        let mut b = SparseRows::new(cols).unwrap();
+        for r in 0..rows {
+            b.push_dense_row(&x[r * cols..(r + 1) * cols]).unwrap();
+        }
+        assert!(a == b, "ramp {ramp}");
+        assert_eq!(a.to_dense(), x);
+    }
 }
 
 #[test]
@@ -192,17 +211,20 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
         // loop.
         (40, 60, 128), // m past one row block of the blocked loop
         (35, 60, 131), // a partial last vector
-        // B of 32 to 256 KiB: the sliced direct loop (rows in pairs, B in
+        // B of 32 KiB to 256 KiB: the sliced direct loop (rows in pairs, B in
         // slices of 4 vectors of columns).
         (40, 100, 128),
         (35, 70, 131), // an odd row left after the pairs, a partial last slice
         (9, 300, 200),
-        (3, 20, 1100),  // past one column panel (1024)
-        (5, 200, 1088), // a blocked first panel, a sliced second one (64 columns)
-        // Larger B: the blocked loop (rows of C in blocks of 32, k in blocks
-        // of 32 KiB of B, columns in panels of 1024).
-        (37, 600, 130), // past a row block and several k blocks, a partial vector
-        (3, 100, 1100), // past a column panel
+        (3, 20, 1100), // past one column panel (1024)
+        // B of 256 to 512 KiB: direct where L2 holds twice that (a Zen 4's
+        // 1 MiB), else blocked.
+        (37, 600, 130),
+        // Beyond 512 KiB: the blocked loop on any machine (rows of C in
+        // blocks of 32, k in blocks of 32 KiB of B, columns in panels of 1024).
+        (37, 1200, 130), // past a row block and several k blocks, a partial vector
+        (3, 200, 1100),  // past a column panel
+        (5, 200, 1088),  // a blocked first panel, a sliced second one (64 columns)
     ];
     for isa in scalar_and_current() {
         let o = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
@@ -265,17 +287,19 @@ fn spmm_matches_f64_on_random_shapes_strides_and_isas() {
 }
 
 /// The direct loop (B ≤ 32 KiB), the sliced direct loop (32 to 256 KiB) and
-/// the blocked loop (larger B) sum each element's terms in the same order:
+/// the blocked loop (beyond 512 KiB) sum each element's terms in the same order:
 /// the same columns of narrower and wider B give the same bits, with and
 /// without beta, on one thread and on three, into row- and column-major C.
 #[test]
 fn direct_sliced_and_blocked_loops_give_the_same_bits() {
     let mut rng = Rng(17);
-    // k = 300 rows of B. 240 columns (288 KiB): blocked. 45 and 100 columns
-    // (padded: 57 to 134 KiB): sliced. 8 columns (at most 19 KiB): direct.
-    // The same with 8 or 16 lanes. 301 rows of C: an odd one after the
-    // pairs, and enough work for three threads from 100 columns on.
-    let (m, k, wide) = (301usize, 300usize, 240usize);
+    // k = 250 rows of B. 600 columns (about 600 KiB): blocked. 100 columns
+    // (112 KiB padded, a 4-vector slice of at most 64 KiB with 8 or 16
+    // lanes): sliced; 45 columns: sliced with 8 lanes (48 KiB), direct with
+    // 16 (under one slice). 8 columns (at most 16 KiB): direct. 301 rows of
+    // C: an odd one after the pairs, and enough work for three threads from
+    // 100 columns on.
+    let (m, k, wide) = (301usize, 250usize, 600usize);
     let x = rng.sparse(m * k, 0.2);
     let s = SparseRows::from_dense(&x, m, k).unwrap();
     let b: Vec<f32> = (0..k * wide).map(|_| rng.unif_f64_as_f32()).collect();

@@ -283,6 +283,17 @@ fn bad_inputs_are_clear_errors_and_lose_nothing() {
     let mut xn = xtr.clone();
     xn[5] = f32::NAN;
     assert!(matches!(m.fit(&xn, ntr, Targets::Labels(&ytr), &cfg, None, None), Err(Error::NonFinite(_))));
+    // Dense inputs on the sparse path are checked on their nonzeros: the
+    // same error, naming the same first bad value, as on the dense path.
+    let mut xs = xtr.clone();
+    xs[3 * d + 7] = f32::NEG_INFINITY;
+    xs[9 * d + 2] = f32::NAN;
+    for sparse_input in [SparseInput::Dense, SparseInput::Sparse] {
+        let cfg = TrainConfig { max_iter: 1, sparse_input, ..Default::default() };
+        let e = m.fit(&xs, ntr, Targets::Labels(&ytr), &cfg, None, None).unwrap_err();
+        assert!(matches!(e, Error::NonFinite(_)), "{sparse_input:?}: {e}");
+        assert!(e.to_string().contains("x[3][7] = -inf is not finite"), "{sparse_input:?}: {e}");
+    }
     let mut yb = ytr.clone();
     yb[3] = 10;
     assert!(matches!(m.fit(&xtr, ntr, Targets::Labels(&yb), &cfg, None, None), Err(Error::InvalidArgument(_))));

@@ -10,7 +10,7 @@
 //! (`TrainConfig::sparse_input`).
 //!
 //! * Each row of `C` is accumulated in registers, a strip of up to 8 vectors
-//!   of columns at a time (with B of 32 to 256 KiB: slices of 4 vectors, two
+//!   of columns at a time (with B beyond 32 KiB: slices of 4 vectors, two
 //!   rows in step), over the row's nonzeros in their stored order
 //!   (increasing column of `S`) with one FMA per nonzero and vector, then
 //!   scaled and written once. Work is split over rows of `C` only, so the
@@ -103,12 +103,28 @@ impl SparseRows {
             return Err(shape(format!("x has {} elements, expected {rows}×{cols} = {need}", x.len())));
         }
         let mut s = SparseRows::new(cols)?;
-        // Counted first, so the buffers hold the nonzeros (plus one row of
-        // write-ahead room), not the dense size.
-        let nnz = x.iter().filter(|v| v.to_bits() << 1 != 0).count();
-        s.reserve(rows, nnz)?;
+        crate::mem::try_reserve(&mut s.ptr, rows, "a sparse matrix's row pointers")?;
+        // One pass over x: each row's nonzeros are found in a scratch row,
+        // then appended. The buffers grow to the density seen so far, so they
+        // hold about the nonzeros, and are never zero-filled first (a data
+        // set's nonzeros are tens of MB: writing them twice, and counting
+        // them in a pass of their own, took as long as the scan).
+        let what = "a sparse matrix's nonzeros";
+        let (mut ix, mut vs) = (crate::mem::try_vec(cols, 0u32, what)?, crate::mem::try_vec(cols, 0f32, what)?);
         for r in 0..rows {
-            s.push_dense_row(&x[r * cols..(r + 1) * cols])?;
+            let n = scan_row(&x[r * cols..(r + 1) * cols], &mut ix, &mut vs);
+            if s.idx.capacity() - s.idx.len() < n || s.val.capacity() - s.val.len() < n {
+                // The rest at this density so far, plus an eighth.
+                let rest = (s.nnz + n) / (r + 1) * (rows - r);
+                let more = rest + rest / 8 + n;
+                crate::mem::try_reserve(&mut s.idx, more, what)?;
+                crate::mem::try_reserve(&mut s.val, more, what)?;
+            }
+            s.idx.extend_from_slice(&ix[..n]);
+            s.val.extend_from_slice(&vs[..n]);
+            s.nnz += n;
+            s.rows += 1;
+            s.ptr.push(s.nnz);
         }
         Ok(s)
     }
@@ -562,9 +578,27 @@ const ROW_BLOCK: usize = 32;
 /// Columns of C per panel (a multiple of every ISA's lanes).
 const PANEL: usize = 1024;
 /// B at most this large (bytes of its `k` rows, padded to whole vectors)
-/// takes the direct row-by-row loop; larger B the blocked loop.
-const DIRECT_B_BYTES: usize = 256 << 10;
-/// B larger than this (and at most `DIRECT_B_BYTES`) takes the sliced
+/// takes the direct row-by-row loop, larger B the blocked loop: half the
+/// L2 cache of a core, within 256 KiB to 512 KiB (256 KiB where the size is
+/// unknown; larger bounds are unmeasured). Read from B's rows at random, a B of half of L2 stays there
+/// beside the rest of a training step (a Zen 3's 512 KiB L2: 256 KiB; a
+/// Zen 4's 1 MiB: 512 KiB, MNIST's 784 × 128 weights of 400 KiB run about
+/// 13% faster direct than blocked there, BENCHMARKS.md). The loops sum in
+/// the same order, so the choice never changes the bits.
+fn direct_b_bytes() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| crate::sys::l2_cache_bytes().map_or(MIN_DIRECT_B_BYTES, direct_b_bytes_for))
+}
+
+/// The direct loop's bound for an L2 cache of `l2` bytes.
+fn direct_b_bytes_for(l2: usize) -> usize {
+    (l2 / 2).clamp(MIN_DIRECT_B_BYTES, MAX_DIRECT_B_BYTES)
+}
+/// The direct loop's bound on any machine: B beyond it is always blocked.
+pub(crate) const MAX_DIRECT_B_BYTES: usize = 512 << 10;
+/// The direct loop's bound where L2's size is unknown, and its least.
+const MIN_DIRECT_B_BYTES: usize = 256 << 10;
+/// B larger than this (and at most [`direct_b_bytes`]) takes the sliced
 /// direct loop: B no longer fits in L1, so it is read in column slices that do.
 const SLICED_B_BYTES: usize = 32 << 10;
 /// Vectors of columns per slice of the sliced direct loop.
@@ -578,7 +612,8 @@ const STRIP: usize = 8;
 /// registers (`epi` in C's coordinates; it is called transposed: kernel rows
 /// are C's columns).
 ///
-/// When B (its `k` rows, padded) takes at most 256 KiB, each row of C takes
+/// When B (its `k` rows, padded) takes at most half of L2 ([`direct_b_bytes`]:
+/// 256 to 512 KiB), each row of C takes
 /// all its nonzeros at once, a strip of up to 8 vectors of columns at a time
 /// in registers (the direct loop); past 32 KiB (beyond L1), B goes in copied
 /// slices of 4 vectors of columns and C's rows in pairs (the sliced direct
@@ -731,7 +766,7 @@ struct Rows<'a, 'b, E> {
 impl<E: Epilogue<f32>> WithToken for Rows<'_, '_, E> {
     type Output = ();
     /// Chooses the loop for rows `r0..r1` by the size of B (its `k` rows,
-    /// padded): up to 256 KiB (within L2) the direct loop, [`direct`], or
+    /// padded): up to half of L2 ([`direct_b_bytes`]) the direct loop, [`direct`], or
     /// past 32 KiB (beyond L1) its sliced variant, [`sliced`]; larger B the
     /// blocked loop, [`blocked`]. All sum each element's terms in the same
     /// order, so the choice never changes the bits (measurements in
@@ -754,7 +789,7 @@ impl<E: Epilogue<f32>> WithToken for Rows<'_, '_, E> {
         // inside B (unit column stride where the loop needs it); `acc` and
         // `cur` are as long as `Rows` says.
         unsafe {
-            if j.b.cs == 1 && b_bytes <= DIRECT_B_BYTES {
+            if j.b.cs == 1 && b_bytes <= direct_b_bytes() {
                 if b_bytes > SLICED_B_BYTES && n >= SLICE * l && slice_bytes <= SLICE_COPY_BYTES && j.alpha != 0.0 {
                     sliced(s, j, r0, r1, acc);
                 } else {
@@ -1159,5 +1194,20 @@ unsafe fn write_strip<S: Token, E: Epilogue<f32>, const MV: usize>(
     for (q, &v) in acc[0].iter().enumerate() {
         // SAFETY: columns c0 .. c0+m of row i are inside C.
         unsafe { if full { f32::store(s, cp.add(c0 + q * l), v) } else { f32::store_upto(s, cp.add(c0), m, v) } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_loop_bound_is_half_of_l2_within_its_limits() {
+        assert_eq!(direct_b_bytes_for(512 << 10), 256 << 10); // Zen 3
+        assert_eq!(direct_b_bytes_for(1 << 20), 512 << 10); // Zen 4, Skylake-SP
+        assert_eq!(direct_b_bytes_for(2 << 20), 512 << 10); // Sapphire Rapids: the cap
+        assert_eq!(direct_b_bytes_for(64 << 10), MIN_DIRECT_B_BYTES);
+        assert_eq!(direct_b_bytes_for(32 << 20), MAX_DIRECT_B_BYTES);
+        assert!((MIN_DIRECT_B_BYTES..=MAX_DIRECT_B_BYTES).contains(&direct_b_bytes()));
     }
 }

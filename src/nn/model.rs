@@ -210,6 +210,12 @@ impl Mlp {
 
     /// Checks `x` holds `n_samples × n_inputs` finite values.
     pub(crate) fn check_input(&self, x: &[f32], n_samples: usize) -> Result<()> {
+        self.check_input_shape(x, n_samples)?;
+        check_finite_rows(x, self.n_inputs)
+    }
+
+    /// The shape part of [`Mlp::check_input`].
+    pub(crate) fn check_input_shape(&self, x: &[f32], n_samples: usize) -> Result<()> {
         let need = n_samples
             .checked_mul(self.n_inputs)
             .ok_or_else(|| Error::Overflow("n_samples × n_inputs overflows".into()))?;
@@ -218,14 +224,6 @@ impl Mlp {
                 "x has {} values; {n_samples} samples × {} features need {need}",
                 x.len(),
                 self.n_inputs
-            )));
-        }
-        if let Some(i) = crate::simd::reduce::first_non_finite(x) {
-            return Err(Error::NonFinite(format!(
-                "x[{}][{}] = {} is not finite",
-                i / self.n_inputs,
-                i % self.n_inputs,
-                x[i]
             )));
         }
         Ok(())
@@ -357,5 +355,17 @@ impl Workspace {
     fn pingpong(&mut self, i: usize) -> (&[f32], &mut [f32]) {
         let [a, b] = &mut self.bufs;
         if i % 2 == 0 { (&*b, &mut a[..]) } else { (&*a, &mut b[..]) }
+    }
+}
+
+/// Errors on the first non-finite value of `x` (rows of `width` values,
+/// named by row and column).
+pub(crate) fn check_finite_rows(x: &[f32], width: usize) -> Result<()> {
+    match crate::simd::reduce::first_non_finite(x) {
+        Some(i) => {
+            let w = width.max(1);
+            Err(Error::NonFinite(format!("x[{}][{}] = {} is not finite", i / w, i % w, x[i])))
+        }
+        None => Ok(()),
     }
 }

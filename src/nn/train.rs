@@ -532,7 +532,7 @@ impl<'a> Plan<'a> {
         val: Option<Validation<'a>>,
     ) -> Result<Plan<'a>> {
         let n_samples = x.n_samples();
-        x.check(m)?;
+        x.check_shape(m)?;
         m.check_targets(y, n_samples)?;
         if n_samples == 0 {
             return Err(invalid("no training samples"));
@@ -566,6 +566,11 @@ impl<'a> Plan<'a> {
             // Sparse indices are 32-bit: wider inputs or batches stay dense.
             SparseInput::Auto => u32::try_from(ni.max(batch)).is_ok() && x.density(&idx, ni) <= SPARSE_AUTO_DENSITY,
         };
+        // The sparse path checks its copy of the inputs' nonzeros
+        // (`Inputs::to_sparse`), the dense path every value.
+        if !sparse {
+            x.check_finite(ni)?;
+        }
         let bufs = m.train_buffers(batch, sparse.then_some(x))?;
         let n_par = m.params.len();
         // The optimizer state this fit continues (warm start), and the
