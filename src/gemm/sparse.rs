@@ -119,6 +119,11 @@ impl SparseRows {
                 let more = rest + rest / 8 + n;
                 crate::mem::try_reserve(&mut s.idx, more, what)?;
                 crate::mem::try_reserve(&mut s.val, more, what)?;
+                for (p, cap) in
+                    [(s.idx.as_ptr() as *const u8, s.idx.capacity()), (s.val.as_ptr() as *const u8, s.val.capacity())]
+                {
+                    crate::sys::advise_huge_pages(p, cap * 4);
+                }
             }
             s.idx.extend_from_slice(&ix[..n]);
             s.val.extend_from_slice(&vs[..n]);
