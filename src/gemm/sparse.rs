@@ -119,11 +119,14 @@ impl SparseRows {
                 let more = rest + rest / 8 + n;
                 crate::mem::try_reserve(&mut s.idx, more, what)?;
                 crate::mem::try_reserve(&mut s.val, more, what)?;
-                for (p, cap) in
-                    [(s.idx.as_ptr() as *const u8, s.idx.capacity()), (s.val.as_ptr() as *const u8, s.val.capacity())]
-                {
-                    crate::sys::advise_huge_pages(p, cap * 4);
-                }
+                crate::sys::advise_huge_pages(
+                    s.idx.as_ptr() as *const u8,
+                    crate::mem::bytes_of::<u32>(s.idx.capacity()),
+                );
+                crate::sys::advise_huge_pages(
+                    s.val.as_ptr() as *const u8,
+                    crate::mem::bytes_of::<f32>(s.val.capacity()),
+                );
             }
             s.idx.extend_from_slice(&ix[..n]);
             s.val.extend_from_slice(&vs[..n]);
@@ -585,8 +588,8 @@ const PANEL: usize = 1024;
 /// B at most this large (bytes of its `k` rows, padded to whole vectors)
 /// takes the direct row-by-row loop, larger B the blocked loop: half the
 /// L2 cache of a core, within 256 KiB to 512 KiB (256 KiB where the size is
-/// unknown; larger bounds are unmeasured). Read from B's rows at random, a B of half of L2 stays there
-/// beside the rest of a training step (a Zen 3's 512 KiB L2: 256 KiB; a
+/// unknown; larger bounds are unmeasured). Read from B's rows at random, a B
+/// of half of L2 stays there beside the rest of a training step (a Zen 3's 512 KiB L2: 256 KiB; a
 /// Zen 4's 1 MiB: 512 KiB, MNIST's 784 × 128 weights of 400 KiB run about
 /// 13% faster direct than blocked there, BENCHMARKS.md). The loops sum in
 /// the same order, so the choice never changes the bits.
@@ -600,7 +603,7 @@ fn direct_b_bytes_for(l2: usize) -> usize {
     (l2 / 2).clamp(MIN_DIRECT_B_BYTES, MAX_DIRECT_B_BYTES)
 }
 /// The direct loop's bound on any machine: B beyond it is always blocked.
-pub(crate) const MAX_DIRECT_B_BYTES: usize = 512 << 10;
+const MAX_DIRECT_B_BYTES: usize = 512 << 10;
 /// The direct loop's bound where L2's size is unknown, and its least.
 const MIN_DIRECT_B_BYTES: usize = 256 << 10;
 /// B larger than this (and at most [`direct_b_bytes`]) takes the sliced

@@ -5,7 +5,7 @@
 //! scatters one mini-batch at a time.
 
 use super::Mlp;
-use crate::error::{Error, Result, shape};
+use crate::error::{Result, shape};
 use crate::gemm::SparseRows;
 
 /// A fit's inputs, `n_samples × n_inputs`.
@@ -105,7 +105,7 @@ fn check_sparse_finite(s: &SparseRows) -> Result<()> {
     for r in 0..s.rows() {
         let (ix, v) = s.row(r);
         if let Some(j) = crate::simd::reduce::first_non_finite(v) {
-            return Err(Error::NonFinite(format!("x[{r}][{}] = {} is not finite", ix[j], v[j])));
+            return Err(super::model::non_finite_input(r, ix[j] as usize, v[j]));
         }
     }
     Ok(())

@@ -361,11 +361,12 @@ impl Workspace {
 /// Errors on the first non-finite value of `x` (rows of `width` values,
 /// named by row and column).
 pub(crate) fn check_finite_rows(x: &[f32], width: usize) -> Result<()> {
-    match crate::simd::reduce::first_non_finite(x) {
-        Some(i) => {
-            let w = width.max(1);
-            Err(Error::NonFinite(format!("x[{}][{}] = {} is not finite", i / w, i % w, x[i])))
-        }
-        None => Ok(()),
-    }
+    let w = width.max(1);
+    crate::simd::reduce::first_non_finite(x).map_or(Ok(()), |i| Err(non_finite_input(i / w, i % w, x[i])))
+}
+
+/// The error of a non-finite input value `v` at row `r`, column `c` (dense
+/// and sparse inputs alike).
+pub(crate) fn non_finite_input(r: usize, c: usize, v: f32) -> Error {
+    Error::NonFinite(format!("x[{r}][{c}] = {v} is not finite"))
 }
