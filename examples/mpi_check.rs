@@ -90,6 +90,12 @@ fn main() {
                 // One rank is the single-process fit: no report.
                 let r = h.distributed.map(|r| (r.ranks, r.rank, r.samples > 0));
                 assert_eq!(r, (size > 1).then_some((size, rank, true)));
+                // All ranks run on this machine: shared memory where
+                // NNKERN_MPI_SHM=1 forces it, rings where 0 does.
+                let forced = std::env::var("NNKERN_MPI_SHM").ok();
+                if let (Some(r), Some(on)) = (h.distributed, forced.as_deref().map(|v| v == "1")) {
+                    assert_eq!(r.shared_memory, on, "shared memory in use (NNKERN_MPI_SHM={forced:?})");
+                }
             }
             say(outcome(h, &m, &data));
             if rank == 0 {
@@ -199,28 +205,18 @@ fn main() {
                 world.all_gather_into(&part[..], &mut r[..]);
             });
             say(format!("{n} floats: all-reduce {ar:.0} us, reduce-scatter + all-gather {rs:.0} us (median)"));
-            if size != 2 {
-                return;
+            // The trainer's own collectives (what a step runs), as send-receive
+            // rings and through shared memory.
+            for shared in [false, true] {
+                let t =
+                    nnkern::nn::dist::time_collectives(Comm::of(&world), 101_770, 200, shared).expect("collectives");
+                say(format!(
+                    "101770 floats, the trainer's {}: reduce-scatter {:.0} us + all-gather {:.0} us (median)",
+                    if t.shared_memory { "shared memory" } else { "rings" },
+                    t.reduce_scatter_us,
+                    t.all_gather_us
+                ));
             }
-            // The algorithm of the trainer's ring collectives (`comm::Team`,
-            // crate-private) for 2 ranks, written with rsmpi to time it here:
-            // each rank sums its half, then sends it to the other.
-            let peer = world.process_at_rank(((rank + 1) % size) as i32);
-            let half = n / 2;
-            let mut recv = vec![0.0f32; half];
-            let mut mine = vec![0.0f32; half];
-            let pp = time(&mut || {
-                let (keep, give) = if rank == 0 { (0..half, half..n) } else { (half..n, 0..half) };
-                mpi::point_to_point::send_receive_into(&g[give.clone()], &peer, &mut recv[..], &peer);
-                for ((m, a), b) in mine.iter_mut().zip(&g[keep.clone()]).zip(&recv) {
-                    *m = a + b;
-                }
-                r[keep.clone()].copy_from_slice(&mine);
-                let (lo, hi) = r.split_at_mut(half);
-                let (mine_out, theirs) = if rank == 0 { (&lo[..], hi) } else { (&hi[..], lo) };
-                mpi::point_to_point::send_receive_into(mine_out, &peer, theirs, &peer);
-            });
-            say(format!("{n} floats: send-receive ring {pp:.0} us (median)"));
         }
         s => panic!("unknown scenario {s}"),
     }

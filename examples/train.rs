@@ -860,13 +860,14 @@ fn run(a: Args) -> Result<(), Fail> {
 #[cfg(feature = "mpi")]
 fn throughput(r: &nnkern::nn::dist::DistReport) -> String {
     format!(
-        "rank {}/{}: {} samples in {:.3} s ({:.0} samples/s), {:.1}% of it in communication",
+        "rank {}/{}: {} samples in {:.3} s ({:.0} samples/s), {:.1}% of it in communication ({})",
         r.rank,
         r.ranks,
         r.samples,
         r.seconds,
         r.samples as f64 / r.seconds.max(1e-9),
-        100.0 * r.communication_share()
+        100.0 * r.communication_share(),
+        if r.shared_memory { "shared memory" } else { "send-receive rings" }
     )
 }
 

@@ -49,10 +49,23 @@ fn built() -> &'static Path {
 /// Runs `mpirun -np ranks exe args…` and returns its stdout; fails on a
 /// nonzero exit, and on a hang (killed after `limit`).
 fn mpirun(ranks: usize, exe: &Path, args: &[&str], limit: Duration) -> String {
+    mpirun_env(ranks, exe, args, limit, None)
+}
+
+/// [`mpirun`], the step's collectives through shared memory (`Some(true)`:
+/// `NNKERN_MPI_SHM=1`), as send-receive rings (`Some(false)`: `0`) or, by
+/// default, the faster of the two as timed at the start of each fit.
+fn mpirun_env(ranks: usize, exe: &Path, args: &[&str], limit: Duration, shm: Option<bool>) -> String {
     let out = std::env::temp_dir().join(format!("nnkern-mpi-{}-{}.out", std::process::id(), fastrand()));
     let file = std::fs::File::create(&out).unwrap();
-    let mut child = Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "--mca", "btl_tcp_if_include", "lo", "-np"])
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "--mca", "btl_tcp_if_include", "lo"]);
+    match shm {
+        Some(on) => cmd.args(["-x", "NNKERN_MPI_SHM"]).env("NNKERN_MPI_SHM", if on { "1" } else { "0" }),
+        None => cmd.env_remove("NNKERN_MPI_SHM"),
+    };
+    let mut child = cmd
+        .arg("-np")
         .arg(ranks.to_string())
         .arg(exe)
         .args(args)
@@ -87,7 +100,12 @@ fn fastrand() -> u64 {
 /// `mpi_check SCENARIO` on `ranks` ranks: each rank's line (`rank R: …`,
 /// without the prefix) and the single-process line, if printed.
 fn scenario(ranks: usize, name: &str) -> (Vec<String>, Option<String>) {
-    let text = mpirun(ranks, &built().join("examples/mpi_check"), &[name], Duration::from_secs(120));
+    scenario_env(ranks, name, None)
+}
+
+/// [`scenario`] with the collectives through shared memory or not ([`mpirun_env`]).
+fn scenario_env(ranks: usize, name: &str, shm: Option<bool>) -> (Vec<String>, Option<String>) {
+    let text = mpirun_env(ranks, &built().join("examples/mpi_check"), &[name], Duration::from_secs(120), shm);
     let mut lines = vec![String::new(); ranks];
     let mut single = None;
     for l in text.lines() {
@@ -135,10 +153,17 @@ fn two_and_three_ranks_hold_the_same_weights_and_track_one_process() {
         return;
     }
     // Three ranks: the ring collectives' parts travel more than one hop.
+    // Each case through shared memory, as rings (mpi_check asserts which one
+    // ran) and as chosen by timing: the same order of summation, the same
+    // bits.
     for (ranks, name) in [(2, "bits"), (2, "clip"), (3, "bits")] {
-        let (lines, single) = scenario(ranks, name);
+        let (lines, single) = scenario_env(ranks, name, Some(true));
         let name = format!("{ranks} ranks, {name}");
         let line = agree(&lines).trim().to_string();
+        for shm in [Some(false), None] {
+            let (other, _) = scenario_env(ranks, name.split(", ").nth(1).unwrap(), shm);
+            assert_eq!(line, agree(&other).trim(), "{name}: shared memory against {shm:?}");
+        }
         assert!(line.starts_with("ok "), "{name}: {line}");
         let ((l2, a2), (l1, a1)) = (curve(&line), curve(&single.unwrap()));
         assert_eq!(l2.len(), 3);

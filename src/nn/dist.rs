@@ -2,14 +2,22 @@
 //! caller sets ([`Distributed`], [`Shard`]) and the trainer's side of it.
 //!
 //! Each rank computes the gradient of its share of every global mini-batch;
-//! the gradients are summed with a reduce-scatter (a ring of send-receive
-//! steps between neighbouring ranks), each rank applies the
+//! the gradients are summed with a reduce-scatter, each rank applies the
 //! optimizer to its own slice of the parameters (a sharded optimizer,
 //! ZeRO stage 1: half the optimizer work on 2 ranks), and an all-gather
 //! hands every rank the updated parameters. Every parameter is therefore
 //! computed by exactly one rank and copied bit for bit to the others: the
 //! ranks hold identical models after every step (the ring's order of
 //! summation only has to agree with one process's to rounding).
+//!
+//! **Transport.** When every rank runs on one node, the two collectives go
+//! through a window of shared memory (MPI-3 `MPI_Win_allocate_shared`):
+//! each rank writes what the others need into its own segment and, after a
+//! barrier, reads theirs in place. Otherwise (ranks on several machines)
+//! they are rings of `p − 1` send-receive steps between neighbouring ranks.
+//! `NNKERN_MPI_SHM=0` in every rank's environment (`mpirun -x
+//! NNKERN_MPI_SHM=0`) keeps the rings on one node too; with two ranks both
+//! give the same bits. [`DistReport::shared_memory`] says which ran.
 //!
 //! Before every phase that ends in a collective, the ranks agree on a
 //! status: a rank that fails a check (bad data, a different model or
@@ -21,10 +29,11 @@
 //! per rank (407 KB for 784-128-10 on 2 ranks) and computes `B/p` samples
 //! of a global batch `B`. Distributing pays when the compute saved,
 //! `B·c·(1 − 1/p)` for `c` seconds per sample, exceeds the collectives'
-//! time: on a 2-core Zen 4 over shared memory (c ≈ 3.3 µs, the ring
-//! collectives ≈ 70 µs) from a global batch of about 45 (measured: 0.36–0.79×
-//! the epoch rate at 32, 0.95–1.76× at 256 (median 1.35×; the VM's runs are
-//! bimodal), 1.71–1.96× at 1024); over 10, 25 and 100 Gb/s links
+//! time: on a 2-core Zen 4 over shared memory (c ≈ 3.3 µs, a step's
+//! collectives 45–60 µs) from a global batch of about 30 (measured: 0.31–1.15×
+//! the epoch rate at 32, 0.85–1.98× at 256 (median 1.63× over 12 rounds; the
+//! VM has slow phases when both cores are busy), 1.82–2.12× at 1024); over
+//! 10, 25 and 100 Gb/s links
 //! from about 200, 80 and 20 for any p, and half the ideal speed-up needs
 //! `B ≥ p·t_comm/c` (p = 8: 1380, 550, 140). BENCHMARKS.md has the figures.
 
@@ -91,6 +100,9 @@ pub struct DistReport {
     pub seconds: f64,
     /// Training samples this rank computed gradients of.
     pub samples: u64,
+    /// Whether the step's collectives went through shared memory (every rank
+    /// on one node), rather than send-receive rings.
+    pub shared_memory: bool,
 }
 
 impl DistReport {
@@ -98,6 +110,47 @@ impl DistReport {
     pub fn communication_share(&self) -> f64 {
         if self.seconds > 0.0 { self.communication_seconds / self.seconds } else { 0.0 }
     }
+}
+
+/// The collectives of one distributed step timed alone
+/// ([`time_collectives`]): median microseconds per call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CollectiveTimes {
+    /// Summing the gradient and scattering its parts (reduce-scatter).
+    pub reduce_scatter_us: f64,
+    /// Handing every rank the updated parameters (all-gather).
+    pub all_gather_us: f64,
+    /// Whether they went through shared memory (every rank on one node).
+    pub shared_memory: bool,
+}
+
+/// Times the collectives a distributed step runs, on vectors of `n` floats
+/// split as a fit splits its parameters, over `comm`: `reps` calls of each
+/// after two warm-ups, each input freshly written and a barrier before each;
+/// median per call. `shared_memory`: through shared memory where every rank
+/// runs on one node (else the send-receive rings). Collective: every rank
+/// of `comm` calls it with the same arguments. A diagnostic for the cost
+/// model in the module's docs.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when MPI is not running or `comm` is not
+/// valid; [`Error::OutOfMemory`](crate::Error) for the buffers.
+pub fn time_collectives(comm: Comm, n: usize, reps: usize, shared_memory: bool) -> Result<CollectiveTimes> {
+    let mut team = Team::join(comm)?;
+    let (counts, displs) = slices(n, team.size);
+    let shared = shared_memory && team.share_memory_forced(n)?;
+    let (rs, ag) = team.time_collectives(&counts, &displs, reps)?;
+    Ok(CollectiveTimes { reduce_scatter_us: 1e6 * rs, all_gather_us: 1e6 * ag, shared_memory: shared })
+}
+
+/// The ranks' slices of `n` parameters (`counts`, `displs`): equal parts,
+/// multiples of 16 values (whole cache lines and vectors), the last one
+/// shorter.
+fn slices(n: usize, p: usize) -> (Vec<c_int>, Vec<c_int>) {
+    let part = n.div_ceil(p).next_multiple_of(16);
+    let counts = (0..p).map(|r| (n.min((r + 1) * part) - n.min(r * part)) as c_int).collect();
+    let displs = (0..p).map(|r| n.min(r * part) as c_int).collect();
+    (counts, displs)
 }
 
 /// FNV-1a over a string: the fingerprint the ranks compare.
@@ -119,9 +172,8 @@ pub(crate) struct Dist {
     /// The parameter slices, one per rank (`counts`, `displs`).
     counts: Vec<c_int>,
     displs: Vec<c_int>,
-    /// This rank's slice of the summed gradient, and of the updated weights.
+    /// This rank's slice of the summed gradient.
     gs: AlignedVec,
-    ps: AlignedVec,
     /// The reduce-scatter's two buffers of the largest slice.
     work: AlignedVec,
     /// Each layer's weights `(start, end)` and the end of its biases.
@@ -148,7 +200,6 @@ impl Dist {
             counts: Vec::new(),
             displs: Vec::new(),
             gs: AlignedVec::default(),
-            ps: AlignedVec::default(),
             work: AlignedVec::default(),
             layers: Vec::new(),
             samples: 0,
@@ -243,17 +294,14 @@ impl Dist {
         }
         self.n_train = (0..p).map(|r| row(r)[2] as usize).collect();
         self.any_val = (0..p).any(|r| row(r)[3] > 0);
-        // The parameter slices: equal parts, multiples of 16 values (whole
-        // cache lines and vectors), the last one shorter.
         let n = m.params.len();
-        let part = n.div_ceil(p).next_multiple_of(16);
-        self.counts = (0..p).map(|r| (n.min((r + 1) * part) - n.min(r * part)) as c_int).collect();
-        self.displs = (0..p).map(|r| n.min(r * part) as c_int).collect();
+        (self.counts, self.displs) = slices(n, p);
+        let part = self.counts[0] as usize;
         let mine = self.counts[self.team.rank] as usize;
         self.layers = m.offsets.iter().zip(&m.layers).map(|(&(w0, b0), l)| (w0, b0, b0 + l.units)).collect();
         self.gs = AlignedVec::try_zeros(mine, "this rank's gradient slice")?;
-        self.ps = AlignedVec::try_zeros(mine, "this rank's parameter slice")?;
         self.work = AlignedVec::try_zeros(2 * part.min(n), "the gradient's reduce-scatter buffers")?;
+        self.team.share_memory(n, &self.counts, &self.displs)?;
         self.team.broadcast_f32(&mut m.params);
         Ok(plan)
     }
@@ -324,6 +372,7 @@ impl Dist {
             communication_seconds: self.team.seconds,
             seconds,
             samples: self.samples,
+            shared_memory: self.team.shared_memory(),
         });
     }
 
@@ -358,8 +407,9 @@ impl Dist {
         let lo = self.displs[rank] as usize;
         let hi = lo + self.counts[rank] as usize;
         self.team.reduce_scatter_sum(grad, &self.counts, &self.displs, &mut self.gs, &mut self.work);
-        let (gs, ps, layers) = (&mut self.gs[..], &mut self.ps[..], &self.layers[..]);
-        ps.copy_from_slice(&params[lo..hi]);
+        // The update runs on this rank's slice of `params` in place; the
+        // all-gather then hands it to the others and theirs to this rank.
+        let (gs, ps, layers) = (&mut self.gs[..], &mut params[lo..hi], &self.layers[..]);
         for &(w0, b0, _) in layers {
             // This rank's part of the layer's weights (empty if none).
             let a = w0.clamp(lo, hi);
@@ -388,21 +438,17 @@ impl Dist {
                 r.apply(&mut ps[a - lo..z - lo], &gs[a - lo..z - lo], s1, s2, par)?;
             }
         }
-        self.team.all_gather_f32(ps, &self.counts, &self.displs, params);
+        self.team.all_gather_in_place(&self.counts, &self.displs, params);
         Ok(())
     }
 
     /// Gives every rank the whole optimizer state: each rank updated only
     /// its slice of the state buffers.
     pub(crate) fn gather_state(&mut self, st: &mut OptState) {
-        let rank = self.team.rank;
-        let lo = self.displs[rank] as usize;
-        let hi = lo + self.counts[rank] as usize;
         let n: usize = self.counts.iter().map(|&c| c as usize).sum();
         for buf in [&mut st.s1, &mut st.s2] {
             if buf.len() == n && n > 0 {
-                self.ps.copy_from_slice(&buf[lo..hi]);
-                self.team.all_gather_f32(&self.ps, &self.counts, &self.displs, buf);
+                self.team.all_gather_in_place(&self.counts, &self.displs, buf);
             }
         }
     }
