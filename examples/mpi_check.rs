@@ -58,6 +58,18 @@ fn curve(h: &History) -> String {
     h.epochs.iter().map(|e| format!("{:.9e}", e.loss)).collect::<Vec<_>>().join(",")
 }
 
+/// All ranks run on this machine: a distributed fit's collectives went
+/// through shared memory where NNKERN_MPI_SHM=1 forces it, as rings where
+/// 0 does.
+fn assert_transport(r: &Result<History>) {
+    let forced = std::env::var("NNKERN_MPI_SHM").ok();
+    if let (Ok(h), Some(on)) = (r, forced.as_deref().map(|v| v == "1")) {
+        if let Some(d) = h.distributed {
+            assert_eq!(d.shared_memory, on, "shared memory in use (NNKERN_MPI_SHM={forced:?})");
+        }
+    }
+}
+
 /// What a rank prints about a fit's result.
 fn outcome(r: Result<History>, m: &Mlp, data: &Digits) -> String {
     match r {
@@ -90,13 +102,8 @@ fn main() {
                 // One rank is the single-process fit: no report.
                 let r = h.distributed.map(|r| (r.ranks, r.rank, r.samples > 0));
                 assert_eq!(r, (size > 1).then_some((size, rank, true)));
-                // All ranks run on this machine: shared memory where
-                // NNKERN_MPI_SHM=1 forces it, rings where 0 does.
-                let forced = std::env::var("NNKERN_MPI_SHM").ok();
-                if let (Some(r), Some(on)) = (h.distributed, forced.as_deref().map(|v| v == "1")) {
-                    assert_eq!(r.shared_memory, on, "shared memory in use (NNKERN_MPI_SHM={forced:?})");
-                }
             }
+            assert_transport(&h);
             say(outcome(h, &m, &data));
             if rank == 0 {
                 let mut single = model(data.d, 32);
@@ -110,6 +117,7 @@ fn main() {
             let mut m = model(data.d, 32);
             for e in 1..=3 {
                 let r = m.partial_fit(&data.x, data.n, Targets::Labels(&data.y), &config(whole));
+                assert_transport(&r);
                 say(format!("epoch {e} {}", outcome(r, &m, &data)));
             }
         }
@@ -152,6 +160,7 @@ fn main() {
             let comm = Comm::from_fortran(987_654).expect("a Fortran integer");
             let cfg = config(Some(Distributed { comm, shard: Shard::Whole }));
             let r = m.fit(&data.x, data.n, Targets::Labels(&data.y), &cfg, None, None);
+            assert_transport(&r);
             say(outcome(r, &m, &data));
         }
         // Early stopping on the held-out score: the same epoch on every rank.
@@ -168,6 +177,7 @@ fn main() {
             let cfg = TrainConfig { clip_norm: Some(0.5), l1: 1e-3, alpha: 1e-2, ..config(whole) };
             let mut m = model(data.d, 32);
             let r = m.fit(&data.x, data.n, Targets::Labels(&data.y), &cfg, None, None);
+            assert_transport(&r);
             say(outcome(r, &m, &data));
             if rank == 0 {
                 let mut single = model(data.d, 32);

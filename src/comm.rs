@@ -137,6 +137,12 @@ enum ShmMode {
     Auto,
 }
 
+/// The largest segment per rank (four slots) the shared memory takes: 256
+/// MiB, a model of 16 Mi parameters; larger models keep the rings (the
+/// segment is a shared mapping whose backing store, in the MPI session
+/// directory or `/dev/shm`, is often small in containers).
+const SHM_MAX_BYTES: usize = 256 << 20;
+
 fn shm_mode() -> ShmMode {
     match std::env::var("NNKERN_MPI_SHM").as_deref().map(str::trim) {
         Ok("0") => ShmMode::Off,
@@ -235,7 +241,9 @@ impl Team {
         // Every rank's node is the whole team, and no rank turned it off.
         let want = [(node_size as usize == self.size && mode != ShmMode::Off) as u64];
         let all = self.all_gather_u64(&want);
-        let bytes = n.checked_mul(4 * size_of::<f32>()).filter(|&b| b <= isize::MAX as usize);
+        // Four slots of n floats per rank, within SHM_MAX_BYTES (the same
+        // on every rank: n is).
+        let bytes = n.checked_mul(4 * size_of::<f32>()).filter(|&b| b <= SHM_MAX_BYTES);
         if all.contains(&0) || bytes.is_none() {
             // SAFETY: our own communicator, freed once (collective: every
             // rank took this branch, the vote being the same everywhere).
@@ -248,10 +256,11 @@ impl Team {
         let mut base: *mut f32 = std::ptr::null_mut();
         // SAFETY: collective over `node` (every rank of the team, on one
         // node); MPI writes the segment's address and the window's handle.
-        // A failure (no room for the segment, say) returns its code rather
-        // than ending the job: the ranks then keep the rings.
+        // A failure (no room for the segment, say) is fatal, as every MPI
+        // error on the team's communicators (the node's inherits the
+        // handler): the failing rank aborts the job with MPI's message, so
+        // no rank is left waiting inside this collective.
         let rc = unsafe {
-            ffi::MPI_Comm_set_errhandler(node, ffi::RSMPI_ERRORS_RETURN);
             ffi::MPI_Win_allocate_shared(
                 bytes as ffi::MPI_Aint,
                 size_of::<f32>() as c_int,
@@ -261,23 +270,17 @@ impl Team {
                 &mut win,
             )
         };
-        if self.all_gather_u64(&[(rc != 0) as u64]).iter().any(|&failed| failed != 0) {
-            // The window (where some rank has one) and the node's
-            // communicator are left as they are: freeing either is
-            // collective, and a rank whose allocation failed may not hold a
-            // window to free. A failed set-up of a fit leaks them once.
-            return Ok(false);
-        }
+        assert_eq!(rc, 0, "MPI_Win_allocate_shared returned under MPI_ERRORS_ARE_FATAL");
         let mut bases = Vec::with_capacity(self.size);
         for r in 0..self.size {
             let (mut size, mut unit, mut b) = (0 as ffi::MPI_Aint, 0 as c_int, std::ptr::null_mut::<f32>());
             // SAFETY: `win` is live and `r` a rank of its communicator; MPI
-            // writes rank r's segment size, unit and address.
+            // writes rank r's segment size, unit and address. Its errors are
+            // fatal (a window's default handler), so it returns 0.
             let rc = unsafe {
                 ffi::MPI_Win_shared_query(win, r as c_int, &mut size, &mut unit, (&mut b as *mut *mut f32).cast())
             };
-            check(rc, "MPI_Win_shared_query")?;
-            debug_assert!(size as usize >= bytes && !b.is_null());
+            assert!(rc == 0 && size as usize >= bytes && !b.is_null(), "MPI_Win_shared_query of rank {r}");
             bases.push(b);
         }
         // One passive-target epoch for the window's whole life; the
@@ -290,8 +293,12 @@ impl Team {
         if auto && n > 0 && counts.len() == self.size {
             let shm = self.shm.take();
             let spent = self.seconds;
-            let rings = self.time_step_collectives(counts, displs, 16)?;
+            let rings = self.time_step_collectives(counts, displs, 16);
+            // Back before any error returns (every rank returns it: the
+            // buffers' failure is agreed), so that dropping the team frees
+            // the window on every rank.
             self.shm = shm;
+            let rings = rings?;
             let shared = self.time_step_collectives(counts, displs, 16)?;
             self.seconds = spent;
             // The slowest rank's time decides, the same on every rank.
@@ -696,6 +703,12 @@ const RING_TAG: c_int = 0x6e6e;
 impl Drop for Team {
     fn drop(&mut self) {
         if is_running() {
+            if std::thread::panicking() {
+                // A rank unwinding from a panic (its others are elsewhere):
+                // freeing the window waits for every rank, and would hang
+                // the job; left to the process's end (MPI's abort or exit).
+                std::mem::forget(self.shm.take());
+            }
             self.free_shm();
             // SAFETY: our own duplicate, freed once.
             unsafe { ffi::MPI_Comm_free(&mut self.comm) };

@@ -183,6 +183,13 @@ fn two_ranks_agree_after_every_epoch() {
     let (lines, _) = scenario(2, "epochs");
     let all = agree(&lines);
     assert_eq!(all.lines().filter(|l| l.contains(" ok hash ")).count(), 3, "{all}");
+    // Each partial_fit ends gathering the optimizer state, which the next
+    // one starts from: the same weights after every epoch through shared
+    // memory and as rings (mpi_check asserts which one ran).
+    for shm in [true, false] {
+        let (lines, _) = scenario_env(2, "epochs", Some(shm));
+        assert_eq!(agree(&lines), all, "NNKERN_MPI_SHM={}", shm as u8);
+    }
 }
 
 #[test]
