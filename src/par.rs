@@ -6,7 +6,7 @@
 //! * A per-call override through [`Par`].
 //! * Kernels split work over output blocks only, never over a reduction
 //!   dimension, so every result is bit-identical for any thread count.
-//! * The kernels' threads are a team of our own ([`run_tasks`]): the caller
+//! * The kernels' threads are a team of our own (`run_tasks`): the caller
 //!   runs the first task, each worker one other, and idle workers spin for
 //!   200 µs before they park, so that a training step's many short parallel
 //!   regions each cost about a microsecond to hand out, not a thread wake-up

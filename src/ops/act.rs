@@ -74,7 +74,7 @@ pub enum Fan {
 }
 
 /// Everything the crate knows about one activation, apart from its math
-/// ([`act_fwd`], [`act_bwd`]): one row of [`ACTIVATIONS`] per C code.
+/// (`act_fwd`, `act_bwd`): one row of [`ACTIVATIONS`] per C code.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActivationInfo {
     /// The activation, with the C default for a parameterised one.
@@ -111,7 +111,7 @@ const HE: (f64, Fan) = (12.0, Fan::TwiceIn);
 
 /// The registry of activations, indexed by C code. A new activation adds its
 /// variant, a row here, its arm in [`Activation::code`] and its math in
-/// [`act_fwd`] / [`act_bwd`] (and the variant list of `per_activation!`);
+/// `act_fwd` / `act_bwd` (and the variant list of `per_activation!`);
 /// the C constant goes in `src/ffi/ops.rs`, checked against this table by
 /// `tests/header.rs`, as are the C++ and Python lists.
 pub const ACTIVATIONS: [ActivationInfo; 10] = [
