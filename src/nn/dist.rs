@@ -31,7 +31,7 @@
 //! `B·c·(1 − 1/p)` for `c` seconds per sample, exceeds the collectives'
 //! time: on a 2-core Zen 4 over shared memory (c ≈ 3.3 µs, a step's
 //! collectives 45–60 µs) from a global batch of about 30 (measured: 0.31–1.15×
-//! the epoch rate at 32, 0.85–1.98× at 256 (median 1.63× over 12 rounds; the
+//! the epoch rate at 32, 0.85–1.98× at 256 (median 1.56× over 20 rounds; the
 //! VM has slow phases when both cores are busy), 1.82–2.12× at 1024); over
 //! 10, 25 and 100 Gb/s links
 //! from about 200, 80 and 20 for any p, and half the ideal speed-up needs
