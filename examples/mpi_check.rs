@@ -4,7 +4,7 @@
 //!
 //! `mpirun -np 2 target/release/examples/mpi_check SCENARIO`, with SCENARIO
 //! one of `bits`, `epochs`, `local`, `bad-data`, `mismatch`, `empty-shard`,
-//! `bad-comm`, `early-stopping`, `clip`.
+//! `bad-comm`, `early-stopping`, `clip`, `collectives`, `bad-collectives`.
 
 use mpi::traits::Communicator;
 use nnkern::nn::data::{Scaler, read_csv};
@@ -63,10 +63,8 @@ fn curve(h: &History) -> String {
 /// 0 does.
 fn assert_transport(r: &Result<History>) {
     let forced = std::env::var("NNKERN_MPI_SHM").ok();
-    if let (Ok(h), Some(on)) = (r, forced.as_deref().map(|v| v == "1")) {
-        if let Some(d) = h.distributed {
-            assert_eq!(d.shared_memory, on, "shared memory in use (NNKERN_MPI_SHM={forced:?})");
-        }
+    if let (Ok(History { distributed: Some(d), .. }), Some(on)) = (r, forced.as_deref().map(|v| v == "1")) {
+        assert_eq!(d.shared_memory, on, "shared memory in use (NNKERN_MPI_SHM={forced:?})");
     }
 }
 
@@ -227,6 +225,20 @@ fn main() {
                     t.all_gather_us
                 ));
             }
+        }
+        // time_collectives refuses bad arguments on every rank alike, before
+        // any collective (the job would hang otherwise).
+        "bad-collectives" => {
+            use nnkern::nn::dist::time_collectives;
+            for (n, reps) in [(0usize, 10usize), (1000, 0), (1 << 31, 10)] {
+                let r = time_collectives(Comm::of(&world), n, reps, true);
+                say(format!(
+                    "n {n} reps {reps}: {}",
+                    r.map_or_else(|e| format!("error {} {e}", e.code()), |_| "ok".into())
+                ));
+            }
+            let bad = time_collectives(Comm::from_fortran(987_654).expect("a Fortran integer"), 1000, 10, true);
+            say(format!("bad comm: {}", bad.map_or_else(|e| format!("error {} {e}", e.code()), |_| "ok".into())));
         }
         s => panic!("unknown scenario {s}"),
     }

@@ -126,6 +126,25 @@ struct Shm {
     ag_turn: usize,
 }
 
+impl Shm {
+    /// Takes the next of the two gradient slots (`params` false) or the two
+    /// parameter slots: its index among the segment's four.
+    fn next_slot(&mut self, params: bool) -> usize {
+        let turn = if params { &mut self.ag_turn } else { &mut self.rs_turn };
+        let t = *turn;
+        *turn ^= 1;
+        if params { 2 + t } else { t }
+    }
+
+    /// Rank `q`'s slot `s` (of [`Shm::next_slot`]): n floats.
+    fn slot(&self, q: usize, s: usize) -> *mut f32 {
+        debug_assert!(s < 4);
+        // SAFETY: every segment holds 4 slots of n floats (allocated so),
+        // and s < 4.
+        unsafe { self.bases[q].add(s * self.n) }
+    }
+}
+
 /// How the step's collectives travel when every rank runs on one node:
 /// `NNKERN_MPI_SHM=0` keeps the rings, `1` takes the shared memory, and
 /// anything else (the default) times both at the start of the fit and
@@ -224,7 +243,8 @@ impl Team {
     }
 
     fn share_memory_as(&mut self, n: usize, counts: &[c_int], displs: &[c_int], mode: ShmMode) -> Result<bool> {
-        if self.size == 1 || self.shm.is_some() {
+        // n is the same on every rank: all return here alike.
+        if self.size == 1 || self.shm.is_some() || n == 0 {
             return Ok(self.shm.is_some());
         }
         // SAFETY: a zeroed handle is a valid place for MPI to write one into.
@@ -356,7 +376,10 @@ impl Team {
             (Err(e), _) => return Err(e),
             // Another rank's buffers failed: about the same size as these.
             (Ok(_), Some(_)) => {
-                return Err(Error::out_of_memory(8 * n, "another rank's buffers to time the collectives"));
+                return Err(Error::out_of_memory(
+                    n.saturating_mul(8),
+                    "another rank's buffers to time the collectives",
+                ));
             }
         };
         // Each call: its input rewritten, a barrier, then the timed call.
@@ -621,15 +644,10 @@ impl Team {
     fn reduce_scatter_shm(&mut self, send: &[f32], counts: &[c_int], displs: &[c_int], recv: &mut [f32]) {
         let (r, p) = (self.rank, self.size);
         let Some(m) = self.shm.as_mut() else { return };
-        let turn = m.rs_turn;
-        m.rs_turn ^= 1;
+        let s = m.next_slot(false);
         let Some(m) = self.shm.as_ref() else { return };
-        let (win, n) = (m.win, m.n);
-        let slot = |q: usize| -> *mut f32 {
-            // SAFETY: every segment holds 4 slots of n floats (allocated so);
-            // slot `turn` of the gradient's two is inside it.
-            unsafe { m.bases[q].add(turn * n) }
-        };
+        let win = m.win;
+        let slot = |q: usize| m.slot(q, s);
         let part = |c: usize| (displs[c] as usize, counts[c] as usize);
         let mine = slot(r);
         for c in (0..p).filter(|&c| c != r) {
@@ -670,15 +688,10 @@ impl Team {
     fn all_gather_shm(&mut self, counts: &[c_int], displs: &[c_int], recv: &mut [f32]) {
         let (r, p) = (self.rank, self.size);
         let Some(m) = self.shm.as_mut() else { return };
-        let turn = m.ag_turn;
-        m.ag_turn ^= 1;
+        let s = m.next_slot(true);
         let Some(m) = self.shm.as_ref() else { return };
-        let (win, n) = (m.win, m.n);
-        let slot = |q: usize| -> *mut f32 {
-            // SAFETY: every segment holds 4 slots of n floats; parameter slot
-            // `turn` (the third or fourth) is inside it.
-            unsafe { m.bases[q].add((2 + turn) * n) }
-        };
+        let win = m.win;
+        let slot = |q: usize| m.slot(q, s);
         let (d, k) = (displs[r] as usize, counts[r] as usize);
         let own = &recv[d..d + k];
         // SAFETY: part r lies inside `recv` and inside the slot's n floats

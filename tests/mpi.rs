@@ -222,6 +222,25 @@ fn one_rank_failing_gives_every_rank_the_same_error() {
 }
 
 #[test]
+fn timing_the_collectives_refuses_bad_arguments_on_every_rank() {
+    if !have_mpi("timing_the_collectives_refuses_bad_arguments_on_every_rank") {
+        return;
+    }
+    let (lines, _) = scenario(2, "bad-collectives");
+    let all = agree(&lines);
+    let want = [
+        "n 0 reps 10: error 1 invalid argument: time_collectives needs n > 0 floats and reps > 0",
+        "n 1000 reps 0: error 1 invalid argument: time_collectives needs n > 0 floats and reps > 0",
+        "n 2147483648 reps 10: error",
+        "bad comm: error 1 invalid argument: the MPI communicator of Fortran handle 987654 is not valid",
+    ];
+    for (line, want) in all.lines().zip(want) {
+        assert!(line.starts_with(want), "{line}\nwanted: {want}");
+    }
+    assert!(all.lines().nth(2).is_some_and(|l| l.contains("32-bit")), "{all}");
+}
+
+#[test]
 fn early_stopping_stops_every_rank_in_the_same_epoch() {
     if !have_mpi("early_stopping_stops_every_rank_in_the_same_epoch") {
         return;

@@ -133,11 +133,23 @@ pub struct CollectiveTimes {
 /// model in the module's docs.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when MPI is not running or `comm` is not
-/// valid; [`Error::OutOfMemory`](crate::Error) for the buffers.
+/// [`Error::InvalidArgument`] when `n` or `reps` is 0, MPI is not running
+/// or `comm` is not valid; [`Error::Overflow`] when `n` exceeds MPI's 32-bit
+/// counts; [`Error::OutOfMemory`] for the buffers. Every rank passing the
+/// same arguments gets the same error.
 pub fn time_collectives(comm: Comm, n: usize, reps: usize, shared_memory: bool) -> Result<CollectiveTimes> {
+    // The same arguments on every rank: each rank returns the same error
+    // before any collective.
+    if n == 0 || reps == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "time_collectives needs n > 0 floats and reps > 0 calls (n = {n}, reps = {reps})"
+        )));
+    }
+    if c_int::try_from(n).is_err() {
+        return Err(Error::Overflow(format!("{n} floats: MPI counts are 32-bit")));
+    }
     let mut team = Team::join(comm)?;
-    let (counts, displs) = slices(n, team.size);
+    let (counts, displs) = slices(n, team.size)?;
     let shared = shared_memory && team.share_memory_forced(n)?;
     let (rs, ag) = team.time_collectives(&counts, &displs, reps)?;
     Ok(CollectiveTimes { reduce_scatter_us: 1e6 * rs, all_gather_us: 1e6 * ag, shared_memory: shared })
@@ -145,12 +157,17 @@ pub fn time_collectives(comm: Comm, n: usize, reps: usize, shared_memory: bool) 
 
 /// The ranks' slices of `n` parameters (`counts`, `displs`): equal parts,
 /// multiples of 16 values (whole cache lines and vectors), the last one
-/// shorter.
-fn slices(n: usize, p: usize) -> (Vec<c_int>, Vec<c_int>) {
+/// shorter. [`Error::Overflow`] when `n` exceeds MPI's 32-bit counts.
+fn slices(n: usize, p: usize) -> Result<(Vec<c_int>, Vec<c_int>)> {
+    if c_int::try_from(n).is_err() {
+        return Err(Error::Overflow(format!("{n} parameters: MPI counts and offsets are 32-bit")));
+    }
+    // n < 2³¹, so (r + 1)·part stays far inside usize and every value below
+    // fits a c_int (each is at most n).
     let part = n.div_ceil(p).next_multiple_of(16);
     let counts = (0..p).map(|r| (n.min((r + 1) * part) - n.min(r * part)) as c_int).collect();
     let displs = (0..p).map(|r| n.min(r * part) as c_int).collect();
-    (counts, displs)
+    Ok((counts, displs))
 }
 
 /// FNV-1a over a string: the fingerprint the ranks compare.
@@ -295,7 +312,7 @@ impl Dist {
         self.n_train = (0..p).map(|r| row(r)[2] as usize).collect();
         self.any_val = (0..p).any(|r| row(r)[3] > 0);
         let n = m.params.len();
-        (self.counts, self.displs) = slices(n, p);
+        (self.counts, self.displs) = slices(n, p)?;
         let part = self.counts[0] as usize;
         let mine = self.counts[self.team.rank] as usize;
         self.layers = m.offsets.iter().zip(&m.layers).map(|(&(w0, b0), l)| (w0, b0, b0 + l.units)).collect();
