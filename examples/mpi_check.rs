@@ -68,6 +68,23 @@ fn assert_transport(r: &Result<History>) {
     }
 }
 
+/// The reduce-scatter's buckets (digits' 64-32-10 model, every rank on
+/// this machine): through shared memory 1; as rings one (one node), and
+/// with `NNKERN_MPI_BUCKET_KB=1` (256 values) one per layer, the first
+/// layer's 2 048 weights in 8 pieces after its biases; with `64`, one per
+/// layer.
+fn assert_buckets(r: &Result<History>) {
+    if let Ok(History { distributed: Some(d), .. }) = r {
+        let kb = std::env::var("NNKERN_MPI_BUCKET_KB").ok();
+        let want = match (d.shared_memory, kb.as_deref()) {
+            (false, Some("1")) => 10,
+            (false, Some("64")) => 2,
+            _ => 1,
+        };
+        assert_eq!(d.buckets, want, "buckets (NNKERN_MPI_BUCKET_KB={kb:?}, shared memory {})", d.shared_memory);
+    }
+}
+
 /// What a rank prints about a fit's result.
 fn outcome(r: Result<History>, m: &Mlp, data: &Digits) -> String {
     match r {
@@ -102,6 +119,7 @@ fn main() {
                 assert_eq!(r, (size > 1).then_some((size, rank, true)));
             }
             assert_transport(&h);
+            assert_buckets(&h);
             say(outcome(h, &m, &data));
             if rank == 0 {
                 let mut single = model(data.d, 32);

@@ -867,7 +867,11 @@ fn throughput(r: &nnkern::nn::dist::DistReport) -> String {
         r.seconds,
         r.samples as f64 / r.seconds.max(1e-9),
         100.0 * r.communication_share(),
-        if r.shared_memory { "shared memory" } else { "send-receive rings" }
+        if r.shared_memory {
+            "shared memory".to_string()
+        } else {
+            format!("send-receive rings in {} bucket{}", r.buckets, if r.buckets == 1 { "" } else { "s" })
+        }
     )
 }
 

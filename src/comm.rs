@@ -10,6 +10,7 @@
 //! own abort, with MPI's message, never a hang.
 
 use crate::error::{Error, Result};
+use crate::simd::AlignedVec;
 use mpi::ffi;
 use std::os::raw::{c_int, c_void};
 use std::time::Instant;
@@ -101,6 +102,8 @@ pub(crate) struct Team {
     pub seconds: f64,
     /// The ranks' shared memory, when they all run on one node.
     shm: Option<Shm>,
+    /// Whether every rank runs on one node (found by [`Team::share_memory`]).
+    one_node: bool,
 }
 
 /// A window of shared memory (MPI-3, `MPI_Win_allocate_shared`) over the
@@ -216,7 +219,7 @@ impl Team {
             ffi::MPI_Comm_rank(comm, &mut rank);
             ffi::MPI_Comm_size(comm, &mut size);
         }
-        Ok(Team { comm, rank: rank as usize, size: size as usize, seconds: 0.0, shm: None })
+        Ok(Team { comm, rank: rank as usize, size: size as usize, seconds: 0.0, shm: None, one_node: false })
     }
 
     /// Sets up the shared-memory collectives for vectors of `n` floats split
@@ -259,8 +262,8 @@ impl Team {
         // SAFETY: `node` is live; writes one int.
         unsafe { ffi::MPI_Comm_size(node, &mut node_size) };
         // Every rank's node is the whole team, and no rank turned it off.
-        let want = [(node_size as usize == self.size && mode != ShmMode::Off) as u64];
-        let all = self.all_gather_u64(&want);
+        let all = self.all_gather_u64(&[(node_size as usize == self.size) as u64, (mode != ShmMode::Off) as u64]);
+        self.one_node = all.iter().step_by(2).all(|&v| v != 0);
         // Four slots of n floats per rank, within SHM_MAX_BYTES (the same
         // on every rank: n is).
         let bytes = n.checked_mul(4 * size_of::<f32>()).filter(|&b| b <= SHM_MAX_BYTES);
@@ -423,6 +426,11 @@ impl Team {
         let r = f(self.comm);
         self.seconds += t.elapsed().as_secs_f64();
         r
+    }
+
+    /// Whether every rank runs on one node (known after [`Team::share_memory`]).
+    pub(crate) fn one_node(&self) -> bool {
+        self.one_node
     }
 
     /// Whether the collectives go through shared memory ([`Team::share_memory`]).
@@ -707,6 +715,396 @@ impl Team {
             // floats (checked by the caller) and is not shared.
             recv[d..d + k].copy_from_slice(unsafe { std::slice::from_raw_parts(slot(q).add(d), k) });
         }
+    }
+}
+
+/// The tag of bucket 0's messages in a bucketed reduce-scatter; bucket `k`
+/// sends with `BUCKET_TAG + k`, so that the buckets' rings never match each
+/// other's messages whatever order they progress in.
+const BUCKET_TAG: c_int = 1;
+/// The most buckets a plan keeps: their tags stay below 32767, the least
+/// upper bound MPI guarantees (a plan of more is one bucket).
+const MAX_BUCKETS: usize = 30_000;
+
+/// Where a bucket's ring stands in the current step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    /// Some of its gradient is not final yet.
+    Filling,
+    /// Ring step `s` is in flight (its send and receive posted).
+    Step(usize),
+    /// Summed: this rank's part of it is in the result.
+    Done,
+}
+
+/// How a reduce-scatter of a gradient splits into buckets: ranges of the
+/// gradient, each summed over the ranks by its own ring of nonblocking
+/// send-receives (the steps of [`Team::reduce_scatter_sum`], on the
+/// bucket's piece of every rank's part) as soon as all its values are
+/// final, while the backward pass computes the rest. Every element is summed
+/// in the same order as by [`Team::reduce_scatter_sum`] (its part's ring),
+/// so the buckets never change a bit. Made once per fit
+/// ([`BucketPlan::new`]); its buffers serve every step.
+pub(crate) struct BucketPlan {
+    /// The buckets, ranges of the gradient.
+    ranges: Vec<(usize, usize)>,
+    /// Values of each bucket final so far in this step.
+    filled: Vec<usize>,
+    /// Each bucket's ring state and its send and receive requests.
+    state: Vec<Ring>,
+    reqs: Vec<[ffi::MPI_Request; 2]>,
+    /// Each bucket's two ring buffers (partial sums, incoming values) in
+    /// `work`: `width[k]` floats each from `offs[k]`.
+    offs: Vec<usize>,
+    width: Vec<usize>,
+    work: AlignedVec,
+    /// The ranks' parts of the gradient.
+    counts: Vec<c_int>,
+    displs: Vec<c_int>,
+    /// Rows of the first layer's weight gradient to compute at a time.
+    first_rows: Option<usize>,
+}
+
+impl BucketPlan {
+    /// A plan for a gradient of `counts`' total, split among the ranks as
+    /// `counts` and `displs`, in the buckets `ranges` (disjoint, covering
+    /// the gradient; in the order they become final), the backward pass
+    /// computing the first layer's weight gradient `first_rows` rows at a
+    /// time.
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] for the ring buffers.
+    pub(crate) fn new(
+        mut ranges: Vec<(usize, usize)>,
+        counts: &[c_int],
+        displs: &[c_int],
+        first_rows: Option<usize>,
+    ) -> Result<BucketPlan> {
+        let n: usize = counts.iter().map(|&c| c as usize).sum();
+        let mut sorted = ranges.clone();
+        sorted.sort_unstable();
+        let tiles = sorted.first().is_some_and(|r| r.0 == 0)
+            && sorted.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1)
+            && sorted.last().is_some_and(|r| r.1 == n && r.0 < r.1);
+        assert!(tiles || n == 0, "buckets must tile the gradient of {n} values: {ranges:?}");
+        if ranges.len() > MAX_BUCKETS {
+            ranges = vec![(0, n)];
+        }
+        let nb = ranges.len();
+        let mut plan = BucketPlan {
+            ranges,
+            filled: vec![0; nb],
+            state: vec![Ring::Filling; nb],
+            // SAFETY: reads an extern static that MPI sets up.
+            reqs: vec![[unsafe { ffi::RSMPI_REQUEST_NULL }; 2]; nb],
+            offs: Vec::with_capacity(nb),
+            width: Vec::with_capacity(nb),
+            work: AlignedVec::default(),
+            counts: counts.to_vec(),
+            displs: displs.to_vec(),
+            first_rows,
+        };
+        let mut total = 0usize;
+        for k in 0..nb {
+            let widest = (0..counts.len()).map(|c| plan.piece(k, c).len()).max().unwrap_or(0);
+            plan.offs.push(total);
+            plan.width.push(widest);
+            total += 2 * widest;
+        }
+        plan.work = AlignedVec::try_zeros(total, "the bucketed reduce-scatter's ring buffers")?;
+        Ok(plan)
+    }
+
+    /// The number of buckets.
+    pub(crate) fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Bucket `k`'s piece of rank `c`'s part: a range of the gradient.
+    fn piece(&self, k: usize, c: usize) -> std::ops::Range<usize> {
+        let (a, z) = self.ranges[k];
+        let (d, n) = (self.displs[c] as usize, self.counts[c] as usize);
+        let lo = a.max(d);
+        lo..z.min(d + n).max(lo)
+    }
+}
+
+/// A reduce-scatter under way during a backward pass
+/// ([`Team::reduce_in_buckets`]): the backward pass writes the gradient
+/// through [`ReduceInBuckets::part`], says what is final with
+/// [`ReduceInBuckets::ready`] (a bucket whose values are all final starts
+/// its ring at once, and every call drives the rings in flight), and
+/// [`ReduceInBuckets::finish`] completes them, leaving this rank's part of
+/// the sum in `recv`. Through shared memory the exchange waits for
+/// `finish` (there the copies are the cost, and they cannot overlap the
+/// computing on the same core).
+///
+/// It holds the gradient's exclusive borrow and hands out disjoint pieces
+/// of it from one raw pointer, so MPI may read a bucket in flight while
+/// the backward pass writes another. Dropped before `finish`, it finishes
+/// (or, while panicking, aborts the job: the other ranks would wait for its
+/// messages forever, and MPI must not be left reading freed memory).
+pub(crate) struct ReduceInBuckets<'a> {
+    team: &'a mut Team,
+    plan: &'a mut BucketPlan,
+    /// The gradient (n floats), from its exclusive borrow.
+    grad: *mut f32,
+    /// The plan's ring buffers, from its exclusive borrow (one pointer for
+    /// the step, since receives in flight write into it).
+    work: *mut f32,
+    n: usize,
+    recv: &'a mut [f32],
+    /// Whether the exchange goes through shared memory at `finish`.
+    shm: bool,
+    finished: bool,
+    _grad: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl Team {
+    /// Starts a reduce-scatter of `grad` (split as `plan` says) into this
+    /// rank's part `recv`, in buckets as the backward pass makes them final
+    /// ([`ReduceInBuckets`]). Collective: every rank starts it and finishes
+    /// it in the same step.
+    pub(crate) fn reduce_in_buckets<'a>(
+        &'a mut self,
+        plan: &'a mut BucketPlan,
+        grad: &'a mut [f32],
+        recv: &'a mut [f32],
+    ) -> ReduceInBuckets<'a> {
+        let n: usize = plan.counts.iter().map(|&c| c as usize).sum();
+        assert!(grad.len() == n && recv.len() == plan.counts[self.rank] as usize, "bucketed reduce-scatter sizes");
+        plan.filled.fill(0);
+        plan.state.fill(Ring::Filling);
+        let shm = self.shm.as_ref().is_some_and(|m| m.n == n);
+        let work = plan.work.as_mut_ptr();
+        ReduceInBuckets {
+            team: self,
+            plan,
+            grad: grad.as_mut_ptr(),
+            work,
+            n,
+            recv,
+            shm,
+            finished: false,
+            _grad: std::marker::PhantomData,
+        }
+    }
+}
+
+impl ReduceInBuckets<'_> {
+    /// Rows of the first layer's weight gradient to compute at a time
+    /// ([`BucketPlan::first_rows`]).
+    pub(crate) fn first_rows(&self) -> Option<usize> {
+        self.plan.first_rows
+    }
+
+    /// The gradient's values `a..z` to write. They must not be in a bucket
+    /// already sent (asserted).
+    pub(crate) fn part(&mut self, a: usize, z: usize) -> &mut [f32] {
+        assert!(a <= z && z <= self.n, "gradient range {a}..{z} of {}", self.n);
+        let plan = &*self.plan;
+        let sent = |k: usize| plan.state[k] != Ring::Filling;
+        assert!(
+            (0..plan.len()).all(|k| !sent(k) || plan.ranges[k].1 <= a || z <= plan.ranges[k].0),
+            "gradient range {a}..{z} written after its bucket was sent"
+        );
+        // SAFETY: `grad` comes from the exclusive borrow this value holds
+        // for its life, and a..z lies inside it; the returned borrow ends
+        // before any other piece is handed out (it borrows self), and the
+        // pieces MPI may be reading (buckets sent) do not overlap it
+        // (asserted above).
+        unsafe { std::slice::from_raw_parts_mut(self.grad.add(a), z - a) }
+    }
+
+    /// The gradient's values `a..z` are final for this step: each bucket
+    /// they complete starts its ring, and the rings in flight are driven.
+    pub(crate) fn ready(&mut self, a: usize, z: usize) {
+        if self.shm {
+            return;
+        }
+        let t = Instant::now();
+        for k in 0..self.plan.len() {
+            let (lo, hi) = self.plan.ranges[k];
+            let add = hi.min(z).saturating_sub(lo.max(a));
+            if add > 0 {
+                self.plan.filled[k] += add;
+                debug_assert!(self.plan.filled[k] <= hi - lo, "gradient values made final twice");
+                if self.plan.filled[k] == hi - lo {
+                    self.post(k, 0);
+                }
+            }
+        }
+        self.drive(false);
+        self.team.seconds += t.elapsed().as_secs_f64();
+    }
+
+    /// Zeros every value of a bucket not yet sent (a rank that failed this
+    /// step takes part with a zero gradient).
+    pub(crate) fn zero_unsent(&mut self) {
+        for k in 0..self.plan.len() {
+            if self.plan.state[k] == Ring::Filling {
+                let (a, z) = self.plan.ranges[k];
+                self.part(a, z).fill(0.0);
+            }
+        }
+    }
+
+    /// Sends every bucket not sent yet (as it stands), completes every
+    /// ring and leaves this rank's part of the sum in `recv`. Called once;
+    /// later calls do nothing.
+    pub(crate) fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let t = Instant::now();
+        if self.shm {
+            // SAFETY: nothing of the gradient is in flight (the shared
+            // memory sends nothing before now); n floats of the exclusive
+            // borrow, read only while this shared slice lives.
+            let grad = unsafe { std::slice::from_raw_parts(self.grad, self.n) };
+            let (counts, displs) = (&self.plan.counts, &self.plan.displs);
+            self.team.reduce_scatter_shm(grad, counts, displs, self.recv);
+        } else {
+            for k in 0..self.plan.len() {
+                if self.plan.state[k] == Ring::Filling {
+                    self.post(k, 0);
+                }
+            }
+            self.drive(true);
+        }
+        self.team.seconds += t.elapsed().as_secs_f64();
+    }
+
+    /// Posts ring step `s` of bucket `k`: the send to the next rank (this
+    /// rank's values of its piece of part `c_out`, or the partial sum of the
+    /// step before) and the receive from the previous one.
+    fn post(&mut self, k: usize, s: usize) {
+        let (r, p) = (self.team.rank, self.team.size);
+        let (c_out, c_in) = ((r + 2 * p - 1 - s) % p, (r + 2 * p - 2 - s) % p);
+        let (out, inp) = (self.plan.piece(k, c_out), self.plan.piece(k, c_in));
+        let (off, w) = (self.plan.offs[k], self.plan.width[k]);
+        // SAFETY: `out` lies inside the gradient (n floats); the bucket's
+        // two buffers (partial sums, incoming) lie inside `work`, w floats
+        // each from `off` (allocated so), and w ≥ every piece of the bucket.
+        let (src, incoming) = unsafe {
+            let partial = self.work.add(off).cast_const();
+            (if s == 0 { self.grad.add(out.start).cast_const() } else { partial }, self.work.add(off + w))
+        };
+        let (next, prev) = ((r + 1) % p, (r + p - 1) % p);
+        let tag = BUCKET_TAG + k as c_int;
+        let comm = self.team.comm;
+        let reqs = &mut self.plan.reqs[k];
+        // SAFETY: the send reads out.len() floats at `src` (this rank's
+        // values of a bucket whose values are all final, which `part` no
+        // longer hands out, or the bucket's partial-sum buffer, which is not
+        // written until this send completes); the receive writes
+        // inp.len() ≤ w floats into the bucket's incoming buffer, which
+        // nothing else touches until it completes. The previous rank posts
+        // the matching send (its c_out is this rank's c_in) with the same
+        // tag, and a piece of 0 values sends nothing on both sides. Both
+        // complete in `drive` before the buffers are read or reused.
+        unsafe {
+            if !out.is_empty() {
+                ffi::MPI_Isend(
+                    src.cast::<c_void>(),
+                    out.len() as c_int,
+                    ffi::RSMPI_FLOAT,
+                    next as c_int,
+                    tag,
+                    comm,
+                    &mut reqs[0],
+                );
+            }
+            if !inp.is_empty() {
+                ffi::MPI_Irecv(
+                    incoming.cast::<c_void>(),
+                    inp.len() as c_int,
+                    ffi::RSMPI_FLOAT,
+                    prev as c_int,
+                    tag,
+                    comm,
+                    &mut reqs[1],
+                );
+            }
+        }
+        self.plan.state[k] = Ring::Step(s);
+    }
+
+    /// Drives the rings in flight: each bucket whose step completed sums
+    /// what came in and posts its next step. `wait`: until every ring is
+    /// done (else one pass of tests).
+    fn drive(&mut self, wait: bool) {
+        let (r, p) = (self.team.rank, self.team.size);
+        for k in 0..self.plan.len() {
+            while let Ring::Step(s) = self.plan.state[k] {
+                let mut flag = 0 as c_int;
+                let reqs = self.plan.reqs[k].as_mut_ptr();
+                // SAFETY: two requests of this bucket (posted, or null);
+                // MPI completes them and sets them to null.
+                unsafe {
+                    if wait {
+                        ffi::MPI_Waitall(2, reqs, ffi::RSMPI_STATUSES_IGNORE);
+                        flag = 1;
+                    } else {
+                        ffi::MPI_Testall(2, reqs, &mut flag, ffi::RSMPI_STATUSES_IGNORE);
+                    }
+                }
+                if flag == 0 {
+                    break;
+                }
+                // Step s arrived: incoming + this rank's values of part c_in,
+                // into the partial sum, or at the last step into `recv`.
+                let c_in = (r + 2 * p - 2 - s) % p;
+                let inp = self.plan.piece(k, c_in);
+                let (off, w) = (self.plan.offs[k], self.plan.width[k]);
+                // SAFETY: the bucket's two buffers, w floats each from `off`
+                // inside `work`, taken from its one raw pointer (other
+                // buckets' receives may be writing elsewhere in it); both of
+                // this bucket's requests completed, so MPI touches neither.
+                // This piece of the gradient is final and only read; inp
+                // lies inside the n floats.
+                let (partial, incoming, own) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(self.work.add(off), w),
+                        std::slice::from_raw_parts(self.work.add(off + w), w),
+                        std::slice::from_raw_parts(self.grad.add(inp.start), inp.len()),
+                    )
+                };
+                let dst = if s == p - 2 {
+                    // c_in is this rank: a piece of it lies inside its part
+                    // (an empty one may start anywhere).
+                    let d = self.plan.displs[r] as usize;
+                    if inp.is_empty() { &mut [][..] } else { &mut self.recv[inp.start - d..][..inp.len()] }
+                } else {
+                    &mut partial[..inp.len()]
+                };
+                for ((d, &a), &b) in dst.iter_mut().zip(&incoming[..inp.len()]).zip(own) {
+                    *d = a + b;
+                }
+                if s + 2 < p {
+                    self.post(k, s + 1);
+                } else {
+                    self.plan.state[k] = Ring::Done;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ReduceInBuckets<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if std::thread::panicking() {
+            // Rings in flight read and write this rank's buffers, and the
+            // other ranks wait for their messages: end the job.
+            eprintln!("nnkern: a rank panicked during a distributed step; aborting the MPI job");
+            // SAFETY: the team's live communicator; ends every rank.
+            unsafe { ffi::MPI_Abort(self.team.comm, 1) };
+        }
+        self.finish();
     }
 }
 

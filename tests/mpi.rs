@@ -49,13 +49,22 @@ fn built() -> &'static Path {
 /// Runs `mpirun -np ranks exe args…` and returns its stdout; fails on a
 /// nonzero exit, and on a hang (killed after `limit`).
 fn mpirun(ranks: usize, exe: &Path, args: &[&str], limit: Duration) -> String {
-    mpirun_env(ranks, exe, args, limit, None)
+    mpirun_env(ranks, exe, args, limit, None, None)
 }
 
 /// [`mpirun`], the step's collectives through shared memory (`Some(true)`:
 /// `NNKERN_MPI_SHM=1`), as send-receive rings (`Some(false)`: `0`) or, by
-/// default, the faster of the two as timed at the start of each fit.
-fn mpirun_env(ranks: usize, exe: &Path, args: &[&str], limit: Duration, shm: Option<bool>) -> String {
+/// default, the faster of the two as timed at the start of each fit; and the
+/// reduce-scatter's buckets of `bucket_kb` KiB (`NNKERN_MPI_BUCKET_KB`; by
+/// default 128).
+fn mpirun_env(
+    ranks: usize,
+    exe: &Path,
+    args: &[&str],
+    limit: Duration,
+    shm: Option<bool>,
+    bucket_kb: Option<u32>,
+) -> String {
     let out = std::env::temp_dir().join(format!("nnkern-mpi-{}-{}.out", std::process::id(), fastrand()));
     let file = std::fs::File::create(&out).unwrap();
     let mut cmd = Command::new("mpirun");
@@ -63,6 +72,10 @@ fn mpirun_env(ranks: usize, exe: &Path, args: &[&str], limit: Duration, shm: Opt
     match shm {
         Some(on) => cmd.args(["-x", "NNKERN_MPI_SHM"]).env("NNKERN_MPI_SHM", if on { "1" } else { "0" }),
         None => cmd.env_remove("NNKERN_MPI_SHM"),
+    };
+    match bucket_kb {
+        Some(kb) => cmd.args(["-x", "NNKERN_MPI_BUCKET_KB"]).env("NNKERN_MPI_BUCKET_KB", kb.to_string()),
+        None => cmd.env_remove("NNKERN_MPI_BUCKET_KB"),
     };
     let mut child = cmd
         .arg("-np")
@@ -100,12 +113,14 @@ fn fastrand() -> u64 {
 /// `mpi_check SCENARIO` on `ranks` ranks: each rank's line (`rank R: …`,
 /// without the prefix) and the single-process line, if printed.
 fn scenario(ranks: usize, name: &str) -> (Vec<String>, Option<String>) {
-    scenario_env(ranks, name, None)
+    scenario_env(ranks, name, None, None)
 }
 
-/// [`scenario`] with the collectives through shared memory or not ([`mpirun_env`]).
-fn scenario_env(ranks: usize, name: &str, shm: Option<bool>) -> (Vec<String>, Option<String>) {
-    let text = mpirun_env(ranks, &built().join("examples/mpi_check"), &[name], Duration::from_secs(120), shm);
+/// [`scenario`] with the collectives through shared memory or not, and
+/// buckets of a size ([`mpirun_env`]).
+fn scenario_env(ranks: usize, name: &str, shm: Option<bool>, kb: Option<u32>) -> (Vec<String>, Option<String>) {
+    let exe = built().join("examples/mpi_check");
+    let text = mpirun_env(ranks, &exe, &[name], Duration::from_secs(120), shm, kb);
     let mut lines = vec![String::new(); ranks];
     let mut single = None;
     for l in text.lines() {
@@ -155,14 +170,28 @@ fn two_and_three_ranks_hold_the_same_weights_and_track_one_process() {
     // Three ranks: the ring collectives' parts travel more than one hop.
     // Each case through shared memory, as rings (mpi_check asserts which one
     // ran) and as chosen by timing: the same order of summation, the same
-    // bits.
-    for (ranks, name) in [(2, "bits"), (2, "clip"), (3, "bits")] {
-        let (lines, single) = scenario_env(ranks, name, Some(true));
-        let name = format!("{ranks} ranks, {name}");
+    // bits. The rings can send the gradient in buckets as the backward
+    // pass makes them final (by default only across nodes): with 1 KiB
+    // buckets one per layer, the first layer's weight gradient in 8 pieces
+    // of 8 rows, each bucket's ring in flight while the next piece computes
+    // (the pieces are GEMMs of fewer rows, so those bits may differ from
+    // the default's within the GEMM bound).
+    for (ranks, name, kb) in
+        [(2, "bits", None), (2, "clip", None), (3, "bits", None), (2, "bits", Some(1)), (3, "bits", Some(1))]
+    {
+        let (lines, single) = scenario_env(ranks, name, Some(true), kb);
+        let name = format!("{ranks} ranks, {name}, buckets of {kb:?} KiB");
         let line = agree(&lines).trim().to_string();
         for shm in [Some(false), None] {
-            let (other, _) = scenario_env(ranks, name.split(", ").nth(1).unwrap(), shm);
+            let (other, _) = scenario_env(ranks, name.split(", ").nth(1).unwrap(), shm, kb);
             assert_eq!(line, agree(&other).trim(), "{name}: shared memory against {shm:?}");
+        }
+        if kb == Some(1) {
+            // One bucket (the default on one node) and one per layer
+            // (buckets of 64 KiB: no pieces here) give the same bits.
+            let (one, _) = scenario_env(ranks, "bits", Some(false), Some(0));
+            let (layers, _) = scenario_env(ranks, "bits", Some(false), Some(64));
+            assert_eq!(agree(&one), agree(&layers), "{name}: one bucket against one per layer");
         }
         assert!(line.starts_with("ok "), "{name}: {line}");
         let ((l2, a2), (l1, a1)) = (curve(&line), curve(&single.unwrap()));
@@ -187,7 +216,7 @@ fn two_ranks_agree_after_every_epoch() {
     // one starts from: the same weights after every epoch through shared
     // memory and as rings (mpi_check asserts which one ran).
     for shm in [true, false] {
-        let (lines, _) = scenario_env(2, "epochs", Some(shm));
+        let (lines, _) = scenario_env(2, "epochs", Some(shm), None);
         assert_eq!(agree(&lines), all, "NNKERN_MPI_SHM={}", shm as u8);
     }
 }

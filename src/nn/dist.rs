@@ -19,6 +19,19 @@
 //! NNKERN_MPI_SHM=0`) keeps the rings on one node too; with two ranks both
 //! give the same bits. [`DistReport::shared_memory`] says which ran.
 //!
+//! **Buckets.** Across nodes, the rings start while the backward pass is
+//! still running: the gradient goes in buckets (each layer's, the last
+//! first, and the first layer's weights, the largest, in pieces of about
+//! 128 KiB computed a few rows at a time), each bucket's ring posted
+//! (nonblocking send-receives) as soon as its values are final and driven
+//! between the pieces, so the network moves one bucket while the cores
+//! compute the next. Every value is summed in the order of its part's
+//! ring either way: buckets never change a bit. Within one node the bytes
+//! are copied by the ranks' own cores, so nothing can overlap and every
+//! bucket costs a message's latency: one bucket there.
+//! `NNKERN_MPI_BUCKET_KB` sets the size (`0`: one bucket);
+//! [`DistReport::buckets`] says how many went.
+//!
 //! Before every phase that ends in a collective, the ranks agree on a
 //! status: a rank that fails a check (bad data, a different model or
 //! config, an empty shard) makes every rank return the same error, and a
@@ -41,7 +54,7 @@ use super::model::Mlp;
 use super::opt_state::OptState;
 use super::train::History;
 use super::train::TrainConfig;
-use crate::comm::Team;
+use crate::comm::{BucketPlan, ReduceInBuckets, Team};
 pub use crate::comm::{Comm, is_running};
 use crate::error::{Error, Result};
 use crate::optim::{StepRule, add_l1, clip_to, grad_sum_sq};
@@ -103,6 +116,13 @@ pub struct DistReport {
     /// Whether the step's collectives went through shared memory (every rank
     /// on one node), rather than send-receive rings.
     pub shared_memory: bool,
+    /// The buckets each step's reduce-scatter sent as rings, each as soon
+    /// as the backward pass made its values final: across nodes one per
+    /// layer, the first layer's weights in pieces of about 128 KiB; 1 when
+    /// every rank runs on one node (the ranks' own cores copy the bytes
+    /// there, so nothing can overlap) and through shared memory.
+    /// `NNKERN_MPI_BUCKET_KB` sets the size (`0`: one bucket).
+    pub buckets: usize,
 }
 
 impl DistReport {
@@ -191,8 +211,8 @@ pub(crate) struct Dist {
     displs: Vec<c_int>,
     /// This rank's slice of the summed gradient.
     gs: AlignedVec,
-    /// The reduce-scatter's two buffers of the largest slice.
-    work: AlignedVec,
+    /// The reduce-scatter's buckets.
+    plan: Option<BucketPlan>,
     /// Each layer's weights `(start, end)` and the end of its biases.
     layers: Vec<(usize, usize, usize)>,
     /// Samples this rank has computed gradients of.
@@ -217,7 +237,7 @@ impl Dist {
             counts: Vec::new(),
             displs: Vec::new(),
             gs: AlignedVec::default(),
-            work: AlignedVec::default(),
+            plan: None,
             layers: Vec::new(),
             samples: 0,
         }))
@@ -313,12 +333,17 @@ impl Dist {
         self.any_val = (0..p).any(|r| row(r)[3] > 0);
         let n = m.params.len();
         (self.counts, self.displs) = slices(n, p)?;
-        let part = self.counts[0] as usize;
         let mine = self.counts[self.team.rank] as usize;
         self.layers = m.offsets.iter().zip(&m.layers).map(|(&(w0, b0), l)| (w0, b0, b0 + l.units)).collect();
-        self.gs = AlignedVec::try_zeros(mine, "this rank's gradient slice")?;
-        self.work = AlignedVec::try_zeros(2 * part.min(n), "the gradient's reduce-scatter buffers")?;
         self.team.share_memory(n, &self.counts, &self.displs)?;
+        let (ranges, first_rows) = buckets(m, bucket_floats(self.team.one_node()));
+        // Every rank has its buffers before any rank goes on to collectives.
+        let bufs = (|| {
+            let gs = AlignedVec::try_zeros(mine, "this rank's gradient slice")?;
+            Ok((gs, BucketPlan::new(ranges, &self.counts, &self.displs, first_rows)?))
+        })();
+        let (gs, buckets) = self.agree(bufs)?;
+        (self.gs, self.plan) = (gs, Some(buckets));
         self.team.broadcast_f32(&mut m.params);
         Ok(plan)
     }
@@ -390,6 +415,10 @@ impl Dist {
             seconds,
             samples: self.samples,
             shared_memory: self.team.shared_memory(),
+            buckets: match &self.plan {
+                Some(p) if !self.team.shared_memory() => p.len(),
+                _ => 1,
+            },
         });
     }
 
@@ -403,9 +432,19 @@ impl Dist {
         self.team.sum_f64(v)
     }
 
-    /// The optimizer step of a global batch of `b` rows from this rank's
-    /// gradient `grad` (of its share, already scaled by `share/b`): sums the
-    /// gradients (reduce-scatter), adds to this rank's slice the L2 term
+    /// Starts the step's reduce-scatter of `grad` (this rank's gradient of
+    /// its share, laid out as the parameters), which the backward pass fills
+    /// through the returned sink bucket by bucket; its `finish` leaves this
+    /// rank's slice of the sum for [`Dist::step`]. Collective: every rank
+    /// starts and finishes it in the same step.
+    pub(crate) fn reduce<'a>(&'a mut self, grad: &'a mut [f32]) -> ReduceInBuckets<'a> {
+        let plan = self.plan.as_mut().expect("Dist::start made the bucket plan");
+        self.team.reduce_in_buckets(plan, grad, &mut self.gs)
+    }
+
+    /// The optimizer step of a global batch of `b` rows from the summed
+    /// gradient's slice of this rank ([`Dist::reduce`], of gradients each
+    /// scaled by `share/b`): adds to this rank's slice the L2 term
     /// `l2_grad·W` and the L1 subgradient `l1/b·sign(W)` over the weights
     /// (`weights`: each layer's `(start, end)` of its weights, biases after
     /// them up to the next layer's), clips by the global norm, applies
@@ -414,7 +453,6 @@ impl Dist {
     pub(crate) fn step(
         &mut self,
         params: &mut [f32],
-        grad: &[f32],
         (rule_w, rule_b): (StepRule, StepRule),
         (l2_grad, l1, clip): (f32, f32, Option<f32>),
         st: &mut OptState,
@@ -423,7 +461,6 @@ impl Dist {
         let rank = self.team.rank;
         let lo = self.displs[rank] as usize;
         let hi = lo + self.counts[rank] as usize;
-        self.team.reduce_scatter_sum(grad, &self.counts, &self.displs, &mut self.gs, &mut self.work);
         // The update runs on this rank's slice of `params` in place; the
         // all-gather then hands it to the others and theirs to this rank.
         let (gs, ps, layers) = (&mut self.gs[..], &mut params[lo..hi], &self.layers[..]);
@@ -468,6 +505,63 @@ impl Dist {
                 self.team.all_gather_in_place(&self.counts, &self.displs, buf);
             }
         }
+    }
+}
+
+/// Gradient values per bucket of the reduce-scatter, about (`usize::MAX`:
+/// one bucket, sent after the whole backward pass): `NNKERN_MPI_BUCKET_KB`
+/// KiB where set (`0`: one bucket); else one bucket when every rank runs
+/// on one node (`one_node`), 32 Ki floats (128 KiB) across nodes.
+///
+/// Within a node the bytes are copied by the ranks' own cores (shared
+/// memory, or the loopback's network stack), so no transfer can run while
+/// they compute, and every bucket adds a message's latency: on a 2-core
+/// Zen 4 VM buckets of 128 KiB made the epoch 0–14% slower over shared
+/// memory and 10–40% slower over loopback TCP (BENCHMARKS.md). Across
+/// nodes the network card moves a bucket while the cores compute the next.
+fn bucket_floats(one_node: bool) -> usize {
+    match std::env::var("NNKERN_MPI_BUCKET_KB").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(0) => usize::MAX,
+        Some(kb) => kb.saturating_mul(256).max(1),
+        None if one_node => usize::MAX,
+        None => 1 << 15,
+    }
+}
+
+/// The reduce-scatter's buckets for `m`, in the order the backward pass
+/// makes them final: each layer's weights and biases from the last layer
+/// down, and the first layer (the largest, with most inputs) in pieces of
+/// about `per` values: its biases first, then its weight gradient a few
+/// rows at a time (the returned rows per piece). `per = usize::MAX`: one
+/// bucket.
+fn buckets(m: &Mlp, per: usize) -> (Vec<(usize, usize)>, Option<usize>) {
+    let n = m.params.len();
+    if per == usize::MAX {
+        return (vec![(0, n)], None);
+    }
+    let ends = |i: usize| (m.offsets[i].0, m.offsets[i].1 + m.layers[i].units);
+    let mut v: Vec<(usize, usize)> = (1..m.layers.len()).rev().map(ends).collect();
+    let ((w0, b0), u, n_in) = (m.offsets[0], m.layers[0].units, m.n_inputs);
+    let pieces = (b0 - w0).div_ceil(per).min(n_in);
+    if pieces < 2 {
+        v.push(ends(0));
+        return (v, None);
+    }
+    let rows = n_in.div_ceil(pieces);
+    v.push((b0, b0 + u));
+    v.extend((0..n_in).step_by(rows).map(|a| (w0 + a * u, w0 + (a + rows).min(n_in) * u)));
+    (v, Some(rows))
+}
+
+impl super::train::GradSink for ReduceInBuckets<'_> {
+    fn part(&mut self, r: Range<usize>) -> &mut [f32] {
+        ReduceInBuckets::part(self, r.start, r.end)
+    }
+    fn ready(&mut self, r: Range<usize>) {
+        ReduceInBuckets::ready(self, r.start, r.end)
+    }
+    fn first_rows(&self) -> Option<usize> {
+        ReduceInBuckets::first_rows(self)
     }
 }
 

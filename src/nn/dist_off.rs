@@ -58,10 +58,12 @@ impl Dist {
     pub(crate) fn sum(&mut self, _: &mut [f64]) {
         match *self {}
     }
+    pub(crate) fn reduce<'a>(&'a mut self, _: &'a mut [f32]) -> Reduce {
+        match *self {}
+    }
     pub(crate) fn step(
         &mut self,
         _: &mut [f32],
-        _: &[f32],
         _: (crate::optim::StepRule, crate::optim::StepRule),
         _: (f32, f32, Option<f32>),
         _: &mut OptState,
@@ -74,5 +76,21 @@ impl Dist {
     }
     pub(crate) fn count_samples(&mut self, _: usize) {
         match *self {}
+    }
+}
+
+/// The reduce-scatter's sink of a build without the `mpi` feature: never
+/// made (no [`Dist`] exists), so it does nothing.
+pub(crate) struct Reduce;
+
+#[allow(clippy::unused_self)]
+impl Reduce {
+    pub(crate) fn zero_unsent(&mut self) {}
+    pub(crate) fn finish(&mut self) {}
+}
+
+impl super::train::GradSink for Reduce {
+    fn part(&mut self, _: Range<usize>) -> &mut [f32] {
+        &mut []
     }
 }

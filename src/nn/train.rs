@@ -11,7 +11,8 @@ use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
-    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+    DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse, dense_forward,
+    dense_forward_sparse, dense_weight_grad_rows,
 };
 use crate::optim::{AdamParams, StepRule, add_l1, clip_grad_norm};
 use crate::par::Par;
@@ -20,7 +21,7 @@ use crate::simd::fp::FlushDenormals;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 use std::time::Instant;
 
 /// Optimizer.
@@ -499,6 +500,31 @@ struct TrainBufs {
     dz: AlignedVec,
     /// The gradient, laid out as the parameters.
     grad: AlignedVec,
+    /// The first layer's input indices `0..n_in` with sparse input (its
+    /// weight gradient computed a range of rows at a time), else empty.
+    features: Vec<usize>,
+}
+
+/// Where the backward pass writes the gradient (laid out as the
+/// parameters): a plain slice, or a distributed step's reduce-scatter,
+/// which sends each bucket as soon as its values are final.
+pub(crate) trait GradSink {
+    /// The gradient's values `r`, to write.
+    fn part(&mut self, r: Range<usize>) -> &mut [f32];
+    /// The values `r` are final for this step (written for the last time).
+    fn ready(&mut self, _r: Range<usize>) {}
+    /// Rows of the first layer's weight gradient to compute at a time (each
+    /// piece final as soon as it is written), or `None`: the whole layer at
+    /// once.
+    fn first_rows(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl GradSink for [f32] {
+    fn part(&mut self, r: Range<usize>) -> &mut [f32] {
+        &mut self[r]
+    }
 }
 
 /// Everything a fit needs, checked and allocated before the model or its
@@ -1054,6 +1080,7 @@ impl Mlp {
     fn train_buffers(&self, batch: usize, sparse: Option<Inputs<'_>>) -> Result<TrainBufs> {
         let k = self.n_outputs();
         let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
+        let sparse_in = sparse.is_some();
         let sparse = if let Some(x) = sparse {
             // The whole training set's nonzeros, once per fit (each batch is
             // then gathered from them); room for a fully dense batch in the
@@ -1083,6 +1110,13 @@ impl Mlp {
             da: per_layer()?,
             dz: AlignedVec::try_zeros(batch * widest, what)?,
             grad: AlignedVec::try_zeros(self.params.len(), "the gradient")?,
+            features: if sparse_in {
+                let mut f = crate::mem::try_vec(self.n_inputs, 0usize, what)?;
+                f.iter_mut().enumerate().for_each(|(i, v)| *v = i);
+                f
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -1144,6 +1178,10 @@ impl Mlp {
     ) -> Result<(f64, usize)> {
         let share = rows.len();
         let (k, nl) = (self.n_outputs(), self.layers.len());
+        // The gradient's reduce-scatter starts bucket by bucket during the
+        // backward pass, and completes before the update.
+        let mut grad = std::mem::take(&mut bf.grad);
+        let mut sum = d.reduce(&mut grad);
         let mut local = || -> Result<(f64, usize)> {
             if share == 0 || failed.is_some() {
                 return Ok((0.0, 0));
@@ -1154,7 +1192,7 @@ impl Mlp {
             // ∂L/∂logits of the global batch's mean: the share's mean × share/b.
             let scale = share as f32 / b as f32;
             bf.da[nl - 1][..share * k].iter_mut().for_each(|g| *g *= scale);
-            self.backward_layers(rows, bf, 0.0, opts)?;
+            self.backward_layers(rows, bf, &mut sum, 0.0, opts)?;
             Ok((loss * share as f64, right))
         };
         let (mut loss, right) = match local() {
@@ -1165,8 +1203,12 @@ impl Mlp {
             }
         };
         if share == 0 || failed.is_some() {
-            bf.grad.fill(0.0);
+            // Takes part with a zero gradient (what was sent stands).
+            sum.zero_unsent();
         }
+        sum.finish();
+        drop(sum);
+        bf.grad = grad;
         if d.rank().0 == 0 {
             loss += self.add_penalties(0.0, cfg, b) * b as f64;
         }
@@ -1178,7 +1220,7 @@ impl Mlp {
             xs.prefetch_rows(next);
         }
         let l1 = cfg.l1 / b as f32;
-        d.step(&mut self.params, &bf.grad, rules, (l2.in_grad, l1, cfg.clip_norm), st, opts.par)?;
+        d.step(&mut self.params, rules, (l2.in_grad, l1, cfg.clip_norm), st, opts.par)?;
         Ok((loss, right))
     }
 
@@ -1268,7 +1310,10 @@ impl Mlp {
         l2: f32,
         opts: &GemmOptions,
     ) -> Result<()> {
-        self.backward_layers(rows, bf, l2, opts)?;
+        let mut grad = std::mem::take(&mut bf.grad);
+        let done = self.backward_layers(rows, bf, &mut grad[..], l2, opts);
+        bf.grad = grad;
+        done?;
         if cfg.l1 > 0.0 {
             let c = cfg.l1 / rows.len() as f32;
             for i in 0..self.layers.len() {
@@ -1289,7 +1334,20 @@ impl Mlp {
 
     /// The layers' part of [`Mlp::backward`]: the gradient of the loss with
     /// the L2 term `l2·W`, without L1 and clipping.
-    fn backward_layers(&self, rows: &[usize], bf: &mut TrainBufs, l2: f32, opts: &GemmOptions) -> Result<()> {
+    ///
+    /// The gradient goes to `grad`, each layer's values made final there
+    /// as soon as they are written, last layer first; where `grad` asks for
+    /// it (and without `l2`), the first layer's weight gradient is computed
+    /// a range of rows at a time after its biases' (the same bits with
+    /// sparse input, within the GEMM bound with dense).
+    fn backward_layers<G: GradSink + ?Sized>(
+        &self,
+        rows: &[usize],
+        bf: &mut TrainBufs,
+        grad: &mut G,
+        l2: f32,
+        opts: &GemmOptions,
+    ) -> Result<()> {
         let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
         for i in (0..nl).rev() {
             let l = self.layers[i];
@@ -1298,17 +1356,36 @@ impl Mlp {
             let (w0, b0) = self.offsets[i];
             let (w, _) = self.layer_params(i);
             let act = if i + 1 == nl { Activation::Identity } else { l.activation };
-            let (gw, rest) = bf.grad[w0..].split_at_mut(b0 - w0);
-            let gb = &mut rest[..l.units];
+            let end = b0 + l.units;
             let (da_lo, da_hi) = bf.da.split_at_mut(i);
             let da = &da_hi[0][..b * l.units];
-            let dx = if i == 0 { None } else { Some(&mut da_lo[i - 1][..b * n_in]) };
-            let g = DenseGrads { dw: gw, db: gb, dx, dz: &mut bf.dz[..b * l.units] };
             let (z, a) = (&bf.z[i][..b * l.units], &bf.a[i][..b * l.units]);
             if let (Some((xs, xt)), 0) = (&mut bf.sparse, i) {
                 // The batch's nonzeros, transposed, from the data set's.
                 xt.transpose_rows_from_with(xs, rows, opts.par)?;
             }
+            let pieces = if i == 0 && l2 == 0.0 { grad.first_rows().filter(|&k| k > 0 && k < n_in) } else { None };
+            if let Some(k) = pieces {
+                // dZ and the biases' gradient, then the weights' a few rows
+                // (inputs) at a time, each piece final at once.
+                let dz = &mut bf.dz[..b * l.units];
+                dense_backward_dz(act, shp, z, a, da, dz, grad.part(b0..end), opts)?;
+                grad.ready(b0..end);
+                let x = match &bf.sparse {
+                    Some((_, xt)) => WeightGradInput::Sparse(xt, &bf.features),
+                    None => WeightGradInput::Dense(&bf.xb[..b * ni]),
+                };
+                for lo in (0..n_in).step_by(k) {
+                    let hi = (lo + k).min(n_in);
+                    let r = w0 + lo * l.units..w0 + hi * l.units;
+                    dense_weight_grad_rows(shp, x, lo..hi, dz, grad.part(r.clone()), opts)?;
+                    grad.ready(r);
+                }
+                continue;
+            }
+            let (gw, gb) = grad.part(w0..end).split_at_mut(b0 - w0);
+            let dx = if i == 0 { None } else { Some(&mut da_lo[i - 1][..b * n_in]) };
+            let g = DenseGrads { dw: gw, db: gb, dx, dz: &mut bf.dz[..b * l.units] };
             match (&bf.sparse, i) {
                 (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
                 _ => {
@@ -1316,6 +1393,7 @@ impl Mlp {
                     dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
                 }
             }
+            grad.ready(w0..end);
         }
         Ok(())
     }

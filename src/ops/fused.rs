@@ -20,7 +20,9 @@
 
 use super::act::{Activation, act_bwd, act_fwd, per_activation, softmax_row, softmax_row_bwd};
 use crate::error::{Result, check_len, elems, shape};
-use crate::gemm::{Epilogue, GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue};
+use crate::gemm::{
+    Epilogue, GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue, spmm_rows,
+};
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
 use crate::simd::{Token, WithToken};
@@ -502,6 +504,90 @@ pub fn dense_backward_sparse(
     backward(act, shp, Input::Sparse(xt, None), w, z, a, da, l2, g, opts)
 }
 
+/// The first pass of [`dense_backward`] alone, for a layer whose weight
+/// gradient is then computed in parts ([`dense_weight_grad_rows`]):
+/// `dZ = dA ⊙ f′(Z)` and `db = Σ_rows dZ`, the same bits as inside
+/// [`dense_backward`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dense_backward_dz(
+    act: Activation,
+    shp: DenseShape,
+    z: &[f32],
+    a: &[f32],
+    da: &[f32],
+    dz: &mut [f32],
+    db: &mut [f32],
+    opts: &GemmOptions,
+) -> Result<()> {
+    let (_, _, nz) = shp.sizes()?;
+    check_len("da", da.len(), nz)?;
+    check_len("dz", dz.len(), nz)?;
+    check_len("db", db.len(), shp.n_out)?;
+    let needs = act.backward_needs();
+    if needs.x {
+        check_len("z", z.len(), nz)?;
+    }
+    if needs.y {
+        check_len("a", a.len(), nz)?;
+    }
+    let z = if needs.x { z } else { &[][..] };
+    let a = if needs.y { a } else { &[][..] };
+    opts.resolve_isa()?.run(DzDb { act, rows: shp.batch, cols: shp.n_out, z, a, da, dz, db });
+    Ok(())
+}
+
+/// The layer's input for [`dense_weight_grad_rows`]: dense rows `X`
+/// (batch×n_in), or the nonzeros of `Xᵀ` (n_in×batch) with the list
+/// `0..n_in` of its rows (so that a range of them multiplies without a copy).
+#[derive(Clone, Copy)]
+pub(crate) enum WeightGradInput<'a> {
+    /// `X`, batch×n_in, row-major.
+    Dense(&'a [f32]),
+    /// `Xᵀ` as nonzeros, and the indices `0..n_in`.
+    Sparse(&'a SparseRows, &'a [usize]),
+}
+
+/// Rows `rows` of a layer's weight gradient, `dW[rows] = Xᵀ[rows]·dZ`
+/// (no L2 term), into `dw` (`rows.len() × n_out`), from `dZ` of
+/// [`dense_backward_dz`]. With sparse input every element sums its samples
+/// in order, as [`dense_backward_sparse`] does: the parts give its bits
+/// exactly. With dense input the parts are GEMMs of fewer rows, equal to
+/// [`dense_backward`]'s within the GEMM bound.
+pub(crate) fn dense_weight_grad_rows(
+    shp: DenseShape,
+    x: WeightGradInput<'_>,
+    rows: std::ops::Range<usize>,
+    dz: &[f32],
+    dw: &mut [f32],
+    opts: &GemmOptions,
+) -> Result<()> {
+    let DenseShape { batch, n_in, n_out } = shp;
+    let (nx, _, nz) = shp.sizes()?;
+    if rows.start > rows.end || rows.end > n_in {
+        return Err(shape(format!("weight-gradient rows {rows:?} of a layer of {n_in} inputs")));
+    }
+    let m = rows.end - rows.start;
+    check_len("dz", dz.len(), nz)?;
+    check_len("dw", dw.len(), elems(m, n_out)?)?;
+    let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
+    let dwv = MatMut::row_major(dw, m, n_out, n_out)?;
+    match x {
+        WeightGradInput::Dense(x) => {
+            check_len("x", x.len(), nx)?;
+            // Xᵀ's rows `rows`: columns of X, stride n_in between samples.
+            let xt = MatRef::new(x, rows.start, m, batch, 1, n_in as isize)?;
+            gemm_with(1.0, xt, dzv, 0.0, dwv, opts)
+        }
+        WeightGradInput::Sparse(xt, index) => {
+            check_sparse("xt", xt, n_in, batch)?;
+            let Some(index) = index.get(rows.clone()) else {
+                return Err(shape(format!("{} row indices for weight-gradient rows {rows:?}", index.len())));
+            };
+            spmm_rows(1.0, xt, index, dzv, 0.0, dwv, opts)
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn backward(
     act: Activation,
@@ -559,4 +645,121 @@ fn backward(
         gemm_with(1.0, dzv, wt, 0.0, MatMut::row_major(dx, batch, n_in, n_in)?, opts)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::Isa;
+
+    /// Values uniform in [-1, 1), each zero with probability `zeros` (a small
+    /// xorshift: the test needs no crate).
+    fn data(n: usize, seed: u64, zeros: f64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 11) as f64 / (1u64 << 53) as f64;
+                if u < zeros { 0.0 } else { (2.0 * (u - zeros) / (1.0 - zeros) - 1.0) as f32 }
+            })
+            .collect()
+    }
+
+    /// The weight gradient in pieces of rows (after `dense_backward_dz`)
+    /// gives the bits of the whole backward pass with sparse input, and the
+    /// dense GEMM's within its bound, on every ISA of the machine, for odd
+    /// shapes, 1 and pieces of 1 row up to all of them.
+    #[test]
+    fn weight_gradient_in_pieces_equals_the_whole() {
+        for isa in Isa::available() {
+            let opts = GemmOptions { isa: Some(isa), ..GemmOptions::default() };
+            for (t, &(batch, n_in, n_out)) in [(1, 1, 1), (3, 7, 5), (32, 50, 17), (65, 97, 128)].iter().enumerate() {
+                for (ai, act) in [Activation::Relu, Activation::Tanh, Activation::Identity].into_iter().enumerate() {
+                    let shp = DenseShape { batch, n_in, n_out };
+                    let seed = 10 * t as u64 + ai as u64;
+                    let x = data(batch * n_in, seed, 0.7);
+                    let w = data(n_in * n_out, seed + 1, 0.0);
+                    let z = data(batch * n_out, seed + 2, 0.0);
+                    let a = data(batch * n_out, seed + 3, 0.0);
+                    let da = data(batch * n_out, seed + 4, 0.0);
+                    let xs = SparseRows::from_dense(&x, batch, n_in).unwrap();
+                    let mut xt = SparseRows::new(batch).unwrap();
+                    xt.transpose_from(&xs).unwrap();
+                    let index: Vec<usize> = (0..n_in).collect();
+                    let whole = |sparse: bool| {
+                        let (mut dw, mut db, mut dz) =
+                            (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_out]);
+                        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+                        if sparse {
+                            dense_backward_sparse(act, shp, &xt, &w, &z, &a, &da, 0.0, g, &opts).unwrap();
+                        } else {
+                            dense_backward(act, shp, &x, &w, &z, &a, &da, 0.0, g, &opts).unwrap();
+                        }
+                        (dw, db, dz)
+                    };
+                    for sparse in [true, false] {
+                        let (dw, db, dz) = whole(sparse);
+                        for k in [1, 3, n_in.div_ceil(2), n_in] {
+                            let (mut dw2, mut db2, mut dz2) =
+                                (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
+                            dense_backward_dz(act, shp, &z, &a, &da, &mut dz2, &mut db2, &opts).unwrap();
+                            let input =
+                                if sparse { WeightGradInput::Sparse(&xt, &index) } else { WeightGradInput::Dense(&x) };
+                            for lo in (0..n_in).step_by(k) {
+                                let hi = (lo + k).min(n_in);
+                                let piece = &mut dw2[lo * n_out..hi * n_out];
+                                dense_weight_grad_rows(shp, input, lo..hi, &dz2, piece, &opts).unwrap();
+                            }
+                            let what = format!("{isa:?} {act:?} {batch}x{n_in}x{n_out} sparse {sparse} rows {k}");
+                            assert_eq!(bits(&dz2), bits(&dz), "dZ, {what}");
+                            assert_eq!(bits(&db2), bits(&db), "db, {what}");
+                            if sparse {
+                                assert_eq!(bits(&dw2), bits(&dw), "dW, {what}");
+                            } else {
+                                // The GEMM bound: |Δ| ≤ 2·batch·ε·Σ|x||dz| per element.
+                                for i in 0..n_in {
+                                    for j in 0..n_out {
+                                        let mag: f64 = (0..batch)
+                                            .map(|r| (x[r * n_in + i] as f64 * dz[r * n_out + j] as f64).abs())
+                                            .sum();
+                                        let d = (dw2[i * n_out + j] as f64 - dw[i * n_out + j] as f64).abs();
+                                        assert!(
+                                            d <= 2.0 * batch as f64 * f32::EPSILON as f64 * mag,
+                                            "dW[{i},{j}], {what}"
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Rows outside the layer, a piece of the wrong size and a short index
+    /// list are shape errors, nothing written.
+    #[test]
+    fn weight_gradient_pieces_refuse_bad_shapes() {
+        let opts = GemmOptions::default();
+        let shp = DenseShape { batch: 2, n_in: 4, n_out: 3 };
+        let (x, dz) = (vec![1.0; 8], vec![1.0; 6]);
+        let mut dw = [7.0; 6];
+        let err = |r: Result<()>| matches!(r, Err(crate::Error::ShapeMismatch(_)));
+        assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Dense(&x), 3..5, &dz, &mut dw[..6], &opts)));
+        assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Dense(&x), 0..1, &dz, &mut dw[..6], &opts)));
+        assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Dense(&x[..7]), 0..2, &dz, &mut dw[..6], &opts)));
+        let xs = SparseRows::from_dense(&x, 2, 4).unwrap();
+        let mut xt = SparseRows::new(2).unwrap();
+        xt.transpose_from(&xs).unwrap();
+        let short = [0usize, 1];
+        assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Sparse(&xt, &short), 1..3, &dz, &mut dw[..6], &opts)));
+        assert!(dw.iter().all(|&v| v == 7.0));
+    }
 }
