@@ -722,9 +722,10 @@ impl Team {
 /// sends with `BUCKET_TAG + k`, so that the buckets' rings never match each
 /// other's messages whatever order they progress in.
 const BUCKET_TAG: c_int = 1;
-/// The most buckets a plan keeps: their tags stay below 32767, the least
-/// upper bound MPI guarantees (a plan of more is one bucket).
-const MAX_BUCKETS: usize = 30_000;
+/// The most buckets a plan keeps: their tags stay below [`RING_TAG`] and
+/// 32767, the least upper bound MPI guarantees (a plan of more is one
+/// bucket).
+const MAX_BUCKETS: usize = 20_000;
 
 /// Where a bucket's ring stands in the current step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -743,7 +744,7 @@ enum Ring {
 /// bucket's piece of every rank's part) as soon as all its values are
 /// final, while the backward pass computes the rest. Every element is summed
 /// in the same order as by [`Team::reduce_scatter_sum`] (its part's ring),
-/// so the buckets never change a bit. Made once per fit
+/// so the buckets never change the sum's bits. Made once per fit
 /// ([`BucketPlan::new`]); its buffers serve every step.
 pub(crate) struct BucketPlan {
     /// The buckets, ranges of the gradient.
@@ -753,6 +754,8 @@ pub(crate) struct BucketPlan {
     /// Each bucket's ring state and its send and receive requests.
     state: Vec<Ring>,
     reqs: Vec<[ffi::MPI_Request; 2]>,
+    /// `MPI_Testsome`'s indices of completed requests (2 per bucket).
+    index: Vec<c_int>,
     /// Each bucket's two ring buffers (partial sums, incoming values) in
     /// `work`: `width[k]` floats each from `offs[k]`.
     offs: Vec<usize>,
@@ -773,6 +776,7 @@ impl BucketPlan {
     /// time.
     ///
     /// # Errors
+    /// [`Error::InvalidArgument`] when the ranges do not tile the gradient;
     /// [`Error::OutOfMemory`] for the ring buffers.
     pub(crate) fn new(
         mut ranges: Vec<(usize, usize)>,
@@ -786,9 +790,13 @@ impl BucketPlan {
         let tiles = sorted.first().is_some_and(|r| r.0 == 0)
             && sorted.windows(2).all(|w| w[0].1 == w[1].0 && w[0].0 < w[0].1)
             && sorted.last().is_some_and(|r| r.1 == n && r.0 < r.1);
-        assert!(tiles || n == 0, "buckets must tile the gradient of {n} values: {ranges:?}");
+        if !(tiles || n == 0) {
+            return Err(Error::InvalidArgument(format!("buckets must tile the gradient of {n} values: {ranges:?}")));
+        }
+        let mut first_rows = first_rows;
         if ranges.len() > MAX_BUCKETS {
-            ranges = vec![(0, n)];
+            // One bucket: no pieces either (nothing would overlap them).
+            (ranges, first_rows) = (vec![(0, n)], None);
         }
         let nb = ranges.len();
         let mut plan = BucketPlan {
@@ -797,6 +805,7 @@ impl BucketPlan {
             state: vec![Ring::Filling; nb],
             // SAFETY: reads an extern static that MPI sets up.
             reqs: vec![[unsafe { ffi::RSMPI_REQUEST_NULL }; 2]; nb],
+            index: vec![0; 2 * nb],
             offs: Vec::with_capacity(nb),
             width: Vec::with_capacity(nb),
             work: AlignedVec::default(),
@@ -829,21 +838,22 @@ impl BucketPlan {
     }
 }
 
-/// A reduce-scatter under way during a backward pass
-/// ([`Team::reduce_in_buckets`]): the backward pass writes the gradient
-/// through [`ReduceInBuckets::part`], says what is final with
+/// A reduce-scatter under way during a backward pass, lent to it by
+/// [`Team::reduce_in_buckets`]: the backward pass writes the gradient
+/// through [`ReduceInBuckets::part`] and says what is final with
 /// [`ReduceInBuckets::ready`] (a bucket whose values are all final starts
-/// its ring at once, and every call drives the rings in flight), and
-/// [`ReduceInBuckets::finish`] completes them, leaving this rank's part of
-/// the sum in `recv`. Through shared memory the exchange waits for
-/// `finish` (there the copies are the cost, and they cannot overlap the
-/// computing on the same core).
+/// its ring at once, and every call drives the rings in flight); at the
+/// end every bucket not yet sent goes as it stands, and the rings complete,
+/// leaving this rank's part of the sum in `recv`. Through shared memory
+/// the exchange waits for the end (there the copies are the cost, and they
+/// cannot overlap the computing on the same core).
 ///
 /// It holds the gradient's exclusive borrow and hands out disjoint pieces
 /// of it from one raw pointer, so MPI may read a bucket in flight while
-/// the backward pass writes another. Dropped before `finish`, it finishes
-/// (or, while panicking, aborts the job: the other ranks would wait for its
-/// messages forever, and MPI must not be left reading freed memory).
+/// the backward pass writes another. Dropped unfinished (only while a
+/// panic unwinds through the backward pass), it aborts the job: the other
+/// ranks would wait for its messages forever, and MPI must not be left
+/// reading or writing memory about to be freed.
 pub(crate) struct ReduceInBuckets<'a> {
     team: &'a mut Team,
     plan: &'a mut BucketPlan,
@@ -861,23 +871,30 @@ pub(crate) struct ReduceInBuckets<'a> {
 }
 
 impl Team {
-    /// Starts a reduce-scatter of `grad` (split as `plan` says) into this
-    /// rank's part `recv`, in buckets as the backward pass makes them final
-    /// ([`ReduceInBuckets`]). Collective: every rank starts it and finishes
-    /// it in the same step.
-    pub(crate) fn reduce_in_buckets<'a>(
-        &'a mut self,
-        plan: &'a mut BucketPlan,
-        grad: &'a mut [f32],
-        recv: &'a mut [f32],
-    ) -> ReduceInBuckets<'a> {
+    /// A reduce-scatter of `grad` (split as `plan` says) into this rank's
+    /// part `recv`, in buckets as `backward` makes them final: `backward`
+    /// writes the gradient through the [`ReduceInBuckets`] it is lent, and
+    /// every ring is complete when this returns. Collective: every rank
+    /// calls it in the same step.
+    ///
+    /// The sink is only lent, so it cannot be leaked with rings in flight:
+    /// MPI never reads or writes the buffers after this returns. A panic
+    /// inside `backward` aborts the job ([`ReduceInBuckets`]'s drop).
+    pub(crate) fn reduce_in_buckets<R>(
+        &mut self,
+        plan: &mut BucketPlan,
+        grad: &mut [f32],
+        recv: &mut [f32],
+        backward: impl FnOnce(&mut ReduceInBuckets<'_>) -> R,
+    ) -> R {
         let n: usize = plan.counts.iter().map(|&c| c as usize).sum();
         assert!(grad.len() == n && recv.len() == plan.counts[self.rank] as usize, "bucketed reduce-scatter sizes");
+        debug_assert!(self.size >= 2, "a reduce-scatter over one rank is a copy");
         plan.filled.fill(0);
         plan.state.fill(Ring::Filling);
         let shm = self.shm.as_ref().is_some_and(|m| m.n == n);
         let work = plan.work.as_mut_ptr();
-        ReduceInBuckets {
+        let mut sink = ReduceInBuckets {
             team: self,
             plan,
             grad: grad.as_mut_ptr(),
@@ -887,7 +904,10 @@ impl Team {
             shm,
             finished: false,
             _grad: std::marker::PhantomData,
-        }
+        };
+        let r = backward(&mut sink);
+        sink.finish();
+        r
     }
 }
 
@@ -952,7 +972,7 @@ impl ReduceInBuckets<'_> {
     /// Sends every bucket not sent yet (as it stands), completes every
     /// ring and leaves this rank's part of the sum in `recv`. Called once;
     /// later calls do nothing.
-    pub(crate) fn finish(&mut self) {
+    fn finish(&mut self) {
         if self.finished {
             return;
         }
@@ -1031,63 +1051,82 @@ impl ReduceInBuckets<'_> {
         self.plan.state[k] = Ring::Step(s);
     }
 
-    /// Drives the rings in flight: each bucket whose step completed sums
-    /// what came in and posts its next step. `wait`: until every ring is
-    /// done (else one pass of tests).
+    /// Drives the rings in flight: one progress call over every bucket's
+    /// requests (`MPI_Testsome`; `wait`: `MPI_Waitall`, until every ring is
+    /// done), then each bucket whose step completed sums what came in and
+    /// posts its next step. One call for all buckets: with TCP every call
+    /// polls the sockets, a system call.
     fn drive(&mut self, wait: bool) {
-        let (r, p) = (self.team.rank, self.team.size);
-        for k in 0..self.plan.len() {
-            while let Ring::Step(s) = self.plan.state[k] {
-                let mut flag = 0 as c_int;
-                let reqs = self.plan.reqs[k].as_mut_ptr();
-                // SAFETY: two requests of this bucket (posted, or null);
-                // MPI completes them and sets them to null.
-                unsafe {
-                    if wait {
-                        ffi::MPI_Waitall(2, reqs, ffi::RSMPI_STATUSES_IGNORE);
-                        flag = 1;
-                    } else {
-                        ffi::MPI_Testall(2, reqs, &mut flag, ffi::RSMPI_STATUSES_IGNORE);
-                    }
-                }
-                if flag == 0 {
-                    break;
-                }
-                // Step s arrived: incoming + this rank's values of part c_in,
-                // into the partial sum, or at the last step into `recv`.
-                let c_in = (r + 2 * p - 2 - s) % p;
-                let inp = self.plan.piece(k, c_in);
-                let (off, w) = (self.plan.offs[k], self.plan.width[k]);
-                // SAFETY: the bucket's two buffers, w floats each from `off`
-                // inside `work`, taken from its one raw pointer (other
-                // buckets' receives may be writing elsewhere in it); both of
-                // this bucket's requests completed, so MPI touches neither.
-                // This piece of the gradient is final and only read; inp
-                // lies inside the n floats.
-                let (partial, incoming, own) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(self.work.add(off), w),
-                        std::slice::from_raw_parts(self.work.add(off + w), w),
-                        std::slice::from_raw_parts(self.grad.add(inp.start), inp.len()),
-                    )
-                };
-                let dst = if s == p - 2 {
-                    // c_in is this rank: a piece of it lies inside its part
-                    // (an empty one may start anywhere).
-                    let d = self.plan.displs[r] as usize;
-                    if inp.is_empty() { &mut [][..] } else { &mut self.recv[inp.start - d..][..inp.len()] }
+        let nreq = 2 * self.plan.len();
+        // SAFETY: reads an extern static that MPI sets up.
+        let null = unsafe { ffi::RSMPI_REQUEST_NULL };
+        loop {
+            let reqs = self.plan.reqs.as_mut_ptr().cast::<ffi::MPI_Request>();
+            let mut done = 0 as c_int;
+            // SAFETY: `reqs` holds 2 requests per bucket, contiguous (an
+            // array of arrays), each posted or null; `index` holds as many
+            // ints. MPI completes requests and sets them to null.
+            unsafe {
+                if wait {
+                    ffi::MPI_Waitall(nreq as c_int, reqs, ffi::RSMPI_STATUSES_IGNORE);
                 } else {
-                    &mut partial[..inp.len()]
-                };
-                for ((d, &a), &b) in dst.iter_mut().zip(&incoming[..inp.len()]).zip(own) {
-                    *d = a + b;
-                }
-                if s + 2 < p {
-                    self.post(k, s + 1);
-                } else {
-                    self.plan.state[k] = Ring::Done;
+                    let index = self.plan.index.as_mut_ptr();
+                    ffi::MPI_Testsome(nreq as c_int, reqs, &mut done, index, ffi::RSMPI_STATUSES_IGNORE);
                 }
             }
+            let mut more = false;
+            for k in 0..self.plan.len() {
+                if let Ring::Step(s) = self.plan.state[k]
+                    && self.plan.reqs[k] == [null, null]
+                {
+                    more |= self.complete(k, s);
+                }
+            }
+            // New steps posted: drive them too (at most p − 1 rounds).
+            if !more {
+                break;
+            }
+        }
+    }
+
+    /// Bucket `k`'s ring step `s` arrived (both requests complete):
+    /// incoming + this rank's values of part `c_in`, into the partial sum,
+    /// or at the last step into `recv`. Returns whether it posted the next
+    /// step.
+    fn complete(&mut self, k: usize, s: usize) -> bool {
+        let (r, p) = (self.team.rank, self.team.size);
+        let c_in = (r + 2 * p - 2 - s) % p;
+        let inp = self.plan.piece(k, c_in);
+        let (off, w) = (self.plan.offs[k], self.plan.width[k]);
+        // SAFETY: the bucket's two buffers, w floats each from `off` inside
+        // `work`, taken from its one raw pointer (other buckets' receives
+        // may be writing elsewhere in it); both of this bucket's requests
+        // completed, so MPI touches neither. This piece of the gradient is
+        // final and only read; inp lies inside the n floats.
+        let (partial, incoming, own) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.work.add(off), w),
+                std::slice::from_raw_parts(self.work.add(off + w), w),
+                std::slice::from_raw_parts(self.grad.add(inp.start), inp.len()),
+            )
+        };
+        let dst = if s == p - 2 {
+            // c_in is this rank: a piece of it lies inside its part (an
+            // empty one may start anywhere).
+            let d = self.plan.displs[r] as usize;
+            if inp.is_empty() { &mut [][..] } else { &mut self.recv[inp.start - d..][..inp.len()] }
+        } else {
+            &mut partial[..inp.len()]
+        };
+        for ((d, &a), &b) in dst.iter_mut().zip(&incoming[..inp.len()]).zip(own) {
+            *d = a + b;
+        }
+        if s + 2 < p {
+            self.post(k, s + 1);
+            true
+        } else {
+            self.plan.state[k] = Ring::Done;
+            false
         }
     }
 }
@@ -1097,14 +1136,15 @@ impl Drop for ReduceInBuckets<'_> {
         if self.finished {
             return;
         }
-        if std::thread::panicking() {
-            // Rings in flight read and write this rank's buffers, and the
-            // other ranks wait for their messages: end the job.
-            eprintln!("nnkern: a rank panicked during a distributed step; aborting the MPI job");
-            // SAFETY: the team's live communicator; ends every rank.
-            unsafe { ffi::MPI_Abort(self.team.comm, 1) };
-        }
-        self.finish();
+        // Only a panic unwinding through the backward pass gets here
+        // (reduce_in_buckets finishes otherwise). Rings in flight read and
+        // write this rank's buffers, and the other ranks wait for their
+        // messages: end the job.
+        eprintln!("nnkern: a rank panicked during a distributed step; aborting the MPI job");
+        // SAFETY: the team's live communicator; MPI_Abort ends every rank
+        // and does not return.
+        unsafe { ffi::MPI_Abort(self.team.comm, 1) };
+        std::process::abort();
     }
 }
 

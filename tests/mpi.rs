@@ -56,14 +56,14 @@ fn mpirun(ranks: usize, exe: &Path, args: &[&str], limit: Duration) -> String {
 /// `NNKERN_MPI_SHM=1`), as send-receive rings (`Some(false)`: `0`) or, by
 /// default, the faster of the two as timed at the start of each fit; and the
 /// reduce-scatter's buckets of `bucket_kb` KiB (`NNKERN_MPI_BUCKET_KB`; by
-/// default 128).
+/// default one bucket, every rank being on this machine).
 fn mpirun_env(
     ranks: usize,
     exe: &Path,
     args: &[&str],
     limit: Duration,
     shm: Option<bool>,
-    bucket_kb: Option<u32>,
+    bucket_kb: Option<&str>,
 ) -> String {
     let out = std::env::temp_dir().join(format!("nnkern-mpi-{}-{}.out", std::process::id(), fastrand()));
     let file = std::fs::File::create(&out).unwrap();
@@ -74,7 +74,7 @@ fn mpirun_env(
         None => cmd.env_remove("NNKERN_MPI_SHM"),
     };
     match bucket_kb {
-        Some(kb) => cmd.args(["-x", "NNKERN_MPI_BUCKET_KB"]).env("NNKERN_MPI_BUCKET_KB", kb.to_string()),
+        Some(kb) => cmd.args(["-x", "NNKERN_MPI_BUCKET_KB"]).env("NNKERN_MPI_BUCKET_KB", kb),
         None => cmd.env_remove("NNKERN_MPI_BUCKET_KB"),
     };
     let mut child = cmd
@@ -118,7 +118,7 @@ fn scenario(ranks: usize, name: &str) -> (Vec<String>, Option<String>) {
 
 /// [`scenario`] with the collectives through shared memory or not, and
 /// buckets of a size ([`mpirun_env`]).
-fn scenario_env(ranks: usize, name: &str, shm: Option<bool>, kb: Option<u32>) -> (Vec<String>, Option<String>) {
+fn scenario_env(ranks: usize, name: &str, shm: Option<bool>, kb: Option<&str>) -> (Vec<String>, Option<String>) {
     let exe = built().join("examples/mpi_check");
     let text = mpirun_env(ranks, &exe, &[name], Duration::from_secs(120), shm, kb);
     let mut lines = vec![String::new(); ranks];
@@ -177,7 +177,7 @@ fn two_and_three_ranks_hold_the_same_weights_and_track_one_process() {
     // (the pieces are GEMMs of fewer rows, so those bits may differ from
     // the default's within the GEMM bound).
     for (ranks, name, kb) in
-        [(2, "bits", None), (2, "clip", None), (3, "bits", None), (2, "bits", Some(1)), (3, "bits", Some(1))]
+        [(2, "bits", None), (2, "clip", None), (3, "bits", None), (2, "bits", Some("1")), (3, "bits", Some("1"))]
     {
         let (lines, single) = scenario_env(ranks, name, Some(true), kb);
         let name = format!("{ranks} ranks, {name}, buckets of {kb:?} KiB");
@@ -186,11 +186,11 @@ fn two_and_three_ranks_hold_the_same_weights_and_track_one_process() {
             let (other, _) = scenario_env(ranks, name.split(", ").nth(1).unwrap(), shm, kb);
             assert_eq!(line, agree(&other).trim(), "{name}: shared memory against {shm:?}");
         }
-        if kb == Some(1) {
+        if kb == Some("1") {
             // One bucket (the default on one node) and one per layer
             // (buckets of 64 KiB: no pieces here) give the same bits.
-            let (one, _) = scenario_env(ranks, "bits", Some(false), Some(0));
-            let (layers, _) = scenario_env(ranks, "bits", Some(false), Some(64));
+            let (one, _) = scenario_env(ranks, "bits", Some(false), Some("0"));
+            let (layers, _) = scenario_env(ranks, "bits", Some(false), Some("64"));
             assert_eq!(agree(&one), agree(&layers), "{name}: one bucket against one per layer");
         }
         assert!(line.starts_with("ok "), "{name}: {line}");
@@ -219,6 +219,20 @@ fn two_ranks_agree_after_every_epoch() {
         let (lines, _) = scenario_env(2, "epochs", Some(shm), None);
         assert_eq!(agree(&lines), all, "NNKERN_MPI_SHM={}", shm as u8);
     }
+}
+
+#[test]
+fn a_bad_bucket_size_is_refused_on_every_rank() {
+    if !have_mpi("a_bad_bucket_size_is_refused_on_every_rank") {
+        return;
+    }
+    // Rank 0's size is every rank's: a value that is not a whole number of
+    // KiB fails the fit on both ranks with the same message, before any
+    // bucket is sent.
+    let (lines, single) = scenario_env(2, "bits", Some(false), Some("1.5"));
+    let line = agree(&lines).trim();
+    assert!(line.starts_with("error ") && line.contains("NNKERN_MPI_BUCKET_KB=\"1.5\""), "{line}");
+    assert!(single.unwrap().starts_with("ok "), "one process ignores the variable");
 }
 
 #[test]

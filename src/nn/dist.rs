@@ -26,10 +26,14 @@
 //! (nonblocking send-receives) as soon as its values are final and driven
 //! between the pieces, so the network moves one bucket while the cores
 //! compute the next. Every value is summed in the order of its part's
-//! ring either way: buckets never change a bit. Within one node the bytes
-//! are copied by the ranks' own cores, so nothing can overlap and every
-//! bucket costs a message's latency: one bucket there.
-//! `NNKERN_MPI_BUCKET_KB` sets the size (`0`: one bucket);
+//! ring either way, so the sums' bits never depend on the buckets; the
+//! first layer's weight gradient in pieces has the bits of the whole with
+//! sparse input, and with dense input (GEMMs of fewer rows) agrees within
+//! the GEMM bound. The pieces are computed alike through shared memory and
+//! as rings, so both transports keep giving the same bits. Within one node
+//! the bytes are copied by the ranks' own cores, so nothing can overlap and
+//! every bucket costs a message's latency: one bucket there.
+//! `NNKERN_MPI_BUCKET_KB` (rank 0's) sets the size (`0`: one bucket);
 //! [`DistReport::buckets`] says how many went.
 //!
 //! Before every phase that ends in a collective, the ranks agree on a
@@ -336,7 +340,10 @@ impl Dist {
         let mine = self.counts[self.team.rank] as usize;
         self.layers = m.offsets.iter().zip(&m.layers).map(|(&(w0, b0), l)| (w0, b0, b0 + l.units)).collect();
         self.team.share_memory(n, &self.counts, &self.displs)?;
-        let (ranges, first_rows) = buckets(m, bucket_floats(self.team.one_node()));
+        // Rank 0's bucket size, on every rank (the buckets' rings must match).
+        let per = self.agree(bucket_floats(self.team.one_node()))?;
+        let per = self.team.all_gather_u64(&[per as u64])[0];
+        let (ranges, first_rows) = buckets(m, usize::try_from(per).unwrap_or(usize::MAX));
         // Every rank has its buffers before any rank goes on to collectives.
         let bufs = (|| {
             let gs = AlignedVec::try_zeros(mine, "this rank's gradient slice")?;
@@ -432,14 +439,14 @@ impl Dist {
         self.team.sum_f64(v)
     }
 
-    /// Starts the step's reduce-scatter of `grad` (this rank's gradient of
-    /// its share, laid out as the parameters), which the backward pass fills
-    /// through the returned sink bucket by bucket; its `finish` leaves this
-    /// rank's slice of the sum for [`Dist::step`]. Collective: every rank
-    /// starts and finishes it in the same step.
-    pub(crate) fn reduce<'a>(&'a mut self, grad: &'a mut [f32]) -> ReduceInBuckets<'a> {
+    /// The step's reduce-scatter of `grad` (this rank's gradient of its
+    /// share, laid out as the parameters), which `backward` fills through
+    /// the sink it is lent, bucket by bucket; when this returns, this
+    /// rank's slice of the sum is ready for [`Dist::step`]. Collective:
+    /// every rank calls it in the same step.
+    pub(crate) fn reduce<R>(&mut self, grad: &mut [f32], backward: impl FnOnce(&mut ReduceInBuckets<'_>) -> R) -> R {
         let plan = self.plan.as_mut().expect("Dist::start made the bucket plan");
-        self.team.reduce_in_buckets(plan, grad, &mut self.gs)
+        self.team.reduce_in_buckets(plan, grad, &mut self.gs, backward)
     }
 
     /// The optimizer step of a global batch of `b` rows from the summed
@@ -519,14 +526,26 @@ impl Dist {
 /// Zen 4 VM buckets of 128 KiB made the epoch 0–14% slower over shared
 /// memory and 10–40% slower over loopback TCP (BENCHMARKS.md). Across
 /// nodes the network card moves a bucket while the cores compute the next.
-fn bucket_floats(one_node: bool) -> usize {
-    match std::env::var("NNKERN_MPI_BUCKET_KB").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
-        Some(0) => usize::MAX,
-        Some(kb) => kb.saturating_mul(256).max(1),
-        None if one_node => usize::MAX,
-        None => 1 << 15,
+/// Rank 0's value is taken on every rank.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when `NNKERN_MPI_BUCKET_KB` is set to
+/// anything but a whole number of KiB.
+fn bucket_floats(one_node: bool) -> Result<usize> {
+    let Ok(v) = std::env::var("NNKERN_MPI_BUCKET_KB") else {
+        return Ok(if one_node { usize::MAX } else { 1 << 15 });
+    };
+    match v.trim().parse::<usize>() {
+        Ok(0) => Ok(usize::MAX),
+        Ok(kb) => Ok(kb.saturating_mul(256)),
+        Err(_) => Err(Error::InvalidArgument(format!(
+            "NNKERN_MPI_BUCKET_KB={v:?}: the reduce-scatter's bucket size is a whole number of KiB (0: one bucket)"
+        ))),
     }
 }
+
+/// The most pieces the first layer's weight gradient is cut into.
+const MAX_PIECES: usize = 1024;
 
 /// The reduce-scatter's buckets for `m`, in the order the backward pass
 /// makes them final: each layer's weights and biases from the last layer
@@ -542,7 +561,7 @@ fn buckets(m: &Mlp, per: usize) -> (Vec<(usize, usize)>, Option<usize>) {
     let ends = |i: usize| (m.offsets[i].0, m.offsets[i].1 + m.layers[i].units);
     let mut v: Vec<(usize, usize)> = (1..m.layers.len()).rev().map(ends).collect();
     let ((w0, b0), u, n_in) = (m.offsets[0], m.layers[0].units, m.n_inputs);
-    let pieces = (b0 - w0).div_ceil(per).min(n_in);
+    let pieces = (b0 - w0).div_ceil(per).min(n_in).min(MAX_PIECES);
     if pieces < 2 {
         v.push(ends(0));
         return (v, None);

@@ -58,7 +58,7 @@ impl Dist {
     pub(crate) fn sum(&mut self, _: &mut [f64]) {
         match *self {}
     }
-    pub(crate) fn reduce<'a>(&'a mut self, _: &'a mut [f32]) -> Reduce {
+    pub(crate) fn reduce<R>(&mut self, _: &mut [f32], _: impl FnOnce(&mut Reduce) -> R) -> R {
         match *self {}
     }
     pub(crate) fn step(
@@ -86,7 +86,6 @@ pub(crate) struct Reduce;
 #[allow(clippy::unused_self)]
 impl Reduce {
     pub(crate) fn zero_unsent(&mut self) {}
-    pub(crate) fn finish(&mut self) {}
 }
 
 impl super::train::GradSink for Reduce {

@@ -1153,13 +1153,15 @@ impl Mlp {
     }
 
     /// A distributed step: this rank's `rows` of a global batch of `b`
-    /// rows. Their gradient, scaled to the global batch's mean, goes to
-    /// [`Dist::step`], which sums it over the ranks, adds the penalties,
-    /// clips and applies the update. Returns this rank's share of the
-    /// batch's loss sum (rank 0 adds the penalties) and how many of its
-    /// rows were classified right. A failure of this rank (`failed`, kept)
-    /// makes it take part with a zero gradient: only errors every rank
-    /// meets together return.
+    /// rows. Their gradient, scaled to the global batch's mean, is summed
+    /// over the ranks by [`Dist::reduce`] while the backward pass runs
+    /// (bucket by bucket); [`Dist::step`] adds the penalties, clips and
+    /// applies the update. Returns this rank's share of the batch's loss
+    /// sum (rank 0 adds the penalties) and how many of its rows were
+    /// classified right. A failure of this rank (`failed`, kept) makes it
+    /// take part with a zero gradient (what it already sent of this step
+    /// stands; the epoch fails on every rank anyway): only errors every
+    /// rank meets together return.
     #[allow(clippy::too_many_arguments)]
     fn train_share(
         &mut self,
@@ -1178,36 +1180,30 @@ impl Mlp {
     ) -> Result<(f64, usize)> {
         let share = rows.len();
         let (k, nl) = (self.n_outputs(), self.layers.len());
-        // The gradient's reduce-scatter starts bucket by bucket during the
-        // backward pass, and completes before the update.
         let mut grad = std::mem::take(&mut bf.grad);
-        let mut sum = d.reduce(&mut grad);
-        let mut local = || -> Result<(f64, usize)> {
-            if share == 0 || failed.is_some() {
-                return Ok((0.0, 0));
-            }
-            self.gather_batch(x, y, rows, bf);
-            self.forward(rows, bf, opts)?;
-            let (loss, right) = self.head(share, bf)?;
-            // ∂L/∂logits of the global batch's mean: the share's mean × share/b.
-            let scale = share as f32 / b as f32;
-            bf.da[nl - 1][..share * k].iter_mut().for_each(|g| *g *= scale);
-            self.backward_layers(rows, bf, &mut sum, 0.0, opts)?;
-            Ok((loss * share as f64, right))
-        };
-        let (mut loss, right) = match local() {
-            Ok(v) => v,
-            Err(e) => {
+        let (mut loss, right) = d.reduce(&mut grad, |sum| {
+            let mut local = || -> Result<(f64, usize)> {
+                if share == 0 || failed.is_some() {
+                    return Ok((0.0, 0));
+                }
+                self.gather_batch(x, y, rows, bf);
+                self.forward(rows, bf, opts)?;
+                let (loss, right) = self.head(share, bf)?;
+                // ∂L/∂logits of the global batch's mean: the share's mean × share/b.
+                let scale = share as f32 / b as f32;
+                bf.da[nl - 1][..share * k].iter_mut().for_each(|g| *g *= scale);
+                self.backward_layers(rows, bf, sum, 0.0, opts)?;
+                Ok((loss * share as f64, right))
+            };
+            let r = local().unwrap_or_else(|e| {
                 *failed = Some(e);
                 (0.0, 0)
+            });
+            if share == 0 || failed.is_some() {
+                sum.zero_unsent();
             }
-        };
-        if share == 0 || failed.is_some() {
-            // Takes part with a zero gradient (what was sent stands).
-            sum.zero_unsent();
-        }
-        sum.finish();
-        drop(sum);
+            r
+        });
         bf.grad = grad;
         if d.rank().0 == 0 {
             loss += self.add_penalties(0.0, cfg, b) * b as f64;
