@@ -939,7 +939,8 @@ impl ReduceInBuckets<'_> {
     /// The gradient's values `a..z` are final for this step: each bucket
     /// they complete starts its ring, and the rings in flight are driven.
     pub(crate) fn ready(&mut self, a: usize, z: usize) {
-        if self.shm {
+        if self.shm || self.plan.len() == 1 {
+            // One exchange at the end.
             return;
         }
         let t = Instant::now();
@@ -985,6 +986,16 @@ impl ReduceInBuckets<'_> {
             let grad = unsafe { std::slice::from_raw_parts(self.grad, self.n) };
             let (counts, displs) = (&self.plan.counts, &self.plan.displs);
             self.team.reduce_scatter_shm(grad, counts, displs, self.recv);
+        } else if self.plan.len() == 1 {
+            // One bucket: the blocking rings of `reduce_scatter_sum`, with
+            // the bucket's two ring buffers (twice the widest part).
+            // SAFETY: nothing is in flight (one bucket is sent only here);
+            // the gradient's n floats, read only while this slice lives.
+            let grad = unsafe { std::slice::from_raw_parts(self.grad, self.n) };
+            let plan = &mut *self.plan;
+            // It counts its own time.
+            self.team.reduce_scatter_sum(grad, &plan.counts, &plan.displs, self.recv, &mut plan.work);
+            return;
         } else {
             for k in 0..self.plan.len() {
                 if self.plan.state[k] == Ring::Filling {
@@ -1025,17 +1036,8 @@ impl ReduceInBuckets<'_> {
         // tag, and a piece of 0 values sends nothing on both sides. Both
         // complete in `drive` before the buffers are read or reused.
         unsafe {
-            if !out.is_empty() {
-                ffi::MPI_Isend(
-                    src.cast::<c_void>(),
-                    out.len() as c_int,
-                    ffi::RSMPI_FLOAT,
-                    next as c_int,
-                    tag,
-                    comm,
-                    &mut reqs[0],
-                );
-            }
+            // The receive first: the previous rank's message then finds it
+            // posted.
             if !inp.is_empty() {
                 ffi::MPI_Irecv(
                     incoming.cast::<c_void>(),
@@ -1045,6 +1047,17 @@ impl ReduceInBuckets<'_> {
                     tag,
                     comm,
                     &mut reqs[1],
+                );
+            }
+            if !out.is_empty() {
+                ffi::MPI_Isend(
+                    src.cast::<c_void>(),
+                    out.len() as c_int,
+                    ffi::RSMPI_FLOAT,
+                    next as c_int,
+                    tag,
+                    comm,
+                    &mut reqs[0],
                 );
             }
         }
