@@ -864,8 +864,9 @@ pub(crate) struct ReduceInBuckets<'a> {
     work: *mut f32,
     n: usize,
     recv: &'a mut [f32],
-    /// Whether the exchange goes through shared memory at `finish`.
-    shm: bool,
+    /// Whether the whole gradient goes in one exchange at the end: through
+    /// shared memory, or as one bucket ([`Team::reduce_scatter_sum`]).
+    at_end: bool,
     finished: bool,
     _grad: std::marker::PhantomData<&'a mut [f32]>,
 }
@@ -892,7 +893,7 @@ impl Team {
         debug_assert!(self.size >= 2, "a reduce-scatter over one rank is a copy");
         plan.filled.fill(0);
         plan.state.fill(Ring::Filling);
-        let shm = self.shm.as_ref().is_some_and(|m| m.n == n);
+        let at_end = self.shm.as_ref().is_some_and(|m| m.n == n) || plan.len() == 1;
         let work = plan.work.as_mut_ptr();
         let mut sink = ReduceInBuckets {
             team: self,
@@ -901,7 +902,7 @@ impl Team {
             work,
             n,
             recv,
-            shm,
+            at_end,
             finished: false,
             _grad: std::marker::PhantomData,
         };
@@ -939,8 +940,7 @@ impl ReduceInBuckets<'_> {
     /// The gradient's values `a..z` are final for this step: each bucket
     /// they complete starts its ring, and the rings in flight are driven.
     pub(crate) fn ready(&mut self, a: usize, z: usize) {
-        if self.shm || self.plan.len() == 1 {
-            // One exchange at the end.
+        if self.at_end {
             return;
         }
         let t = Instant::now();
@@ -978,32 +978,24 @@ impl ReduceInBuckets<'_> {
             return;
         }
         self.finished = true;
-        let t = Instant::now();
-        if self.shm {
-            // SAFETY: nothing of the gradient is in flight (the shared
-            // memory sends nothing before now); n floats of the exclusive
-            // borrow, read only while this shared slice lives.
-            let grad = unsafe { std::slice::from_raw_parts(self.grad, self.n) };
-            let (counts, displs) = (&self.plan.counts, &self.plan.displs);
-            self.team.reduce_scatter_shm(grad, counts, displs, self.recv);
-        } else if self.plan.len() == 1 {
-            // One bucket: the blocking rings of `reduce_scatter_sum`, with
-            // the bucket's two ring buffers (twice the widest part).
-            // SAFETY: nothing is in flight (one bucket is sent only here);
+        if self.at_end {
+            // The step's one exchange (shared memory, or the blocking rings
+            // with one bucket's two ring buffers: twice the widest part); it
+            // counts its own time.
+            // SAFETY: nothing is in flight (nothing was sent before now);
             // the gradient's n floats, read only while this slice lives.
             let grad = unsafe { std::slice::from_raw_parts(self.grad, self.n) };
             let plan = &mut *self.plan;
-            // It counts its own time.
             self.team.reduce_scatter_sum(grad, &plan.counts, &plan.displs, self.recv, &mut plan.work);
             return;
-        } else {
-            for k in 0..self.plan.len() {
-                if self.plan.state[k] == Ring::Filling {
-                    self.post(k, 0);
-                }
-            }
-            self.drive(true);
         }
+        let t = Instant::now();
+        for k in 0..self.plan.len() {
+            if self.plan.state[k] == Ring::Filling {
+                self.post(k, 0);
+            }
+        }
+        self.drive(true);
         self.team.seconds += t.elapsed().as_secs_f64();
     }
 
