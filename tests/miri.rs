@@ -19,7 +19,7 @@
 mod common;
 
 use nnkern::Options;
-use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm};
+use nnkern::gemm::{Backend, GemmOptions, MatMut, MatRef, SparseRows, gemm_with, spmm, spmm_t_rows};
 use nnkern::nn::{Layer, Mlp, Targets, Task, TrainConfig};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
@@ -277,6 +277,32 @@ fn spmm_rows_split_over_threads() {
     }
 }
 
+/// `Sᵀ_b·B` from the rows (each task a range of C's rows, accumulated in an
+/// aligned part of the scratch, with a cursor per row), exact on small
+/// integers, against the sum written out; a batch with a repeated row.
+#[test]
+fn spmm_t_rows_split_over_threads() {
+    let mut rng = Lcg(8);
+    let (nd, k, n) = (10, 9, 5);
+    let s: Vec<f32> = (0..nd * k).map(|i| if i % 3 == 1 { rng.int(-3, 3) as f32 } else { 0.0 }).collect();
+    let sp = SparseRows::from_dense(&s, nd, k).unwrap();
+    let rows = [3usize, 0, 9, 3, 6, 1];
+    let m = rows.len();
+    let b = rng.vec(m * n);
+    let mut want = vec![0.0f32; k * n];
+    for p in 0..k {
+        for j in 0..n {
+            want[p * n + j] = rows.iter().enumerate().map(|(t, &r)| s[r * k + p] * b[t * n + j]).sum();
+        }
+    }
+    for threads in [1, 3] {
+        let mut c = vec![f32::NAN; k * n];
+        let bv = MatRef::row_major(&b, m, n, n).unwrap();
+        spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
+        assert_eq!(c, want);
+    }
+}
+
 /// The optimizers' split path: several tasks over disjoint ranges give the
 /// bits of one thread.
 #[test]
@@ -364,6 +390,12 @@ fn trainer_end_to_end_tiny() {
     m.fit(&x, 12, Targets::Labels(&y), &cfg, None, None).unwrap();
     let p = m.predict_proba(&x, 12).unwrap();
     assert!(p.chunks(3).all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-5));
+    // The sparse first layer: the batch's rows multiplied where they lie,
+    // and the weight gradient straight from them.
+    cfg.sparse_input = nnkern::nn::SparseInput::Sparse;
+    let mut s = tiny_model();
+    s.fit(&x, 12, Targets::Labels(&y), &cfg, None, None).unwrap();
+    assert!(s.predict_proba(&x, 12).unwrap().iter().all(|v| v.is_finite()));
 }
 
 /// The C entry points exist with the `capi` feature only (CI turns it on).

@@ -1,4 +1,4 @@
-//! Sparse × dense products (`nnkern::gemm::spmm`, `spmm_rows`) and the sparse
+//! Sparse × dense products (`nnkern::gemm::spmm`, `spmm_rows`, `spmm_t_rows`) and the sparse
 //! dense-layer steps against f64 oracles and against the dense path: random
 //! shapes (0, 1, odd, past the row and k blocks), densities, special values,
 //! strides, alpha/beta, every ISA of this CPU, 1/2/4 threads.
@@ -9,10 +9,11 @@
 mod common;
 
 use common::{Rng, scalar_and_current};
-use nnkern::gemm::{GemmOptions, MatMut, MatRef, SparseRows, spmm, spmm_rows};
+use nnkern::gemm::{GemmOptions, MatMut, MatRef, SparseRows, spmm, spmm_rows, spmm_t_rows};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
-    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_backward_sparse_rows, dense_forward,
+    dense_forward_sparse,
 };
 use nnkern::par::Par;
 use nnkern::simd::Isa;
@@ -432,6 +433,142 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
     }
 }
 
+/// `spmm_t_rows` (`Sᵀ_b·B` straight from the rows) gives the bits of `spmm`
+/// on the batch's transpose, on every ISA and thread count: odd shapes, 0 and
+/// 1, k past several blocks, n past 8 vectors and past the 1024-column panel,
+/// repeated and empty rows, an empty column, strided B and C, alpha 0 and
+/// not 1, beta; and it is within the bound of an f64 oracle.
+#[test]
+fn spmm_t_rows_has_the_bits_of_spmm_on_the_transpose() {
+    let mut rng = Rng(0x7d3);
+    // (rows of the data set, k, n, batch)
+    for &(nd, k, n, m) in &[
+        (5usize, 1usize, 1usize, 3usize),
+        (6, 7, 5, 0),
+        (6, 7, 5, 1),
+        (40, 33, 17, 25),
+        (60, 1100, 17, 41),
+        (30, 90, 130, 37),
+        (12, 40, 1030, 9),
+        (200, 784, 100, 64),
+    ] {
+        let mut x = rng.sparse(nd * k, 0.25);
+        // Row 1 is empty, and so is column k / 2.
+        for c in 0..k {
+            if nd > 1 {
+                x[k + c] = 0.0;
+            }
+            for r in 0..nd {
+                if c == k / 2 {
+                    x[r * k + c] = 0.0;
+                }
+            }
+        }
+        let s = SparseRows::from_dense(&x, nd, k).unwrap();
+        let mut rows: Vec<usize> = (0..m).map(|_| rng.below(nd)).collect();
+        if m > 3 {
+            rows[1] = 1;
+            rows[2] = rows[0];
+        }
+        let mut b: Vec<f32> = (0..m * n).map(|_| rng.unif_f64_as_f32()).collect();
+        let c0: Vec<f32> = (0..k * n).map(|_| rng.unif_f64_as_f32()).collect();
+        let mut xt = SparseRows::default();
+        xt.transpose_rows_from(&s, &rows).unwrap();
+        for isa in common::isas() {
+            for &(alpha, beta, b_strided, c_col) in &[
+                (1.0f32, 0.0f32, false, false),
+                (0.7, 0.5, false, true),
+                (0.0, 0.5, false, false),
+                (1.0, 0.0, true, false),
+            ] {
+                let run = |threads: usize, transposed: bool, b: &[f32]| {
+                    let o = GemmOptions { isa: Some(isa), par: Par::Threads(threads), ..Default::default() };
+                    let mut c = c0.clone();
+                    let bc: Vec<f32> =
+                        if b_strided { (0..m * n).map(|i| b[(i % m) * n + i / m]).collect() } else { b.to_vec() };
+                    let bv = if b_strided { MatRef::col_major(&bc, m, n, m) } else { MatRef::row_major(&bc, m, n, n) }
+                        .unwrap();
+                    let cv =
+                        if c_col { MatMut::col_major(&mut c, k, n, k) } else { MatMut::row_major(&mut c, k, n, n) }
+                            .unwrap();
+                    if transposed {
+                        spmm(alpha, &xt, bv, beta, cv, &o)
+                    } else {
+                        spmm_t_rows(alpha, &s, &rows, bv, beta, cv, &o)
+                    }
+                    .unwrap();
+                    c
+                };
+                let want = run(1, true, &b);
+                for t in [1, 2, 3] {
+                    let got = run(t, false, &b);
+                    assert!(
+                        got.iter().zip(&want).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "{isa:?} {nd}×{k}, n {n}, batch {m}, alpha {alpha} beta {beta} strided B {b_strided}, {t} threads"
+                    );
+                }
+                if alpha == 0.7 {
+                    // Against the f64 oracle, within spmm's bound.
+                    for p in 0..k {
+                        for j in 0..n {
+                            let (mut acc, mut scale, mut nnz) = (0f64, 0f64, 0usize);
+                            for (t, &r) in rows.iter().enumerate() {
+                                let v = x[r * k + p] as f64;
+                                if v != 0.0 {
+                                    acc += v * b[t * n + j] as f64;
+                                    scale += (v * b[t * n + j] as f64).abs();
+                                    nnz += 1;
+                                }
+                            }
+                            let c = c0[p + j * k] as f64; // column-major C
+                            let exact = alpha as f64 * acc + beta as f64 * c;
+                            let tol = (nnz as f64 + 2.0)
+                                * f32::EPSILON as f64
+                                * (alpha.abs() as f64 * scale + (beta as f64 * c).abs());
+                            let got = want[p + j * k] as f64;
+                            assert!((got - exact).abs() <= tol, "({p},{j}): {got} vs {exact} (bound {tol})");
+                        }
+                    }
+                }
+            }
+        }
+        // A NaN in B where the sample's value is zero is not formed (0·NaN).
+        if m > 3 && k > 1 {
+            let (r1, p) = (rows[1], k / 2);
+            assert!(x[r1 * k..(r1 + 1) * k].iter().all(|&v| v == 0.0) && rows.iter().all(|&r| x[r * k + p] == 0.0));
+            b[n] = f32::NAN; // row 1 of B: the empty sample's
+            let mut c = vec![0f32; k * n];
+            let o = GemmOptions::default();
+            spmm_t_rows(
+                1.0,
+                &s,
+                &rows,
+                MatRef::row_major(&b, m, n, n).unwrap(),
+                0.0,
+                MatMut::row_major(&mut c, k, n, n).unwrap(),
+                &o,
+            )
+            .unwrap();
+            assert!(c.iter().all(|v| v.is_finite()), "0·NaN formed");
+        }
+    }
+    // Bad shapes and rows are refused, and C is left as it was.
+    let s = SparseRows::from_dense(&[1.0, 0.0, 2.0, 3.0, 0.0, 4.0], 2, 3).unwrap();
+    let o = GemmOptions::default();
+    let b = [1.0f32; 4];
+    let mut c = [7.0f32; 6];
+    let call = |c: &mut [f32; 6], rows: &[usize], bm: usize, ck: usize| {
+        let (bv, cv) = (MatRef::row_major(&b[..bm * 2], bm, 2, 2), MatMut::row_major(&mut c[..ck * 2], ck, 2, 2));
+        spmm_t_rows(1.0, &s, rows, bv.unwrap(), 0.0, cv.unwrap(), &o).map_err(|e| e.to_string())
+    };
+    assert!(call(&mut c, &[0, 2], 2, 3).unwrap_err().contains("row 2"), "row out of range");
+    assert!(call(&mut c, &[0, 1], 1, 3).unwrap_err().contains("spmm_t"), "B of another batch");
+    assert!(call(&mut c, &[0, 1], 2, 2).unwrap_err().contains("spmm_t"), "C of the wrong height");
+    assert_eq!(c, [7.0; 6]);
+    assert!(call(&mut c, &[1, 0], 2, 3).is_ok());
+    assert_eq!(c, [4.0, 4.0, 0.0, 0.0, 6.0, 6.0]);
+}
+
 #[test]
 fn sparse_dense_layer_steps_match_the_dense_ones() {
     let mut rng = Rng(5);
@@ -491,6 +628,27 @@ fn sparse_dense_layer_steps_match_the_dense_ones() {
             };
             let (dws, dbs, dzs) = bufs(true);
             let (dwd, dbd, dzd) = bufs(false);
+            // From the data set's rows, with and without l2: the bits of the
+            // transpose's.
+            for l2 in [l2, 0.0] {
+                let run = |rows_form: bool| {
+                    let (mut dw, mut db, mut dz) =
+                        (vec![0f32; n_in * n_out], vec![0f32; n_out], vec![0f32; batch * n_out]);
+                    let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+                    if rows_form {
+                        dense_backward_sparse_rows(act, shp, &data, &rows, &w, &zd, &ad, &da, l2, g, &o).unwrap();
+                    } else {
+                        dense_backward_sparse(act, shp, &xt, &w, &zd, &ad, &da, l2, g, &o).unwrap();
+                    }
+                    (dw, db, dz)
+                };
+                let (want, got) = (run(false), run(true));
+                assert!(
+                    want.0.iter().zip(&got.0).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "{act:?} l2 {l2} dW rows form"
+                );
+                assert!(want.1.iter().zip(&got.1).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} db rows form");
+            }
             assert!(dzs.iter().zip(&dzd).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} dz");
             assert!(dbs.iter().zip(&dbd).all(|(p, q)| p.to_bits() == q.to_bits()), "{act:?} db");
             for p in 0..n_in {
@@ -539,6 +697,16 @@ fn bad_input_is_refused_with_clear_errors() {
     assert!(bwd(&wide, 0.0).unwrap_err().contains("'xt'"), "xt of the wrong shape");
     assert!(bwd(&xt, f32::NAN).is_err(), "non-finite l2");
     assert!(bwd(&xt, f32::INFINITY).is_err(), "infinite l2");
+    let bwd_rows = |x: &SparseRows, rows: &[usize]| {
+        let (mut dw, mut db, mut dz) = (vec![0f32; 6], vec![0f32; 3], vec![0f32; 6]);
+        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+        dense_backward_sparse_rows(Activation::Relu, shp, x, rows, &w, &z, &a, &da, 0.0, g, &o)
+            .map_err(|e| e.to_string())
+    };
+    assert!(bwd_rows(&s, &[1, 0]).is_ok());
+    assert!(bwd_rows(&s, &[1]).unwrap_err().contains("'rows'"), "rows for another batch");
+    assert!(bwd_rows(&s, &[1, 2]).unwrap_err().contains("row 2"), "row out of range");
+    assert!(bwd_rows(&wide, &[0, 1]).unwrap_err().contains("'x'"), "x of the wrong width");
     #[cfg(target_arch = "x86_64")]
     if !Isa::V4.is_available() {
         let o4 = GemmOptions { isa: Some(Isa::V4), ..Default::default() };

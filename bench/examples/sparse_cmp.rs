@@ -1,9 +1,10 @@
 //! The first layer's dense and sparse paths side by side, one thread, timed
 //! in alternation in one process (the machine's drifting speed hits both
 //! alike): the fused forward `relu(X·W + b)` (dense: with the copy of the
-//! batch's rows; sparse: on the data set's nonzeros, found once beforehand,
-//! then the transpose of the batch's for the backward pass) and the weight
-//! gradient `dW = Xᵀ·dZ + l2·W` (with dZ, db), at `784 → 128` and batch 32 and 256, on synthetic inputs of
+//! batch's rows; sparse: on the data set's nonzeros, found once beforehand)
+//! and the weight gradient `dW = Xᵀ·dZ + l2·W` (with dZ, db; sparse: straight
+//! from the batch's rows, as the trainer does, and from their transpose, the
+//! transpose timed with it), at `784 → 128` and batch 32 and 256, on synthetic inputs of
 //! several densities (nonzeros at random positions) and, with `--idx DIR`, on
 //! MNIST's training images (pixels scaled to [0, 1]).
 //!
@@ -16,7 +17,8 @@ use nnkern::gemm::{GemmOptions, SparseRows};
 use nnkern::nn::data::load_mnist;
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
-    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_forward, dense_forward_sparse,
+    DenseGrads, DenseShape, dense_backward, dense_backward_sparse, dense_backward_sparse_rows, dense_forward,
+    dense_forward_sparse,
 };
 use nnkern::par::Par;
 use std::hint::black_box;
@@ -52,6 +54,7 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
     let mut xt = SparseRows::new(batch)?;
     xt.reserve(ni + 1, batch * ni)?;
     let (mut t_d, mut t_s) = ([Vec::new(), Vec::new(), Vec::new()], [Vec::new(), Vec::new(), Vec::new()]);
+    let mut t_t = Vec::new();
     let mut density = 0.0;
     for rep in 0..reps {
         let rows: Vec<usize> = (0..batch).map(|_| lcg(&mut seed) as usize % n).collect();
@@ -70,10 +73,13 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
         let t4 = Instant::now();
         dense_forward_sparse(Activation::Relu, s, black_box(&xs), Some(&rows), &w, &b, Some(&mut z), &mut a, &o)?;
         let t5 = Instant::now();
+        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
+        dense_backward_sparse_rows(Activation::Relu, s, &xs, &rows, &w, &z, &a, &da, 1e-4, g, &o)?;
+        let t6 = Instant::now();
         xt.transpose_rows_from(&xs, &rows)?;
         let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
         dense_backward_sparse(Activation::Relu, s, &xt, &w, &z, &a, &da, 1e-4, g, &o)?;
-        let t6 = Instant::now();
+        let t7 = Instant::now();
         if rep > 0 {
             for (v, d) in t_d.iter_mut().zip([t1 - t, t2 - t1, t3 - t2]) {
                 v.push(d.as_secs_f64() * 1e6);
@@ -81,6 +87,7 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
             for (v, d) in t_s.iter_mut().zip([t4 - t3, t5 - t4, t6 - t5]) {
                 v.push(d.as_secs_f64() * 1e6);
             }
+            t_t.push((t7 - t6).as_secs_f64() * 1e6);
         }
         density += xt.density();
     }
@@ -88,7 +95,7 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
     let ts: Vec<f64> = t_s.iter_mut().map(|v| median(v)).collect();
     let (sd, ss): (f64, f64) = (td.iter().sum(), ts.iter().sum());
     println!(
-        "{name:>14} b{batch:<3} density {:.3} | dense gather {:6.1} fwd {:6.1} dW {:6.1} | sparse - {:6.1} fwd {:6.1} transpose+dW {:6.1} | dense/sparse {:.2}",
+        "{name:>14} b{batch:<3} density {:.3} | dense gather {:6.1} fwd {:6.1} dW {:6.1} | sparse - {:6.1} fwd {:6.1} dW {:6.1} (transpose+dW {:6.1}) | dense/sparse {:.2}",
         density / reps as f64,
         td[0],
         td[1],
@@ -96,6 +103,7 @@ fn run(name: &str, x: &[f32], n: usize, batch: usize, reps: usize) -> nnkern::Re
         ts[0],
         ts[1],
         ts[2],
+        median(&mut t_t),
         sd / ss
     );
     Ok(())

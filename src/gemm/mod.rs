@@ -38,12 +38,12 @@ mod view;
 pub use backend::{Backend, Elem};
 pub use naive::{gemm_naive, gemm_reference};
 pub use params::Params;
-pub use sparse::{SparseRows, spmm, spmm_rows};
+pub use sparse::{SparseRows, spmm, spmm_rows, spmm_t_rows};
 pub use view::{MatMut, MatRef};
 // The fused write-out the kernels above `gemm` (`ops`) plug into
 // `gemm_epilogue` and `spmm_epilogue`.
-pub(crate) use kernel::Epilogue;
-pub(crate) use sparse::spmm_epilogue;
+pub(crate) use kernel::{Epilogue, NoEpilogue};
+pub(crate) use sparse::{spmm_epilogue, spmm_t_epilogue};
 
 use crate::error::{Result, shape};
 use crate::par::Par;

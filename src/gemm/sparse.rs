@@ -718,6 +718,284 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     })
 }
 
+/// `C ← alpha·Sᵀ_b·B + beta·C` where `S_b` is the rows `rows` of S (in that
+/// order; `m = rows.len()`, B is m×n, C is `S.cols()`×n): the weight gradient
+/// `dW = Xᵀ·dZ` of a layer whose input is a mini-batch of a sparse data set,
+/// straight from the data set's rows, without transposing them
+/// ([`SparseRows::transpose_rows_from`] and [`spmm`] give the same bits, at
+/// the cost of the transpose).
+///
+/// C's rows (S's columns) go in blocks of 64 KiB, accumulated in a buffer
+/// that stays in L2; for each block, each row `t` of `S_b` takes its nonzeros in
+/// the block's range of columns (a cursor per row), with row `t` of B held in
+/// registers, a strip of up to 8 vectors at a time, and each nonzero `(p, v)`
+/// adds `v·B[t]` to row `p` of the block. Every element of C sums its terms
+/// from zero in increasing `t`, one FMA each, before alpha, beta and the
+/// store: the order of [`spmm`] on the transpose, so the bits are its bits,
+/// whatever the blocking or the threads (work is split over C's rows).
+/// Zeros of S are skipped, so `0·∞` and `0·NaN` from B are not formed. Error
+/// bound: [`spmm`]'s, with `nnz_i` the nonzeros of column `i` of `S_b`.
+///
+/// ```
+/// use nnkern::gemm::{spmm_t_rows, MatMut, MatRef, SparseRows};
+/// let s = SparseRows::from_dense(&[0.0, 2.0, 0.0, 1.0, 0.0, 0.0], 2, 3)?; // 2×3
+/// let b = [1.0f32, 2.0, 3.0, 4.0];                                         // rows [1, 0]: 2×2
+/// let mut c = [0.0f32; 6];                                                 // 3×2
+/// spmm_t_rows(1.0, &s, &[1, 0], MatRef::row_major(&b, 2, 2, 2)?, 0.0, MatMut::row_major(&mut c, 3, 2, 2)?, &Default::default())?;
+/// assert_eq!(c, [1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
+/// # Ok::<(), nnkern::Error>(())
+/// ```
+pub fn spmm_t_rows(
+    alpha: f32,
+    s: &SparseRows,
+    rows: &[usize],
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: MatMut<'_, f32>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    if c.rows != s.cols {
+        return Err(shape(format!("spmm_t: C has {} rows, Sᵀ_b has {}", c.rows, s.cols)));
+    }
+    spmm_t_epilogue(alpha, s, rows, 0, b, beta, c, NoEpilogue, opts)
+}
+
+/// [`spmm_t_rows`] for the rows `lo .. lo + C.rows` of the product only (C
+/// holds those), with `epi` applied to each strip of C while in registers
+/// (`epi` in C's coordinates, called transposed, as [`spmm_epilogue`]'s).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
+    alpha: f32,
+    s: &SparseRows,
+    rows: &[usize],
+    lo: usize,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    mut c: MatMut<'_, f32>,
+    epi: E,
+    opts: &GemmOptions,
+) -> Result<()> {
+    let (m, n) = (rows.len(), b.cols);
+    let k = c.rows;
+    if b.rows != m || c.cols != n || lo.checked_add(k).is_none_or(|hi| hi > s.cols) {
+        return Err(shape(format!(
+            "spmm_t: S_b is {m}×{}, B is {}×{}, C is {}×{} from row {lo}; need B m×n and C at most {}×n",
+            s.cols,
+            b.rows,
+            b.cols,
+            c.rows,
+            c.cols,
+            s.cols.saturating_sub(lo)
+        )));
+    }
+    if let Some(&r) = rows.iter().find(|&&r| r >= s.rows) {
+        return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
+    }
+    let isa = opts.resolve_isa()?;
+    if k == 0 || n == 0 {
+        return Ok(());
+    }
+    let job = Job {
+        s,
+        rows: Some(rows),
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
+        n,
+        j0: 0,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
+        alpha,
+        beta: if beta == 0.0 { None } else { Some(beta) },
+        epi: epi.transposed(),
+    };
+    let nnz: usize = rows.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum();
+    let flops = 2 * nnz.max(k) * n;
+    let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1)).min(k).max(1);
+    // Each task's scratch: its block of C's rows (at least one padded row of
+    // a panel), then a cursor per row of S_b; allocated fallibly, before any
+    // task writes C.
+    // (The block starts on a 64-byte line: MAX_F32_LANES floats more.)
+    let acc_len = T_BLOCK_FLOATS.max(n.min(PANEL).div_ceil(MAX_F32_LANES) * MAX_F32_LANES) + MAX_F32_LANES;
+    let words = scratch::words_of::<f32>(acc_len) + scratch::words_of::<usize>(m);
+    scratch::with_parts(nt, words, "sparse product scratch", |parts| {
+        crate::par::run_tasks(nt, |t| {
+            let (r0, r1) = (k * t / nt, k * (t + 1) / nt);
+            // SAFETY: task t takes part t only.
+            let part = unsafe { parts.part(t) };
+            let (acc, cur) = part.split_at_mut(scratch::words_of::<f32>(acc_len));
+            // SAFETY: the words are initialized and 8-byte aligned, so they
+            // hold acc_len f32 and m usize (any bits are valid for both); the
+            // two halves are disjoint and borrowed for this task only.
+            let (acc, cur) = unsafe {
+                (
+                    core::slice::from_raw_parts_mut(acc.as_mut_ptr() as *mut f32, acc_len),
+                    core::slice::from_raw_parts_mut(cur.as_mut_ptr() as *mut usize, m),
+                )
+            };
+            let mut j0 = 0;
+            while j0 < n {
+                let panel = job.panel(j0, PANEL.min(n - j0));
+                // SAFETY (of the kernel's accesses): the views and the rows
+                // were validated above; the panel's columns are inside B and
+                // C; this task writes only C's rows r0..r1; B and S are only
+                // read.
+                let skip = acc.as_ptr().align_offset(64).min(MAX_F32_LANES);
+                isa.run(TRows {
+                    job: &panel,
+                    lo,
+                    r0,
+                    r1,
+                    acc: &mut acc[skip..acc_len - MAX_F32_LANES + skip],
+                    cur: &mut *cur,
+                });
+                j0 += PANEL;
+            }
+        })
+    })
+}
+
+/// Floats of [`spmm_t_rows`]'s block of C's rows: 64 KiB. Each visit of a
+/// row of `S_b` to a block costs a cursor scan and a load of its row of B,
+/// so blocks that fit L1 (16 KiB) are slower; from 48 KiB up to the whole
+/// of MNIST's 784×100 gradient (313 KiB) they take the same time (measured
+/// on a Zen 4: BENCHMARKS.md).
+const T_BLOCK_FLOATS: usize = 16384;
+
+struct TRows<'a, 'b, E> {
+    job: &'b Job<'a, E>,
+    /// The product's row of C's row 0 (S's column).
+    lo: usize,
+    r0: usize,
+    r1: usize,
+    /// At least `T_BLOCK_FLOATS` and one padded row.
+    acc: &'b mut [f32],
+    /// One per row of S_b.
+    cur: &'b mut [usize],
+}
+
+impl<E: Epilogue<f32>> WithToken for TRows<'_, '_, E> {
+    type Output = ();
+    /// Rows `r0..r1` of C in blocks: see [`spmm_t_rows`].
+    #[inline(always)]
+    fn with_token<S: Token>(self, s: S) {
+        let TRows { job: j, lo, r0, r1, acc, cur } = self;
+        let l = S::F32_LANES;
+        let sp = j.s;
+        let n = j.n;
+        let np = n.div_ceil(l) * l;
+        let cb = (acc.len() / np).max(1);
+        debug_assert!(acc.len() >= np && cur.len() >= j.rows.map_or(0, |r| r.len()));
+        let m = j.rows.map_or(0, |r| r.len());
+        // Each row's cursor: its first nonzero in column lo + r0 or later.
+        for (t, cur) in cur.iter_mut().enumerate().take(m) {
+            let r = j.row(t);
+            let q = sp.ptr[r]..sp.ptr[r + 1];
+            *cur = q.start + sp.idx[q].partition_point(|&p| (p as usize) < lo + r0);
+        }
+        let (nvec, tail) = (n.div_ceil(l), n % l);
+        let mut c0 = r0;
+        while c0 < r1 {
+            let c1 = (c0 + cb).min(r1);
+            let block = &mut acc[..(c1 - c0) * np];
+            block.fill(0.0);
+            // alpha = 0 never reads B (0·NaN must not reach C).
+            let (base, end) = (lo + c0, lo + c1);
+            for t in 0..if j.alpha == 0.0 { 0 } else { m } {
+                let r = j.row(t);
+                let e = sp.ptr[r + 1];
+                let q0 = cur[t];
+                let mut q = q0;
+                while q < e && (sp.idx[q] as usize) < end {
+                    q += 1;
+                }
+                if q == q0 {
+                    continue;
+                }
+                cur[t] = q;
+                let (ix, vs) = (&sp.idx[q0..q], &sp.val[q0..q]);
+                let brow = j.b.ptr.get().wrapping_offset(t as isize * j.b.rs);
+                if j.b.cs != 1 {
+                    for col in 0..n {
+                        // SAFETY: (t, col) is inside B.
+                        let bv = unsafe { *brow.wrapping_offset(col as isize * j.b.cs) };
+                        for (&p, &v) in ix.iter().zip(vs) {
+                            let a = &mut block[(p as usize - base) * np + col];
+                            *a = v.mul_add(bv, *a);
+                        }
+                    }
+                    continue;
+                }
+                let ap = block.as_mut_ptr();
+                let mut v0 = 0;
+                while v0 < nvec {
+                    let nv = (nvec - v0).min(STRIP);
+                    let part = tail != 0 && v0 + nv == nvec;
+                    let mt = if part { tail } else { l };
+                    macro_rules! go {
+                        ($($n:literal)*) => {
+                            match (nv, part) {
+                                $(
+                                    // SAFETY: vectors v0 .. v0+nv of row t of B
+                                    // (of the last, its first `mt` columns) are
+                                    // inside B; every p is in base..end, so row
+                                    // p − base of the block (np floats) is inside.
+                                    ($n, false) => unsafe { t_strip::<S, $n, false>(s, brow.add(v0 * l), mt, ix, vs, ap.add(v0 * l), np, base) },
+                                    // SAFETY: as above.
+                                    ($n, true) => unsafe { t_strip::<S, $n, true>(s, brow.add(v0 * l), mt, ix, vs, ap.add(v0 * l), np, base) },
+                                )*
+                                _ => unreachable!("a strip has 1 to {STRIP} vectors"),
+                            }
+                        };
+                    }
+                    go!(1 2 3 4 5 6 7 8);
+                    v0 += nv;
+                }
+            }
+            for i in c0..c1 {
+                // SAFETY: the block's row i − c0 holds n padded accumulators;
+                // row i of C is inside C and this task's.
+                unsafe { write_cols(s, j, i, block.as_ptr().add((i - c0) * np), 0, n) };
+            }
+            c0 = c1;
+        }
+    }
+}
+
+/// `a[(p − base)·np ..][..MV vectors] += v·b[..MV vectors]` over the
+/// nonzeros `(p, v)`, in order, with `b` (the last vector of only `m < lanes`
+/// columns with `TAIL`) held in registers.
+///
+/// # Safety
+/// `b` holds those columns; every `p` is at least `base`, and `a` holds row
+/// `p − base` of `np` floats from it, `MV` whole vectors each.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn t_strip<S: Token, const MV: usize, const TAIL: bool>(
+    s: S,
+    b: *const f32,
+    m: usize,
+    ix: &[u32],
+    vs: &[f32],
+    a: *mut f32,
+    np: usize,
+    base: usize,
+) {
+    let l = S::F32_LANES;
+    // SAFETY: b holds MV vectors, the last partial with TAIL (caller contract).
+    let bv: [S::f32s; MV] = core::array::from_fn(|q| unsafe {
+        if TAIL && q == MV - 1 { f32::load_partial(s, b.add(q * l), m) } else { f32::load(s, b.add(q * l)) }
+    });
+    for (&p, &v) in ix.iter().zip(vs) {
+        let x = s.splat_f32s(v);
+        let ap = a.wrapping_add((p as usize - base) * np);
+        for (q, &bq) in bv.iter().enumerate() {
+            // SAFETY: row p − base of `a` holds MV whole vectors (caller contract).
+            unsafe {
+                let y = s.mul_add_e_f32s(x, bq, f32::load(s, ap.add(q * l)));
+                f32::store(s, ap.add(q * l), y);
+            }
+        }
+    }
+}
+
 /// The widest vector of f32 lanes any ISA has (AVX-512).
 const MAX_F32_LANES: usize = 16;
 

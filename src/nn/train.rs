@@ -11,8 +11,8 @@ use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
-    DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse, dense_forward,
-    dense_forward_sparse, dense_weight_grad_rows,
+    DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse_rows,
+    dense_forward, dense_forward_sparse, dense_weight_grad_rows,
 };
 use crate::optim::{AdamParams, StepRule, add_l1, clip_grad_norm};
 use crate::par::Par;
@@ -485,8 +485,9 @@ fn batch_lr(cfg: &TrainConfig, lr_epoch: f32, samples_seen: u64) -> f32 {
 struct TrainBufs {
     /// The batch's inputs, dense (empty when sparse).
     xb: AlignedVec,
-    /// The batch's inputs as nonzeros, and their transpose (sparse only).
-    sparse: Option<(SparseRows, SparseRows)>,
+    /// The whole training set's nonzeros (sparse only): each batch's
+    /// products read its rows there.
+    sparse: Option<SparseRows>,
     /// The batch's labels, when the task's loss reads labels.
     yl: Vec<u32>,
     /// The batch's dense targets (a sigmoid output's labels as 0/1).
@@ -500,9 +501,6 @@ struct TrainBufs {
     dz: AlignedVec,
     /// The gradient, laid out as the parameters.
     grad: AlignedVec,
-    /// The first layer's input indices `0..n_in` with sparse input (its
-    /// weight gradient computed a range of rows at a time), else empty.
-    features: Vec<usize>,
 }
 
 /// Where the backward pass writes the gradient (laid out as the
@@ -1080,18 +1078,9 @@ impl Mlp {
     fn train_buffers(&self, batch: usize, sparse: Option<Inputs<'_>>) -> Result<TrainBufs> {
         let k = self.n_outputs();
         let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
-        let sparse_in = sparse.is_some();
-        let sparse = if let Some(x) = sparse {
-            // The whole training set's nonzeros, once per fit (each batch is
-            // then gathered from them); room for a fully dense batch in the
-            // transpose: no allocation per batch whatever its density.
-            let xs = x.to_sparse(self.n_inputs)?;
-            let mut xt = SparseRows::new(batch)?;
-            xt.reserve(self.n_inputs + 1, batch * self.n_inputs)?;
-            Some((xs, xt))
-        } else {
-            None
-        };
+        // The whole training set's nonzeros, once per fit (each batch's
+        // products then read its rows there, with nothing to allocate).
+        let sparse = sparse.map(|x| x.to_sparse(self.n_inputs)).transpose()?;
         let what = "the training buffers";
         let per_layer = || -> Result<Vec<AlignedVec>> {
             self.layers.iter().map(|l| AlignedVec::try_zeros(batch * l.units, what)).collect()
@@ -1110,13 +1099,6 @@ impl Mlp {
             da: per_layer()?,
             dz: AlignedVec::try_zeros(batch * widest, what)?,
             grad: AlignedVec::try_zeros(self.params.len(), "the gradient")?,
-            features: if sparse_in {
-                let mut f = crate::mem::try_vec(self.n_inputs, 0usize, what)?;
-                f.iter_mut().enumerate().for_each(|(i, v)| *v = i);
-                f
-            } else {
-                Vec::new()
-            },
         })
     }
 
@@ -1212,7 +1194,7 @@ impl Mlp {
         let l2 = L2::of(cfg, b);
         let rules = (step_rule(cfg, lr, st.t + 1, l2.in_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
-        if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
+        if let (Some(xs), Some(next)) = (&bf.sparse, next) {
             xs.prefetch_rows(next);
         }
         let l1 = cfg.l1 / b as f32;
@@ -1253,7 +1235,7 @@ impl Mlp {
             let z = if keep_z { Some(&mut bf.z[i][..b * l.units]) } else { None };
             let out = &mut rest[0][..b * l.units];
             match (&bf.sparse, i) {
-                (Some((xs, _)), 0) => dense_forward_sparse(act, shp, xs, Some(rows), w, bias, z, out, opts)?,
+                (Some(xs), 0) => dense_forward_sparse(act, shp, xs, Some(rows), w, bias, z, out, opts)?,
                 _ => {
                     let input = if i == 0 { &bf.xb[..b * ni] } else { &before[i - 1][..b * n_in] };
                     dense_forward(act, shp, input, w, bias, z, out, opts)?
@@ -1356,10 +1338,6 @@ impl Mlp {
             let (da_lo, da_hi) = bf.da.split_at_mut(i);
             let da = &da_hi[0][..b * l.units];
             let (z, a) = (&bf.z[i][..b * l.units], &bf.a[i][..b * l.units]);
-            if let (Some((xs, xt)), 0) = (&mut bf.sparse, i) {
-                // The batch's nonzeros, transposed, from the data set's.
-                xt.transpose_rows_from_with(xs, rows, opts.par)?;
-            }
             let pieces = if i == 0 && l2 == 0.0 { grad.first_rows().filter(|&k| k > 0 && k < n_in) } else { None };
             if let Some(k) = pieces {
                 // dZ and the biases' gradient, then the weights' a few rows
@@ -1368,7 +1346,7 @@ impl Mlp {
                 dense_backward_dz(act, shp, z, a, da, dz, grad.part(b0..end), opts)?;
                 grad.ready(b0..end);
                 let x = match &bf.sparse {
-                    Some((_, xt)) => WeightGradInput::Sparse(xt, &bf.features),
+                    Some(xs) => WeightGradInput::Sparse(xs, rows),
                     None => WeightGradInput::Dense(&bf.xb[..b * ni]),
                 };
                 for lo in (0..n_in).step_by(k) {
@@ -1383,7 +1361,7 @@ impl Mlp {
             let dx = if i == 0 { None } else { Some(&mut da_lo[i - 1][..b * n_in]) };
             let g = DenseGrads { dw: gw, db: gb, dx, dz: &mut bf.dz[..b * l.units] };
             match (&bf.sparse, i) {
-                (Some((_, xt)), 0) => dense_backward_sparse(act, shp, xt, w, z, a, da, l2, g, opts)?,
+                (Some(xs), 0) => dense_backward_sparse_rows(act, shp, xs, rows, w, z, a, da, l2, g, opts)?,
                 _ => {
                     let input = if i == 0 { &bf.xb[..b * ni] } else { &bf.a[i - 1][..b * n_in] };
                     dense_backward(act, shp, input, w, z, a, da, l2, g, opts)?
@@ -1410,7 +1388,7 @@ impl Mlp {
     ) -> Result<()> {
         let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
-        if let (Some((xs, _)), Some(next)) = (&bf.sparse, next) {
+        if let (Some(xs), Some(next)) = (&bf.sparse, next) {
             // The next batch's nonzeros, while the optimizer's divisions leave
             // the memory system idle.
             xs.prefetch_rows(next);

@@ -21,7 +21,8 @@
 use super::act::{Activation, act_bwd, act_fwd, per_activation, softmax_row, softmax_row_bwd};
 use crate::error::{Result, check_len, elems, shape};
 use crate::gemm::{
-    Epilogue, GemmOptions, MatMut, MatRef, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue, spmm_rows,
+    Epilogue, GemmOptions, MatMut, MatRef, NoEpilogue, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue,
+    spmm_t_epilogue,
 };
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
@@ -243,7 +244,8 @@ impl DenseShape {
 #[derive(Clone, Copy)]
 enum Input<'a> {
     Dense(&'a [f32]),
-    /// Forward: the rows of X (all, or those listed); backward: Xᵀ.
+    /// Forward: the rows of X (all, or those listed); backward: Xᵀ
+    /// (`None`) or the listed rows of X.
     Sparse(&'a SparseRows, Option<&'a [usize]>),
 }
 
@@ -285,6 +287,16 @@ pub fn dense_forward_sparse(
     forward(act, shp, Input::Sparse(x, rows), w, b, z, a, opts)
 }
 
+/// `rows` (`batch` of them) select a batch of the rows of `s`, which has `cols` columns.
+fn check_rows(name: &str, s: &SparseRows, rows: &[usize], batch: usize, cols: usize) -> Result<()> {
+    check_sparse(name, s, s.rows(), cols)?;
+    check_len("rows", rows.len(), batch)?;
+    match rows.iter().find(|&&r| r >= s.rows()) {
+        Some(r) => Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows()))),
+        None => Ok(()),
+    }
+}
+
 fn check_sparse(name: &str, s: &SparseRows, rows: usize, cols: usize) -> Result<()> {
     if s.rows() != rows || s.cols() != cols {
         return Err(shape(format!("'{name}' is {}×{}, expected {rows}×{cols}", s.rows(), s.cols())));
@@ -307,10 +319,7 @@ fn forward(
     match x {
         Input::Dense(x) => check_len("x", x.len(), nx)?,
         Input::Sparse(x, None) => check_sparse("x", x, shp.batch, shp.n_in)?,
-        Input::Sparse(x, Some(rows)) => {
-            check_sparse("x", x, x.rows(), shp.n_in)?;
-            check_len("rows", rows.len(), shp.batch)?;
-        }
+        Input::Sparse(x, Some(rows)) => check_rows("x", x, rows, shp.batch, shp.n_in)?,
     }
     check_len("w", w.len(), nw)?;
     if !b.is_empty() {
@@ -504,6 +513,29 @@ pub fn dense_backward_sparse(
     backward(act, shp, Input::Sparse(xt, None), w, z, a, da, l2, g, opts)
 }
 
+/// [`dense_backward_sparse`] with the layer's input given as the rows `rows`
+/// of `x` (a mini-batch of a data set whose nonzeros were found once, as
+/// [`dense_forward_sparse`] takes it; `rows.len() == batch`): the weight
+/// gradient comes straight from those rows ([`crate::gemm::spmm_t_rows`]),
+/// with no transpose, and has the bits of [`dense_backward_sparse`] on
+/// their transpose.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_sparse_rows(
+    act: Activation,
+    shp: DenseShape,
+    x: &SparseRows,
+    rows: &[usize],
+    w: &[f32],
+    z: &[f32],
+    a: &[f32],
+    da: &[f32],
+    l2: f32,
+    g: DenseGrads<'_>,
+    opts: &GemmOptions,
+) -> Result<()> {
+    backward(act, shp, Input::Sparse(x, Some(rows)), w, z, a, da, l2, g, opts)
+}
+
 /// The first pass of [`dense_backward`] alone, for a layer whose weight
 /// gradient is then computed in parts ([`dense_weight_grad_rows`]):
 /// `dZ = dA ⊙ f′(Z)` and `db = Σ_rows dZ`, the same bits as inside
@@ -537,13 +569,12 @@ pub(crate) fn dense_backward_dz(
 }
 
 /// The layer's input for [`dense_weight_grad_rows`]: dense rows `X`
-/// (batch×n_in), or the nonzeros of `Xᵀ` (n_in×batch) with the list
-/// `0..n_in` of its rows (so that a range of them multiplies without a copy).
+/// (batch×n_in), or the rows of a sparse data set that make the batch.
 #[derive(Clone, Copy)]
 pub(crate) enum WeightGradInput<'a> {
     /// `X`, batch×n_in, row-major.
     Dense(&'a [f32]),
-    /// `Xᵀ` as nonzeros, and the indices `0..n_in`.
+    /// The data set's nonzeros (n_in columns), and the batch's rows of it.
     Sparse(&'a SparseRows, &'a [usize]),
 }
 
@@ -578,12 +609,9 @@ pub(crate) fn dense_weight_grad_rows(
             let xt = MatRef::new(x, rows.start, m, batch, 1, n_in as isize)?;
             gemm_with(1.0, xt, dzv, 0.0, dwv, opts)
         }
-        WeightGradInput::Sparse(xt, index) => {
-            check_sparse("xt", xt, n_in, batch)?;
-            let Some(index) = index.get(rows.clone()) else {
-                return Err(shape(format!("{} row indices for weight-gradient rows {rows:?}", index.len())));
-            };
-            spmm_rows(1.0, xt, index, dzv, 0.0, dwv, opts)
+        WeightGradInput::Sparse(xs, batch_rows) => {
+            check_rows("x", xs, batch_rows, batch, n_in)?;
+            spmm_t_epilogue(1.0, xs, batch_rows, rows.start, dzv, 0.0, dwv, NoEpilogue, opts)
         }
     }
 }
@@ -605,7 +633,8 @@ fn backward(
     let DenseShape { batch, n_in, n_out } = shp;
     match x {
         Input::Dense(x) => check_len("x", x.len(), nx)?,
-        Input::Sparse(xt, _) => check_sparse("xt", xt, n_in, batch)?,
+        Input::Sparse(xt, None) => check_sparse("xt", xt, n_in, batch)?,
+        Input::Sparse(xs, Some(rows)) => check_rows("x", xs, rows, batch, n_in)?,
     }
     check_len("w", w.len(), nw)?;
     check_len("da", da.len(), nz)?;
@@ -637,8 +666,10 @@ fn backward(
             gemm_epilogue(1.0, MatRef::row_major(x, batch, n_in, n_in)?.t(), dzv, 0.0, dwv, epi, opts)?
         }
         (Input::Dense(x), false) => gemm_with(1.0, MatRef::row_major(x, batch, n_in, n_in)?.t(), dzv, 0.0, dwv, opts)?,
-        (Input::Sparse(xt, _), true) => spmm_epilogue(1.0, xt, None, dzv, 0.0, dwv, epi, opts)?,
-        (Input::Sparse(xt, _), false) => spmm(1.0, xt, dzv, 0.0, dwv, opts)?,
+        (Input::Sparse(xt, None), true) => spmm_epilogue(1.0, xt, None, dzv, 0.0, dwv, epi, opts)?,
+        (Input::Sparse(xt, None), false) => spmm(1.0, xt, dzv, 0.0, dwv, opts)?,
+        (Input::Sparse(xs, Some(rows)), true) => spmm_t_epilogue(1.0, xs, rows, 0, dzv, 0.0, dwv, epi, opts)?,
+        (Input::Sparse(xs, Some(rows)), false) => spmm_t_epilogue(1.0, xs, rows, 0, dzv, 0.0, dwv, NoEpilogue, opts)?,
     }
     if let Some(dx) = g.dx {
         let wt = MatRef::row_major(w, n_in, n_out, n_out)?.t();
@@ -687,7 +718,9 @@ mod tests {
                     let xs = SparseRows::from_dense(&x, batch, n_in).unwrap();
                     let mut xt = SparseRows::new(batch).unwrap();
                     xt.transpose_from(&xs).unwrap();
-                    let index: Vec<usize> = (0..n_in).collect();
+                    // The batch as rows of a larger data set, in another order.
+                    let data = SparseRows::from_dense(&[x.clone(), x.clone()].concat(), 2 * batch, n_in).unwrap();
+                    let rows: Vec<usize> = (0..batch).map(|r| if r % 2 == 0 { r } else { batch + r }).collect();
                     let whole = |sparse: bool| {
                         let (mut dw, mut db, mut dz) =
                             (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_out]);
@@ -706,7 +739,7 @@ mod tests {
                                 (vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
                             dense_backward_dz(act, shp, &z, &a, &da, &mut dz2, &mut db2, &opts).unwrap();
                             let input =
-                                if sparse { WeightGradInput::Sparse(&xt, &index) } else { WeightGradInput::Dense(&x) };
+                                if sparse { WeightGradInput::Sparse(&data, &rows) } else { WeightGradInput::Dense(&x) };
                             for lo in (0..n_in).step_by(k) {
                                 let hi = (lo + k).min(n_in);
                                 let piece = &mut dw2[lo * n_out..hi * n_out];
@@ -743,8 +776,9 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// Rows outside the layer, a piece of the wrong size and a short index
-    /// list are shape errors, nothing written.
+    /// Rows outside the layer, a piece of the wrong size, a short list of
+    /// the batch's rows and a row outside the data set are shape errors,
+    /// nothing written.
     #[test]
     fn weight_gradient_pieces_refuse_bad_shapes() {
         let opts = GemmOptions::default();
@@ -756,10 +790,10 @@ mod tests {
         assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Dense(&x), 0..1, &dz, &mut dw[..6], &opts)));
         assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Dense(&x[..7]), 0..2, &dz, &mut dw[..6], &opts)));
         let xs = SparseRows::from_dense(&x, 2, 4).unwrap();
-        let mut xt = SparseRows::new(2).unwrap();
-        xt.transpose_from(&xs).unwrap();
-        let short = [0usize, 1];
-        assert!(err(dense_weight_grad_rows(shp, WeightGradInput::Sparse(&xt, &short), 1..3, &dz, &mut dw[..6], &opts)));
+        let sparse = |rows| WeightGradInput::Sparse(&xs, rows);
+        assert!(err(dense_weight_grad_rows(shp, sparse(&[1]), 1..3, &dz, &mut dw[..6], &opts)));
+        assert!(err(dense_weight_grad_rows(shp, sparse(&[1, 2]), 1..3, &dz, &mut dw[..6], &opts)));
+        assert!(err(dense_weight_grad_rows(shp, sparse(&[1, 0]), 1..4, &dz, &mut dw[..6], &opts)));
         assert!(dw.iter().all(|&v| v == 7.0));
     }
 }
