@@ -15,6 +15,11 @@
 //!   (increasing column of `S`) with one FMA per nonzero and vector, then
 //!   scaled and written once. Work is split over rows of `C` only, so the
 //!   bits do not depend on the thread count.
+//! * `Sᵀ·B` for a mini-batch of rows of `S` ([`spmm_t_rows`], the weight
+//!   gradient of a sparse first layer) runs from the rows themselves: C's
+//!   rows in blocks, each row of `S` adding `v·B[t]` to the block's row of
+//!   each of its nonzeros, in increasing `t`: the bits of [`spmm`] on the
+//!   transpose, without building it.
 //! * Zeros of `S` are skipped, so `0·∞` and `0·NaN` from `B` are not formed
 //!   (a dense GEMM would give NaN there). NaN and ±∞ stored in `S` count as
 //!   nonzeros and propagate as in a dense product.
@@ -742,7 +747,7 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
 /// let b = [1.0f32, 2.0, 3.0, 4.0];                                         // rows [1, 0]: 2×2
 /// let mut c = [0.0f32; 6];                                                 // 3×2
 /// spmm_t_rows(1.0, &s, &[1, 0], MatRef::row_major(&b, 2, 2, 2)?, 0.0, MatMut::row_major(&mut c, 3, 2, 2)?, &Default::default())?;
-/// assert_eq!(c, [1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
+/// assert_eq!(c, [1.0, 2.0, 6.0, 8.0, 0.0, 0.0]); // row 1 of S, then row 0
 /// # Ok::<(), nnkern::Error>(())
 /// ```
 pub fn spmm_t_rows(
