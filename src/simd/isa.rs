@@ -58,8 +58,8 @@ pub trait Token: Simd {
     /// The token exists only once AVX2 (and so AVX) was detected: native
     /// masked loads and stores, the sparse row scan's vector path.
     const AVX2: bool = false;
-    /// The token exists only once AVX-512F was detected: `div_sqrt_plus`'s
-    /// estimate path.
+    /// The token exists only once AVX-512F, with the rest of pulp's V4 set
+    /// (BW, CD, DQ, VL), was detected: `div_sqrt_plus`'s estimate path.
     const AVX512F: bool = false;
 }
 

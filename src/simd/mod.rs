@@ -137,12 +137,13 @@ pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 
 /// `num / (√v + eps)` per lane: Adam's and RMSprop's step.
 ///
-/// With a token that proves AVX-512F (pulp's V4; and `eps` within `DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX`), the square
+/// With a token that proves AVX-512F and DQ (pulp's V4; and `eps` within `DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX`), the square
 /// root and the division come from the 14-bit hardware estimates
 /// (`vrsqrt14ps`, `vrcp14ps`), each refined by one Newton step on the FMA
 /// units, where IEEE `vsqrtps` and `vdivps` on 512-bit vectors share a divider
-/// that needs about 22 cycles per vector together. The result is within 8 ulp
-/// of `num / (√v + eps)` computed with IEEE operations (at most 3 ulp seen in
+/// that needs about 22 cycles per vector together; one `vfpclassps` sorts
+/// out the lanes the estimates cannot take. The result is within 8 ulp
+/// of `num / (√v + eps)` computed with IEEE operations (at most 4 ulp seen in
 /// `tests::div_sqrt_plus_estimates_stay_within_8_ulp`); `√0` is exact. A vector with any lane outside `{0} ∪ [f32::MIN_POSITIVE, ∞)`
 /// (subnormal, negative, infinite, NaN) takes the IEEE path whole, so every
 /// special value behaves as IEEE prescribes; a lane's bits can therefore
@@ -159,7 +160,7 @@ pub(crate) fn div_sqrt_plus<S: Token>(s: S, num: S::f32s, v: S::f32s, eps: f32) 
             && (DIV_SQRT_FAST_EPS..=DIV_SQRT_FAST_EPS_MAX).contains(&eps)
         {
             // SAFETY: `S`'s `Token` impl says its token exists only once
-            // AVX-512F was detected; its f32 vector is 64 bytes, the layout of
+            // AVX-512F and DQ were detected; its f32 vector is 64 bytes, the layout of
             // `__m512` (checked above), and any bit pattern is valid for both.
             unsafe {
                 let (nv, vv): (__m512, __m512) = (core::mem::transmute_copy(&num), core::mem::transmute_copy(&v));

@@ -106,29 +106,29 @@ pub(crate) unsafe fn any_sign(v: &[__m256]) -> bool {
 
 /// `num / (√v + eps)` from the 14-bit hardware estimates (`vrsqrt14ps`,
 /// `vrcp14ps`), each refined by one Newton step, or `None` when a lane of
-/// `v` is outside `{0} ∪ [f32::MIN_POSITIVE, ∞)` (the caller then takes the
+/// `v` is outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)` (the caller then takes the
 /// IEEE path). See `simd::div_sqrt_plus` for the contract.
 ///
 /// # Safety
-/// AVX-512F is available.
+/// AVX-512F and AVX-512DQ are available (pulp's V4 token proves both).
 #[inline(always)]
 pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> Option<__m512> {
-    // SAFETY: AVX-512F is available (caller contract).
+    // SAFETY: AVX-512F and DQ are available (caller contract).
     unsafe {
-        let zero = _mm512_setzero_ps();
-        let is_zero = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(vv, zero);
-        let normal = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(vv, _mm512_set1_ps(f32::MIN_POSITIVE))
-            & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(vv, _mm512_set1_ps(f32::INFINITY));
-        if is_zero | normal != 0xFFFF {
+        // One classification for every lane the estimates cannot take: QNaN
+        // (0x01), +∞ (0x08), −∞ (0x10), subnormal (0x20), negative finite
+        // (0x40), SNaN (0x80). ±0 (0x02, 0x04) and positive normals pass.
+        if _mm512_fpclass_ps_mask::<0xF9>(vv) != 0 {
             return None;
         }
-        // √v = v·r·(3 − v·r²)/2 with r ≈ 1/√v (relative error ≤ 2⁻¹⁴).
-        let r = _mm512_rsqrt14_ps(vv);
+        // r ≈ 1/√v (relative error ≤ 2⁻¹⁴), from v raised to the smallest
+        // normal, so that v = ±0 gives a finite r and y = v·r = ±0 below.
+        let r = _mm512_rsqrt14_ps(_mm512_max_ps(vv, _mm512_set1_ps(f32::MIN_POSITIVE)));
+        // 2√v ≈ y·(3 − y·r) with y = v·r (one Newton step); √0 = 0 exactly.
         let y = _mm512_mul_ps(vv, r);
-        let h = _mm512_fnmadd_ps(_mm512_mul_ps(y, _mm512_set1_ps(0.5)), r, _mm512_set1_ps(1.5));
-        // v = 0: r = ∞ and y = NaN, so take v itself (√0 = 0).
-        let root = _mm512_mask_mov_ps(_mm512_mul_ps(y, h), is_zero, vv);
-        let d = _mm512_add_ps(root, _mm512_set1_ps(eps));
+        let root2 = _mm512_mul_ps(y, _mm512_fnmadd_ps(y, r, _mm512_set1_ps(3.0)));
+        // d = √v + eps, in one rounding (halving is exact).
+        let d = _mm512_fmadd_ps(root2, _mm512_set1_ps(0.5), _mm512_set1_ps(eps));
         // 1/d = q + q·(1 − d·q) with q ≈ 1/d (relative error ≤ 2⁻¹⁴).
         let q = _mm512_rcp14_ps(d);
         let q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0)), q);
