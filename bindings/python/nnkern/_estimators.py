@@ -32,6 +32,7 @@ from __future__ import annotations
 import numbers
 import os
 import pickle
+import re
 import warnings
 import numpy as np
 
@@ -43,7 +44,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from ._lib import NnkError
+from ._lib import NNK_ERR_NON_FINITE, NnkError
 from ._model import ACTIVATIONS, SCHEDULES, SOLVERS, SPARSE_INPUTS, Mlp, TrainConfig, _is_sparse
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -239,7 +240,7 @@ class _BaseMLP(BaseEstimator):
                 return False
             cfg.callback(on_epoch)
         try:
-            with _as_value_error():
+            with _as_value_error(fit_x=True):
                 if incremental:
                     model.partial_fit(cfg, Xd, targets)
                 else:
@@ -341,16 +342,30 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+# The library's message for a non-finite input value: "x[row][column] = v ...".
+_X_VALUE = re.compile(r"(^|: )x\[\d+\]\[\d+\] = ")
+
+
 class _as_value_error:
     """Re-raises the library's argument, shape and value errors as ValueError
     (scikit-learn's convention) with the library's message; out of memory stays
-    a MemoryError."""
+    a MemoryError. With ``fit_x``, a non-finite value of X (which fit leaves
+    to the library's check) reads as scikit-learn's "Input X contains NaN."
+    or "... infinity ...", followed by the library's message naming it."""
+
+    def __init__(self, fit_x=False):
+        self.fit_x = fit_x
 
     def __enter__(self):
         return self
 
     def __exit__(self, et, e, tb):
-        if et is not None and issubclass(et, NnkError) and not isinstance(e, (ValueError, MemoryError)):
+        if et is None or not issubclass(et, NnkError):
+            return False
+        if self.fit_x and e.code == NNK_ERR_NON_FINITE and _X_VALUE.search(e.message):
+            what = "NaN" if "NaN" in e.message else "infinity or a value too large for dtype('float32')"
+            raise ValueError(f"Input X contains {what}. nnkern: {e}") from e
+        if not isinstance(e, (ValueError, MemoryError)):
             raise ValueError(str(e)) from e
         return False
 
@@ -392,8 +407,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         _store_params(self, locals())
 
     def _validate_x_y(self, X, y, incremental, reset, binarizer):
+        # X's values are checked finite by the library, on the copy it
+        # trains from (the nonzeros only, on the sparse path): not here too.
         X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True, dtype=(np.float32, np.float64),
-                             reset=reset)
+                             reset=reset, ensure_all_finite=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -508,8 +525,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         _store_params(self, locals())
 
     def _validate_x_y(self, X, y, incremental, reset, binarizer):
+        # X's values are checked finite by the library (see the classifier).
         X, y = validate_data(self, X, y, accept_sparse="csr", multi_output=True, y_numeric=True,
-                             dtype=(np.float32, np.float64), reset=reset)
+                             dtype=(np.float32, np.float64), reset=reset, ensure_all_finite=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.float32)

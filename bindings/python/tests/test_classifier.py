@@ -148,6 +148,29 @@ def test_nan_in_x(digits):
     assert "x[3][7] = NaN is not finite" in e.value.message
 
 
+def test_non_finite_x_at_fit_names_the_value_and_keeps_the_model(digits):
+    """fit leaves X's finiteness to the library (one check, on the values it
+    trains from): scikit-learn's wording, the library's detail, for dense and
+    sparse X, both estimators, and a fitted estimator left as it was."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = digits
+    clf = MLPClassifier(max_iter=2, random_state=0).fit(X[:60], y[:60])
+    before = [c.copy() for c in clf.coefs_]
+    for bad, what in ((np.inf, "infinity"), (-np.inf, "infinity"), (np.nan, "NaN"), (1e300, "infinity")):
+        Xb = X[:60].astype(np.float64)
+        Xb[5, 9] = bad
+        for data in (Xb, sp.csr_matrix(Xb)):
+            for sparse_input in ("auto", "sparse", "dense"):
+                est = clf.set_params(warm_start=True, sparse_input=sparse_input)
+                with pytest.raises(ValueError, match=f"Input X contains {what}.*x\\[5\\]\\[9\\] = "):
+                    est.fit(data, y[:60])
+                assert all((a == b).all() for a, b in zip(est.coefs_, before))
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            nnkern.MLPRegressor(max_iter=1).fit(Xb, y[:60].astype(float))
+        with pytest.raises(ValueError, match=f"Input X contains {what}"):
+            MLPClassifier().partial_fit(Xb, y[:60], classes=np.unique(y))
+
+
 def test_wrong_n_features_at_predict(digits):
     X, y = digits
     clf = MLPClassifier(max_iter=1).fit(X[:50], y[:50])
