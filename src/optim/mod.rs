@@ -13,12 +13,14 @@
 //! * AdamW: Adam on `g` with decoupled decay `w −= lr·wd·w`.
 //! * RMSprop: `s = ρ·s + (1−ρ)·g'²`, `w −= lr·g'/(√s + ε)`.
 //!
-//! On AVX-512, Adam's and RMSprop's quotient `x/(√v + ε)` comes from the
-//! hardware's 14-bit estimates of `1/√v` and `1/d`, each refined by a Newton
-//! step, within 8 ulp of the IEEE square root and division (3 at most in the
-//! test's 16 Ki random lanes), because IEEE `vsqrtps` and `vdivps` share one
-//! slow divider (measurement in BENCHMARKS.md, "Design measurements"). Other
-//! instruction sets use IEEE operations. See `simd::div_sqrt_plus`.
+//! On AVX-512 CPUs other than AMD's, Adam's and RMSprop's quotient
+//! `x/(√v + ε)` comes from the hardware's 14-bit estimates of `1/√v` and
+//! `1/d`, each refined by a Newton step, within 8 ulp of the IEEE square root
+//! and division (4 at most in the test's 16 Ki random lanes), because there
+//! IEEE `vsqrtps` and `vdivps` share one slow divider (measurement in
+//! BENCHMARKS.md, "Design measurements"); AMD's Zen 4 divides faster than
+//! the estimates' extra operations run. Other instruction sets and CPUs use
+//! IEEE operations. See `simd::div_sqrt_plus` and `simd::div_sqrt_estimates_pay`.
 
 use crate::Options;
 use crate::error::{Error, Result, check_len, invalid};
@@ -45,8 +47,8 @@ fn finite(vals: &[(&str, f32)]) -> Result<()> {
 pub(crate) enum Rule {
     Sgd { lr: f32, l2: f32 },
     Momentum { lr: f32, mu: f32, nesterov: bool, l2: f32 },
-    Adam { lr_t: f32, b1: f32, b2: f32, eps_t: f32, l2: f32, decay: f32 },
-    RmsProp { lr: f32, rho: f32, eps: f32, l2: f32 },
+    Adam { lr_t: f32, b1: f32, b2: f32, eps_t: f32, l2: f32, decay: f32, fast: bool },
+    RmsProp { lr: f32, rho: f32, eps: f32, l2: f32, fast: bool },
 }
 
 struct Step<'a> {
@@ -98,21 +100,21 @@ impl Rule {
                 let nw = if nesterov { s.add_f32s(wv, s.mul_add_e_f32s(sp(mu), v, step)) } else { s.add_f32s(wv, v) };
                 (nw, v, b)
             }
-            Rule::Adam { lr_t, b1, b2, eps_t, l2, decay } => {
+            Rule::Adam { lr_t, b1, b2, eps_t, l2, decay, fast } => {
                 let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
                 let m = s.mul_add_e_f32s(sp(b1), a, s.mul_f32s(sp(1.0 - b1), g2));
                 let v = s.mul_add_e_f32s(sp(b2), b, s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
                 // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
-                let upd = crate::simd::div_sqrt_plus(s, m, v, eps_t);
+                let upd = crate::simd::div_sqrt_plus(s, m, v, eps_t, fast);
                 // Decoupled decay (AdamW); plain Adam skips it (the same
                 // value: w − 0·w is w, but for the sign of a −0 weight).
                 let w1 = if decay != 0.0 { s.negate_mul_add_e_f32s(sp(decay), wv, wv) } else { wv };
                 (s.negate_mul_add_e_f32s(sp(lr_t), upd, w1), m, v)
             }
-            Rule::RmsProp { lr, rho, eps, l2 } => {
+            Rule::RmsProp { lr, rho, eps, l2, fast } => {
                 let g2 = s.mul_add_e_f32s(sp(l2), wv, gv);
                 let q = s.mul_add_e_f32s(sp(rho), a, s.mul_f32s(sp(1.0 - rho), s.mul_f32s(g2, g2)));
-                let upd = crate::simd::div_sqrt_plus(s, g2, q, eps);
+                let upd = crate::simd::div_sqrt_plus(s, g2, q, eps, fast);
                 (s.negate_mul_add_e_f32s(sp(lr), upd, wv), q, b)
             }
         }
@@ -290,13 +292,15 @@ fn adam_rule(p: &AdamParams, t: u64, l2: f32, decay: f32) -> Result<Rule> {
     let ti = t.min(i32::MAX as u64) as i32;
     let c1 = 1.0 - (p.beta1 as f64).powi(ti);
     let c2 = 1.0 - (p.beta2 as f64).powi(ti);
+    let eps_t = (p.eps as f64 * c2.sqrt()) as f32;
     Ok(Rule::Adam {
         lr_t: (p.lr as f64 * c2.sqrt() / c1) as f32,
         b1: p.beta1,
         b2: p.beta2,
-        eps_t: (p.eps as f64 * c2.sqrt()) as f32,
+        eps_t,
         l2,
         decay: p.lr * decay,
+        fast: crate::simd::div_sqrt_fast(eps_t),
     })
 }
 
@@ -415,7 +419,7 @@ impl StepRule {
         if !(0.0..1.0).contains(&rho) || eps <= 0.0 {
             return Err(invalid(format!("RMSprop needs 0 ≤ rho < 1 and eps > 0 (got {rho}, {eps})")));
         }
-        Ok(StepRule(Rule::RmsProp { lr, rho, eps, l2 }))
+        Ok(StepRule(Rule::RmsProp { lr, rho, eps, l2, fast: crate::simd::div_sqrt_fast(eps) }))
     }
 
     /// How many state buffers (each as long as the parameters) the rule
