@@ -66,7 +66,10 @@
 //!
 //! ## Instruction sets
 //! The best ISA is detected once ([`simd::Isa::detect`]); results may differ in
-//! the last bits between ISAs, never between runs or thread counts on one ISA.
+//! the last bits between ISAs, never between runs or thread counts on one ISA
+//! and CPU. (On AVX-512, Adam's and RMSprop's steps also depend on the CPU's
+//! vendor: AMD's use IEEE square roots and divisions, others the estimates,
+//! within 8 ulp of them.)
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -106,8 +106,9 @@ impl Rule {
                 let v = s.mul_add_e_f32s(sp(b2), b, s.mul_f32s(sp(1.0 - b2), s.mul_f32s(g2, g2)));
                 // w − lr_t·m/(√v + eps_t): bias corrections folded into lr_t and eps_t.
                 let upd = crate::simd::div_sqrt_plus(s, m, v, eps_t, fast);
-                // Decoupled decay (AdamW); plain Adam skips it (the same
-                // value: w − 0·w is w, but for the sign of a −0 weight).
+                // Decoupled decay (AdamW); plain Adam skips it: the same
+                // step (an infinite or NaN weight already makes the update
+                // NaN through g2), but for the sign of a −0 weight.
                 let w1 = if decay != 0.0 { s.negate_mul_add_e_f32s(sp(decay), wv, wv) } else { wv };
                 (s.negate_mul_add_e_f32s(sp(lr_t), upd, w1), m, v)
             }

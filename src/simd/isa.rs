@@ -56,10 +56,11 @@ pub(crate) struct Blocking {
 /// its bounds, and no one outside can name or implement it.
 pub trait Token: Simd {
     /// The token exists only once AVX2 (and so AVX) was detected: native
-    /// masked loads and stores, the sparse row scan's vector path.
+    /// masked loads and stores, the sparse row scan's 8-wide path.
     const AVX2: bool = false;
     /// The token exists only once AVX-512F, with the rest of pulp's V4 set
-    /// (BW, CD, DQ, VL), was detected: `div_sqrt_plus`'s estimate path.
+    /// (BW, CD, DQ, VL), was detected: `div_sqrt_plus`'s estimate path, the
+    /// sparse row scan's 16-wide compress path.
     const AVX512F: bool = false;
 }
 

@@ -127,7 +127,8 @@ pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> 
         // 2√v ≈ y·(3 − y·r) with y = v·r (one Newton step); √0 = 0 exactly.
         let y = _mm512_mul_ps(vv, r);
         let root2 = _mm512_mul_ps(y, _mm512_fnmadd_ps(y, r, _mm512_set1_ps(3.0)));
-        // d = √v + eps, in one rounding (halving is exact).
+        // d = √v + eps: halving is exact, so this rounds √v's estimate plus
+        // eps once, as an add of the halved root would.
         let d = _mm512_fmadd_ps(root2, _mm512_set1_ps(0.5), _mm512_set1_ps(eps));
         // 1/d = q + q·(1 − d·q) with q ≈ 1/d (relative error ≤ 2⁻¹⁴).
         let q = _mm512_rcp14_ps(d);
