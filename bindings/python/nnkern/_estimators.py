@@ -32,7 +32,6 @@ from __future__ import annotations
 import numbers
 import os
 import pickle
-import re
 import warnings
 import numpy as np
 
@@ -240,7 +239,7 @@ class _BaseMLP(BaseEstimator):
                 return False
             cfg.callback(on_epoch)
         try:
-            with _as_value_error(fit_x=True):
+            with _as_value_error(fit_x=Xd):
                 if incremental:
                     model.partial_fit(cfg, Xd, targets)
                 else:
@@ -342,18 +341,16 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
-# The library's message for a non-finite input value: "x[row][column] = v ...".
-_X_VALUE = re.compile(r"(^|: )x\[\d+\]\[\d+\] = ")
-
-
 class _as_value_error:
     """Re-raises the library's argument, shape and value errors as ValueError
     (scikit-learn's convention) with the library's message; out of memory stays
-    a MemoryError. With ``fit_x``, a non-finite value of X (which fit leaves
-    to the library's check) reads as scikit-learn's "Input X contains NaN."
-    or "... infinity ...", followed by the library's message naming it."""
+    a MemoryError. With ``fit_x`` (the X a fit handed the library, which
+    checks its finiteness), a non-finite-value error whose X holds a NaN or an
+    infinity reads as scikit-learn's "Input X contains NaN." or "...
+    infinity ...", followed by the library's message naming the value. X is
+    looked at only on that error."""
 
-    def __init__(self, fit_x=False):
+    def __init__(self, fit_x=None):
         self.fit_x = fit_x
 
     def __enter__(self):
@@ -362,9 +359,13 @@ class _as_value_error:
     def __exit__(self, et, e, tb):
         if et is None or not issubclass(et, NnkError):
             return False
-        if self.fit_x and e.code == NNK_ERR_NON_FINITE and _X_VALUE.search(e.message):
-            what = "NaN" if "NaN" in e.message else "infinity or a value too large for dtype('float32')"
-            raise ValueError(f"Input X contains {what}. nnkern: {e}") from e
+        if self.fit_x is not None and e.code == NNK_ERR_NON_FINITE:
+            vals = self.fit_x.data if _is_sparse(self.fit_x) else self.fit_x
+            what = ("NaN" if np.isnan(vals).any() else
+                    "infinity or a value too large for dtype('float32')"
+                    if (np.abs(vals) > np.finfo(np.float32).max).any() else None)
+            if what is not None:
+                raise ValueError(f"Input X contains {what}. nnkern: {e}") from e
         if not isinstance(e, (ValueError, MemoryError)):
             raise ValueError(str(e)) from e
         return False
