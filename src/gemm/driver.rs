@@ -87,9 +87,12 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
         unsafe { scale_c(prob, &epi) };
         return Ok(());
     }
-    let (prob, epi) =
-        if prob.c.rs != 1 && prob.c.cs == 1 { (prob.transposed(), epi.transposed()) } else { (prob, epi) };
     let p = Params::for_isa(isa, core::mem::size_of::<T>());
+    let (prob, epi) = if prob.c.rs != 1 && prob.c.cs == 1 && !keeps_orientation(&p, &prob) {
+        (prob.transposed(), epi.transposed())
+    } else {
+        (prob, epi)
+    };
 
     let n_tiles = prob.n.div_ceil(p.nr);
     let m_tiles = prob.m.div_ceil(p.mr);
@@ -127,6 +130,25 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
             unsafe { serial(isa, &p, sub(t), &epi, parts.part(t)) };
         })
     })
+}
+
+/// Whether a product with a row-major C (`c.cs == 1`) keeps its
+/// orientation instead of being computed as `Cᵀ = Bᵀ·Aᵀ` (which makes C's
+/// rows the kernel's contiguous columns): when C is narrow (`n ≤ 16`, the
+/// 10 outputs of a classifier) and A's columns are contiguous, vectors then
+/// run along A's `m` rows, full, instead of along C's `n` columns, mostly
+/// empty: the weight gradient `Hᵀ·dZ` of a 128 → 10 layer takes
+/// `⌈128/16⌉·10 = 80` vector FMAs per k step instead of `⌈10/16⌉·128 = 128`.
+/// Taken when the vector count falls by at least a quarter, paying for C's
+/// strided write-out; never when A would have to be transposed into panels
+/// (`a.rs != 1`: that copy is the size of the product at these shapes).
+/// Every element is summed in the same order either way, so the bits do not
+/// depend on the choice.
+fn keeps_orientation<T>(p: &Params, prob: &Problem<T>) -> bool {
+    let vectors = |rows: usize, cols: usize| rows.div_ceil(p.lanes).saturating_mul(cols);
+    prob.n <= 16
+        && prob.a.rs == 1
+        && vectors(prob.m, prob.n).saturating_mul(4) <= vectors(prob.n, prob.m).saturating_mul(3)
 }
 
 /// `C = epi(beta·C)` (or `epi(0)` when `beta == None`); A and B are not read.

@@ -6,7 +6,8 @@
 //!   column-contiguous A (a partial edge panel is always packed, so loads never
 //!   pass the end of A and need no mask);
 //! * the B panel is read by broadcasts at `b.at(p, j)`, packed or in place;
-//! * C is written with general strides, with a vector fast path for `c.rs == 1`.
+//! * C is written with general strides, with a vector fast path for `c.rs == 1`
+//!   (strided C goes through a buffer, with the same vector arithmetic).
 //!
 //! Every `(mv, nr)` with `mv ≤ MV`, `nr ≤ NR` is its own monomorphised kernel
 //! (the `gemm` crate's table approach), so an edge tile runs exactly the work it
@@ -99,9 +100,6 @@ impl<T: Real> Epilogue<T> for NoEpilogue {
         x
     }
 }
-
-/// Largest tile any configuration uses (elements), for the strided write-out scratch.
-const MAX_TILE: usize = 64 * 12;
 
 #[inline(always)]
 unsafe fn step<T: Real, S: Token, const MV: usize, const NR: usize>(
@@ -268,29 +266,85 @@ unsafe fn write_out<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR
             }
         }
     } else {
-        let mut buf = [T::ZERO; MAX_TILE];
+        // Strided C (a row-major C kept in this orientation, see the driver's
+        // `keeps_orientation`, or general strides): the same vector
+        // operations as above, so an element has the bits it would have in
+        // a column-contiguous C; C's elements are read into a tile of
+        // vectors and written from the result's, element by element.
         let mr = MV * l;
-        debug_assert!(mr * NR <= MAX_TILE);
-        for j in 0..NR {
-            for i in 0..MV {
-                // SAFETY: `buf` holds MV·l·NR ≤ MAX_TILE elements.
-                unsafe { T::store(s, buf.as_mut_ptr().add(j * mr + i * l), acc[j][i]) };
+        debug_assert_eq!(t.n, NR);
+        // Element (i, j) of a tile of vectors (`v`, `cin`) as NR columns of `mr`.
+        let idx = |i: usize, j: usize| j * mr + i;
+        // C's row i, and the distance between its columns.
+        let row = |i: usize| t.c.ptr.wrapping_offset(i as isize * t.c.rs);
+        let cs = t.c.cs;
+        let mut v = *acc;
+        if t.alpha != T::ONE {
+            for x in v.as_flattened_mut() {
+                *x = T::vmul(s, *x, alpha);
             }
         }
-        for j in 0..t.n {
+        if let Some(beta) = t.beta {
+            let mut cin = [[T::splat(s, T::ZERO); MV]; NR];
+            let cp = cin.as_mut_ptr() as *mut T;
+            // Rows outer: a row-major C is read along its rows.
             for i in 0..t.m {
-                let p = t.c.ptr.wrapping_offset(i as isize * t.c.rs + j as isize * t.c.cs);
-                let x = buf[j * mr + i] * t.alpha;
-                // SAFETY: (i, j) is inside the validated C tile.
-                unsafe {
-                    let mut v = match t.beta {
-                        Some(beta) => beta * *p + x,
-                        None => x,
-                    };
-                    if !E::IS_NONE && t.last {
-                        v = e.apply_scalar(v, t.i0 + i, t.j0 + j);
-                    }
-                    *p = v;
+                let r = row(i);
+                for j in 0..NR {
+                    // SAFETY: (i, j) is inside the validated C tile (NR == n);
+                    // `cin` holds NR·mr elements.
+                    unsafe { *cp.add(idx(i, j)) = *r.wrapping_offset(j as isize * cs) };
+                }
+            }
+            let beta = T::splat(s, beta);
+            for (vj, cj) in v.iter_mut().zip(&cin) {
+                for (x, &c) in vj.iter_mut().zip(cj) {
+                    *x = T::vmul_add(s, c, beta, *x);
+                }
+            }
+        }
+        if !E::IS_NONE && t.last {
+            // SAFETY: the tile is inside C (lanes beyond `m` are don't-care).
+            unsafe { e.apply_tile(s, &mut v, t.i0, t.j0, t.m) };
+        }
+        if cs == 1 && T::lanes::<S>() <= 16 {
+            // The native path exists or not by type (f32 on AVX-512): it
+            // declines on the first call, before writing anything, or never.
+            let mut native = true;
+            for mv in 0..MV {
+                let rows = l.min(t.m.saturating_sub(mv * l));
+                if rows == 0 {
+                    break;
+                }
+                let cols: [T::V<S>; NR] = core::array::from_fn(|j| v[j][mv]);
+                // SAFETY: rows `mv·l .. mv·l+rows` of the tile, NR values
+                // each, are inside C (NR == n, `cs == 1`).
+                native = unsafe { crate::simd::store_cols_as_rows::<S, _, T>(&cols, rows, row(mv * l), t.c.rs) };
+                if !native {
+                    break;
+                }
+            }
+            if native {
+                return;
+            }
+        }
+        let vp = v.as_ptr() as *const T;
+        if cs == 1 {
+            // A row-major C: each row's NR elements at constant offsets.
+            for i in 0..t.m {
+                let r = row(i);
+                for j in 0..NR {
+                    // SAFETY: as below, with `cs == 1`.
+                    unsafe { *r.add(j) = *vp.add(idx(i, j)) };
+                }
+            }
+        } else {
+            for i in 0..t.m {
+                let r = row(i);
+                for j in 0..NR {
+                    // SAFETY: (i, j) is inside the validated C tile (NR == n);
+                    // `v` holds NR·mr elements.
+                    unsafe { *r.wrapping_offset(j as isize * cs) = *vp.add(idx(i, j)) };
                 }
             }
         }

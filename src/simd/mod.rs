@@ -220,6 +220,43 @@ pub(crate) fn div_sqrt_plus<S: Token>(s: S, num: S::f32s, v: S::f32s, eps: f32, 
     s.div_f32s(num, s.add_f32s(s.sqrt_f32s(v), s.splat_f32s(eps)))
 }
 
+/// Writes the first `rows` rows of a tile of `cols.len() ≤ 16` column
+/// vectors (lane `r` of `cols[j]`: element `(r, j)`) to row-major memory,
+/// row `r` at `dst + r·rs`, by a transpose in registers and one masked
+/// store per row; `false`, writing nothing, where no native path applies
+/// (f32 on AVX-512 only; the caller then writes element by element).
+///
+/// # Safety
+/// `rows ≤` the vector's lanes; the `cols.len()` values of each row `r <
+/// rows` at `dst + r·rs` are writable; the caller holds a token of type `S`.
+#[inline(always)]
+pub(crate) unsafe fn store_cols_as_rows<S: Token, V: Copy, E>(cols: &[V], rows: usize, dst: *mut E, rs: isize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::__m512;
+        if S::AVX512F && core::mem::size_of::<V>() == 64 && core::mem::size_of::<E>() == 4 && cols.len() <= 16 {
+            debug_assert!(rows <= 16);
+            let mut v = [[0u8; 64]; 16];
+            for (d, c) in v.iter_mut().zip(cols) {
+                // SAFETY: `V` is 64 bytes (checked above), any bit pattern of
+                // which is valid for a byte array.
+                *d = unsafe { core::mem::transmute_copy(c) };
+            }
+            // SAFETY: `S`'s token exists only once AVX-512F was detected; a
+            // 64-byte array is a valid `__m512` bit pattern; `E` is a 4-byte
+            // element (f32: the only 4-byte `Real`); the rest is the caller's
+            // contract.
+            unsafe {
+                let v: [__m512; 16] = core::mem::transmute(v);
+                x86::store_cols_as_rows_avx512(&v, cols.len(), rows, dst as *mut f32, rs);
+            }
+            return true;
+        }
+    }
+    let _ = (cols, rows, dst, rs);
+    false
+}
+
 /// A floating-point element type with the vector operations the kernels need.
 ///
 /// Implemented for `f32` and `f64`; the methods are thin `#[inline(always)]`
@@ -472,6 +509,53 @@ mod tests {
         check::<[f32; 16], f32>(16);
         check::<[f64; 4], f64>(4);
         check::<[f64; 8], f64>(8);
+    }
+
+    /// [`store_cols_as_rows`] on AVX-512 (where the CPU has it): every
+    /// column count 0 to 16 and row count 0 to 16, rows packed (`rs = n`) and
+    /// apart (`rs = n + 3`), against the element-by-element transpose; no
+    /// other element changes (guard cells before, between and after the
+    /// rows). Other tokens must decline.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn columns_store_as_rows() {
+        if pulp::x86::V3::try_new().is_some() {
+            let cols = [[1.0f32; 8]; 2];
+            // SAFETY: a declining path writes nothing.
+            assert!(!unsafe { store_cols_as_rows::<pulp::x86::V3, [f32; 8], f32>(&cols, 8, core::ptr::null_mut(), 2) });
+        }
+        let Some(_v4) = pulp::x86::V4::try_new() else {
+            println!("skipped the AVX-512 transposing store: this CPU lacks AVX-512");
+            return;
+        };
+        for n in 0..=16usize {
+            for rows in 0..=16usize {
+                for rs in [n, n + 3] {
+                    let cols: Vec<[f32; 16]> =
+                        (0..n).map(|j| core::array::from_fn(|r| (100 * j + r) as f32 + 0.5)).collect();
+                    let (guard, len) = (5, rows.max(1) * rs.max(1) + 16);
+                    let mut dst = vec![-1.0f32; len + 2 * guard];
+                    // SAFETY: the V4 token exists; row r's n values at
+                    // guard + r·rs lie inside `dst`.
+                    let done = unsafe {
+                        store_cols_as_rows::<pulp::x86::V4, [f32; 16], f32>(
+                            &cols,
+                            rows,
+                            dst.as_mut_ptr().add(guard),
+                            rs as isize,
+                        )
+                    };
+                    assert!(done);
+                    let mut want = vec![-1.0f32; dst.len()];
+                    for r in 0..rows {
+                        for (j, c) in cols.iter().enumerate() {
+                            want[guard + r * rs + j] = c[r];
+                        }
+                    }
+                    assert_eq!(dst, want, "n={n} rows={rows} rs={rs}");
+                }
+            }
+        }
     }
 
     /// [`div_sqrt_plus`] on every ISA of this machine against the IEEE
