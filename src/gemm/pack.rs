@@ -40,6 +40,9 @@ pub(crate) unsafe fn pack<T: Real>(
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
+            } else if cs == 1 && kc <= 16 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
+                // A row-major A with a short k (W of dZ·Wᵀ at a 10-class
+                // output): 16 rows at a time transposed in registers.
             } else if kc < 64 {
                 // Short rows (the k = 10 of dZ·Wᵀ at a 10-class output): one
                 // panel column at a time, with sequential writes.
@@ -148,6 +151,66 @@ unsafe fn pack_partial_contig<T: Real>(
         }
     }
     isa.run(Op { dst, src, cs, kc, rows, mr });
+}
+
+/// Packs the `rows ≤ mr` rows of `kc ≤ 16` contiguous elements each (`rs`
+/// apart) into one zero-padded `mr × kc` panel, 16 rows at a time by
+/// [`crate::simd::load_rows_as_cols`]; `false`, writing nothing, where that
+/// has no native path for this ISA and element (or `mr` is not a multiple of
+/// its 16 lanes).
+///
+/// # Safety
+/// Each `src + r·rs .. + kc` (`r < rows`) must be readable, `dst` valid for
+/// `mr·kc` writes.
+unsafe fn pack_rows_t<T: Real>(
+    isa: Isa,
+    dst: *mut T,
+    src: *const T,
+    rs: isize,
+    rows: usize,
+    kc: usize,
+    mr: usize,
+) -> bool {
+    struct Op<T> {
+        dst: *mut T,
+        src: *const T,
+        rs: isize,
+        rows: usize,
+        kc: usize,
+        mr: usize,
+    }
+    impl<T: Real> WithToken for Op<T> {
+        type Output = bool;
+        #[inline(always)]
+        fn with_token<S: Token>(self, _s: S) -> bool {
+            let Op { dst, src, rs, rows, kc, mr } = self;
+            if T::lanes::<S>() != 16 || mr % 16 != 0 {
+                return false;
+            }
+            for g in (0..mr).step_by(16) {
+                let n = rows.saturating_sub(g).min(16);
+                // SAFETY: rows g .. g+n of the panel's source are readable
+                // (kc ≤ 16 values each); the 16 slots g .. g+16 of each of
+                // the kc panel columns (mr apart) are writable.
+                let done = unsafe {
+                    crate::simd::load_rows_as_cols::<S, T>(
+                        src.wrapping_offset(g as isize * rs),
+                        rs,
+                        n,
+                        kc,
+                        dst.add(g),
+                        mr,
+                    )
+                };
+                if !done {
+                    // Declined by type, on the first group: nothing written.
+                    return false;
+                }
+            }
+            true
+        }
+    }
+    isa.run(Op { dst, src, rs, rows, kc, mr })
 }
 
 /// Copies `len` contiguous elements from each of `count` source rows (`stride`

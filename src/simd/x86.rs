@@ -12,6 +12,14 @@ pub(crate) fn prefetch<T>(p: *const T) {
     unsafe { _mm_prefetch::<{ _MM_HINT_T0 }>(p as *const i8) };
 }
 
+/// `prefetcht1`: the line into L2 (and beyond), not L1.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(p: *const T) {
+    // SAFETY: prefetch is a hint; it never faults, even on invalid addresses,
+    // and SSE is part of the x86-64 baseline.
+    unsafe { _mm_prefetch::<{ _MM_HINT_T1 }>(p as *const i8) };
+}
+
 /// Lane masks for AVX `vmaskmov`: `MASK32[16 - n ..]` starts with `n` enabled
 /// 32-bit lanes (`n ≤ 16`), then disabled ones.
 static MASK32: [i32; 32] =
@@ -173,36 +181,26 @@ pub(crate) unsafe fn scan_row_avx512(row: &[f32], idx: &mut [u32], val: &mut [f3
     n
 }
 
-/// Writes a tile given as `n ≤ 16` column vectors (lane `r` of `cols[j]`:
-/// element `(r, j)`) to row-major memory: row `r < rows` as `n` consecutive
-/// values at `dst + r·rs`. A 16 × 16 transpose in registers (four rounds
-/// of 16 shuffles: 32-bit and 64-bit interleaves within 128-bit blocks,
-/// then two rounds of block shuffles) and one masked store per row, instead
-/// of `rows·n` scalar stores from a spilled tile (whose reloads wait for the
-/// spill's wide stores). Columns `n..16` of `cols` are don't-care.
-/// Rows of fewer than 16 values are written by plain stores of 8, 4, 2 and
-/// 1 values ([`store_units`]).
+/// The 16 × 16 transpose of `r` (lane `j` of `out[i]` is lane `i` of
+/// `r[j]`) in four rounds of 16 shuffles: 32-bit and 64-bit interleaves
+/// within 128-bit blocks, then two rounds of block shuffles.
 ///
 /// # Safety
-/// AVX-512F is available; `n ≤ 16`, `rows ≤ 16`; the `n` values of each
-/// row `r < rows` at `dst + r·rs` are writable.
+/// AVX-512F is available.
 #[inline(always)]
-pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, rows: usize, dst: *mut f32, rs: isize) {
-    debug_assert!(n <= 16 && rows <= 16);
-    // SAFETY: AVX-512F is available (caller contract); the stores write the
-    // first `n` values of rows `r < rows` only (mask of n bits).
+unsafe fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
+    // SAFETY: AVX-512F is available (caller contract). No closures here: a
+    // closure is a function of its own, without the caller's target
+    // features, so its intrinsics would be calls.
     unsafe {
-        let r = cols;
-        // No closures here: a closure is a function of its own, without
-        // the caller's target features, so its intrinsics would be calls.
-        // Round 1: t[2k], t[2k+1] interleave columns 2k and 2k+1 by 32 bits.
+        // Round 1: t[2k], t[2k+1] interleave r[2k] and r[2k+1] by 32 bits.
         let mut t = [_mm512_setzero_ps(); 16];
         for k in 0..8 {
             t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
             t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
         }
         // Round 2: u[4k+c] holds, in each 128-bit block q, lane 4q+c of
-        // columns 4k..4k+4.
+        // r[4k..4k+4].
         let mut u = [_mm512_setzero_ps(); 16];
         for k in 0..4 {
             let (a, b) = (_mm512_castps_pd(t[4 * k]), _mm512_castps_pd(t[4 * k + 1]));
@@ -213,7 +211,7 @@ pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, ro
             u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
         }
         // Rounds 3 and 4: the 4 × 4 transpose of 128-bit blocks across
-        // u[c], u[4+c], u[8+c], u[12+c] gives rows c, 4+c, 8+c, 12+c.
+        // u[c], u[4+c], u[8+c], u[12+c] gives out[c], [4+c], [8+c], [12+c].
         let mut out = [_mm512_setzero_ps(); 16];
         for c in 0..4 {
             let v0 = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
@@ -225,18 +223,82 @@ pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, ro
             out[8 + c] = _mm512_shuffle_f32x4::<0x88>(v1, v3);
             out[12 + c] = _mm512_shuffle_f32x4::<0xDD>(v1, v3);
         }
-        for (i, &row) in out.iter().enumerate().take(rows) {
+        out
+    }
+}
+
+/// Writes a tile given as `n ≤ 16` column vectors (lane `r` of `cols[j]`:
+/// element `(r, j)`) to row-major memory: row `r < rows` as `n` consecutive
+/// values at `dst + r·rs`, by [`transpose16`] and plain stores of 16, or of
+/// 8, 4, 2 and 1 values ([`store_units`]; AVX-512's masked stores are slow
+/// on Zen 4), instead of `rows·n` scalar stores from a spilled tile (whose
+/// reloads wait for the spill's wide stores). Columns `n..16` of `cols` are
+/// don't-care.
+///
+/// # Safety
+/// AVX-512F is available; `n ≤ 16`, `rows ≤ 16`; the `n` values of each
+/// row `r < rows` at `dst + r·rs` are writable.
+#[inline(always)]
+pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, rows: usize, dst: *mut f32, rs: isize) {
+    debug_assert!(n <= 16 && rows <= 16);
+    // SAFETY: AVX-512F is available (caller contract); the stores write the
+    // first `n` values of rows `r < rows` only.
+    unsafe {
+        let out = transpose16(cols);
+        // Loops of a constant count (unrolled: the tile stays in registers).
+        for (i, &row) in out.iter().enumerate() {
+            if i >= rows {
+                break;
+            }
             let p = dst.wrapping_offset(i as isize * rs);
             if n == 16 {
                 _mm512_storeu_ps(p, row);
             } else {
-                // Plain stores of n values (AVX-512's masked stores are
-                // slow on Zen 4: 5.7 µs against 1.2 for a 128×32ᵀ·32×10
-                // product's write-out).
-                let halves =
-                    [_mm512_castps512_ps256(row), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(row)))];
-                store_units(p as *mut u8, n, halves);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(row)));
+                store_units(p as *mut u8, n, [_mm512_castps512_ps256(row), hi]);
             }
+        }
+    }
+}
+
+/// The transpose of [`store_cols_as_rows_avx512`]: reads `rows ≤ 16` rows
+/// of `n ≤ 16` values (row `r` at `src + r·rs`, by masked loads, which
+/// read nothing past the `n` values) and writes column `j < n` as one vector
+/// of 16 values at `dst + j·dst_cs`, zero in the lanes of rows `rows..16`
+/// (a GEMM panel of 16 rows packed from a row-major A with a short k).
+///
+/// # Safety
+/// AVX-512F is available; `n`, `rows ≤ 16`; the `n` values of each row
+/// `r < rows` at `src + r·rs` are readable; 16 values at each `dst +
+/// j·dst_cs` (`j < n`) are writable.
+#[inline(always)]
+pub(crate) unsafe fn load_rows_as_cols_avx512(
+    src: *const f32,
+    rs: isize,
+    rows: usize,
+    n: usize,
+    dst: *mut f32,
+    dst_cs: usize,
+) {
+    debug_assert!(n <= 16 && rows <= 16);
+    // SAFETY: AVX-512F is available (caller contract); the masked loads read
+    // the first `n` values of rows `r < rows` only; the stores write 16
+    // values at `dst + j·dst_cs` for `j < n`.
+    unsafe {
+        let mask: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
+        // Loops of a constant count (unrolled: the tile stays in registers);
+        // a row past `rows` loads with an empty mask, reading nothing.
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            let m = if i < rows { mask } else { 0 };
+            *v = _mm512_maskz_loadu_ps(m, src.wrapping_offset(i as isize * rs));
+        }
+        let out = transpose16(&r);
+        for (j, &col) in out.iter().enumerate() {
+            if j >= n {
+                break;
+            }
+            _mm512_storeu_ps(dst.add(j * dst_cs), col);
         }
     }
 }
