@@ -83,6 +83,26 @@ impl<'a> Inputs<'a> {
         Ok(s)
     }
 
+    /// Starts fetching the inputs of `rows` into the caches (rows of
+    /// `n_inputs` values; rows beyond the data are skipped): the trainer
+    /// calls it for the next batch while a step's optimizer pass leaves the
+    /// memory system idle, so the next gather reads from cache, not DRAM.
+    pub(crate) fn prefetch_rows(&self, rows: &[usize], n_inputs: usize) {
+        match self {
+            Inputs::Dense { x, n_samples } => {
+                for &r in rows.iter().filter(|&&r| r < *n_samples) {
+                    let row = &x[r * n_inputs..(r + 1) * n_inputs];
+                    // Every 64-byte line the row touches (16 values apart,
+                    // and its last value's line).
+                    for v in row.iter().step_by(16).chain(row.last()) {
+                        crate::simd::prefetch_l2(v as *const f32);
+                    }
+                }
+            }
+            Inputs::Sparse(s) => s.prefetch_rows(rows),
+        }
+    }
+
     /// Row `r` written densely into `out` (`n_inputs` values).
     pub(crate) fn row_into(&self, r: usize, out: &mut [f32]) {
         let ni = out.len();

@@ -455,6 +455,16 @@ fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
     }
 }
 
+/// Starts fetching the inputs of the batch `rows` into the caches: the rows'
+/// nonzeros on the sparse path (`bf.sparse`, the trainer's copy), else the
+/// dense rows of `x` that the next gather copies.
+fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize) {
+    match &bf.sparse {
+        Some(xs) => xs.prefetch_rows(rows),
+        None => x.prefetch_rows(rows, n_inputs),
+    }
+}
+
 /// The learning rate of epoch `epoch` (from 1) under `cfg`'s schedule
 /// (`adaptive`: the state's; `invscaling` varies per batch, see
 /// [`batch_lr`]).
@@ -1130,7 +1140,7 @@ impl Mlp {
         }
         let l2 = L2::of(cfg, rows.len());
         self.backward(rows, bf, cfg, l2.in_grad, opts)?;
-        self.step(next, bf, cfg, st, lr, l2.in_step, opts)?;
+        self.step(x, next, bf, cfg, st, lr, l2.in_step, opts)?;
         Ok((loss, right))
     }
 
@@ -1194,8 +1204,8 @@ impl Mlp {
         let l2 = L2::of(cfg, b);
         let rules = (step_rule(cfg, lr, st.t + 1, l2.in_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
-        if let (Some(xs), Some(next)) = (&bf.sparse, next) {
-            xs.prefetch_rows(next);
+        if let Some(next) = next {
+            prefetch_inputs(x, bf, next, self.n_inputs);
         }
         let l1 = cfg.l1 / b as f32;
         d.step(&mut self.params, rules, (l2.in_grad, l1, cfg.clip_norm), st, opts.par)?;
@@ -1378,6 +1388,7 @@ impl Mlp {
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
+        x: Inputs<'_>,
         next: Option<&[usize]>,
         bf: &TrainBufs,
         cfg: &TrainConfig,
@@ -1388,10 +1399,10 @@ impl Mlp {
     ) -> Result<()> {
         let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
-        if let (Some(xs), Some(next)) = (&bf.sparse, next) {
-            // The next batch's nonzeros, while the optimizer's divisions leave
-            // the memory system idle.
-            xs.prefetch_rows(next);
+        if let Some(next) = next {
+            // The next batch's inputs (its nonzeros on the sparse path), while
+            // the optimizer's divisions leave the memory system idle.
+            prefetch_inputs(x, bf, next, self.n_inputs);
         }
         for i in 0..self.layers.len() {
             let (w0, b0) = self.offsets[i];

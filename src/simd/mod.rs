@@ -24,6 +24,17 @@ pub use aligned::AlignedVec;
 pub use isa::{Isa, isa_name, set_forced_isa};
 pub(crate) use isa::{IsaToken, IsaVisitor, TileShape, TileVisitor, Token, WithToken, vectorize};
 
+/// Hints the CPU to bring the cache line holding `p` into L2, not L1 (no-op
+/// where the architecture has no prefetch hint): for data needed after the
+/// current work, which L1 should keep. Never faults, whatever the address.
+#[inline(always)]
+pub fn prefetch_l2<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_l2(p);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Hints the CPU to bring the cache line holding `p` into L1 (no-op where the
 /// architecture has no prefetch hint). Never faults, whatever the address.
 #[inline(always)]
