@@ -292,6 +292,112 @@ fn narrow_products_have_the_same_bits_in_either_orientation() {
     });
 }
 
+/// `n` f32 values that end exactly where an unreadable page begins, so that
+/// a load past their end faults instead of reading a neighbour.
+#[cfg(unix)]
+struct EndOfPage {
+    base: *mut libc::c_void,
+    len: usize,
+    n: usize,
+}
+
+#[cfg(unix)]
+impl EndOfPage {
+    fn new(vals: &[f32]) -> EndOfPage {
+        let page = 4096usize.max(
+            // SAFETY: sysconf has no preconditions.
+            unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize,
+        );
+        let bytes = std::mem::size_of_val(vals).div_ceil(page) * page;
+        let len = bytes + page;
+        // SAFETY: an anonymous private mapping of `len` bytes; checked below.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap");
+        // SAFETY: the last page lies inside the mapping just made.
+        assert_eq!(unsafe { libc::mprotect((base as *mut u8).add(bytes) as *mut _, page, libc::PROT_NONE) }, 0);
+        let g = EndOfPage { base, len, n: vals.len() };
+        g.slice_mut().copy_from_slice(vals);
+        g
+    }
+    fn start(&self) -> *mut f32 {
+        let bytes = self.len
+            - 4096usize.max(
+                // SAFETY: sysconf has no preconditions.
+                unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize,
+            );
+        // SAFETY: `bytes − 4n` is inside the readable part of the mapping.
+        unsafe { (self.base as *mut u8).add(bytes - 4 * self.n) as *mut f32 }
+    }
+    fn slice(&self) -> &[f32] {
+        // SAFETY: n f32 values, readable and initialised, owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.start(), self.n) }
+    }
+    fn slice_mut(&self) -> &mut [f32] {
+        // SAFETY: as `slice`; only `new` writes, before any other borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.start(), self.n) }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for EndOfPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// The narrow products' in-place reads stop at their operands' ends: A and
+/// B each end where an unreadable page begins (a load past them faults),
+/// for the MLP's three narrow products at every width 1 to 17, on every
+/// ISA: the masked loads of a one-vector A panel read in place (AVX-512),
+/// the transposing pack of a short-k row-major panel, the edge copies.
+#[test]
+#[cfg(unix)]
+fn narrow_products_read_nothing_past_their_operands() {
+    each_isa(|isa| {
+        let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Seq, isa: Some(isa) };
+        let mut rng = Rng(57);
+        for n in 1..=17usize {
+            for &(other, k) in &[(1usize, 128usize), (7, 10), (32, 128), (33, 16)] {
+                // (m, k, n, ta, tb): forward H·W, weight gradient Hᵀ·dZ (A
+                // stored k×m), dZ·Wᵀ (B stored n×k, k = n few outputs).
+                for &(m, kk, nn, ta, tb) in
+                    &[(other, k, n, false, false), (k, other, n, true, false), (other, n, k, false, true)]
+                {
+                    let (ar, ac) = if ta { (kk, m) } else { (m, kk) };
+                    let (br, bc) = if tb { (nn, kk) } else { (kk, nn) };
+                    let a = EndOfPage::new(&fill::<f32>(&mut rng, ar * ac, false));
+                    let b = EndOfPage::new(&fill::<f32>(&mut rng, br * bc, false));
+                    let mut av = MatRef::row_major(a.slice(), ar, ac, ac).unwrap();
+                    if ta {
+                        av = av.t();
+                    }
+                    let mut bv = MatRef::row_major(b.slice(), br, bc, bc).unwrap();
+                    if tb {
+                        bv = bv.t();
+                    }
+                    let mut c = vec![0.0f32; m * nn];
+                    gemm_with(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, nn, nn).unwrap(), &opts).unwrap();
+                    let (want, scale) = gemm_reference(1.0, av, bv, 0.0, &MatRef::row_major(&c, m, nn, nn).unwrap());
+                    for (x, (&w, &sc)) in c.iter().zip(want.iter().zip(&scale)) {
+                        let tol = (kk as f64 + 2.0) * f32::EPSILON as f64 * sc;
+                        assert!((*x as f64 - w).abs() <= tol, "{isa:?} m={m} n={nn} k={kk}: {x} vs {w}");
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn random_f32_every_isa() {
     each_isa(|isa| random_cases::<f32>(isa, Backend::Native, 1500, 1));

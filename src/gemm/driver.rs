@@ -236,10 +236,16 @@ fn pack_lens<T>(p: &Params, prob: &Problem<T>) -> (usize, usize, usize) {
 /// ends inside a vector (`m mod MR` not a multiple of the lanes), that panel
 /// is packed, zero-padded to whole vectors only, so that the kernel's loads
 /// stay inside A; 0 when there is none (a last panel of whole vectors is
-/// read in place too).
+/// read in place too) or when the kernel masks the load of that one-vector
+/// panel and few B panels read it (AVX-512, [`Params::masked_a`]: the
+/// 10 × 128 Wᵀ of a 10-class forward pass at batch 32 is read in place).
 fn edge_width<T>(p: &Params, prob: &Problem<T>) -> usize {
     let rem = prob.m % p.mr;
-    if want_pack_a(p, prob) || rem % p.lanes == 0 { 0 } else { rem.next_multiple_of(p.lanes) }
+    // The kernel masks a one-vector tile's load; the copy still pays when
+    // many B panels (more than 4) read the panel, as its loads in place
+    // would straddle cache lines (k apart, not a whole vector).
+    let masked = p.masked_a && rem < p.lanes && prob.n <= 4 * p.nr;
+    if want_pack_a(p, prob) || rem % p.lanes == 0 || masked { 0 } else { rem.next_multiple_of(p.lanes) }
 }
 
 /// The chunks of `0..n` of `chunk` elements (the last one shorter), as

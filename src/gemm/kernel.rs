@@ -131,12 +131,21 @@ unsafe fn k_loop<T: Real, S: Token, const MV: usize, const NR: usize, const UNIT
     let l = T::lanes::<S>();
     let zero = T::splat(s, T::ZERO);
     let js = if UNIT_JS { 1 } else { t.b.cs };
+    // A one-vector tile (the rows left past the last whole MR panel) on
+    // AVX-512 loads A with a mask of its rows: an A read in place then needs
+    // no packed copy of that partial panel (`driver::edge_width`), and a
+    // packed panel's zero padding reads as the zero it is. Wider tiles keep
+    // plain loads (a masked load cost 1% on 256×784·784×128).
+    let mask = T::mask(s, t.m.min(l));
     let load_a = |a: *const T| {
         let mut av = [zero; MV];
         for i in 0..MV {
             // SAFETY: every vector is either valid rows of A or the zero padding
-            // of a packed panel.
-            av[i] = unsafe { T::load(s, a.add(i * l)) };
+            // of a packed panel; a masked load reads the tile's `t.m` valid
+            // rows only.
+            av[i] = unsafe {
+                if S::AVX512F && MV == 1 { T::load_masked(s, mask, a.add(i * l)) } else { T::load(s, a.add(i * l)) }
+            };
         }
         av
     };

@@ -25,6 +25,10 @@ pub struct Params {
     pub mc: usize,
     /// Columns of one packed B block (multiple of NR).
     pub nc: usize,
+    /// Whether the microkernel loads a one-vector A panel (the rows past
+    /// the last whole MR panel) with a mask of the tile's rows (AVX-512), so
+    /// that such a partial panel of an A read in place needs no packed copy.
+    pub masked_a: bool,
 }
 
 impl Params {
@@ -36,7 +40,7 @@ impl Params {
             fn visit<S: IsaToken>(self) -> Params {
                 let (lanes, b) = if self.0 == 4 { (S::F32_LANES, S::F32) } else { (S::F64_LANES, S::F64) };
                 let (mv, nr) = (S::Tile::MV, S::Tile::NR);
-                Params { lanes, mv, mr: mv * lanes, nr, kc: b.kc, mc: b.mc, nc: b.nc }
+                Params { lanes, mv, mr: mv * lanes, nr, kc: b.kc, mc: b.mc, nc: b.nc, masked_a: S::AVX512F }
             }
         }
         let p = isa.visit(Row(elem_size));
