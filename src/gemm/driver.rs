@@ -2,7 +2,10 @@
 //! region, JR (NR) → IR (MR) → microkernel inside it.
 //!
 //! * Orientation: the problem is transposed when C is row-major so the kernel
-//!   always writes contiguous columns (`C = A·B ⇔ Cᵀ = Bᵀ·Aᵀ`).
+//!   writes contiguous columns (`C = A·B ⇔ Cᵀ = Bᵀ·Aᵀ`), except for a narrow
+//!   C (at most 16 columns) whose A is read in place: vectors then run along
+//!   A's rows, full, and C's rows are written by a transpose in registers
+//!   (`keeps_orientation`). The bits are the same either way.
 //! * Packing is skipped where it costs more than it saves: A is read in place
 //!   when its columns are contiguous and few B panels would reuse it; B is read
 //!   in place (by broadcasts) when few A panels would reuse it. That is the

@@ -3,8 +3,9 @@
 //! A tile computes `C[0..m, 0..n] (op)= alpha · A_panel · B_panel` where
 //! * the A panel holds, for each `p < k`, `MV` full vectors of consecutive rows
 //!   (`a.ptr + p·a.cs`), either packed and zero-padded or read in place from a
-//!   column-contiguous A (a partial edge panel is always packed, so loads never
-//!   pass the end of A and need no mask);
+//!   column-contiguous A (a partial edge panel is packed, so loads never pass
+//!   the end of A, except that on AVX-512 a one-vector panel may be read in
+//!   place with a masked load of its rows);
 //! * the B panel is read by broadcasts at `b.at(p, j)`, packed or in place;
 //! * C is written with general strides, with a vector fast path for `c.rs == 1`
 //!   (strided C goes through a buffer, with the same vector arithmetic).
