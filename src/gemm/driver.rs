@@ -4,8 +4,9 @@
 //! * Orientation: the problem is transposed when C is row-major so the kernel
 //!   writes contiguous columns (`C = A·B ⇔ Cᵀ = Bᵀ·Aᵀ`), except for a narrow
 //!   C (at most 16 columns) whose A is read in place: vectors then run along
-//!   A's rows, full, and C's rows are written by a transpose in registers
-//!   (`keeps_orientation`). The bits are the same either way.
+//!   A's rows, full, and C is written row by row (by a transpose in
+//!   registers for f32 on AVX-512; `keeps_orientation`). The bits are the
+//!   same either way.
 //! * Packing is skipped where it costs more than it saves: A is read in place
 //!   when its columns are contiguous and few B panels would reuse it; B is read
 //!   in place (by broadcasts) when few A panels would reuse it. That is the
@@ -340,6 +341,7 @@ unsafe fn serial<T: Real, E: Epilogue<T>>(isa: Isa, p: &Params, prob: Problem<T>
                     edge_cs: ew as isize,
                     b,
                     b_panel,
+                    a_packed: pa,
                     b_packed: pb,
                     c: prob.c.shift(ic, jc).get(),
                     alpha: prob.alpha,
@@ -367,12 +369,15 @@ struct Block<T> {
     a: Strided<*const T>,
     a_panel: isize,
     /// Packed copy of the partial last A panel when A is read in place and
-    /// that panel ends inside a vector (else NULL), `edge_cs` apart in k.
+    /// that panel ends inside a vector (else NULL: also when the kernel masks
+    /// that one-vector panel's load, see [`edge_width`]), `edge_cs` apart in k.
     a_edge: *const T,
     edge_cs: isize,
     /// The B block, `kc × nc`, in panels of NR columns `b_panel` apart.
     b: Strided<*const T>,
     b_panel: isize,
+    /// Whether the A block is packed into zero-padded MR-row panels.
+    a_packed: bool,
     /// Whether B is packed into `NR`-column panels (tiles must then follow the
     /// panels); otherwise it is read in place and tiles may be narrower.
     b_packed: bool,
@@ -406,6 +411,13 @@ impl<T: Real, E: Epilogue<T>, Sh: TileShape> WithToken for BlockOp<'_, T, E, Sh>
             let mut ir = 0isize;
             while i0 < b.mc {
                 let m = b.mr.min(b.mc - i0);
+                // A tile ending inside a vector reads a packed panel (A's, or
+                // the edge copy), or masks its one vector's load (AVX-512):
+                // never a whole vector past A's rows.
+                debug_assert!(
+                    m % l == 0 || b.a_packed || !b.a_edge.is_null() || (S::AVX512F && m < l),
+                    "a partial A panel read in place without a mask"
+                );
                 let a = if m < b.mr && !b.a_edge.is_null() {
                     Strided { ptr: b.a_edge, rs: 1, cs: b.edge_cs }
                 } else {

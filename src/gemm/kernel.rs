@@ -25,7 +25,11 @@ use crate::simd::{Real, TileVisitor, Token};
 #[derive(Clone, Copy)]
 pub(crate) struct Tile<T> {
     pub k: usize,
-    /// The A panel: rows contiguous (`a.rs == 1`), `a.cs` apart in k.
+    /// The A panel: rows contiguous (`a.rs == 1`), `a.cs` apart in k. Every
+    /// vector of a k step must be readable (whole vectors: packed, or read in
+    /// place from a panel of whole vectors), except on AVX-512 in a
+    /// one-vector tile (`MV == 1`), whose load is masked to the tile's `m`
+    /// rows: only those need be readable (`driver::edge_width` relies on it).
     pub a: Strided<*const T>,
     /// The B panel, `k × n`.
     pub b: Strided<*const T>,
@@ -70,7 +74,8 @@ pub(crate) trait Epilogue<T: Real>: Copy + Send + Sync {
         j: usize,
         m: usize,
     );
-    /// Transforms element `(i, j)` (strided C and the unfused fallback).
+    /// Transforms element `(i, j)` (C when A or B is never read, and the
+    /// unfused fallback of other backends).
     ///
     /// # Safety
     /// `(i, j)` must be inside C.
@@ -133,19 +138,27 @@ unsafe fn k_loop<T: Real, S: Token, const MV: usize, const NR: usize, const UNIT
     let zero = T::splat(s, T::ZERO);
     let js = if UNIT_JS { 1 } else { t.b.cs };
     // A one-vector tile (the rows left past the last whole MR panel) on
-    // AVX-512 loads A with a mask of its rows: an A read in place then needs
-    // no packed copy of that partial panel (`driver::edge_width`), and a
+    // AVX-512 loads A with a k-mask of its rows (one instruction, as cheap
+    // as a plain load): an A read in place then needs no packed copy of that
+    // partial panel (`driver::edge_width`, which relies on this), and a
     // packed panel's zero padding reads as the zero it is. Wider tiles keep
-    // plain loads (a masked load cost 1% on 256×784·784×128).
-    let mask = T::mask(s, t.m.min(l));
+    // plain loads.
+    let rows = t.m.min(l);
     let load_a = |a: *const T| {
         let mut av = [zero; MV];
         for i in 0..MV {
             // SAFETY: every vector is either valid rows of A or the zero padding
-            // of a packed panel; a masked load reads the tile's `t.m` valid
-            // rows only.
+            // of a packed panel; the masked load reads the tile's `t.m`
+            // valid rows only.
             av[i] = unsafe {
-                if S::AVX512F && MV == 1 { T::load_masked(s, mask, a.add(i * l)) } else { T::load(s, a.add(i * l)) }
+                match if S::AVX512F && MV == 1 {
+                    crate::simd::load_first_avx512::<S, T::V<S>, T>(a, rows)
+                } else {
+                    None
+                } {
+                    Some(v) => v,
+                    None => T::load(s, a.add(i * l)),
+                }
             };
         }
         av
@@ -280,7 +293,8 @@ unsafe fn write_out<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR
         // `keeps_orientation`, or general strides): the same vector
         // operations as above, so an element has the bits it would have in
         // a column-contiguous C; C's elements are read into a tile of
-        // vectors and written from the result's, element by element.
+        // vectors element by element, and the result written by a transpose
+        // in registers (f32 on AVX-512) or element by element.
         let mr = MV * l;
         debug_assert_eq!(t.n, NR);
         // Element (i, j) of a tile of vectors (`v`, `cin`) as NR columns of `mr`.

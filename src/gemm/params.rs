@@ -28,7 +28,7 @@ pub struct Params {
     /// Whether the microkernel loads a one-vector A panel (the rows past
     /// the last whole MR panel) with a mask of the tile's rows (AVX-512), so
     /// that such a partial panel of an A read in place needs no packed copy.
-    pub masked_a: bool,
+    pub(crate) masked_a: bool,
 }
 
 impl Params {
