@@ -135,6 +135,40 @@ fn gemm_driver_small_shapes_and_packing() {
     }
 }
 
+/// A C with neither stride 1 takes the kernel's strided write-out (the
+/// path of a narrow row-major C kept in its orientation on vector ISAs):
+/// C's elements read into a tile of vectors for beta, the result written
+/// element by element, nothing written between C's elements.
+#[test]
+fn gemm_strided_c_write_out() {
+    let mut rng = Lcg(3);
+    let (m, k, n) = (5usize, 9usize, 3usize);
+    let (a, b) = (rng.vec(m * k), rng.vec(k * n));
+    let av = MatRef::row_major(&a, m, k, k).unwrap();
+    let bv = MatRef::row_major(&b, k, n, n).unwrap();
+    // Element (i, j) at 2·i + (2m + 1)·j.
+    let (rs, cs) = (2isize, (2 * m + 1) as isize);
+    let len = (m - 1) * 2 + (n - 1) * (2 * m + 1) + 1;
+    for beta in [0.0f32, -1.0] {
+        let c0: Vec<f32> = if beta == 0.0 { vec![f32::NAN; len] } else { rng.vec(len) };
+        let mut c = c0.clone();
+        gemm_with(2.0, av, bv, beta, MatMut::new(&mut c, 0, m, n, rs, cs).unwrap(), &opts(1)).unwrap();
+        let mut inside = vec![false; len];
+        for i in 0..m {
+            for j in 0..n {
+                let p = i * 2 + j * (2 * m + 1);
+                inside[p] = true;
+                let dot: f64 = (0..k).map(|q| a[i * k + q] as f64 * b[q * n + j] as f64).sum();
+                let old = if beta == 0.0 { 0.0 } else { beta as f64 * c0[p] as f64 };
+                assert_eq!(c[p] as f64, 2.0 * dot + old, "C({i},{j}) beta={beta}");
+            }
+        }
+        for p in (0..len).filter(|&p| !inside[p]) {
+            assert_eq!(c[p].to_bits(), c0[p].to_bits(), "C's gap element {p} was written");
+        }
+    }
+}
+
 #[test]
 fn gemm_f64_and_alpha_zero() {
     let (m, k, n) = (6, 11, 5);

@@ -147,18 +147,18 @@ unsafe fn k_loop<T: Real, S: Token, const MV: usize, const NR: usize, const UNIT
     let load_a = |a: *const T| {
         let mut av = [zero; MV];
         for i in 0..MV {
-            // SAFETY: every vector is either valid rows of A or the zero padding
-            // of a packed panel; the masked load reads the tile's `t.m`
-            // valid rows only.
-            av[i] = unsafe {
-                match if S::AVX512F && MV == 1 {
-                    crate::simd::load_first_avx512::<S, T::V<S>, T>(a, rows)
-                } else {
-                    None
-                } {
-                    Some(v) => v,
-                    None => T::load(s, a.add(i * l)),
-                }
+            let masked = if S::AVX512F && MV == 1 {
+                // SAFETY: the tile's `t.m` valid rows of this vector are
+                // readable, and the masked load reads only those.
+                unsafe { crate::simd::load_first_avx512::<S, T::V<S>, T>(a, rows) }
+            } else {
+                None
+            };
+            av[i] = match masked {
+                Some(v) => v,
+                // SAFETY: every vector is either valid rows of A or the zero
+                // padding of a packed panel (see `Tile::a`).
+                None => unsafe { T::load(s, a.add(i * l)) },
             };
         }
         av
@@ -353,23 +353,12 @@ unsafe fn write_out<T: Real, S: Token, E: Epilogue<T>, const MV: usize, const NR
             }
         }
         let vp = v.as_ptr() as *const T;
-        if cs == 1 {
-            // A row-major C: each row's NR elements at constant offsets.
-            for i in 0..t.m {
-                let r = row(i);
-                for j in 0..NR {
-                    // SAFETY: as below, with `cs == 1`.
-                    unsafe { *r.add(j) = *vp.add(idx(i, j)) };
-                }
-            }
-        } else {
-            for i in 0..t.m {
-                let r = row(i);
-                for j in 0..NR {
-                    // SAFETY: (i, j) is inside the validated C tile (NR == n);
-                    // `v` holds NR·mr elements.
-                    unsafe { *r.wrapping_offset(j as isize * cs) = *vp.add(idx(i, j)) };
-                }
+        for i in 0..t.m {
+            let r = row(i);
+            for j in 0..NR {
+                // SAFETY: (i, j) is inside the validated C tile (NR == n); `v`
+                // holds NR·mr elements.
+                unsafe { *r.wrapping_offset(j as isize * cs) = *vp.add(idx(i, j)) };
             }
         }
     }
