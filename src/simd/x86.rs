@@ -112,6 +112,20 @@ pub(crate) unsafe fn any_sign(v: &[__m256]) -> bool {
     }
 }
 
+/// `x`'s sign bit over `mag`'s other bits, in one `vpternlogd` (bit select).
+///
+/// # Safety
+/// AVX-512F is available (pulp's V4 token proves it).
+#[inline(always)]
+pub(crate) unsafe fn copy_sign_avx512(mag: __m512, x: __m512) -> __m512 {
+    // SAFETY: AVX-512F is available (caller contract).
+    unsafe {
+        let sign = _mm512_set1_epi32(i32::MIN);
+        // 0xCA: a ? b : c, bit by bit, with a = the sign mask.
+        _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xCA>(sign, _mm512_castps_si512(x), _mm512_castps_si512(mag)))
+    }
+}
+
 /// `num / (√v + eps)` from the 14-bit hardware estimates (`vrsqrt14ps`,
 /// `vrcp14ps`), each refined by one Newton step, or `None` when a lane of
 /// `v` is outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)` (the caller then takes the
