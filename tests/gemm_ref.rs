@@ -250,12 +250,19 @@ fn narrow_orientation_bits<T: Elem>(isa: Isa) {
     // passes read C back (beta 1) in the kept orientation.
     for &(m, k) in &[(7usize, 10usize), (16, 1), (33, 32), (64, 33), (128, 32), (200, 256), (48, 400), (96, 800)] {
         for n in 1..=17usize {
-            for &(alpha, beta) in &[(1.0, 0.0), (-1.5, 2.25)] {
-                // A column-major (`Hᵀ` of the weight gradient), B row-major.
+            let cases = [(1.0, 0.0), (-1.5, 2.25)].into_iter().flat_map(|ab| [(ab, false), (ab, true)]);
+            for ((alpha, beta), a_row_major) in cases {
+                // A column-major (`Hᵀ` of the weight gradient) or row-major
+                // (H of a forward product, packed by transposes when C
+                // keeps its orientation), B row-major.
                 let a: Vec<T> = fill(&mut rng, m * k, false);
                 let b: Vec<T> = fill(&mut rng, k * n, false);
                 let c0: Vec<T> = fill(&mut rng, m * n, false);
-                let av = MatRef::new(&a, 0, m, k, 1, m as isize).unwrap();
+                let av = if a_row_major {
+                    MatRef::row_major(&a, m, k, k).unwrap()
+                } else {
+                    MatRef::new(&a, 0, m, k, 1, m as isize).unwrap()
+                };
                 let bv = MatRef::row_major(&b, k, n, n).unwrap();
                 let (alpha, beta) = (T::from_f64(alpha), T::from_f64(beta));
                 let mut results = Vec::new();
@@ -274,7 +281,7 @@ fn narrow_orientation_bits<T: Elem>(isa: Isa) {
                             assert_eq!(
                                 r.to_bits(),
                                 c.to_bits(),
-                                "{} {isa:?} m={m} n={n} k={k} threads={threads}: C({i},{j}) row-major {r} vs column-major {c}",
+                                "{} {isa:?} m={m} n={n} k={k} threads={threads} A row-major {a_row_major}: C({i},{j}) row-major {r} vs column-major {c}",
                                 T::NAME
                             );
                         }

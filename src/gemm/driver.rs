@@ -150,10 +150,23 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
 /// depend on the choice.
 fn keeps_orientation<T>(p: &Params, prob: &Problem<T>) -> bool {
     let vectors = |rows: usize, cols: usize| rows.div_ceil(p.lanes).saturating_mul(cols);
-    prob.n <= 16
-        && prob.a.rs == 1
-        && vectors(prob.m, prob.n).saturating_mul(4) <= vectors(prob.n, prob.m).saturating_mul(3)
+    if prob.n > 16 {
+        return false;
+    }
+    if prob.a.rs == 1 {
+        return vectors(prob.m, prob.n).saturating_mul(4) <= vectors(prob.n, prob.m).saturating_mul(3);
+    }
+    // A row-major A, packed by 16 × 16 transposes in registers (f32 on
+    // AVX-512 only): about TRANSPOSE_COST vector FMAs' time per 16 rows and k step.
+    prob.a.cs == 1
+        && p.lanes == 16
+        && p.mr % 16 == 0
+        && vectors(prob.m, prob.n).saturating_add(prob.m.div_ceil(16).saturating_mul(TRANSPOSE_COST))
+            <= vectors(prob.n, prob.m)
 }
+
+/// See [`keeps_orientation`].
+const TRANSPOSE_COST: usize = 5;
 
 /// `C = epi(beta·C)` (or `epi(0)` when `beta == None`); A and B are not read.
 unsafe fn scale_c<T: Real, E: Epilogue<T>>(prob: Problem<T>, epi: &E) {

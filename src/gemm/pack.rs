@@ -40,9 +40,10 @@ pub(crate) unsafe fn pack<T: Real>(
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
-            } else if cs == 1 && kc <= 16 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
-                // A row-major A with a short k (W of dZ·Wᵀ at a 10-class
-                // output): 16 rows at a time transposed in registers.
+            } else if cs == 1 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
+                // A row-major A (W of dZ·Wᵀ at a 10-class output; H of a
+                // narrow forward product that keeps its orientation): 16
+                // rows × 16 columns at a time transposed in registers.
             } else if kc < 64 {
                 // Short rows (the k = 10 of dZ·Wᵀ at a 10-class output): one
                 // panel column at a time, with sequential writes.
@@ -153,8 +154,8 @@ unsafe fn pack_partial_contig<T: Real>(
     isa.run(Op { dst, src, cs, kc, rows, mr });
 }
 
-/// Packs the `rows ≤ mr` rows of `kc ≤ 16` contiguous elements each (`rs`
-/// apart) into one zero-padded `mr × kc` panel, 16 rows at a time by
+/// Packs the `rows ≤ mr` rows of `kc` contiguous elements each (`rs`
+/// apart) into one zero-padded `mr × kc` panel, 16 rows × 16 columns at a time by
 /// [`crate::simd::load_rows_as_cols`]; `false`, writing nothing, where that
 /// has no native path for this ISA and element (or `mr` is not a multiple of
 /// its 16 lanes).
@@ -187,24 +188,28 @@ unsafe fn pack_rows_t<T: Real>(
             if T::lanes::<S>() != 16 || mr % 16 != 0 {
                 return false;
             }
-            for g in (0..mr).step_by(16) {
-                let n = rows.saturating_sub(g).min(16);
-                // SAFETY: rows g .. g+n of the panel's source are readable
-                // (kc ≤ 16 values each); the 16 slots g .. g+16 of each of
-                // the kc panel columns (mr apart) are writable.
-                let done = unsafe {
-                    crate::simd::load_rows_as_cols::<S, T>(
-                        src.wrapping_offset(g as isize * rs),
-                        rs,
-                        n,
-                        kc,
-                        dst.add(g),
-                        mr,
-                    )
-                };
-                if !done {
-                    // Declined by type, on the first group: nothing written.
-                    return false;
+            for p0 in (0..kc).step_by(16) {
+                let w = (kc - p0).min(16);
+                for g in (0..mr).step_by(16) {
+                    let n = rows.saturating_sub(g).min(16);
+                    // SAFETY: rows g .. g+n of the panel's source are readable
+                    // (kc values each, so p0 .. p0+w); the 16 slots g .. g+16
+                    // of each of the panel columns p0 .. p0+w (mr apart) are
+                    // writable.
+                    let done = unsafe {
+                        crate::simd::load_rows_as_cols::<S, T>(
+                            src.wrapping_offset(g as isize * rs + p0 as isize),
+                            rs,
+                            n,
+                            w,
+                            dst.add(p0 * mr + g),
+                            mr,
+                        )
+                    };
+                    if !done {
+                        // Declined by type, on the first group: nothing written.
+                        return false;
+                    }
                 }
             }
             true

@@ -299,6 +299,19 @@ pub(crate) unsafe fn load_rows_as_cols_avx512(
     // the first `n` values of rows `r < rows` only; the stores write 16
     // values at `dst + j·dst_cs` for `j < n`.
     unsafe {
+        if rows == 16 && n == 16 {
+            // A whole tile: plain loads and stores, every loop of a constant
+            // count, so the tile never leaves the registers.
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(src.wrapping_offset(i as isize * rs));
+            }
+            let out = transpose16(&r);
+            for (j, &col) in out.iter().enumerate() {
+                _mm512_storeu_ps(dst.add(j * dst_cs), col);
+            }
+            return;
+        }
         let mask: __mmask16 = if n >= 16 { !0 } else { (1u16 << n) - 1 };
         // Loops of a constant count (unrolled: the tile stays in registers);
         // a row past `rows` loads with an empty mask, reading nothing.
