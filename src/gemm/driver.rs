@@ -3,8 +3,9 @@
 //!
 //! * Orientation: the problem is transposed when C is row-major so the kernel
 //!   writes contiguous columns (`C = A·B ⇔ Cᵀ = Bᵀ·Aᵀ`), except for a narrow
-//!   C (at most 16 columns) whose A is read in place: vectors then run along
-//!   A's rows, full, and C is written row by row (by a transpose in
+//!   C (at most 16 columns) whose A is read in place, or (f32 on AVX-512)
+//!   packed by transposes in registers where that pays: vectors then run
+//!   along A's rows, full, and C is written row by row (by a transpose in
 //!   registers for f32 on AVX-512; `keeps_orientation`). The bits are the
 //!   same either way.
 //! * Packing is skipped where it costs more than it saves: A is read in place
@@ -144,10 +145,15 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
 /// empty: the weight gradient `Hᵀ·dZ` of a 128 → 10 layer takes
 /// `⌈128/16⌉·10 = 80` vector FMAs per k step instead of `⌈10/16⌉·128 = 128`.
 /// Taken when the vector count falls by at least a quarter, paying for C's
-/// strided write-out; never when A would have to be transposed into panels
-/// (`a.rs != 1`: that copy is the size of the product at these shapes).
-/// Every element is summed in the same order either way, so the bits do not
-/// depend on the choice.
+/// strided write-out. A row-major A (H of the forward product `H·W` into 10
+/// outputs) must then be transposed into panels, a copy the size of the
+/// product at these shapes: taken only for f32 on AVX-512, where
+/// `pack_rows_t` transposes 16 × 16 tiles in registers, and only when the
+/// vectors saved exceed that copy's cost ([`TRANSPOSE_COST`] vector FMAs'
+/// time per 16 rows and k step; measured on Zen 4: 32 × 128 · 128 × 10 1.32
+/// → 1.25 µs, 256 × 128 · 128 × 10 9.85 → 9.58 µs; any other layout of A
+/// never). Every element is summed in the same order either way, so the
+/// bits do not depend on the choice.
 fn keeps_orientation<T>(p: &Params, prob: &Problem<T>) -> bool {
     let vectors = |rows: usize, cols: usize| rows.div_ceil(p.lanes).saturating_mul(cols);
     if prob.n > 16 {
