@@ -238,8 +238,9 @@ fn narrow_shapes_every_isa() {
 
 /// A narrow product gives the same bits whichever way the driver orients
 /// it: with C row-major (computed as `Cᵀ = Bᵀ·Aᵀ`, or kept as it is when C
-/// has at most 16 columns and A's columns are contiguous, vectors then
-/// running along A's rows) and with C column-major (never transposed). Every
+/// has at most 16 columns and A's columns are contiguous, or A is row-major
+/// and packed by transposes, vectors then running along A's rows) and with
+/// C column-major (never transposed). Every
 /// element sums its k products in the same order on either path, and the
 /// write-outs apply alpha and beta with the same operations, so the results
 /// are equal bit for bit, on every ISA, for f32 and f64, with 1 and 2
@@ -366,7 +367,8 @@ impl Drop for EndOfPage {
 /// B each end where an unreadable page begins (a load past them faults),
 /// for the MLP's three narrow products at every width 1 to 17, on every
 /// ISA: the masked loads of a one-vector A panel read in place (AVX-512),
-/// the transposing pack of a short-k row-major panel, the edge copies.
+/// the transposing pack of a row-major panel (a partial chunk of 16 columns
+/// and of 16 rows included), the edge copies.
 #[test]
 #[cfg(unix)]
 fn narrow_products_read_nothing_past_their_operands() {
@@ -374,7 +376,7 @@ fn narrow_products_read_nothing_past_their_operands() {
         let opts = GemmOptions { backend: Some(Backend::Native), par: Par::Seq, isa: Some(isa) };
         let mut rng = Rng(57);
         for n in 1..=17usize {
-            for &(other, k) in &[(1usize, 128usize), (7, 10), (32, 128), (33, 16)] {
+            for &(other, k) in &[(1usize, 128usize), (7, 10), (32, 128), (33, 16), (33, 130)] {
                 // (m, k, n, ta, tb): forward H·W, weight gradient Hᵀ·dZ (A
                 // stored k×m), dZ·Wᵀ (B stored n×k, k = n few outputs).
                 for &(m, kk, nn, ta, tb) in

@@ -40,13 +40,14 @@ pub(crate) unsafe fn pack<T: Real>(
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
-            } else if cs == 1 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
+            } else if cs == 1 && mr % 16 == 0 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
                 // A row-major A (W of dZ·Wᵀ at a 10-class output; H of a
                 // narrow forward product that keeps its orientation): 16
                 // rows × 16 columns at a time transposed in registers.
             } else if kc < 64 {
-                // Short rows (the k = 10 of dZ·Wᵀ at a 10-class output): one
-                // panel column at a time, with sequential writes.
+                // Short rows (the k = 10 of dZ·Wᵀ at a 10-class output where
+                // `pack_rows_t` declines: f64, or no AVX-512): one panel
+                // column at a time, with sequential writes.
                 for p in 0..kc {
                     let s = src.wrapping_offset(p as isize * cs);
                     let dp = d.add(p * mr);
@@ -59,7 +60,8 @@ pub(crate) unsafe fn pack<T: Real>(
                 }
             } else {
                 // Row by row: reads along each row, writes `mr` apart (faster
-                // than column by column for the 784×128 Wᵀ of dZ·Wᵀ).
+                // than column by column for the 784×128 Wᵀ of dZ·Wᵀ where
+                // `pack_rows_t` declines).
                 for r in 0..rows {
                     let s = src.wrapping_offset(r as isize * rs);
                     for p in 0..kc {

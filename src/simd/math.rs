@@ -70,7 +70,7 @@ fn abs<S: Token>(s: S, x: S::f32s) -> S::f32s {
     from_bits(s, s.and_u32s(bits(s, x), s.splat_u32s(0x7FFF_FFFF)))
 }
 
-/// `min(c, v)` lane by lane, NaN where `v` is NaN. On x86 vector tokens one
+/// `min(c, v)` lane by lane, NaN where `v` is NaN. On x86-64 vector tokens one
 /// `vminps`, which returns its second operand (`v`) where either is NaN;
 /// elsewhere a compare and a select that keep `v` unless it is greater.
 #[inline(always)]

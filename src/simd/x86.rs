@@ -277,9 +277,10 @@ pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, ro
 
 /// The transpose of [`store_cols_as_rows_avx512`]: reads `rows ≤ 16` rows
 /// of `n ≤ 16` values (row `r` at `src + r·rs`, by masked loads, which
-/// read nothing past the `n` values) and writes column `j < n` as one vector
-/// of 16 values at `dst + j·dst_cs`, zero in the lanes of rows `rows..16`
-/// (a GEMM panel of 16 rows packed from a row-major A with a short k).
+/// read nothing past the `n` values, or plain ones for a whole 16 × 16
+/// tile) and writes column `j < n` as one vector of 16 values at `dst +
+/// j·dst_cs`, zero in the lanes of rows `rows..16` (16 columns of a GEMM
+/// panel of 16 rows packed from a row-major A).
 ///
 /// # Safety
 /// AVX-512F is available; `n`, `rows ≤ 16`; the `n` values of each row
