@@ -153,7 +153,8 @@ pub(crate) unsafe fn gemm_native<T: Real, E: Epilogue<T>>(
 /// time per 16 rows and column of k; any other layout of A never). Measured
 /// on Zen 4, best of 6 alternating rounds: 64 × 128 · 128 × 10 2.66 → 2.35
 /// µs, 128 × 128 · 128 × 10 5.09 → 4.75 µs; at 32 and 256 rows the gain
-/// depends on where the operands lie (BENCHMARKS.md, twenty-fourth session). Every element is summed in the same order either way, so the
+/// depends on where the operands lie (BENCHMARKS.md, twenty-fourth
+/// session). Every element is summed in the same order either way, so the
 /// bits do not depend on the choice.
 fn keeps_orientation<T>(p: &Params, prob: &Problem<T>) -> bool {
     let vectors = |rows: usize, cols: usize| rows.div_ceil(p.lanes).saturating_mul(cols);
@@ -163,10 +164,10 @@ fn keeps_orientation<T>(p: &Params, prob: &Problem<T>) -> bool {
     if prob.a.rs == 1 {
         return vectors(prob.m, prob.n).saturating_mul(4) <= vectors(prob.n, prob.m).saturating_mul(3);
     }
-    // A row-major A, packed by 16 × 16 transposes in registers (`pack_rows_t`:
-    // f32 on AVX-512, x86-64 only): about TRANSPOSE_COST vector FMAs' time per
+    // A row-major A, packed by 16 × 16 transposes in registers where `pack`
+    // can (`transposes_rows`): about TRANSPOSE_COST vector FMAs' time per
     // 16 rows and column of k, a partial chunk of 16 columns costing a whole one.
-    cfg!(target_arch = "x86_64") && prob.a.cs == 1 && p.lanes == 16 && p.mr % 16 == 0 && {
+    prob.a.cs == 1 && super::pack::transposes_rows(p.lanes, p.mr) && {
         let saved = vectors(prob.n, prob.m).saturating_sub(vectors(prob.m, prob.n)).saturating_mul(prob.k);
         let cost = prob.m.div_ceil(16).saturating_mul(prob.k.next_multiple_of(16)).saturating_mul(TRANSPOSE_COST);
         cost < saved

@@ -40,7 +40,7 @@ pub(crate) unsafe fn pack<T: Real>(
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
-            } else if cs == 1 && mr % 16 == 0 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
+            } else if cs == 1 && pack_rows_t(isa, d, src, rs, rows, kc, mr) {
                 // A row-major A (W of dZ·Wᵀ at a 10-class output; H of a
                 // narrow forward product that keeps its orientation): 16
                 // rows × 16 columns at a time transposed in registers.
@@ -156,11 +156,17 @@ unsafe fn pack_partial_contig<T: Real>(
     isa.run(Op { dst, src, cs, kc, rows, mr });
 }
 
+/// Whether [`pack`] packs a row-major panel of `mr` rows by 16 × 16
+/// transposes in registers for an element of `lanes` lanes (f32 on
+/// AVX-512, x86-64 only); the driver's choice of orientation asks the same.
+pub(crate) fn transposes_rows(lanes: usize, mr: usize) -> bool {
+    cfg!(target_arch = "x86_64") && lanes == 16 && mr % 16 == 0
+}
+
 /// Packs the `rows ≤ mr` rows of `kc` contiguous elements each (`rs`
-/// apart) into one zero-padded `mr × kc` panel, 16 rows × 16 columns at a time by
-/// [`crate::simd::load_rows_as_cols`]; `false`, writing nothing, where that
-/// has no native path for this ISA and element (or `mr` is not a multiple of
-/// its 16 lanes).
+/// apart) into one zero-padded `mr × kc` panel, 16 rows × 16 columns at a
+/// time by [`crate::simd::load_rows_as_cols`]; `false`, writing nothing, where
+/// [`transposes_rows`] says no for this ISA and element.
 ///
 /// # Safety
 /// Each `src + r·rs .. + kc` (`r < rows`) must be readable, `dst` valid for
@@ -187,7 +193,7 @@ unsafe fn pack_rows_t<T: Real>(
         #[inline(always)]
         fn with_token<S: Token>(self, _s: S) -> bool {
             let Op { dst, src, rs, rows, kc, mr } = self;
-            if T::lanes::<S>() != 16 || mr % 16 != 0 {
+            if !transposes_rows(T::lanes::<S>(), mr) {
                 return false;
             }
             for p0 in (0..kc).step_by(16) {

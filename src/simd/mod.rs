@@ -308,8 +308,8 @@ pub(crate) unsafe fn store_cols_as_rows<S: Token, V: Copy, E>(cols: &[V], rows: 
 /// Packs `rows ≤ 16` rows of `n ≤ 16` values (row `r` at `src + r·rs`)
 /// as `n` columns of 16 values, column `j` at `dst + j·dst_cs`, zero below
 /// row `rows`: masked loads (plain ones for a whole 16 × 16 tile), a
-/// transpose in registers and whole-vector stores. `false`, writing nothing, where no native path applies (f32 on
-/// AVX-512 only).
+/// transpose in registers and whole-vector stores. `false`, writing
+/// nothing, where no native path applies (f32 on AVX-512 only).
 ///
 /// # Safety
 /// The `n` values of each row `r < rows` at `src + r·rs` are readable; 16
