@@ -61,6 +61,17 @@ ELEM_OPS = ["exp", "sigmoid", "tanh"]
 ELEM_SIZES = [65536, 1048576]
 
 
+# perf_rows links Debian's OpenBLAS (the `blas` feature), whose library
+# constructor starts one worker per core; the workers spin (sched_yield) for
+# about a tenth of a second before they sleep, and under `taskset -c 0` they
+# share the timed thread's core. Every perf_rows process therefore gets
+# OPENBLAS_NUM_THREADS = its thread count (1 for rows that use no BLAS
+# threads): on a 2-core Xeon (family 6, model 167) the first shape of a
+# 1-thread process ran 2.10-2.22 ms (512^3) with the workers, 1.65-1.73 ms
+# without.
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def say(*a):
     print(*a, flush=True)
 
@@ -171,13 +182,14 @@ def main():
         peak = 0.0
         best = {}  # (threads, lib, spec) -> seconds
         for r in range(args.rounds):
-            peak = max(peak, rows(run([tool, "fma"], pin=True))["peak"])
+            peak = max(peak, rows(run([tool, "fma"], env=ONE_BLAS_THREAD, pin=True))["peak"])
             for t in thread_counts:
                 for lib, cmd, one_only in libs:
                     if one_only and t > 1:
                         continue
                     say(f"  round {r + 1}: GEMM, {t} thread(s), {lib}")
-                    for spec, s in rows(run(cmd(t), pin=(t == 1))).items():
+                    blas_env = {"OPENBLAS_NUM_THREADS": str(t)}
+                    for spec, s in rows(run(cmd(t), env=blas_env, pin=(t == 1))).items():
                         key = (t, lib, spec)
                         best[key] = min(best.get(key, math.inf), s)
         results.append(("fma", "FMA probe", 1, "probe", float("nan"), peak, "GFLOP/s"))
@@ -212,7 +224,7 @@ def main():
                 if numpy_ok:
                     cmds.append(("numpy", [sys.executable, "bench/peers/numpy_rows.py", "elem", op] + sizes))
                 for lib, cmd in cmds:
-                    for name, s in rows(run(cmd, pin=True)).items():
+                    for name, s in rows(run(cmd, env=ONE_BLAS_THREAD, pin=True)).items():
                         best[(lib, name)] = min(best.get((lib, name), math.inf), s)
         for op in ELEM_OPS:
             for n in ELEM_SIZES:
