@@ -15,9 +15,11 @@
 //! The algorithms are Cephes-style: range reduction, a short polynomial, exact
 //! reconstruction with integer exponent arithmetic. No FP environment state
 //! (MXCSR, flush-to-zero) is read or changed; out-of-range inputs are clamped
-//! instead. Results are identical for every call on one ISA, and may differ
-//! between ISAs in the last bit (FMA versus separate multiply and add in the
-//! scalar path).
+//! instead. Results are identical for every call on one ISA and CPU vendor,
+//! and may differ between ISAs in the last bit (FMA versus separate multiply
+//! and add in the scalar path) and, for tanh and sigmoid on AVX-512, between
+//! AMD's CPUs and others' (whose slow 512-bit divider they avoid with a
+//! reciprocal estimate, `div_normal`).
 //!
 //! Error bounds are stated per function in ULPs of the exact result (ULP taken
 //! in the binade of the exact value, never finer than the subnormal spacing
@@ -101,6 +103,44 @@ fn copy_sign<S: Token>(s: S, mag: S::f32s, x: S::f32s) -> S::f32s {
     }
     let sign = s.splat_u32s(0x8000_0000);
     from_bits(s, s.or_u32s(s.and_u32s(bits(s, x), sign), s.and_u32s(bits(s, mag), s.not_u32s(sign))))
+}
+
+/// Whether [`div_normal`] takes its estimate path here: on AVX-512 tokens
+/// where the estimates pay ([`super::div_sqrt_estimates_pay`]: not on AMD,
+/// whose Zen 4 divides in two multiply-pipe slots). Intel's 512-bit `vdivps`
+/// takes the divider about 10 cycles per vector. Read once per block of
+/// vectors, outside the arithmetic.
+#[inline(always)]
+fn div_estimates<S: Token>() -> bool {
+    cfg!(all(target_arch = "x86_64", not(miri)))
+        && S::AVX512F
+        && core::mem::size_of::<S::f32s>() == 64
+        && super::div_sqrt_estimates_pay()
+}
+
+/// `num / den` for `den` and `1/den` normal and finite (in other lanes the
+/// result is garbage or NaN: callers blend those lanes away), positive
+/// where `num` is ±0 on the estimate path. With `est`
+/// ([`div_estimates`]) `vrcp14ps` and a residual step
+/// (`x86::div_rcp14_avx512`: within 0.5 ULP + 2⁻²⁷ relative, one bit from
+/// IEEE at most), otherwise IEEE division.
+#[inline(always)]
+fn div_normal<S: Token>(s: S, num: S::f32s, den: S::f32s, est: bool) -> S::f32s {
+    #[cfg(target_arch = "x86_64")]
+    if est && S::AVX512F && core::mem::size_of::<S::f32s>() == 64 {
+        use core::arch::x86_64::__m512;
+        // SAFETY: `S`'s `Token` impl says its token exists only once AVX-512F
+        // was detected; its f32 vector is 64 bytes, the layout of `__m512`
+        // (checked above), and any bit pattern is valid for both.
+        return unsafe {
+            core::mem::transmute_copy(&super::x86::div_rcp14_avx512(
+                core::mem::transmute_copy::<S::f32s, __m512>(&num),
+                core::mem::transmute_copy::<S::f32s, __m512>(&den),
+            ))
+        };
+    }
+    let _ = est;
+    s.div_f32s(num, den)
 }
 
 /// `r` where `x` is a number, `x` itself where `x` is NaN.
@@ -400,10 +440,12 @@ fn log1p_unit<S: Token>(s: S, u: S::f32s) -> S::f32s {
 ///
 /// Special values without a compare (a multiply-pipe operation on Zen 4):
 /// the clamp keeps NaN (`min_keep_nan`), which then flows through every step;
-/// the sign copy makes `tanh(−0) = −0`.
+/// the sign copy makes `tanh(−0) = −0`. The quotient is `div_normal`'s: a
+/// reciprocal estimate and a residual step on AVX-512 CPUs other than AMD's,
+/// within one bit of IEEE division.
 ///
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
-/// max 2.46 ULP, the same on every ISA). `tanh(±Inf) = ±1`.
+/// max 2.46 ULP, the same on every ISA and with either quotient). `tanh(±Inf) = ±1`.
 #[inline(always)]
 pub fn tanh_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
     tanh_n(s, [x])[0]
@@ -423,7 +465,9 @@ fn tanh_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
         from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(127)), s.splat_u32s(23)))
     });
     let num: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.sub_f32s(sc[i], splat(s, 1.0))));
-    map_n!(s, N, |i| copy_sign(s, s.div_f32s(num[i], s.add_f32s(num[i], splat(s, 2.0))), x[i]))
+    // num + 2 ∈ [2, e¹⁹ + 1]: normal, and so is its reciprocal.
+    let est = div_estimates::<S>();
+    map_n!(s, N, |i| copy_sign(s, div_normal(s, num[i], s.add_f32s(num[i], splat(s, 2.0)), est), x[i]))
 }
 
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
@@ -443,7 +487,8 @@ fn sigmoid_core<S: Token>(s: S, u: S::f32s) -> S::f32s {
 /// blends it into the lanes outside that range.
 ///
 /// **Error ≤ 4 ULP** over all of f32 (ULP bound, not a relative one; measured
-/// max 2.34 ULP), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
+/// max 2.34 ULP; 2.25 with the reciprocal estimate of `div_normal`, taken
+/// on AVX-512 CPUs other than AMD's), subnormal results included (for `x ∈ [−103.97, −87.34]`). `sigmoid(x) = 0` for `x < −103.973` and `−Inf`,
 /// `1` for `x > 16.64` and `+Inf`; NaN propagates.
 #[inline(always)]
 pub fn sigmoid_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
@@ -459,7 +504,10 @@ fn sigmoid_flagged_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> ([S::f3
     let neg_x: [S::f32s; N] = map_n!(s, N, |i| from_bits(s, s.xor_u32s(bits(s, x[i]), s.splat_u32s(0x8000_0000))));
     let (t, sc) = exp_fast_parts_n(s, neg_x);
     let den: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.add_f32s(sc[i], splat(s, 1.0))));
-    (map_n!(s, N, |i| s.div_f32s(splat(s, 1.0), den[i])), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
+    // In the fast range den ∈ [1, 1 + e^86.5] (below 2¹²⁵), its reciprocal normal;
+    // the other lanes are replaced by `sigmoid_fixup`.
+    let est = div_estimates::<S>();
+    (map_n!(s, N, |i| div_normal(s, splat(s, 1.0), den[i], est)), map_n!(s, N, u32, |i| out_of_fast_range(s, x[i])))
 }
 
 /// Replaces the lanes of `fast` outside the fast range by the stable full-range form.
@@ -741,3 +789,78 @@ slice_kernels!(
     vgelu_f32_inplace,
     vgelu_f32_inplace_with
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::{load_tail, store_tail};
+
+    /// [`div_normal`]'s estimate path (asked for on every CPU here, whatever
+    /// its vendor) against IEEE division, over numerators and denominators
+    /// of tanh's and sigmoid's ranges (`den ∈ [1, 2¹²⁵]`, `|num| ≤ den`,
+    /// a subnormal quotient among them; `num` never −0, whose quotient is
+    /// +0 on the estimate path): at
+    /// most 1 ulp apart on AVX-512 (and differing somewhere, so the path
+    /// ran), the same bits on every other ISA and without it. tanh's and
+    /// sigmoid's ULP bounds hold on either path (`tests/math_sweep.rs` sweeps
+    /// the path this CPU takes).
+    #[test]
+    fn div_normal_estimates_stay_within_1_ulp() {
+        struct Op<'a>(&'a [f32], &'a [f32], bool, &'a mut [f32]);
+        impl WithToken for Op<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_token<S: Token>(self, s: S) {
+                let Op(num, den, est, out) = self;
+                for i in (0..num.len()).step_by(S::F32_LANES) {
+                    let q = div_normal(s, load_tail(s, &num[i..]), load_tail(s, &den[i..]), est);
+                    store_tail(s, &mut out[i..], q);
+                }
+            }
+        }
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let n = if cfg!(miri) { 64 } else { 1 << 16 };
+        // den = 2^e·(1 + f), e ∈ [0, 125]; num = ±den·u, u ∈ [0, 1), with
+        // powers of two and 1 among both.
+        let mut den: Vec<f32> =
+            (0..n).map(|_| f32::from_bits(0x3f80_0000 + (rnd() >> 33) as u32 % (125 << 23))).collect();
+        let mut num: Vec<f32> = den
+            .iter()
+            .map(|&d| {
+                let r = rnd();
+                let u = (r >> 40) as f32 / (1u64 << 24) as f32;
+                if r & 1 == 0 { d * u } else { -d * u }
+            })
+            .collect();
+        den[..4].copy_from_slice(&[1.0, 2.0, 1024.0, 3.0]);
+        num[..4].copy_from_slice(&[1.0, 1e-40, 0.0, 2.0]);
+        let want: Vec<f32> = num.iter().zip(&den).map(|(a, b)| a / b).collect();
+        for &isa in Isa::all().iter().filter(|i| i.is_available()) {
+            for est in [false, true] {
+                let mut got = vec![0.0f32; n];
+                isa.run(Op(&num, &den, est, &mut got));
+                let estimate = est && isa.name() == "avx512" && !cfg!(miri);
+                let mut differ = 0;
+                for i in 0..n {
+                    let (g, w) = (got[i], want[i]);
+                    let ulps = (g.to_bits() as i64 - w.to_bits() as i64).abs();
+                    differ += (ulps != 0) as usize;
+                    assert!(
+                        ulps == 0 || (estimate && ulps <= 1),
+                        "{} est {est}: {} / {}: {g} against {w}",
+                        isa.name(),
+                        num[i],
+                        den[i]
+                    );
+                }
+                assert!(!estimate || differ > 0, "the estimate path never ran");
+            }
+        }
+    }
+}

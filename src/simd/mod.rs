@@ -190,6 +190,7 @@ pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 /// Adam took 0.466 ns per parameter with them, 0.357 with the estimates, on
 /// a Xeon. AMD's Zen 4 divides faster than it runs the estimates' extra
 /// operations (0.32 ns against 0.35, Adam alone): not on AMD (or Hygon).
+/// The same choice sets tanh's and sigmoid's quotient (`math::div_normal`).
 pub(crate) fn div_sqrt_estimates_pay() -> bool {
     use core::sync::atomic::{AtomicU8, Ordering};
     static PAY: AtomicU8 = AtomicU8::new(0);
