@@ -284,12 +284,24 @@ fn in_fast_range<S: Token>(s: S, x: S::f32s) -> S::m32s {
 /// about half an ULP for small `r` too (tanh relies on that).
 #[inline(always)]
 fn expm1_poly_n<S: Token, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N] {
-    let r2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(r[i], r[i]));
-    let b: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.666_652_1e-1), r[i], splat(s, 4.999_999_4e-1)));
-    let c: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 8.368_728_7e-3), r[i], splat(s, 4.166_838_9e-2)));
-    let d: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, 1.381_447_8e-3), r2[i], c[i]));
-    let q: [S::f32s; N] = map_n!(s, N, |i| fma(s, d[i], r2[i], b[i]));
-    map_n!(s, N, |i| fma(s, q[i], r2[i], r[i]))
+    expm1_poly_scaled_n(s, r, 1.0)
+}
+
+/// `(e^{k·h} − 1)/k` for `k = scale`, a power of two, and `k·h ∈ [−ln2/2,
+/// ln2/2]`: [`expm1_poly_n`] of `r = k·h` with every coefficient and
+/// intermediate scaled by a power of `k`, so its bits are exactly those of
+/// `expm1_poly_n(k·h) / k` (scaling by powers of two is exact) without the
+/// multiply by `k`. tanh takes `k = 2` (`e^{2|x|}`).
+#[inline(always)]
+fn expm1_poly_scaled_n<S: Token, const N: usize>(s: S, h: [S::f32s; N], scale: f32) -> [S::f32s; N] {
+    let k = scale;
+    let (c2, c3, c4, c5, c6) = (4.999_999_4e-1, 1.666_652_1e-1, 4.166_838_9e-2, 8.368_728_7e-3, 1.381_447_8e-3);
+    let h2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(h[i], h[i]));
+    let b: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, c3 * k * k), h[i], splat(s, c2 * k)));
+    let c: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, c5 * k * k * k * k), h[i], splat(s, c4 * k * k * k)));
+    let d: [S::f32s; N] = map_n!(s, N, |i| fma(s, splat(s, c6 * k * k * k * k * k), h2[i], c[i]));
+    let q: [S::f32s; N] = map_n!(s, N, |i| fma(s, d[i], h2[i], b[i]));
+    map_n!(s, N, |i| fma(s, q[i], h2[i], h[i]))
 }
 
 /// Reduction for the fast path, on `N` independent vectors stage by stage (so the
@@ -456,15 +468,17 @@ pub fn tanh_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
 fn tanh_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
     let xc: [S::f32s; N] = map_n!(s, N, |i| min_keep_nan(s, splat(s, 9.5), abs(s, x[i])));
     let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, xc[i], splat(s, 2.0 * LOG2E), splat(s, MAGIC)));
-    let y: [S::f32s; N] = map_n!(s, N, |i| s.add_f32s(xc[i], xc[i]));
     let n: [S::f32s; N] = map_n!(s, N, |i| s.sub_f32s(kf[i], splat(s, MAGIC)));
-    let r: [S::f32s; N] = map_n!(s, N, |i| fma(s, n[i], splat(s, -std::f32::consts::LN_2), y[i]));
-    let t = expm1_poly_n(s, r);
-    // 2ⁿ from the exponent field (see exp_fast_parts_n); n ∈ [0, 28].
-    let sc: [S::f32s; N] = map_n!(s, N, |i| {
-        from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(127)), s.splat_u32s(23)))
+    // Half of everything: h = r/2 (r = 2|x| − n·ln2; halving is exact, so
+    // these are r's bits halved) and th = t/2, so 2|x| is never formed.
+    let h: [S::f32s; N] = map_n!(s, N, |i| fma(s, n[i], splat(s, -0.5 * std::f32::consts::LN_2), xc[i]));
+    let th = expm1_poly_scaled_n(s, h, 2.0);
+    // 2ⁿ⁺¹ from the exponent field (see exp_fast_parts_n); n ∈ [0, 28].
+    let sc2: [S::f32s; N] = map_n!(s, N, |i| {
+        from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(128)), s.splat_u32s(23)))
     });
-    let num: [S::f32s; N] = map_n!(s, N, |i| fma(s, t[i], sc[i], s.sub_f32s(sc[i], splat(s, 1.0))));
+    // num = t·2ⁿ + (2ⁿ − 1) = th·2ⁿ⁺¹ + (2ⁿ⁺¹·½ − 1), the same bits.
+    let num: [S::f32s; N] = map_n!(s, N, |i| fma(s, th[i], sc2[i], fma(s, sc2[i], splat(s, 0.5), splat(s, -1.0))));
     // num + 2 ∈ [2, e¹⁹ + 1]: normal, and so is its reciprocal.
     let est = div_estimates::<S>();
     map_n!(s, N, |i| copy_sign(s, div_normal(s, num[i], s.add_f32s(num[i], splat(s, 2.0)), est), x[i]))
@@ -794,6 +808,49 @@ slice_kernels!(
 mod tests {
     use super::*;
     use crate::simd::{load_tail, store_tail};
+
+    /// tanh's halved reduction (`h = r/2`, `expm1_poly_scaled_n(h, 2)`,
+    /// `2ⁿ⁺¹`) gives the bits of the direct one (`r = 2|x| − n·ln2`,
+    /// `expm1_poly_n(r)`, `2ⁿ`) for every 4099th f32 bit pattern in tanh's
+    /// range, on every ISA.
+    #[test]
+    fn tanh_halved_reduction_keeps_the_bits() {
+        struct Op<'a>(&'a [f32], &'a mut [f32], &'a mut [f32]);
+        impl WithToken for Op<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_token<S: Token>(self, s: S) {
+                let Op(x, halved, direct) = self;
+                for i in (0..x.len()).step_by(S::F32_LANES) {
+                    let xc = min_keep_nan(s, splat(s, 9.5), abs(s, load_tail(s, &x[i..])));
+                    let kf = fma(s, xc, splat(s, 2.0 * LOG2E), splat(s, MAGIC));
+                    let n = s.sub_f32s(kf, splat(s, MAGIC));
+                    let h = fma(s, n, splat(s, -0.5 * std::f32::consts::LN_2), xc);
+                    let [th] = expm1_poly_scaled_n(s, [h], 2.0);
+                    let sh = |e: u32| {
+                        from_bits(
+                            s,
+                            s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf), s.splat_u32s(e)), s.splat_u32s(23)),
+                        )
+                    };
+                    let (sc, sc2) = (sh(127), sh(128));
+                    store_tail(s, &mut halved[i..], fma(s, th, sc2, fma(s, sc2, splat(s, 0.5), splat(s, -1.0))));
+                    let r = fma(s, n, splat(s, -std::f32::consts::LN_2), s.add_f32s(xc, xc));
+                    let [t] = expm1_poly_n(s, [r]);
+                    store_tail(s, &mut direct[i..], fma(s, t, sc, s.sub_f32s(sc, splat(s, 1.0))));
+                }
+            }
+        }
+        let step = if cfg!(miri) { 1 << 24 } else { 4099 };
+        let x: Vec<f32> = (0..=0x4118_0000u32).step_by(step).map(f32::from_bits).collect();
+        for &isa in Isa::all().iter().filter(|i| i.is_available()) {
+            let (mut a, mut b) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+            isa.run(Op(&x, &mut a, &mut b));
+            for i in 0..x.len() {
+                assert_eq!(a[i].to_bits(), b[i].to_bits(), "{} x = {}", isa.name(), x[i]);
+            }
+        }
+    }
 
     /// [`div_normal`]'s estimate path (asked for on every CPU here, whatever
     /// its vendor) against IEEE division, over numerators and denominators
