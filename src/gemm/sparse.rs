@@ -1506,13 +1506,7 @@ mod tests {
     /// dropped, rows all zero and all nonzero.
     #[test]
     fn row_scan_is_the_same_on_every_isa() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = crate::simd::xorshift(0x2545_f491_4f6c_dd1du64);
         let specials = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0, f32::from_bits(1), -1.5];
         for len in (0..70).chain([100, 784]) {
             for density in [0.0, 0.1, 0.5, 1.0] {

@@ -875,13 +875,7 @@ mod tests {
                 }
             }
         }
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = crate::simd::xorshift(0x2545_f491_4f6c_dd1du64);
         let n = if cfg!(miri) { 64 } else { 1 << 16 };
         // den = 2^e·(1 + f), e ∈ [0, 125]; num = ±den·u, u ∈ [0, 1), with
         // powers of two and 1 among both.

@@ -550,6 +550,18 @@ impl_real!(
     u64
 );
 
+/// A xorshift64 generator from `seed` (nonzero) for the unit tests' random
+/// inputs: the same sequence on every machine, no dependency.
+#[cfg(test)]
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,13 +724,7 @@ mod tests {
                 }
             }
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let n = 1 << 14;
         // v over the whole finite normal range (and zeros), num of both signs.
         let mut v: Vec<f32> = (0..n)
