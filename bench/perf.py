@@ -64,9 +64,9 @@ ELEM_SIZES = [65536, 1048576]
 # perf_rows links Debian's OpenBLAS (the `blas` feature), whose library
 # constructor starts one worker per core; the workers spin (sched_yield) for
 # about a tenth of a second before they sleep, and under `taskset -c 0` they
-# share the timed thread's core. Every perf_rows process therefore gets
-# OPENBLAS_NUM_THREADS = its thread count (1 for rows that use no BLAS
-# threads): on a 2-core Xeon (family 6, model 167) the first shape of a
+# share the timed thread's core (or, unpinned, the second thread's). Every
+# perf_rows process therefore gets OPENBLAS_NUM_THREADS = 1, except Debian
+# OpenBLAS's own rows, which get their thread count: on a 2-core Xeon (family 6, model 167) the first shape of a
 # 1-thread process ran 2.10-2.22 ms (512^3) with the workers, 1.65-1.73 ms
 # without.
 ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
@@ -188,7 +188,7 @@ def main():
                     if one_only and t > 1:
                         continue
                     say(f"  round {r + 1}: GEMM, {t} thread(s), {lib}")
-                    blas_env = {"OPENBLAS_NUM_THREADS": str(t)}
+                    blas_env = {"OPENBLAS_NUM_THREADS": str(t) if lib == "Debian OpenBLAS" else "1"}
                     for spec, s in rows(run(cmd(t), env=blas_env, pin=(t == 1))).items():
                         key = (t, lib, spec)
                         best[key] = min(best.get(key, math.inf), s)

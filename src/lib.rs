@@ -67,9 +67,12 @@
 //! ## Instruction sets
 //! The best ISA is detected once ([`simd::Isa::detect`]); results may differ in
 //! the last bits between ISAs, never between runs or thread counts on one ISA
-//! and CPU. (On AVX-512, Adam's and RMSprop's steps also depend on the CPU's
-//! vendor: AMD's use IEEE square roots and divisions, others the estimates,
-//! within 8 ulp of them.)
+//! and CPU. (On AVX-512, Adam's and RMSprop's steps and the quotients inside
+//! tanh and sigmoid, and so the activations, losses and training built on
+//! them, also depend on the CPU's vendor: AMD's (and Hygon's) use IEEE square
+//! roots and divisions, others the hardware's estimates refined by Newton
+//! steps, within 8 ulp of them for Adam and 1 ulp for tanh's and sigmoid's
+//! quotients.)
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]

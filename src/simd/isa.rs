@@ -59,8 +59,8 @@ pub trait Token: Simd {
     /// masked loads and stores, the sparse row scan's 8-wide path.
     const AVX2: bool = false;
     /// The token exists only once AVX-512F, with the rest of pulp's V4 set
-    /// (BW, CD, DQ, VL), was detected: `div_sqrt_plus`'s estimate path, the
-    /// sparse row scan's 16-wide compress path.
+    /// (BW, CD, DQ, VL), was detected: `div_sqrt_plus`'s and `div_normal`'s
+    /// estimate paths, the sparse row scan's 16-wide compress path.
     const AVX512F: bool = false;
 }
 

@@ -18,8 +18,8 @@
 //! instead. Results are identical for every call on one ISA and CPU vendor,
 //! and may differ between ISAs in the last bit (FMA versus separate multiply
 //! and add in the scalar path) and, for tanh and sigmoid on AVX-512, between
-//! AMD's CPUs and others' (whose slow 512-bit divider they avoid with a
-//! reciprocal estimate, `div_normal`).
+//! AMD's (and Hygon's) CPUs and others' (whose slow 512-bit divider they
+//! avoid with a reciprocal estimate, `div_normal`).
 //!
 //! Error bounds are stated per function in ULPs of the exact result (ULP taken
 //! in the binade of the exact value, never finer than the subnormal spacing
@@ -127,7 +127,7 @@ fn div_estimates<S: Token>() -> bool {
 #[inline(always)]
 fn div_normal<S: Token>(s: S, num: S::f32s, den: S::f32s, est: bool) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
-    if est && S::AVX512F && core::mem::size_of::<S::f32s>() == 64 {
+    if est && cfg!(not(miri)) && S::AVX512F && core::mem::size_of::<S::f32s>() == 64 {
         use core::arch::x86_64::__m512;
         // SAFETY: `S`'s `Token` impl says its token exists only once AVX-512F
         // was detected; its f32 vector is 64 bytes, the layout of `__m512`
@@ -287,13 +287,16 @@ fn expm1_poly_n<S: Token, const N: usize>(s: S, r: [S::f32s; N]) -> [S::f32s; N]
     expm1_poly_scaled_n(s, r, 1.0)
 }
 
-/// `(e^{k·h} − 1)/k` for `k = scale`, a power of two, and `k·h ∈ [−ln2/2,
-/// ln2/2]`: [`expm1_poly_n`] of `r = k·h` with every coefficient and
-/// intermediate scaled by a power of `k`, so its bits are exactly those of
-/// `expm1_poly_n(k·h) / k` (scaling by powers of two is exact) without the
-/// multiply by `k`. tanh takes `k = 2` (`e^{2|x|}`).
+/// `(e^{k·h} − 1)/k` for `k = scale` (1 or 2) and `k·h ∈ [−ln2/2, ln2/2]`:
+/// [`expm1_poly_n`] of `r = k·h` with every coefficient and intermediate
+/// scaled by a power of `k`, so its bits are exactly those of
+/// `expm1_poly_n(k·h) / k` without the multiply by `k`: scaling by powers of
+/// two is exact while the intermediates are normal, and where `h²` is
+/// subnormal (`|h| < 2⁻⁶³`) both forms return `h` itself. tanh takes
+/// `k = 2` (`e^{2|x|}`).
 #[inline(always)]
 fn expm1_poly_scaled_n<S: Token, const N: usize>(s: S, h: [S::f32s; N], scale: f32) -> [S::f32s; N] {
+    debug_assert!(scale == 1.0 || scale == 2.0);
     let k = scale;
     let (c2, c3, c4, c5, c6) = (4.999_999_4e-1, 1.666_652_1e-1, 4.166_838_9e-2, 8.368_728_7e-3, 1.381_447_8e-3);
     let h2: [S::f32s; N] = map_n!(s, N, |i| s.mul_f32s(h[i], h[i]));
@@ -437,8 +440,8 @@ fn log1p_unit<S: Token>(s: S, u: S::f32s) -> S::f32s {
 
 /// Hyperbolic tangent on one vector.
 ///
-/// Computed on `|x|` clamped to 9.5 (the result rounds to 1 from `|x| > 9.011`
-/// on), with `x`'s sign bit put back at the end: `tanh|x| = (e^{2|x|} − 1)/(e^{2|x|} + 1)`.
+/// Computed on `|x|` clamped to 9.5 (the exact result rounds to 1 from
+/// `|x| > 9.011` on), with `x`'s sign bit put back at the end: `tanh|x| = (e^{2|x|} − 1)/(e^{2|x|} + 1)`.
 /// With `2|x| = n·ln2 + r` and `t = e^r − 1` (`expm1_poly_n`), the numerator
 /// `num = 2ⁿ·t + (2ⁿ − 1)` is one FMA from `t`, accurate for small arguments
 /// too (it is `t` itself when `n = 0`), so one formula covers the whole range
@@ -448,7 +451,10 @@ fn log1p_unit<S: Token>(s: S, u: S::f32s) -> S::f32s {
 /// `|x|` to within its last bit). The reduction uses a single `ln 2`
 /// constant: its error `|n|·1.9e-9` only matters where `n` is small, since
 /// for large `|n|` the result is within a few ULP of ±1 and insensitive to
-/// the exponential.
+/// the exponential. It is computed by halves, with the same bits:
+/// `h = r/2 = |x| − n·ln2/2` and `t/2` from `expm1_poly_n`'s coefficients
+/// scaled by powers of two (`expm1_poly_scaled_n`), so that `2|x|` is never
+/// formed, and `num = (t/2)·2ⁿ⁺¹ + (2ⁿ − 1)`.
 ///
 /// Special values without a compare (a multiply-pipe operation on Zen 4):
 /// the clamp keeps NaN (`min_keep_nan`), which then flows through every step;
@@ -467,21 +473,28 @@ pub fn tanh_f32s<S: Token>(s: S, x: S::f32s) -> S::f32s {
 #[inline(always)]
 fn tanh_n<S: Token, const N: usize>(s: S, x: [S::f32s; N]) -> [S::f32s; N] {
     let xc: [S::f32s; N] = map_n!(s, N, |i| min_keep_nan(s, splat(s, 9.5), abs(s, x[i])));
+    let num = tanh_num_n(s, xc);
+    // num + 2 ∈ [2, e¹⁹ + 1]: normal, and so is its reciprocal.
+    let est = div_estimates::<S>();
+    map_n!(s, N, |i| copy_sign(s, div_normal(s, num[i], s.add_f32s(num[i], splat(s, 2.0)), est), x[i]))
+}
+
+/// tanh's numerator `e^{2·xc} − 1` for `xc ∈ [+0, 9.5]` (or NaN), by halves
+/// (see [`tanh_f32s`]).
+#[inline(always)]
+fn tanh_num_n<S: Token, const N: usize>(s: S, xc: [S::f32s; N]) -> [S::f32s; N] {
     let kf: [S::f32s; N] = map_n!(s, N, |i| fma(s, xc[i], splat(s, 2.0 * LOG2E), splat(s, MAGIC)));
     let n: [S::f32s; N] = map_n!(s, N, |i| s.sub_f32s(kf[i], splat(s, MAGIC)));
     // Half of everything: h = r/2 (r = 2|x| − n·ln2; halving is exact, so
     // these are r's bits halved) and th = t/2, so 2|x| is never formed.
     let h: [S::f32s; N] = map_n!(s, N, |i| fma(s, n[i], splat(s, -0.5 * std::f32::consts::LN_2), xc[i]));
     let th = expm1_poly_scaled_n(s, h, 2.0);
-    // 2ⁿ⁺¹ from the exponent field (see exp_fast_parts_n); n ∈ [0, 28].
+    // 2ⁿ⁺¹ from the exponent field (see exp_fast_parts_n); n ∈ [0, 27].
     let sc2: [S::f32s; N] = map_n!(s, N, |i| {
         from_bits(s, s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf[i]), s.splat_u32s(128)), s.splat_u32s(23)))
     });
     // num = t·2ⁿ + (2ⁿ − 1) = th·2ⁿ⁺¹ + (2ⁿ⁺¹·½ − 1), the same bits.
-    let num: [S::f32s; N] = map_n!(s, N, |i| fma(s, th[i], sc2[i], fma(s, sc2[i], splat(s, 0.5), splat(s, -1.0))));
-    // num + 2 ∈ [2, e¹⁹ + 1]: normal, and so is its reciprocal.
-    let est = div_estimates::<S>();
-    map_n!(s, N, |i| copy_sign(s, div_normal(s, num[i], s.add_f32s(num[i], splat(s, 2.0)), est), x[i]))
+    map_n!(s, N, |i| fma(s, th[i], sc2[i], fma(s, sc2[i], splat(s, 0.5), splat(s, -1.0))))
 }
 
 /// Stable logistic function without NaN handling: `num/(1 + e)` with
@@ -809,10 +822,11 @@ mod tests {
     use super::*;
     use crate::simd::{load_tail, store_tail};
 
-    /// tanh's halved reduction (`h = r/2`, `expm1_poly_scaled_n(h, 2)`,
-    /// `2ⁿ⁺¹`) gives the bits of the direct one (`r = 2|x| − n·ln2`,
-    /// `expm1_poly_n(r)`, `2ⁿ`) for every 4099th f32 bit pattern in tanh's
-    /// range, on every ISA.
+    /// tanh's numerator by halves ([`tanh_num_n`]: `h = r/2`,
+    /// `expm1_poly_scaled_n(h, 2)`, `2ⁿ⁺¹`) gives the bits of the direct form
+    /// (`r = 2|x| − n·ln2`, `expm1_poly_n(r)`, `2ⁿ`) for every 4099th f32 bit
+    /// pattern of `[0, 9.5]` and for the clamped arguments (9.5 itself, 10³,
+    /// +Inf, NaN), on every ISA.
     #[test]
     fn tanh_halved_reduction_keeps_the_bits() {
         struct Op<'a>(&'a [f32], &'a mut [f32], &'a mut [f32]);
@@ -823,18 +837,14 @@ mod tests {
                 let Op(x, halved, direct) = self;
                 for i in (0..x.len()).step_by(S::F32_LANES) {
                     let xc = min_keep_nan(s, splat(s, 9.5), abs(s, load_tail(s, &x[i..])));
+                    let [num] = tanh_num_n(s, [xc]);
+                    store_tail(s, &mut halved[i..], num);
                     let kf = fma(s, xc, splat(s, 2.0 * LOG2E), splat(s, MAGIC));
                     let n = s.sub_f32s(kf, splat(s, MAGIC));
-                    let h = fma(s, n, splat(s, -0.5 * std::f32::consts::LN_2), xc);
-                    let [th] = expm1_poly_scaled_n(s, [h], 2.0);
-                    let sh = |e: u32| {
-                        from_bits(
-                            s,
-                            s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf), s.splat_u32s(e)), s.splat_u32s(23)),
-                        )
-                    };
-                    let (sc, sc2) = (sh(127), sh(128));
-                    store_tail(s, &mut halved[i..], fma(s, th, sc2, fma(s, sc2, splat(s, 0.5), splat(s, -1.0))));
+                    let sc = from_bits(
+                        s,
+                        s.wrapping_dyn_shl_u32s(s.add_u32s(bits(s, kf), s.splat_u32s(127)), s.splat_u32s(23)),
+                    );
                     let r = fma(s, n, splat(s, -std::f32::consts::LN_2), s.add_f32s(xc, xc));
                     let [t] = expm1_poly_n(s, [r]);
                     store_tail(s, &mut direct[i..], fma(s, t, sc, s.sub_f32s(sc, splat(s, 1.0))));
@@ -842,12 +852,14 @@ mod tests {
             }
         }
         let step = if cfg!(miri) { 1 << 24 } else { 4099 };
-        let x: Vec<f32> = (0..=0x4118_0000u32).step_by(step).map(f32::from_bits).collect();
+        let mut x: Vec<f32> = (0..=0x4118_0000u32).step_by(step).map(f32::from_bits).collect();
+        x.extend([9.5, 1e3, f32::INFINITY, f32::NAN, -0.0, f32::from_bits(1)]);
         for &isa in Isa::all().iter().filter(|i| i.is_available()) {
             let (mut a, mut b) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
             isa.run(Op(&x, &mut a, &mut b));
             for i in 0..x.len() {
-                assert_eq!(a[i].to_bits(), b[i].to_bits(), "{} x = {}", isa.name(), x[i]);
+                let same = a[i].to_bits() == b[i].to_bits() || (x[i].is_nan() && a[i].is_nan() && b[i].is_nan());
+                assert!(same, "{} x = {}: {} against {}", isa.name(), x[i], a[i], b[i]);
             }
         }
     }
@@ -855,8 +867,8 @@ mod tests {
     /// [`div_normal`]'s estimate path (asked for on every CPU here, whatever
     /// its vendor) against IEEE division, over numerators and denominators
     /// of tanh's and sigmoid's ranges (`den ∈ [1, 2¹²⁵]`, `|num| ≤ den`,
-    /// a subnormal quotient among them; `num` never −0, whose quotient is
-    /// +0 on the estimate path): at
+    /// sigmoid's `1/den`, a subnormal quotient, NaN in either operand; `num`
+    /// never −0, whose quotient is +0 on the estimate path): at
     /// most 1 ulp apart on AVX-512 (and differing somewhere, so the path
     /// ran), the same bits on every other ISA and without it. tanh's and
     /// sigmoid's ULP bounds hold on either path (`tests/math_sweep.rs` sweeps
@@ -876,21 +888,32 @@ mod tests {
             }
         }
         let mut rnd = crate::simd::xorshift(0x2545_f491_4f6c_dd1du64);
-        let n = if cfg!(miri) { 64 } else { 1 << 16 };
+        let n = if cfg!(miri) { 128 } else { 1 << 16 };
         // den = 2^e·(1 + f), e ∈ [0, 125]; num = ±den·u, u ∈ [0, 1), with
         // powers of two and 1 among both.
         let mut den: Vec<f32> =
             (0..n).map(|_| f32::from_bits(0x3f80_0000 + (rnd() >> 33) as u32 % (125 << 23))).collect();
+        // u ∈ (0, 1) (never 0, so num is never −0); every third numerator
+        // is 1, sigmoid's (quotients down to 2⁻¹²⁵).
         let mut num: Vec<f32> = den
             .iter()
             .map(|&d| {
                 let r = rnd();
-                let u = (r >> 40) as f32 / (1u64 << 24) as f32;
-                if r & 1 == 0 { d * u } else { -d * u }
+                let u = ((r >> 40) | 1) as f32 / (1u64 << 24) as f32;
+                match r % 3 {
+                    0 => 1.0,
+                    1 => d * u,
+                    _ => -d * u,
+                }
             })
             .collect();
         den[..4].copy_from_slice(&[1.0, 2.0, 1024.0, 3.0]);
         num[..4].copy_from_slice(&[1.0, 1e-40, 0.0, 2.0]);
+        // NaN in either operand, alone in its vector.
+        for (j, (a, b)) in [(f32::NAN, 5.0), (3.0, f32::NAN)].into_iter().enumerate() {
+            num[64 * j + 37] = a;
+            den[64 * j + 37] = b;
+        }
         let want: Vec<f32> = num.iter().zip(&den).map(|(a, b)| a / b).collect();
         for &isa in Isa::all().iter().filter(|i| i.is_available()) {
             for est in [false, true] {
@@ -900,6 +923,10 @@ mod tests {
                 let mut differ = 0;
                 for i in 0..n {
                     let (g, w) = (got[i], want[i]);
+                    if w.is_nan() {
+                        assert!(g.is_nan(), "{} est {est}: {} / {}: {g}", isa.name(), num[i], den[i]);
+                        continue;
+                    }
                     let ulps = (g.to_bits() as i64 - w.to_bits() as i64).abs();
                     differ += (ulps != 0) as usize;
                     assert!(

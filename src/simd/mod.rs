@@ -191,18 +191,28 @@ pub(crate) const DIV_SQRT_FAST_EPS_MAX: f32 = 1e30;
 /// a Xeon. AMD's Zen 4 divides faster than it runs the estimates' extra
 /// operations (0.32 ns against 0.35, Adam alone): not on AMD (or Hygon).
 /// The same choice sets tanh's and sigmoid's quotient (`math::div_normal`).
+/// Inlined (one relaxed load and a compare), so that kernels which ask once
+/// per vector keep their constants in registers; the first call's CPUID is
+/// out of line.
+#[inline]
 pub(crate) fn div_sqrt_estimates_pay() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    static PAY: AtomicU8 = AtomicU8::new(0);
-    match PAY.load(Ordering::Relaxed) {
+    match ESTIMATES_PAY.load(core::sync::atomic::Ordering::Relaxed) {
         1 => false,
         2 => true,
-        _ => {
-            let pay = !cpu_is_amd();
-            PAY.store(if pay { 2 } else { 1 }, Ordering::Relaxed);
-            pay
-        }
+        _ => decide_estimates_pay(),
     }
+}
+
+/// [`div_sqrt_estimates_pay`]'s answer: 0 until decided, then 1 (no) or 2 (yes).
+static ESTIMATES_PAY: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+
+/// Decides [`div_sqrt_estimates_pay`] once (every thread decides the same).
+#[cold]
+#[inline(never)]
+fn decide_estimates_pay() -> bool {
+    let pay = !cpu_is_amd();
+    ESTIMATES_PAY.store(if pay { 2 } else { 1 }, core::sync::atomic::Ordering::Relaxed);
+    pay
 }
 
 /// Whether the CPU's vendor string is AMD's (or Hygon's, a Zen licensee).
