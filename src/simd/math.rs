@@ -105,17 +105,21 @@ fn copy_sign<S: Token>(s: S, mag: S::f32s, x: S::f32s) -> S::f32s {
     from_bits(s, s.or_u32s(s.and_u32s(bits(s, x), sign), s.and_u32s(bits(s, mag), s.not_u32s(sign))))
 }
 
+/// Whether `S` has [`div_normal`]'s estimate path: an AVX-512 token with
+/// 64-byte f32 vectors on x86-64 (never under Miri).
+#[inline(always)]
+fn estimate_isa<S: Token>() -> bool {
+    cfg!(all(target_arch = "x86_64", not(miri))) && S::AVX512F && core::mem::size_of::<S::f32s>() == 64
+}
+
 /// Whether [`div_normal`] takes its estimate path here: on AVX-512 tokens
 /// where the estimates pay ([`super::div_sqrt_estimates_pay`]: not on AMD,
 /// whose Zen 4 divides in two multiply-pipe slots). Intel's 512-bit `vdivps`
-/// takes the divider about 10 cycles per vector. Read once per block of
-/// vectors, outside the arithmetic.
+/// takes the divider about 10 cycles per vector. Read once per call of the
+/// `N`-vector helpers, before their arithmetic.
 #[inline(always)]
 fn div_estimates<S: Token>() -> bool {
-    cfg!(all(target_arch = "x86_64", not(miri)))
-        && S::AVX512F
-        && core::mem::size_of::<S::f32s>() == 64
-        && super::div_sqrt_estimates_pay()
+    estimate_isa::<S>() && super::div_sqrt_estimates_pay()
 }
 
 /// `num / den` for `den` and `1/den` normal and finite (in other lanes the
@@ -127,11 +131,11 @@ fn div_estimates<S: Token>() -> bool {
 #[inline(always)]
 fn div_normal<S: Token>(s: S, num: S::f32s, den: S::f32s, est: bool) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
-    if est && cfg!(not(miri)) && S::AVX512F && core::mem::size_of::<S::f32s>() == 64 {
+    if est && estimate_isa::<S>() {
         use core::arch::x86_64::__m512;
         // SAFETY: `S`'s `Token` impl says its token exists only once AVX-512F
         // was detected; its f32 vector is 64 bytes, the layout of `__m512`
-        // (checked above), and any bit pattern is valid for both.
+        // (both checked by `estimate_isa`), and any bit pattern is valid for both.
         return unsafe {
             core::mem::transmute_copy(&super::x86::div_rcp14_avx512(
                 core::mem::transmute_copy::<S::f32s, __m512>(&num),
