@@ -311,6 +311,33 @@ fn spmm_rows_split_over_threads() {
     }
 }
 
+/// The forward product in halves of the inputs (`spmm_halves_epilogue`,
+/// from 64 bytes of weights under Miri): one thread after the other, or a
+/// task per half and group of rows, one half into scratch, then a pass that
+/// adds it (with the bias and activation) over C's rows; the next batch's
+/// prefetch in halves. Exact on small integers, for a selection of rows.
+#[test]
+fn sparse_forward_in_halves_split_over_threads() {
+    let mut rng = Lcg(5);
+    let (nd, batch, n_in, n_out) = (9, 6, 11, 7);
+    let x: Vec<f32> = (0..nd * n_in).map(|i| if i % 3 != 1 { rng.int(-2, 2) as f32 } else { 0.0 }).collect();
+    let w = rng.vec(n_in * n_out);
+    let b = rng.vec(n_out);
+    let rows = [4usize, 0, 8, 4, 2, 7];
+    let xs = SparseRows::from_dense(&x, nd, n_in).unwrap();
+    let shp = DenseShape { batch, n_in, n_out };
+    for threads in [1, 2, 4] {
+        let (mut z, mut a) = (vec![f32::NAN; batch * n_out], vec![f32::NAN; batch * n_out]);
+        dense_forward_sparse(Activation::Relu, shp, &xs, Some(&rows), &w, &b, Some(&mut z), &mut a, &opts(threads))
+            .unwrap();
+        for t in 0..batch * n_out {
+            let (r, c) = (rows[t / n_out], t % n_out);
+            let want = b[c] as f64 + (0..n_in).map(|p| x[r * n_in + p] as f64 * w[p * n_out + c] as f64).sum::<f64>();
+            assert_eq!((z[t] as f64, a[t] as f64), (want, relu(want)), "{threads} threads, {t}");
+        }
+    }
+}
+
 /// `Sᵀ_b·B` from the rows (each task a range of C's rows, accumulated in an
 /// aligned part of the scratch, with a cursor per row), exact on small
 /// integers, against the sum written out; a batch with a repeated row.

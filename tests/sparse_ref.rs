@@ -569,6 +569,79 @@ fn spmm_t_rows_has_the_bits_of_spmm_on_the_transpose() {
     assert_eq!(c, [4.0, 4.0, 0.0, 0.0, 6.0, 6.0]);
 }
 
+/// A layer whose weights take 128 KiB or more sums each output in two
+/// halves of its inputs (`epi(s_lo + s_hi)`, so that two threads each read
+/// only their half of the weights): the bits of two products on the halves'
+/// nonzeros, added, plus the bias, then the activation; the same for 1 to 4
+/// threads, every ISA, all rows or a selection of them; smaller weights keep
+/// the one-pass sum (`sparse_inputs_train_like_dense_ones` in `train.rs`).
+#[test]
+fn large_sparse_forward_sums_in_halves_for_any_thread_count() {
+    let mut rng = Rng(23);
+    let mut differ = 0;
+    // 784 × 128: MNIST's first layer (401 KiB); 301 × 130 (157 KiB) and
+    // 1001 × 40 (160 KiB): odd k, n past and short of whole vectors.
+    for &(batch, n_in, n_out) in &[(37usize, 784usize, 128usize), (5, 301, 130), (64, 1001, 40), (1, 784, 128)] {
+        assert!(n_in * n_out * 4 >= 128 << 10);
+        let shp = DenseShape { batch, n_in, n_out };
+        let half = n_in / 2;
+        let n_rows = batch + 9;
+        let x = rng.sparse(n_rows * n_in, 0.2);
+        let w: Vec<f32> = (0..n_in * n_out).map(|_| rng.unif_f64_as_f32() * 0.1).collect();
+        let bias: Vec<f32> = (0..n_out).map(|_| rng.unif_f64_as_f32()).collect();
+        let rows: Vec<usize> = (0..batch).map(|_| rng.below(n_rows)).collect();
+        let s = SparseRows::from_dense(&x, n_rows, n_in).unwrap();
+        // The halves' nonzeros as matrices of their own, on the batch's rows.
+        let part = |lo: bool| {
+            let xp: Vec<f32> = (0..batch * n_in)
+                .map(|t| if ((t % n_in) < half) == lo { x[rows[t / n_in] * n_in + t % n_in] } else { 0.0 })
+                .collect();
+            SparseRows::from_dense(&xp, batch, n_in).unwrap()
+        };
+        let (s_lo, s_hi) = (part(true), part(false));
+        for isa in scalar_and_current() {
+            let seq = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
+            let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
+            let (mut lo, mut hi) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
+            spmm(1.0, &s_lo, wv, 0.0, MatMut::row_major(&mut lo, batch, n_out, n_out).unwrap(), &seq).unwrap();
+            spmm(1.0, &s_hi, wv, 0.0, MatMut::row_major(&mut hi, batch, n_out, n_out).unwrap(), &seq).unwrap();
+            let z_want: Vec<f32> = (0..batch * n_out).map(|t| (lo[t] + hi[t]) + bias[t % n_out]).collect();
+            // The one-pass sum rounds differently somewhere (else this test
+            // could not tell the orders apart).
+            let mut one = vec![0f32; batch * n_out];
+            spmm_rows(1.0, &s, &rows, wv, 0.0, MatMut::row_major(&mut one, batch, n_out, n_out).unwrap(), &seq)
+                .unwrap();
+            differ +=
+                one.iter().zip(lo.iter().zip(&hi)).filter(|(o, (l, h))| o.to_bits() != (**l + **h).to_bits()).count();
+            for threads in 1..=4 {
+                let o = GemmOptions { isa: Some(isa), par: Par::Threads(threads), ..Default::default() };
+                let (mut z, mut a) = (vec![f32::NAN; batch * n_out], vec![f32::NAN; batch * n_out]);
+                let act = Activation::Relu;
+                dense_forward_sparse(act, shp, &s, Some(&rows), &w, &bias, Some(&mut z), &mut a, &o).unwrap();
+                for t in 0..batch * n_out {
+                    let at = format!(
+                        "{isa:?}, {threads} threads, {batch}×{n_in}·{n_in}×{n_out}, ({}, {})",
+                        t / n_out,
+                        t % n_out
+                    );
+                    assert_eq!(z[t].to_bits(), z_want[t].to_bits(), "z {at}");
+                    assert_eq!(a[t].to_bits(), z_want[t].max(0.0).to_bits(), "a {at}");
+                }
+                // All rows of S (no selection): the first `batch` rows' bits
+                // match the selection [0, 1, ..] of them.
+                let first: Vec<usize> = (0..n_rows).collect();
+                let shp_all = DenseShape { batch: n_rows, ..shp };
+                let (mut za, mut aa) = (vec![0f32; n_rows * n_out], vec![0f32; n_rows * n_out]);
+                dense_forward_sparse(act, shp_all, &s, None, &w, &bias, Some(&mut za), &mut aa, &o).unwrap();
+                let (mut zr, mut ar) = (za.clone(), aa.clone());
+                dense_forward_sparse(act, shp_all, &s, Some(&first), &w, &bias, Some(&mut zr), &mut ar, &seq).unwrap();
+                assert!(za.iter().zip(&zr).all(|(p, q)| p.to_bits() == q.to_bits()), "{isa:?} {threads} all rows");
+            }
+        }
+    }
+    assert!(differ > 0, "the halves' sums never differed from the one-pass sums");
+}
+
 #[test]
 fn sparse_dense_layer_steps_match_the_dense_ones() {
     let mut rng = Rng(5);

@@ -469,6 +469,33 @@ impl SparseRows {
         }
     }
 
+    /// [`SparseRows::prefetch_rows`] for the forward product of
+    /// [`spmm_halves_epilogue`] on up to `par` threads: with two or more,
+    /// one thread asks for the first half of each row's nonzeros (columns
+    /// below `cols/2`) and another for the second, as the product's tasks
+    /// then read them, so that each core's cache gets its own half and the
+    /// waits for memory run on two cores.
+    pub(crate) fn prefetch_rows_halves(&self, rows: &[usize], par: crate::par::Par) {
+        if par.threads() < 2 {
+            return self.prefetch_rows(rows);
+        }
+        let half = (self.cols / 2) as u32;
+        crate::par::run_tasks(2, |t| {
+            for &r in rows {
+                if r >= self.rows {
+                    continue;
+                }
+                let (q0, q1) = (self.ptr[r], self.ptr[r + 1]);
+                let mid = q0 + self.idx[q0..q1].partition_point(|&p| p < half);
+                let (a, b) = if t == 0 { (q0, mid) } else { (mid, q1) };
+                for p in (a & !15..b).step_by(16) {
+                    crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
+                    crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
+                }
+            }
+        });
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -664,17 +691,7 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
     epi: E,
     opts: &GemmOptions,
 ) -> Result<()> {
-    let (k, n) = (s.cols, b.cols);
-    let m = rows.map_or(s.rows, |r| r.len());
-    if b.rows != k || c.rows != m || c.cols != n {
-        return Err(shape(format!(
-            "spmm: S is {m}×{k}, B is {}×{}, C is {}×{}; need S m×k, B k×n, C m×n",
-            b.rows, b.cols, c.rows, c.cols
-        )));
-    }
-    if let Some(&r) = rows.and_then(|rs| rs.iter().find(|&&r| r >= s.rows)) {
-        return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
-    }
+    let (m, k, n) = check_spmm(s, rows, &b, &c)?;
     let isa = opts.resolve_isa()?;
     if m == 0 || n == 0 {
         return Ok(());
@@ -692,11 +709,9 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
         alpha,
         beta: if beta == 0.0 { None } else { Some(beta) },
         epi: epi.transposed(),
+        kr: (0, s.cols),
     };
-    let nnz = match rows {
-        None => s.nnz,
-        Some(rs) => rs.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum(),
-    };
+    let nnz = rows.map_or(s.nnz, |rs| rs.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum());
     let flops = 2 * nnz.max(m) * n;
     let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1)).min(m).max(1);
     // Each task's scratch: its accumulator block (or the sliced loop's B
@@ -719,6 +734,202 @@ pub(crate) fn spmm_epilogue<E: Epilogue<f32>>(
             j0 += PANEL;
         }
     })
+}
+
+/// B (its `k × n` floats) from which [`spmm_halves_epilogue`] sums in
+/// halves; smaller B, which costs little to share between cores, is summed
+/// in one pass by [`spmm_epilogue`]. A constant, so that the order depends on
+/// the shapes only, never on the machine or the threads (under Miri, 64
+/// bytes, so that its small shapes take the halves).
+const HALVES_B_BYTES: usize = if cfg!(miri) { 64 } else { 128 << 10 };
+
+/// `C = epi(S·B)` (or of the rows `rows` of S) as [`spmm_epilogue`] with
+/// `alpha = 1` and `beta = 0` where B takes less than 128 KiB
+/// ([`HALVES_B_BYTES`]); from there every element of C is summed in two halves
+/// of S's columns: `epi(s_lo + s_hi)`, where `s_lo` sums the terms of the
+/// columns below `k/2` and `s_hi` those from `k/2` on, each from zero in
+/// increasing `k` (so the bits differ from [`spmm_epilogue`]'s in the last
+/// place only where that sum rounds differently, within the same bound).
+/// That order lets two threads each read only one half of B's rows (the
+/// rows of a layer's weights whose gradient and optimizer update the same
+/// thread computes: [`spmm_t_rows`] and `optim` split there too, for two
+/// threads), instead of both reading all of B, which then moved between
+/// the cores' caches at every training step. One thread sums `s_lo` into C,
+/// then adds `s_hi` in the write-out; two or more put `s_hi` in scratch and
+/// add it in a second pass over C's rows: the same bits for any thread count.
+///
+/// # Errors
+/// As [`spmm_epilogue`]; [`crate::Error::OutOfMemory`] before C is written.
+pub(crate) fn spmm_halves_epilogue<E: Epilogue<f32>>(
+    s: &SparseRows,
+    rows: Option<&[usize]>,
+    b: MatRef<'_, f32>,
+    mut c: MatMut<'_, f32>,
+    epi: E,
+    opts: &GemmOptions,
+) -> Result<()> {
+    let (m, k, n) = check_spmm(s, rows, &b, &c)?;
+    if k.saturating_mul(n).saturating_mul(4) < HALVES_B_BYTES {
+        return spmm_epilogue(1.0, s, rows, b, 0.0, c, epi, opts);
+    }
+    let isa = opts.resolve_isa()?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let half = k / 2;
+    let lo = Job {
+        s,
+        rows,
+        b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
+        n,
+        j0: 0,
+        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
+        alpha: 1.0,
+        beta: None,
+        epi: NoEpilogue,
+        kr: (0, half),
+    };
+    // The second half adds C's first (beta = 1: fma(1, c, s_hi) = c + s_hi
+    // exactly rounded) and applies the epilogue.
+    let hi =
+        Job { s, rows, b: lo.b, n, j0: 0, c: lo.c, alpha: 1.0, beta: Some(1.0), epi: epi.transposed(), kr: (half, k) };
+    let nnz = rows.map_or(s.nnz, |rs| rs.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum());
+    let flops = 2 * nnz.max(m) * n;
+    let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1));
+    // Pairs of tasks, one per half, each pair over a group of C's rows.
+    let groups = (nt / 2).min(m);
+    let rb = ROW_BLOCK.min(m.div_ceil(groups.max(1)));
+    let acc_len = acc_len(rb, n.min(PANEL), k);
+    if groups == 0 {
+        if let Some(rs) = rows {
+            s.prefetch_rows(rs);
+        }
+        return tasks_with_scratch(1, acc_len, rb, |_, acc, cur| {
+            // SAFETY: the views were validated above, and this (only) task
+            // writes all of C; `acc` and `cur` are sized for all its rows.
+            unsafe {
+                run_panels(isa, &lo, 0, m, &mut *acc, &mut *cur);
+                run_panels(isa, &hi, 0, m, acc, cur);
+            }
+        });
+    }
+    // s_hi of every row, in rows of n padded to whole lines, from a line:
+    // the last scratch part, after the 2·groups tasks' parts.
+    let np = n.div_ceil(MAX_F32_LANES) * MAX_F32_LANES;
+    let p_len = m.checked_mul(np).and_then(|l| l.checked_add(MAX_F32_LANES)).unwrap_or(usize::MAX / 4);
+    let words = task_words(acc_len, rb).max(scratch::words_of::<f32>(p_len));
+    let tasks = 2 * groups;
+    scratch::with_parts(tasks + 1, words, "sparse product scratch", |parts| {
+        // SAFETY: the last part is taken once, here, and no task takes it.
+        let p = unsafe { parts.part(tasks) };
+        // SAFETY: the words are initialized and 8-byte aligned, so they hold
+        // p_len f32 (any bits are valid).
+        let p = unsafe { core::slice::from_raw_parts_mut(p.as_mut_ptr() as *mut f32, p_len) };
+        let skip = p.as_ptr().align_offset(64).min(MAX_F32_LANES);
+        let to_p = Job {
+            c: Strided { ptr: MutPtr::from_mut_slice(&mut p[skip..]), rs: np as isize, cs: 1 },
+            kr: (half, k),
+            ..lo
+        };
+        run_with_parts(parts, tasks, acc_len, rb, |t, acc, cur| {
+            let g = t / 2;
+            let (r0, r1) = (m * g / groups, m * (g + 1) / groups);
+            // Each task asks for its half of its rows' nonzeros itself (all
+            // at once: rows from a large data set come from memory).
+            let j = if t % 2 == 0 { &lo } else { &to_p };
+            for i in r0..r1 {
+                let q = j.nz(j.row(i));
+                for p in (q.start & !15..q.end).step_by(16) {
+                    crate::simd::prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
+                    crate::simd::prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
+                }
+            }
+            // SAFETY: the views were validated above; task t writes rows
+            // r0..r1 (its group's) of C (even t) or of the scratch (odd t),
+            // whose m rows of np ≥ n floats start at a line of p.
+            unsafe { run_panels(isa, if t % 2 == 0 { &lo } else { &to_p }, r0, r1, acc, cur) }
+        });
+        let split = nt.min(m);
+        let pc = ConstPtr::from_slice(&p[skip..]);
+        crate::par::run_tasks(split, |t| {
+            let (r0, r1) = (m * t / split, m * (t + 1) / split);
+            // SAFETY (of Combine's accesses): rows r0..r1 of C are inside C
+            // and this task's; the scratch holds np ≥ n floats of each of C's
+            // m rows.
+            isa.run(Combine { job: &hi, p: pc, np, r0, r1 });
+        });
+    })
+}
+
+/// Rows `r0..r1` of `j`'s destination, in panels of at most [`PANEL`]
+/// columns (so that the accumulator block stays bounded).
+///
+/// # Safety
+/// `j`'s views are valid (B and S only read), rows `r0..r1` of its
+/// destination are the caller's to write, and `acc`, `cur` are as long as
+/// [`Rows`] needs for those rows.
+unsafe fn run_panels<E: Epilogue<f32>>(
+    isa: Isa,
+    j: &Job<'_, E>,
+    r0: usize,
+    r1: usize,
+    acc: &mut [f32],
+    cur: &mut [usize],
+) {
+    let mut j0 = 0;
+    while j0 < j.n {
+        let panel = j.panel(j0, PANEL.min(j.n - j0));
+        // SAFETY (of the kernel's accesses): the caller's contract; the
+        // panel's columns are inside B and the destination.
+        isa.run(Rows { job: &panel, r0, r1, acc: &mut *acc, cur: &mut *cur });
+        j0 += PANEL;
+    }
+}
+
+/// Rows `r0..r1` of C from `s_hi` in scratch (`p`, rows of `np`): the
+/// write-out of [`spmm_halves_epilogue`]'s second half.
+struct Combine<'a, 'b, E> {
+    job: &'b Job<'a, E>,
+    p: ConstPtr<f32>,
+    np: usize,
+    r0: usize,
+    r1: usize,
+}
+
+impl<E: Epilogue<f32>> WithToken for Combine<'_, '_, E> {
+    type Output = ();
+    #[inline(always)]
+    fn with_token<S: Token>(self, s: S) {
+        let Combine { job, p, np, r0, r1 } = self;
+        for i in r0..r1 {
+            // SAFETY: row i of the scratch holds np ≥ n floats (padded to
+            // whole vectors) and row i of C is this task's (the caller's
+            // split).
+            unsafe { write_row(s, job, i, p.wrapping_offset((i * np) as isize).slice(np)) };
+        }
+    }
+}
+
+/// Checks `C = S·B` (or the rows `rows` of S): S m×k, B k×n, C m×n, every
+/// row inside S. Returns `(m, k, n)`.
+fn check_spmm(
+    s: &SparseRows,
+    rows: Option<&[usize]>,
+    b: &MatRef<'_, f32>,
+    c: &MatMut<'_, f32>,
+) -> Result<(usize, usize, usize)> {
+    let (k, n) = (s.cols, b.cols);
+    let m = rows.map_or(s.rows, |r| r.len());
+    if b.rows != k || c.rows != m || c.cols != n {
+        return Err(shape(format!(
+            "spmm: S is {m}×{k}, B is {}×{}, C is {}×{}; need S m×k, B k×n, C m×n",
+            b.rows, b.cols, c.rows, c.cols
+        )));
+    }
+    if let Some(&r) = rows.and_then(|rs| rs.iter().find(|&&r| r >= s.rows)) {
+        return Err(shape(format!("row {r} of a sparse matrix of {} rows", s.rows)));
+    }
+    Ok((m, k, n))
 }
 
 /// `C ← alpha·Sᵀ_b·B + beta·C` where `S_b` is the rows `rows` of S (in that
@@ -808,6 +1019,7 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
         alpha,
         beta: if beta == 0.0 { None } else { Some(beta) },
         epi: epi.transposed(),
+        kr: (0, s.cols),
     };
     let nnz: usize = rows.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum();
     let flops = 2 * nnz.max(k) * n;
@@ -989,24 +1201,39 @@ fn tasks_with_scratch(
     cur_len: usize,
     task: impl Fn(usize, &mut [f32], &mut [usize]) + Sync,
 ) -> Result<()> {
-    let words = scratch::words_of::<f32>(acc_len) + scratch::words_of::<usize>(cur_len);
-    scratch::with_parts(nt, words, "sparse product scratch", |parts| {
-        crate::par::run_tasks(nt, |t| {
-            // SAFETY: task t takes part t only.
-            let part = unsafe { parts.part(t) };
-            let (acc, cur) = part.split_at_mut(scratch::words_of::<f32>(acc_len));
-            // SAFETY: the words are initialized and 8-byte aligned, so they
-            // hold acc_len f32 and cur_len usize (any bits are valid for
-            // both); the two halves are disjoint and borrowed for this task
-            // only.
-            let (acc, cur) = unsafe {
-                (
-                    core::slice::from_raw_parts_mut(acc.as_mut_ptr() as *mut f32, acc_len),
-                    core::slice::from_raw_parts_mut(cur.as_mut_ptr() as *mut usize, cur_len),
-                )
-            };
-            task(t, acc, cur)
-        })
+    let words = task_words(acc_len, cur_len);
+    scratch::with_parts(nt, words, "sparse product scratch", |parts| run_with_parts(parts, nt, acc_len, cur_len, task))
+}
+
+/// Words of one task's scratch: `acc_len` floats, then `cur_len` cursors.
+fn task_words(acc_len: usize, cur_len: usize) -> usize {
+    scratch::words_of::<f32>(acc_len) + scratch::words_of::<usize>(cur_len)
+}
+
+/// [`tasks_with_scratch`]'s tasks on `parts` (at least `nt` of at least
+/// [`task_words`] words each): task `t` takes part `t` only.
+fn run_with_parts(
+    parts: scratch::Parts,
+    nt: usize,
+    acc_len: usize,
+    cur_len: usize,
+    task: impl Fn(usize, &mut [f32], &mut [usize]) + Sync,
+) {
+    crate::par::run_tasks(nt, |t| {
+        // SAFETY: task t takes part t only.
+        let part = unsafe { parts.part(t) };
+        let (acc, cur) = part.split_at_mut(scratch::words_of::<f32>(acc_len));
+        // SAFETY: the words are initialized and 8-byte aligned, so they
+        // hold acc_len f32 and cur_len usize (any bits are valid for
+        // both); the two halves are disjoint and borrowed for this task
+        // only.
+        let (acc, cur) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(acc.as_mut_ptr() as *mut f32, acc_len),
+                core::slice::from_raw_parts_mut(cur.as_mut_ptr() as *mut usize, cur_len),
+            )
+        };
+        task(t, acc, cur)
     })
 }
 
@@ -1035,6 +1262,9 @@ struct Job<'a, E> {
     alpha: f32,
     beta: Option<f32>,
     epi: E,
+    /// The columns of S (rows of B) whose terms this job sums: all of
+    /// them, or one half of [`spmm_halves_epilogue`].
+    kr: (usize, usize),
 }
 
 impl<'a, E: Copy> Job<'a, E> {
@@ -1050,6 +1280,20 @@ impl<E> Job<'_, E> {
     #[inline(always)]
     fn row(&self, t: usize) -> usize {
         self.rows.map_or(t, |r| r[t])
+    }
+
+    /// The nonzeros of row `r` of S in the job's columns [`Job::kr`].
+    #[inline(always)]
+    fn nz(&self, r: usize) -> std::ops::Range<usize> {
+        let sp = self.s;
+        let q = sp.ptr[r]..sp.ptr[r + 1];
+        let (lo, hi) = self.kr;
+        if lo == 0 && hi == sp.cols {
+            return q;
+        }
+        let ix = &sp.idx[q.clone()];
+        let at = |c: usize| q.start + ix.partition_point(|&p| (p as usize) < c);
+        at(lo)..at(hi)
     }
 }
 
@@ -1116,7 +1360,7 @@ unsafe fn direct<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1
     for i in r0..r1 {
         let r = j.row(i);
         // alpha = 0 never reads B (0·NaN must not reach C).
-        let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { sp.ptr[r]..sp.ptr[r + 1] };
+        let q = if j.alpha == 0.0 { sp.ptr[r]..sp.ptr[r] } else { j.nz(r) };
         let (ix, vs) = (&sp.idx[q.clone()], &sp.val[q]);
         // SAFETY: rows ix of B (unit column stride, p < k) and the padded
         // row `a` are inside; row i of C is inside C and this task's.
@@ -1161,12 +1405,14 @@ unsafe fn blocked<S: Token, E: Epilogue<f32>>(
         let acc = &mut acc[..(i1 - i0) * np];
         acc.fill(0.0);
         for (t, c) in cur.iter_mut().enumerate().take(i1 - i0) {
-            *c = sp.ptr[j.row(i0 + t)];
+            *c = j.nz(j.row(i0 + t)).start;
         }
-        // alpha = 0 never reads B (0·NaN must not reach C).
-        let mut k0 = if j.alpha == 0.0 { k } else { 0 };
-        while k0 < k {
-            let k1 = (k0 + kb).min(k);
+        // alpha = 0 never reads B (0·NaN must not reach C). The k blocks
+        // cover the job's columns of S (the cursors stop at their end).
+        let kend = j.kr.1.min(k);
+        let mut k0 = if j.alpha == 0.0 { kend } else { j.kr.0 };
+        while k0 < kend {
+            let k1 = (k0 + kb).min(kend);
             for t in 0..i1 - i0 {
                 let e = sp.ptr[j.row(i0 + t) + 1];
                 let q0 = cur[t];
@@ -1312,8 +1558,7 @@ unsafe fn sliced<S: Token, E: Epilogue<f32>>(s: S, j: &Job<'_, E>, r0: usize, r1
     let w = SLICE * l;
     let pk = &mut pk[..k * w];
     let row = |i: usize| {
-        let r = j.row(i);
-        let q = sp.ptr[r]..sp.ptr[r + 1];
+        let q = j.nz(j.row(i));
         (&sp.idx[q.clone()], &sp.val[q])
     };
     let mut c0 = 0;

@@ -458,9 +458,11 @@ fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
 /// Starts fetching the inputs of the batch `rows` into the caches: the rows'
 /// nonzeros on the sparse path (`bf.sparse`, the trainer's copy), else the
 /// dense rows of `x` that the next gather copies.
-fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize) {
+fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize, par: Par) {
     match &bf.sparse {
-        Some(xs) => xs.prefetch_rows(rows),
+        // Each half of the rows' nonzeros to the core whose task of the
+        // forward product reads it.
+        Some(xs) => xs.prefetch_rows_halves(rows, par),
         None => x.prefetch_rows(rows, n_inputs),
     }
 }
@@ -1205,7 +1207,7 @@ impl Mlp {
         let rules = (step_rule(cfg, lr, st.t + 1, l2.in_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
         if let Some(next) = next {
-            prefetch_inputs(x, bf, next, self.n_inputs);
+            prefetch_inputs(x, bf, next, self.n_inputs, opts.par);
         }
         let l1 = cfg.l1 / b as f32;
         d.step(&mut self.params, rules, (l2.in_grad, l1, cfg.clip_norm), st, opts.par)?;
@@ -1277,7 +1279,8 @@ impl Mlp {
         let coupled_l2 = L2::coupled(cfg);
         if coupled_l2 > 0.0 {
             // Vectorised, fixed-order reduction (deterministic).
-            let sq: f64 = (0..nl).map(|i| crate::simd::reduce::sum_sq(self.layer_params(i).0)).sum();
+            // On the step's threads, each reading the weights it updates.
+            let sq: f64 = (0..nl).map(|i| crate::optim::sum_sq_with(self.layer_params(i).0, cfg.par)).sum();
             loss += 0.5 * coupled_l2 as f64 * sq / b as f64;
         }
         if cfg.l1 > 0.0 {
@@ -1402,7 +1405,7 @@ impl Mlp {
         if let Some(next) = next {
             // The next batch's inputs (its nonzeros on the sparse path), while
             // the optimizer's divisions leave the memory system idle.
-            prefetch_inputs(x, bf, next, self.n_inputs);
+            prefetch_inputs(x, bf, next, self.n_inputs, opts.par);
         }
         for i in 0..self.layers.len() {
             let (w0, b0) = self.offsets[i];

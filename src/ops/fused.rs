@@ -22,7 +22,7 @@ use super::act::{Activation, act_bwd, act_fwd, per_activation, softmax_row, soft
 use crate::error::{Result, check_len, elems, shape};
 use crate::gemm::{
     Epilogue, GemmOptions, MatMut, MatRef, NoEpilogue, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue,
-    spmm_t_epilogue,
+    spmm_halves_epilogue, spmm_t_epilogue,
 };
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
@@ -271,7 +271,11 @@ pub fn dense_forward(
 /// product ([`crate::gemm::spmm_rows`]) costs `2·nnz·n_out` flops instead of
 /// `2·batch·n_in·n_out`, with bias and activation fused in its write-out.
 /// Equal to the dense call within the GEMM bound (the sums skip the zeros and
-/// run in another order).
+/// run in another order). Where the weights take 128 KiB or more (MNIST's
+/// 784×128), each output sums its first `n_in/2` inputs' terms and its others'
+/// apart and then adds the two, so that two threads each read only their
+/// half of the weights, the half whose gradient and update they compute: the
+/// same bits for any thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn dense_forward_sparse(
     act: Activation,
@@ -350,7 +354,7 @@ fn forward(
     let av = MatMut::row_major(a, batch, n_out, n_out)?;
     match x {
         Input::Dense(x) => gemm_epilogue(1.0, MatRef::row_major(x, batch, n_in, n_in)?, wv, 0.0, av, epi, opts)?,
-        Input::Sparse(x, rows) => spmm_epilogue(1.0, x, rows, wv, 0.0, av, epi, opts)?,
+        Input::Sparse(x, rows) => spmm_halves_epilogue(x, rows, wv, av, epi, opts)?,
     }
     if rowwise {
         if let Some(z) = z {

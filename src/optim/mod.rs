@@ -492,6 +492,43 @@ pub(crate) fn grad_sum_sq(g: &[f32]) -> f64 {
     sq
 }
 
+/// `Σ w²` of a layer's weights for the L2 penalty, on up to `par` threads:
+/// [`crate::simd::reduce::sum_sq`]'s chunks, their sums added in f64 in
+/// index order, so the same bits for any thread count. The threads take
+/// contiguous runs of chunks, as the optimizer's step takes contiguous
+/// ranges, so that each reads (about) the weights it updates: read on
+/// one core, the other core's weights would have to be taken back before
+/// the step could write them.
+pub(crate) fn sum_sq_with(x: &[f32], par: Par) -> f64 {
+    use crate::simd::reduce::{CHUNK, ChunkSumsSq};
+    /// Chunks per round (a buffer on the stack).
+    const ROUND: usize = 64;
+    let tasks = par.threads().min(x.len() / (2 * CHUNK)).max(1);
+    if tasks == 1 {
+        return crate::simd::reduce::sum_sq(x);
+    }
+    let isa = Isa::current();
+    let mut total = 0.0f64;
+    for part in x.chunks(ROUND * CHUNK) {
+        let mut sums = [0.0f64; ROUND];
+        let nc = part.len().div_ceil(CHUNK);
+        let out = MutPtr::from_mut_slice(&mut sums[..nc]);
+        crate::par::run_tasks(tasks, |t| {
+            let (c0, c1) = (nc * t / tasks, nc * (t + 1) / tasks);
+            let x = &part[(c0 * CHUNK).min(part.len())..(c1 * CHUNK).min(part.len())];
+            // SAFETY: task t writes only the sums c0..c1 (disjoint between
+            // tasks, inside the nc of `sums`); `sums` is not used until every
+            // task has finished.
+            let out = unsafe { out.wrapping_offset(c0 as isize).slice_mut(c1 - c0) };
+            isa.run(ChunkSumsSq { x, out });
+        });
+        for &c in &sums[..nc] {
+            total += c;
+        }
+    }
+    total
+}
+
 /// Scales `g`, a part of a gradient whose whole norm is `norm`, by
 /// `max_norm/norm` when `norm > max_norm` ([`clip_grad_norm`]'s step, also
 /// for a gradient split over processes). A non-finite norm is
@@ -514,6 +551,28 @@ pub(crate) fn add_l1(g: &mut [f32], w: &[f32], c: f32) {
     for (g, &v) in g.iter_mut().zip(w) {
         if v != 0.0 {
             *g += c * v.signum();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The penalty's sum of squares on several threads has the bits of the
+    /// one-thread [`crate::simd::reduce::sum_sq`]: lengths of part of a
+    /// chunk, whole chunks, a partial last chunk and more than one round of
+    /// chunks (smaller under Miri).
+    #[test]
+    fn sum_sq_with_threads_has_the_bits_of_sum_sq() {
+        let mut rnd = crate::simd::xorshift(0x9e37_79b9_7f4a_7c15);
+        let lens: &[usize] = if cfg!(miri) { &[0, 5, 8192, 9000] } else { &[0, 5, 8192, 100_352, 300_001] };
+        for &n in lens {
+            let x: Vec<f32> = (0..n).map(|_| (rnd() >> 40) as f32 / (1u64 << 24) as f32 - 0.5).collect();
+            let want = crate::simd::reduce::sum_sq(&x);
+            for t in [1, 2, 3, 4] {
+                assert_eq!(sum_sq_with(&x, Par::Threads(t)).to_bits(), want.to_bits(), "n {n}, {t} threads");
+            }
         }
     }
 }

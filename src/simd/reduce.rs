@@ -19,25 +19,51 @@ impl WithToken for Sum<'_> {
     fn with_token<S: Token>(self, s: S) -> f64 {
         let mut total = 0.0f64;
         for chunk in self.x.chunks(CHUNK) {
-            let (head, tail) = S::as_simd_f32s(chunk);
-            let mut acc = [s.splat_f32s(0.0); 4];
-            let mut it = head.chunks_exact(4);
-            for q in &mut it {
-                for i in 0..4 {
-                    acc[i] = if self.square { s.mul_add_e_f32s(q[i], q[i], acc[i]) } else { s.add_f32s(acc[i], q[i]) };
-                }
-            }
-            for (i, &v) in it.remainder().iter().enumerate() {
-                acc[i] = if self.square { s.mul_add_e_f32s(v, v, acc[i]) } else { s.add_f32s(acc[i], v) };
-            }
-            let v = s.add_f32s(s.add_f32s(acc[0], acc[1]), s.add_f32s(acc[2], acc[3]));
-            let mut c = s.reduce_sum_f32s(v) as f64;
-            for &t in tail {
-                c += if self.square { (t as f64) * (t as f64) } else { t as f64 };
-            }
-            total += c;
+            total += chunk_sum(s, chunk, self.square);
         }
         total
+    }
+}
+
+/// One chunk's sum (of squares with `square`): vector accumulators in index
+/// order, reduced, then the scalar tail in f64.
+#[inline(always)]
+fn chunk_sum<S: Token>(s: S, chunk: &[f32], square: bool) -> f64 {
+    let (head, tail) = S::as_simd_f32s(chunk);
+    let mut acc = [s.splat_f32s(0.0); 4];
+    let mut it = head.chunks_exact(4);
+    for q in &mut it {
+        for i in 0..4 {
+            acc[i] = if square { s.mul_add_e_f32s(q[i], q[i], acc[i]) } else { s.add_f32s(acc[i], q[i]) };
+        }
+    }
+    for (i, &v) in it.remainder().iter().enumerate() {
+        acc[i] = if square { s.mul_add_e_f32s(v, v, acc[i]) } else { s.add_f32s(acc[i], v) };
+    }
+    let v = s.add_f32s(s.add_f32s(acc[0], acc[1]), s.add_f32s(acc[2], acc[3]));
+    let mut c = s.reduce_sum_f32s(v) as f64;
+    for &t in tail {
+        c += if square { (t as f64) * (t as f64) } else { t as f64 };
+    }
+    c
+}
+
+/// Each chunk's Σ x² into `out` (one value per chunk of `x`, which starts a
+/// chunk of the whole): [`sum_sq`] is these values added in f64 in order,
+/// from 0, so that parts of `x` can be summed on different threads with
+/// the same result.
+pub(crate) struct ChunkSumsSq<'a> {
+    pub(crate) x: &'a [f32],
+    pub(crate) out: &'a mut [f64],
+}
+
+impl WithToken for ChunkSumsSq<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_token<S: Token>(self, s: S) {
+        for (chunk, o) in self.x.chunks(CHUNK).zip(self.out.iter_mut()) {
+            *o = chunk_sum(s, chunk, true);
+        }
     }
 }
 
