@@ -41,6 +41,18 @@ pub(crate) fn process_is_dead(pid: u32) -> bool {
 /// `Data` or `Unified`), or `None` where it cannot be read (other systems,
 /// no sysfs, Miri's isolation).
 pub(crate) fn l2_cache_bytes() -> Option<usize> {
+    cache_bytes("2")
+}
+
+/// [`l2_cache_bytes`] for the last level, L3 (shared by the first CPU's
+/// cores: its whole size), read once per process.
+pub(crate) fn l3_cache_bytes() -> Option<usize> {
+    static BYTES: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| cache_bytes("3"))
+}
+
+/// The size of the first CPU's data or unified cache of `level`.
+fn cache_bytes(level: &str) -> Option<usize> {
     if cfg!(miri) || !cfg!(target_os = "linux") {
         return None;
     }
@@ -48,7 +60,7 @@ pub(crate) fn l2_cache_bytes() -> Option<usize> {
     (0..8).find_map(|i| {
         let d = dir.join(format!("index{i}"));
         let read = |f: &str| std::fs::read_to_string(d.join(f)).ok().map(|s| s.trim().to_owned());
-        if read("level")? != "2" || !matches!(read("type")?.as_str(), "Data" | "Unified") {
+        if read("level")? != level || !matches!(read("type")?.as_str(), "Data" | "Unified") {
             return None;
         }
         parse_cache_size(&read("size")?)

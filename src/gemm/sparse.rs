@@ -496,6 +496,17 @@ impl SparseRows {
         });
     }
 
+    /// Whether this matrix's nonzeros (indices, values and row starts) take
+    /// more than half of the last-level cache (or its size is unknown):
+    /// then rows picked at random come from memory, and are worth asking
+    /// for ahead ([`SparseRows::prefetch_rows`]); from a large L3 they come
+    /// fast enough that the prefetch costs more than it saves (MNIST's 75 MB
+    /// on a Xeon with 480 MiB of L3: 6% of a batch-256 epoch, BENCHMARKS.md).
+    pub(crate) fn beyond_l3(&self) -> bool {
+        let bytes = self.idx.len() * 4 + self.val.len() * 4 + self.ptr.len() * std::mem::size_of::<usize>();
+        crate::sys::l3_cache_bytes().is_none_or(|l3| bytes > l3 / 2)
+    }
+
     /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -1784,6 +1795,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn prefetch_pays_only_beyond_half_of_l3() {
+        let s = SparseRows::from_dense(&[0.0, 1.0, 2.0, 0.0], 2, 2).unwrap();
+        // A few bytes sit in any L3; an unknown L3 counts as too small.
+        assert_eq!(s.beyond_l3(), crate::sys::l3_cache_bytes().is_none());
     }
 
     #[test]

@@ -461,8 +461,9 @@ fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
 fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize, par: Par) {
     match &bf.sparse {
         // Each half of the rows' nonzeros to the core whose task of the
-        // forward product reads it.
-        Some(xs) => xs.prefetch_rows_halves(rows, par),
+        // forward product reads it; not where they all sit in L3.
+        Some(xs) if bf.prefetch_sparse => xs.prefetch_rows_halves(rows, par),
+        Some(_) => {}
         None => x.prefetch_rows(rows, n_inputs),
     }
 }
@@ -500,6 +501,9 @@ struct TrainBufs {
     /// The whole training set's nonzeros (sparse only): each batch's
     /// products read its rows there.
     sparse: Option<SparseRows>,
+    /// Whether the step prefetches the next batch's nonzeros: when they
+    /// exceed half of L3 ([`SparseRows::beyond_l3`]).
+    prefetch_sparse: bool,
     /// The batch's labels, when the task's loss reads labels.
     yl: Vec<u32>,
     /// The batch's dense targets (a sigmoid output's labels as 0/1).
@@ -1103,6 +1107,7 @@ impl Mlp {
             } else {
                 AlignedVec::try_zeros(batch * self.n_inputs, what)?
             },
+            prefetch_sparse: sparse.as_ref().is_some_and(SparseRows::beyond_l3),
             sparse,
             yl: crate::mem::try_vec(batch, 0, what)?,
             yd: crate::mem::try_vec(batch * k, 0.0, what)?,
