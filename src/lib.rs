@@ -61,8 +61,11 @@
 //! The thread count is process-wide ([`par::set_num_threads`], the
 //! `NNK_NUM_THREADS` environment variable, default all cores) with a per-call
 //! override ([`par::Par`]). Work is split over output blocks only, never over a
-//! reduction, so results are bit-identical for any thread count. A call made
-//! from inside a rayon worker runs serially.
+//! reduction, so results are bit-identical for any thread count. (A sparse
+//! layer's forward product with 128 KiB of weights or more,
+//! [`ops::fused::dense_forward_sparse`], sums its inputs in two fixed halves
+//! on any thread count; two threads take a half each.) A call made from
+//! inside a rayon worker runs serially.
 //!
 //! ## Instruction sets
 //! The best ISA is detected once ([`simd::Isa::detect`]); results may differ in

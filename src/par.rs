@@ -5,7 +5,10 @@
 //!   (read once), else all cores.
 //! * A per-call override through [`Par`].
 //! * Kernels split work over output blocks only, never over a reduction
-//!   dimension, so every result is bit-identical for any thread count.
+//!   dimension, so every result is bit-identical for any thread count. (The
+//!   sparse forward product of a large layer sums its inputs in two fixed
+//!   halves on any thread count, and two threads take one half each:
+//!   `gemm::sparse::spmm_halves_epilogue`.)
 //! * The kernels' threads are a team of our own (`run_tasks`): the caller
 //!   runs the first task, each worker one other, and idle workers spin for
 //!   200 µs before they park, so that a training step's many short parallel
