@@ -314,8 +314,8 @@ fn spmm_rows_split_over_threads() {
 /// The forward product in halves of the inputs (`spmm_halves_epilogue`,
 /// from 64 bytes of weights under Miri): one thread after the other, or a
 /// task per half and group of rows, one half into scratch, then a pass that
-/// adds it (with the bias and activation) over C's rows; the next batch's
-/// prefetch in halves. Exact on small integers, for a selection of rows.
+/// adds it (with the bias and activation) over C's rows. Exact on small
+/// integers, for a selection of rows.
 #[test]
 fn sparse_forward_in_halves_split_over_threads() {
     let mut rng = Lcg(5);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Rng, scalar_and_current};
+use common::{Rng, isas, scalar_and_current};
 use nnkern::gemm::{GemmOptions, MatMut, MatRef, SparseRows, spmm, spmm_rows, spmm_t_rows};
 use nnkern::ops::Activation;
 use nnkern::ops::fused::{
@@ -573,20 +573,30 @@ fn spmm_t_rows_has_the_bits_of_spmm_on_the_transpose() {
 /// halves of its inputs (`epi(s_lo + s_hi)`, so that two threads each read
 /// only their half of the weights): the bits of two products on the halves'
 /// nonzeros, added, plus the bias, then the activation; the same for 1 to 4
-/// threads, every ISA, all rows or a selection of them; smaller weights keep
-/// the one-pass sum (`sparse_inputs_train_like_dense_ones` in `train.rs`).
+/// threads, every ISA of this CPU, all rows or a selection of them, through
+/// the direct and blocked loops, odd widths and two panels of columns;
+/// smaller weights keep the one-pass sum (`sparse_inputs_train_like_dense_ones`
+/// in `train.rs` asserts the sparse and dense paths' bits equal).
 #[test]
 fn large_sparse_forward_sums_in_halves_for_any_thread_count() {
     let mut rng = Rng(23);
     let mut differ = 0;
     // 784 × 128: MNIST's first layer (401 KiB); 301 × 130 (157 KiB) and
     // 1001 × 40 (160 KiB): odd k, n past and short of whole vectors.
-    for &(batch, n_in, n_out) in &[(37usize, 784usize, 128usize), (5, 301, 130), (64, 1001, 40), (1, 784, 128)] {
+    for &(batch, n_in, n_out, density) in &[
+        (37usize, 784usize, 128usize, 0.2),
+        (48, 301, 130, 0.2),
+        (64, 1001, 40, 0.2),
+        // B beyond 512 KiB: the blocked loop, on any machine.
+        (40, 2100, 70, 0.2),
+        // One row over two panels of columns, enough work for 4 threads.
+        (1, 784, 1100, 0.9),
+    ] {
         assert!(n_in * n_out * 4 >= 128 << 10);
         let shp = DenseShape { batch, n_in, n_out };
         let half = n_in / 2;
         let n_rows = batch + 9;
-        let x = rng.sparse(n_rows * n_in, 0.2);
+        let x = rng.sparse(n_rows * n_in, density);
         let w: Vec<f32> = (0..n_in * n_out).map(|_| rng.unif_f64_as_f32() * 0.1).collect();
         let bias: Vec<f32> = (0..n_out).map(|_| rng.unif_f64_as_f32()).collect();
         let rows: Vec<usize> = (0..batch).map(|_| rng.below(n_rows)).collect();
@@ -599,7 +609,7 @@ fn large_sparse_forward_sums_in_halves_for_any_thread_count() {
             SparseRows::from_dense(&xp, batch, n_in).unwrap()
         };
         let (s_lo, s_hi) = (part(true), part(false));
-        for isa in scalar_and_current() {
+        for isa in isas() {
             let seq = GemmOptions { isa: Some(isa), par: Par::Seq, ..Default::default() };
             let wv = MatRef::row_major(&w, n_in, n_out, n_out).unwrap();
             let (mut lo, mut hi) = (vec![0f32; batch * n_out], vec![0f32; batch * n_out]);
@@ -627,8 +637,8 @@ fn large_sparse_forward_sums_in_halves_for_any_thread_count() {
                     assert_eq!(z[t].to_bits(), z_want[t].to_bits(), "z {at}");
                     assert_eq!(a[t].to_bits(), z_want[t].max(0.0).to_bits(), "a {at}");
                 }
-                // All rows of S (no selection): the first `batch` rows' bits
-                // match the selection [0, 1, ..] of them.
+                // All rows of S (no selection) on these threads: the bits of
+                // the selection of every row in order on one thread.
                 let first: Vec<usize> = (0..n_rows).collect();
                 let shp_all = DenseShape { batch: n_rows, ..shp };
                 let (mut za, mut aa) = (vec![0f32; n_rows * n_out], vec![0f32; n_rows * n_out]);

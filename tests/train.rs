@@ -474,9 +474,9 @@ fn concurrent_predictions_share_one_model() {
 
 /// MNIST-shaped synthetic data (784 inputs, 10 classes): large enough that the
 /// first layer's products (256×784·784×128, dense or sparse; the sparse
-/// forward in halves of the inputs, one per thread), the next batch's
-/// prefetch in halves, the L2 penalty's sum of squares and the optimizer
-/// step (over 8 Ki parameters per task) really run on the team's threads,
+/// forward in halves of the inputs, one per thread), the L2 penalty's sum
+/// of squares and the optimizer step (over 8 Ki parameters per task) really
+/// run on the team's threads,
 /// which the digits-sized test above does not.
 #[test]
 fn same_bits_for_1_2_4_threads_at_mnist_shapes() {

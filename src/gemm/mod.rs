@@ -7,8 +7,9 @@
 //!   `k == 0` never reads A or B.
 //! * Backends chosen per call or process-wide ([`Backend`]).
 //! * Results are bit-identical for any thread count (work is split over output
-//!   blocks only). They may differ in the last bits between ISAs (FMA vs none,
-//!   different blocking).
+//!   blocks only; the sparse forward product of a large layer sums in two
+//!   fixed halves of `k`, whatever the threads). They may differ in the last
+//!   bits between ISAs (FMA vs none, different blocking).
 //!
 //! Error bound (asserted by the tests against an f64 oracle): every element
 //! satisfies `|c − ĉ| ≤ (k + 2)·ε·(|alpha|·Σ_p |a_ip·b_pj| + |beta·c_ij|)`.

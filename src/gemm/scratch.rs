@@ -63,6 +63,29 @@ pub(crate) fn with_parts<R>(tasks: usize, words: usize, what: &'static str, f: i
     })
 }
 
+/// [`with_parts`] plus one more region of `extra` words after the parts,
+/// for the caller alone (the tasks take only their parts).
+///
+/// # Errors
+/// As [`with_parts`].
+pub(crate) fn with_parts_and<R>(
+    tasks: usize,
+    words: usize,
+    extra: usize,
+    what: &'static str,
+    f: impl FnOnce(Parts, &mut [u64]) -> R,
+) -> Result<R> {
+    let total = tasks.checked_mul(words).and_then(|t| t.checked_add(extra));
+    let total = total.ok_or_else(|| crate::Error::out_of_memory(usize::MAX, what))?;
+    // One part of `total` words, cut here into the tasks' parts and the rest.
+    with_parts(1, total, what, |whole| {
+        // SAFETY: the one part of `whole`, taken once.
+        let v = unsafe { whole.part(0) };
+        let (head, tail) = v.split_at_mut(tasks * words);
+        f(Parts { base: MutPtr::from_mut_slice(head), words, tasks }, tail)
+    })
+}
+
 /// Words of 64 bits that hold `n` elements of `T`.
 pub(crate) fn words_of<T>(n: usize) -> usize {
     crate::mem::bytes_of::<T>(n).div_ceil(8)

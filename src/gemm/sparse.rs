@@ -454,8 +454,9 @@ impl SparseRows {
     /// indices out of range are skipped, nothing is read). Rows picked at
     /// random from a large data set come from memory, and their misses then
     /// overlap instead of being met one row at a time; the trainer asks for
-    /// the next mini-batch's rows during the optimizer step, whose divisions
-    /// leave the memory system idle.
+    /// the next mini-batch's rows during the optimizer step (in halves,
+    /// [`SparseRows::prefetch_rows_halves`]) where the data set's nonzeros
+    /// exceed half of L3 ([`SparseRows::beyond_l3`]).
     pub fn prefetch_rows(&self, rows: &[usize]) {
         for &r in rows {
             if r >= self.rows {
@@ -472,9 +473,10 @@ impl SparseRows {
     /// [`SparseRows::prefetch_rows`] for the forward product of
     /// [`spmm_halves_epilogue`] on up to `par` threads: with two or more,
     /// one thread asks for the first half of each row's nonzeros (columns
-    /// below `cols/2`) and another for the second, as the product's tasks
-    /// then read them, so that each core's cache gets its own half and the
-    /// waits for memory run on two cores.
+    /// below `cols/2`) and another for the second, as the product's two tasks
+    /// read them on two threads (with more, the product's other tasks ask
+    /// for their rows themselves), so that each core's cache gets its own
+    /// half and the waits for memory run on two cores.
     pub(crate) fn prefetch_rows_halves(&self, rows: &[usize], par: crate::par::Par) {
         if par.threads() < 2 {
             return self.prefetch_rows(rows);
@@ -824,53 +826,75 @@ pub(crate) fn spmm_halves_epilogue<E: Epilogue<f32>>(
             }
         });
     }
-    // s_hi of every row, in rows of n padded to whole lines, from a line:
-    // the last scratch part, after the 2·groups tasks' parts.
-    let np = n.div_ceil(MAX_F32_LANES) * MAX_F32_LANES;
-    let p_len = m.checked_mul(np).and_then(|l| l.checked_add(MAX_F32_LANES)).unwrap_or(usize::MAX / 4);
-    let words = task_words(acc_len, rb).max(scratch::words_of::<f32>(p_len));
+    // s_hi of a block of at most HALVES_ROWS rows of a panel of at most
+    // PANEL columns (rows padded to whole lines, from a line), in a region
+    // of the scratch after the 2·groups tasks' parts: bounded whatever m
+    // and n are.
+    let np = n.min(PANEL).div_ceil(MAX_F32_LANES) * MAX_F32_LANES;
+    let mb = m.min(HALVES_ROWS);
+    let p_len = mb * np + MAX_F32_LANES;
     let tasks = 2 * groups;
-    scratch::with_parts(tasks + 1, words, "sparse product scratch", |parts| {
-        // SAFETY: the last part is taken once, here, and no task takes it.
-        let p = unsafe { parts.part(tasks) };
-        // SAFETY: the words are initialized and 8-byte aligned, so they hold
-        // p_len f32 (any bits are valid).
+    let words = task_words(acc_len, rb);
+    scratch::with_parts_and(tasks, words, scratch::words_of::<f32>(p_len), "sparse product scratch", |parts, p| {
+        // SAFETY: the region's words are initialized and 8-byte aligned, so
+        // they hold p_len f32 (any bits are valid).
         let p = unsafe { core::slice::from_raw_parts_mut(p.as_mut_ptr() as *mut f32, p_len) };
         let skip = p.as_ptr().align_offset(64).min(MAX_F32_LANES);
-        let to_p = Job {
-            c: Strided { ptr: MutPtr::from_mut_slice(&mut p[skip..]), rs: np as isize, cs: 1 },
-            kr: (half, k),
-            ..lo
-        };
-        run_with_parts(parts, tasks, acc_len, rb, |t, acc, cur| {
-            let g = t / 2;
-            let (r0, r1) = (m * g / groups, m * (g + 1) / groups);
-            // Each task asks for its half of its rows' nonzeros itself (all
-            // at once: rows from a large data set come from memory).
-            let j = if t % 2 == 0 { &lo } else { &to_p };
-            for i in r0..r1 {
-                let q = j.nz(j.row(i));
-                for p in (q.start & !15..q.end).step_by(16) {
-                    crate::simd::prefetch(s.idx.as_ptr().wrapping_add(p) as *const u8);
-                    crate::simd::prefetch(s.val.as_ptr().wrapping_add(p) as *const u8);
-                }
+        let p = &mut p[skip..skip + mb * np];
+        let mut j0 = 0;
+        while j0 < n {
+            let w = PANEL.min(n - j0);
+            let (lo, hi) = (lo.panel(j0, w), hi.panel(j0, w));
+            let mut i0 = 0;
+            while i0 < m {
+                let i1 = (i0 + mb).min(m);
+                // Row i of the block is row i − i0 of the scratch (the
+                // pointer is only offset, never read outside the block).
+                let pw = MutPtr::from_mut_slice(&mut *p).wrapping_offset(-((i0 * np) as isize));
+                let to_p = Job { c: Strided { ptr: pw, rs: np as isize, cs: 1 }, kr: (half, k), ..lo };
+                run_with_parts(parts, tasks, acc_len, rb, |t, acc, cur| {
+                    let g = t / 2;
+                    let (r0, r1) = (i0 + (i1 - i0) * g / groups, i0 + (i1 - i0) * (g + 1) / groups);
+                    let j = if t % 2 == 0 { &lo } else { &to_p };
+                    // Each task asks for its half of its rows' nonzeros
+                    // itself (all at once: rows from a large data set come
+                    // from memory; asked for by another core, they would
+                    // come from that core's cache).
+                    for i in r0..r1 {
+                        let q = j.nz(j.row(i));
+                        for at in (q.start & !15..q.end).step_by(16) {
+                            crate::simd::prefetch(s.idx.as_ptr().wrapping_add(at) as *const u8);
+                            crate::simd::prefetch(s.val.as_ptr().wrapping_add(at) as *const u8);
+                        }
+                    }
+                    // SAFETY (of the kernel's accesses): the views were
+                    // validated above, and the panel's columns are inside B
+                    // and C; task t writes rows r0..r1 (its group's, inside
+                    // the block) of C (even t) or of the scratch (odd t),
+                    // which holds the block's rows, np ≥ w floats each, from
+                    // a line; B and S are only read; `acc` and `cur` are
+                    // sized for rb ≥ r1 − r0 rows.
+                    isa.run(Rows { job: j, r0, r1, acc, cur });
+                });
+                let split = nt.min(i1 - i0);
+                let pc = ConstPtr::from_slice(&*p);
+                crate::par::run_tasks(split, |t| {
+                    let (r0, r1) = (i0 + (i1 - i0) * t / split, i0 + (i1 - i0) * (t + 1) / split);
+                    // SAFETY (of Combine's accesses): rows r0..r1 of C are
+                    // inside C and this task's; the scratch holds np ≥ w
+                    // floats of each of the block's rows.
+                    isa.run(Combine { job: &hi, p: pc, np, i0, r0, r1 });
+                });
+                i0 = i1;
             }
-            // SAFETY: the views were validated above; task t writes rows
-            // r0..r1 (its group's) of C (even t) or of the scratch (odd t),
-            // whose m rows of np ≥ n floats start at a line of p.
-            unsafe { run_panels(isa, if t % 2 == 0 { &lo } else { &to_p }, r0, r1, acc, cur) }
-        });
-        let split = nt.min(m);
-        let pc = ConstPtr::from_slice(&p[skip..]);
-        crate::par::run_tasks(split, |t| {
-            let (r0, r1) = (m * t / split, m * (t + 1) / split);
-            // SAFETY (of Combine's accesses): rows r0..r1 of C are inside C
-            // and this task's; the scratch holds np ≥ n floats of each of C's
-            // m rows.
-            isa.run(Combine { job: &hi, p: pc, np, r0, r1 });
-        });
+            j0 += PANEL;
+        }
     })
 }
+
+/// Rows per block of [`spmm_halves_epilogue`]'s second half in scratch (a
+/// training batch of up to 256 rows is one block).
+const HALVES_ROWS: usize = 256;
 
 /// Rows `r0..r1` of `j`'s destination, in panels of at most [`PANEL`]
 /// columns (so that the accumulator block stays bounded).
@@ -897,12 +921,13 @@ unsafe fn run_panels<E: Epilogue<f32>>(
     }
 }
 
-/// Rows `r0..r1` of C from `s_hi` in scratch (`p`, rows of `np`): the
-/// write-out of [`spmm_halves_epilogue`]'s second half.
+/// Rows `r0..r1` of C from `s_hi` in scratch (`p`, rows of `np` from row
+/// `i0`): the write-out of [`spmm_halves_epilogue`]'s second half.
 struct Combine<'a, 'b, E> {
     job: &'b Job<'a, E>,
     p: ConstPtr<f32>,
     np: usize,
+    i0: usize,
     r0: usize,
     r1: usize,
 }
@@ -911,12 +936,12 @@ impl<E: Epilogue<f32>> WithToken for Combine<'_, '_, E> {
     type Output = ();
     #[inline(always)]
     fn with_token<S: Token>(self, s: S) {
-        let Combine { job, p, np, r0, r1 } = self;
+        let Combine { job, p, np, i0, r0, r1 } = self;
         for i in r0..r1 {
-            // SAFETY: row i of the scratch holds np ≥ n floats (padded to
-            // whole vectors) and row i of C is this task's (the caller's
+            // SAFETY: row i − i0 of the scratch holds np ≥ n floats (padded
+            // to whole vectors) and row i of C is this task's (the caller's
             // split).
-            unsafe { write_row(s, job, i, p.wrapping_offset((i * np) as isize).slice(np)) };
+            unsafe { write_row(s, job, i, p.wrapping_offset(((i - i0) * np) as isize).slice(np)) };
         }
     }
 }

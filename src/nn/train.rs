@@ -456,8 +456,10 @@ fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
 }
 
 /// Starts fetching the inputs of the batch `rows` into the caches: the rows'
-/// nonzeros on the sparse path (`bf.sparse`, the trainer's copy), else the
-/// dense rows of `x` that the next gather copies.
+/// nonzeros on the sparse path (`bf.sparse`, the trainer's copy; in halves,
+/// one per thread of the forward product, and only where they exceed half of
+/// L3: `bf.prefetch_sparse`), else the dense rows of `x` that the next
+/// gather copies.
 fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize, par: Par) {
     match &bf.sparse {
         // Each half of the rows' nonzeros to the core whose task of the
@@ -1121,7 +1123,8 @@ impl Mlp {
 
     /// Gather, forward, head (loss, ∂L/∂logits and accuracy), penalties,
     /// backward and optimizer step on the samples `rows` (`next`: the next
-    /// batch's, whose sparse inputs are prefetched during the step). Returns
+    /// batch's, whose inputs are prefetched during the step, see
+    /// `prefetch_inputs`). Returns
     /// the batch loss and how many of its samples the forward pass
     /// classified right (0 for regression). Nothing is updated from a
     /// non-finite loss (the caller restores).
@@ -1408,7 +1411,7 @@ impl Mlp {
         let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
         if let Some(next) = next {
-            // The next batch's inputs (its nonzeros on the sparse path), while
+            // The next batch's inputs (see `prefetch_inputs` for when), while
             // the optimizer's divisions leave the memory system idle.
             prefetch_inputs(x, bf, next, self.n_inputs, opts.par);
         }

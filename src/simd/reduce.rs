@@ -61,6 +61,7 @@ impl WithToken for ChunkSumsSq<'_> {
     type Output = ();
     #[inline(always)]
     fn with_token<S: Token>(self, s: S) {
+        debug_assert_eq!(self.x.len().div_ceil(CHUNK), self.out.len());
         for (chunk, o) in self.x.chunks(CHUNK).zip(self.out.iter_mut()) {
             *o = chunk_sum(s, chunk, true);
         }
