@@ -1822,6 +1822,19 @@ mod tests {
         }
     }
 
+    /// The split prefetch reads only inside the matrix on any thread count:
+    /// rows out of range skipped, empty rows, rows with nonzeros on one side
+    /// of `cols/2` only, or across it.
+    #[test]
+    fn prefetch_in_halves_stays_inside_the_rows() {
+        let x = [0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 4.0, 5.0, 6.0, 7.0];
+        let s = SparseRows::from_dense(&x, 4, 4).unwrap();
+        for t in [1, 2, 3] {
+            s.prefetch_rows_halves(&[0, 1, 2, 3, 4, usize::MAX, 3, 0], crate::par::Par::Threads(t));
+        }
+        assert_eq!(s.to_dense(), x);
+    }
+
     #[test]
     fn prefetch_pays_only_beyond_half_of_l3() {
         let s = SparseRows::from_dense(&[0.0, 1.0, 2.0, 0.0], 2, 2).unwrap();
