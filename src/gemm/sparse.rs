@@ -462,11 +462,17 @@ impl SparseRows {
             if r >= self.rows {
                 continue;
             }
-            // Every 64-byte line of the row's indices and values (16 of either).
-            for p in (self.ptr[r] & !15..self.ptr[r + 1]).step_by(16) {
-                crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
-                crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
-            }
+            self.prefetch_nz(self.ptr[r]..self.ptr[r + 1]);
+        }
+    }
+
+    /// Asks for every 64-byte line of the indices and values of the
+    /// nonzeros `q` (16 of either per line). A hint: nothing is read.
+    #[inline(always)]
+    fn prefetch_nz(&self, q: std::ops::Range<usize>) {
+        for p in (q.start & !15..q.end).step_by(16) {
+            crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
+            crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
         }
     }
 
@@ -489,11 +495,7 @@ impl SparseRows {
                 }
                 let (q0, q1) = (self.ptr[r], self.ptr[r + 1]);
                 let mid = q0 + self.idx[q0..q1].partition_point(|&p| p < half);
-                let (a, b) = if t == 0 { (q0, mid) } else { (mid, q1) };
-                for p in (a & !15..b).step_by(16) {
-                    crate::simd::prefetch(self.idx.as_ptr().wrapping_add(p) as *const u8);
-                    crate::simd::prefetch(self.val.as_ptr().wrapping_add(p) as *const u8);
-                }
+                self.prefetch_nz(if t == 0 { q0..mid } else { mid..q1 });
             }
         });
     }
@@ -861,11 +863,7 @@ pub(crate) fn spmm_halves_epilogue<E: Epilogue<f32>>(
                     // from memory; asked for by another core, they would
                     // come from that core's cache).
                     for i in r0..r1 {
-                        let q = j.nz(j.row(i));
-                        for at in (q.start & !15..q.end).step_by(16) {
-                            crate::simd::prefetch(s.idx.as_ptr().wrapping_add(at) as *const u8);
-                            crate::simd::prefetch(s.val.as_ptr().wrapping_add(at) as *const u8);
-                        }
+                        s.prefetch_nz(j.nz(j.row(i)));
                     }
                     // SAFETY (of the kernel's accesses): the views were
                     // validated above, and the panel's columns are inside B
