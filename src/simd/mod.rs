@@ -249,13 +249,13 @@ pub(crate) fn div_sqrt_fast(eps: f32) -> bool {
 /// one Newton step on the FMA units; one `vfpclassps` sorts out the lanes
 /// the estimates cannot take. The result is within 8 ulp of `num / (√v +
 /// eps)` computed with IEEE operations (at most 4 ulp seen in
-/// `tests::div_sqrt_plus_estimates_stay_within_8_ulp`); `√0` is exact. A
-/// vector with any lane outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)` (subnormal,
-/// negative, infinite, NaN) takes the IEEE path whole, so every special
-/// value behaves as IEEE prescribes; a lane's bits can therefore depend on
-/// the other lanes of its vector (the optimizer's thread tasks start at
-/// multiples of 64 elements, so never on the thread count). Otherwise, and
-/// with every other token, IEEE `sqrt` and division.
+/// `tests::div_sqrt_plus_estimates_stay_within_8_ulp`); `√0` is exact. The
+/// lanes where `v` is outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)` (subnormal,
+/// negative, infinite, NaN) take the IEEE path, so every special value
+/// behaves as IEEE prescribes; a lane's bits never depend on the other
+/// lanes of its vector (so not on where a caller's vectors start: the
+/// optimizer's flat ranges, or the rows of the first layer's fused step).
+/// Otherwise, and with every other token, IEEE `sqrt` and division.
 #[inline(always)]
 pub(crate) fn div_sqrt_plus<S: Token>(s: S, num: S::f32s, v: S::f32s, eps: f32, fast: bool) -> S::f32s {
     #[cfg(target_arch = "x86_64")]
@@ -268,9 +268,7 @@ pub(crate) fn div_sqrt_plus<S: Token>(s: S, num: S::f32s, v: S::f32s, eps: f32, 
             // `__m512` (checked above), and any bit pattern is valid for both.
             unsafe {
                 let (nv, vv): (__m512, __m512) = (core::mem::transmute_copy(&num), core::mem::transmute_copy(&v));
-                if let Some(r) = x86::div_sqrt_plus_avx512(nv, vv, eps) {
-                    return core::mem::transmute_copy(&r);
-                }
+                return core::mem::transmute_copy(&x86::div_sqrt_plus_avx512(nv, vv, eps));
             }
         }
     }
@@ -769,6 +767,19 @@ mod tests {
                 let estimate = isa.name() == "avx512" && fast;
                 let differ = got.iter().zip(&want).filter(|(g, w)| g.to_bits() != w.to_bits()).count();
                 assert!(!estimate || differ > 0, "eps {eps}: the estimate path never ran");
+                // Each lane alone decides its path: the same bits with the
+                // vectors starting one element later (a special value then
+                // shares its vector with other lanes).
+                let mut shifted = vec![0.0f32; n - 1];
+                isa.run(Op(&num[1..], &v[1..], eps, fast, &mut shifted));
+                for i in 1..n {
+                    let (a, b) = (shifted[i - 1], got[i]);
+                    assert!(
+                        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                        "{} eps {eps}: lane {i}",
+                        isa.name()
+                    );
+                }
                 for i in 0..n {
                     let (g, w) = (got[i], want[i]);
                     let special = !(v[i] == 0.0 || (v[i] >= f32::MIN_POSITIVE && v[i].is_finite()));

@@ -146,22 +146,17 @@ pub(crate) unsafe fn div_rcp14_avx512(num: __m512, den: __m512) -> __m512 {
 }
 
 /// `num / (√v + eps)` from the 14-bit hardware estimates (`vrsqrt14ps`,
-/// `vrcp14ps`), each refined by one Newton step, or `None` when a lane of
-/// `v` is outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)` (the caller then takes the
-/// IEEE path). See `simd::div_sqrt_plus` for the contract.
+/// `vrcp14ps`), each refined by one Newton step, but in the lanes where `v`
+/// is outside `{±0} ∪ [f32::MIN_POSITIVE, ∞)`: those take IEEE `vsqrtps`,
+/// `vaddps` and `vdivps` (only when there are any). Each lane's result
+/// depends on that lane alone. See `simd::div_sqrt_plus` for the contract.
 ///
 /// # Safety
 /// AVX-512F and AVX-512DQ are available (pulp's V4 token proves both).
 #[inline(always)]
-pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> Option<__m512> {
+pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> __m512 {
     // SAFETY: AVX-512F and DQ are available (caller contract).
     unsafe {
-        // One classification for every lane the estimates cannot take: QNaN
-        // (0x01), +∞ (0x08), −∞ (0x10), subnormal (0x20), negative finite
-        // (0x40), SNaN (0x80). ±0 (0x02, 0x04) and positive normals pass.
-        if _mm512_fpclass_ps_mask::<0xF9>(vv) != 0 {
-            return None;
-        }
         // r ≈ 1/√v (relative error ≤ 2⁻¹⁴), from v raised to the smallest
         // normal, so that v = ±0 gives a finite r and y = v·r = ±0 below.
         let r = _mm512_rsqrt14_ps(_mm512_max_ps(vv, _mm512_set1_ps(f32::MIN_POSITIVE)));
@@ -174,7 +169,16 @@ pub(crate) unsafe fn div_sqrt_plus_avx512(num: __m512, vv: __m512, eps: f32) -> 
         // 1/d = q + q·(1 − d·q) with q ≈ 1/d (relative error ≤ 2⁻¹⁴).
         let q = _mm512_rcp14_ps(d);
         let q = _mm512_fmadd_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(1.0)), q);
-        Some(_mm512_mul_ps(num, q))
+        let fast = _mm512_mul_ps(num, q);
+        // One classification for every lane the estimates cannot take: QNaN
+        // (0x01), +∞ (0x08), −∞ (0x10), subnormal (0x20), negative finite
+        // (0x40), SNaN (0x80). ±0 (0x02, 0x04) and positive normals pass.
+        let special = _mm512_fpclass_ps_mask::<0xF9>(vv);
+        if special == 0 {
+            return fast;
+        }
+        let ieee_d = _mm512_add_ps(_mm512_sqrt_ps(vv), _mm512_set1_ps(eps));
+        _mm512_mask_div_ps(fast, special, num, ieee_d)
     }
 }
 
