@@ -459,6 +459,30 @@ fn trainer_end_to_end_tiny() {
     assert!(s.predict_proba(&x, 12).unwrap().iter().all(|v| v.is_finite()));
 }
 
+/// The sparse first layer's weights take their optimizer step inside the
+/// backward pass (each task of the weight-gradient product updates the rows
+/// it sums): the bits of the dense path, which steps after, and of one
+/// thread, on 3.
+#[test]
+fn trainer_fused_first_layer_step_over_threads() {
+    // Batches of 12 rows with 32 nonzeros in all: 192 flops in the weight
+    // gradient, 3 tasks under Miri (64 flops each at least). The weights
+    // (48 bytes) stay below the forward product's split in halves, so the
+    // dense and sparse sums agree.
+    let x: Vec<f32> = (0..24 * 4).map(|i| if i % 3 == 0 { 0.0 } else { ((i * 7) % 5) as f32 - 2.5 }).collect();
+    let y: Vec<u32> = (0..24).map(|i| (i % 3) as u32).collect();
+    let fit = |sparse: nnkern::nn::SparseInput, par: Par| {
+        let mut m = tiny_model();
+        let mut cfg = TrainConfig::default();
+        (cfg.max_iter, cfg.batch_size, cfg.n_iter_no_change, cfg.sparse_input, cfg.par) = (2, 12, 100, sparse, par);
+        m.fit(&x, 24, Targets::Labels(&y), &cfg, None, None).unwrap();
+        m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    let dense = fit(nnkern::nn::SparseInput::Dense, Par::Seq);
+    assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Seq), dense);
+    assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Threads(3)), dense);
+}
+
 /// The C entry points exist with the `capi` feature only (CI turns it on).
 #[cfg(not(feature = "capi"))]
 #[test]

@@ -44,7 +44,7 @@ pub use view::{MatMut, MatRef};
 // The fused write-out the kernels above `gemm` (`ops`) plug into
 // `gemm_epilogue` and `spmm_epilogue`.
 pub(crate) use kernel::{Epilogue, NoEpilogue};
-pub(crate) use sparse::{spmm_epilogue, spmm_halves_epilogue, spmm_t_epilogue};
+pub(crate) use sparse::{RowSink, spmm_epilogue, spmm_halves_epilogue, spmm_t_epilogue, spmm_t_into};
 
 use crate::error::{Result, shape};
 use crate::par::Par;

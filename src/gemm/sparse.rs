@@ -1023,16 +1023,71 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
     epi: E,
     opts: &GemmOptions,
 ) -> Result<()> {
+    let (k, n) = (c.rows, c.cols);
+    let c = Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs };
+    spmm_t_run(alpha, s, rows, lo, b, beta, c, (k, n), epi, &ToC, opts)
+}
+
+/// What takes the finished rows of [`spmm_t_into`]'s product in place of
+/// C: the trainer's optimizer step, which so reads the first layer's weight
+/// gradient from the product's block while it is in cache, and never
+/// writes it to memory.
+pub(crate) trait RowSink: Sync {
+    /// Takes row `i` of the product (`S_bᵀ·B`'s row `lo + i`), columns
+    /// `j0 .. j0 + n`, from `g`.
+    ///
+    /// # Safety
+    /// `g` holds `n` values, rounded up to whole vectors of `S`; `i` is
+    /// below the call's row count and `j0 + n` at most its column count;
+    /// each `(i, column)` of the call is taken once, by one task, and the
+    /// tasks of one call take disjoint rows.
+    unsafe fn take_row<S: Token>(&self, s: S, i: usize, j0: usize, g: *const f32, n: usize);
+}
+
+/// Rows `lo .. lo + k` of `S_bᵀ·B` (`k × B.cols`), each handed to `sink`
+/// once complete instead of written to a C: the same sums as
+/// [`spmm_t_epilogue`] with `alpha = 1`, `beta = 0` and no epilogue, so
+/// the same bits as the rows it would write, for any thread count.
+pub(crate) fn spmm_t_into<K: RowSink>(
+    s: &SparseRows,
+    rows: &[usize],
+    lo: usize,
+    k: usize,
+    b: MatRef<'_, f32>,
+    sink: &K,
+    opts: &GemmOptions,
+) -> Result<()> {
+    // No C: the job's C pointer is never dereferenced (`ToSink` writes
+    // nothing through it).
+    let c = Strided { ptr: MutPtr::null(), rs: 0, cs: 1 };
+    spmm_t_run(1.0, s, rows, lo, b, 0.0, c, (k, b.cols), NoEpilogue, &ToSink(sink), opts)
+}
+
+/// [`spmm_t_epilogue`] and [`spmm_t_into`]: rows `lo .. lo + k` of the
+/// product, `n` columns, each row's block written out by `out`.
+#[allow(clippy::too_many_arguments)]
+fn spmm_t_run<E: Epilogue<f32>, O: TOut>(
+    alpha: f32,
+    s: &SparseRows,
+    rows: &[usize],
+    lo: usize,
+    b: MatRef<'_, f32>,
+    beta: f32,
+    c: Strided<MutPtr<f32>>,
+    (k, cn): (usize, usize),
+    epi: E,
+    out: &O,
+    opts: &GemmOptions,
+) -> Result<()> {
     let (m, n) = (rows.len(), b.cols);
-    let k = c.rows;
-    if b.rows != m || c.cols != n || lo.checked_add(k).is_none_or(|hi| hi > s.cols) {
+    if b.rows != m || cn != n || lo.checked_add(k).is_none_or(|hi| hi > s.cols) {
         return Err(shape(format!(
             "spmm_t: S_b is {m}×{}, B is {}×{}, C is {}×{} from row {lo}; need B m×n and C at most {}×n",
             s.cols,
             b.rows,
             b.cols,
-            c.rows,
-            c.cols,
+            k,
+            cn,
             s.cols.saturating_sub(lo)
         )));
     }
@@ -1049,7 +1104,7 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
         b: Strided { ptr: b.ptr(), rs: b.rs, cs: b.cs },
         n,
         j0: 0,
-        c: Strided { ptr: c.ptr_mut(), rs: c.rs, cs: c.cs },
+        c,
         alpha,
         beta: if beta == 0.0 { None } else { Some(beta) },
         epi: epi.transposed(),
@@ -1073,12 +1128,47 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
         while j0 < n {
             let panel = job.panel(j0, PANEL.min(n - j0));
             // SAFETY (of the kernel's accesses): the views and the rows were
-            // validated above; the panel's columns are inside B and C; this
-            // task writes only C's rows r0..r1; B and S are only read.
-            isa.run(TRows { job: &panel, lo, r0, r1, acc: &mut *acc, cur: &mut *cur });
+            // validated above; the panel's columns are inside B and C (or
+            // the sink's columns); this task writes only C's rows r0..r1
+            // (hands only those to the sink); B and S are only read.
+            isa.run(TRows { job: &panel, lo, r0, r1, acc: &mut *acc, cur: &mut *cur, out });
             j0 += PANEL;
         }
     })
+}
+
+/// [`TRows`]' write-out of a finished row: into C (`ToC`) or to a
+/// [`RowSink`] (`ToSink`).
+trait TOut: Sync {
+    /// Row `i` of the job's C from its accumulators at `a`.
+    ///
+    /// # Safety
+    /// [`write_cols`]' contract for columns `0 .. j.n` (or the sink's).
+    unsafe fn row<S: Token, E: Epilogue<f32>>(&self, s: S, j: &Job<'_, E>, i: usize, a: *const f32);
+}
+
+/// Writes the rows into C.
+struct ToC;
+
+impl TOut for ToC {
+    #[inline(always)]
+    unsafe fn row<S: Token, E: Epilogue<f32>>(&self, s: S, j: &Job<'_, E>, i: usize, a: *const f32) {
+        // SAFETY: the caller's contract is write_cols'.
+        unsafe { write_cols(s, j, i, a, 0, j.n) }
+    }
+}
+
+/// Hands the rows to a [`RowSink`].
+struct ToSink<'k, K>(&'k K);
+
+impl<K: RowSink> TOut for ToSink<'_, K> {
+    #[inline(always)]
+    unsafe fn row<S: Token, E: Epilogue<f32>>(&self, s: S, j: &Job<'_, E>, i: usize, a: *const f32) {
+        // SAFETY: `a` holds the panel's j.n values padded to whole vectors;
+        // row i and the panel's columns are inside the call's product, and
+        // the calling task owns row i (TRows' contract).
+        unsafe { self.0.take_row(s, i, j.j0, a, j.n) }
+    }
 }
 
 /// Floats of [`spmm_t_rows`]'s block of C's rows: 64 KiB. Each visit of a
@@ -1088,7 +1178,7 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
 /// on a Zen 4: BENCHMARKS.md).
 const T_BLOCK_FLOATS: usize = 16384;
 
-struct TRows<'a, 'b, E> {
+struct TRows<'a, 'b, E, O> {
     job: &'b Job<'a, E>,
     /// The product's row of C's row 0 (S's column).
     lo: usize,
@@ -1098,14 +1188,16 @@ struct TRows<'a, 'b, E> {
     acc: &'b mut [f32],
     /// One per row of S_b.
     cur: &'b mut [usize],
+    /// Where the finished rows go.
+    out: &'b O,
 }
 
-impl<E: Epilogue<f32>> WithToken for TRows<'_, '_, E> {
+impl<E: Epilogue<f32>, O: TOut> WithToken for TRows<'_, '_, E, O> {
     type Output = ();
     /// Rows `r0..r1` of C in blocks: see [`spmm_t_rows`].
     #[inline(always)]
     fn with_token<S: Token>(self, s: S) {
-        let TRows { job: j, lo, r0, r1, acc, cur } = self;
+        let TRows { job: j, lo, r0, r1, acc, cur, out } = self;
         let l = S::F32_LANES;
         let sp = j.s;
         let n = j.n;
@@ -1181,7 +1273,7 @@ impl<E: Epilogue<f32>> WithToken for TRows<'_, '_, E> {
             for i in c0..c1 {
                 // SAFETY: the block's row i − c0 holds n padded accumulators;
                 // row i of C is inside C and this task's.
-                unsafe { write_cols(s, j, i, block.as_ptr().add((i - c0) * np), 0, n) };
+                unsafe { out.row(s, j, i, block.as_ptr().add((i - c0) * np)) };
             }
             c0 = c1;
         }

@@ -12,7 +12,7 @@ use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
     DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse_rows,
-    dense_forward, dense_forward_sparse, dense_weight_grad_rows,
+    dense_backward_sparse_step, dense_forward, dense_forward_sparse, dense_weight_grad_rows,
 };
 use crate::optim::{AdamParams, StepRule, add_l1, clip_grad_norm};
 use crate::par::Par;
@@ -1149,8 +1149,13 @@ impl Mlp {
             return Ok((loss, right));
         }
         let l2 = L2::of(cfg, rows.len());
-        self.backward(rows, bf, cfg, l2.in_grad, opts)?;
-        self.step(x, next, bf, cfg, st, lr, l2.in_step, opts)?;
+        let rules = (step_rule(cfg, lr, st.t + 1, l2.in_step)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
+        // With sparse input the first layer's weights take their step
+        // inside the backward pass, row by row of their gradient, unless
+        // L1 or clipping needs the whole gradient first.
+        let fuse = bf.sparse.is_some() && cfg.l1 == 0.0 && cfg.clip_norm.is_none();
+        self.backward(rows, bf, cfg, l2.in_grad, fuse.then_some((&rules.0, &mut *st)), opts)?;
+        self.step(x, next, bf, st, rules, fuse, opts)?;
         Ok((loss, right))
     }
 
@@ -1194,7 +1199,7 @@ impl Mlp {
                 // ∂L/∂logits of the global batch's mean: the share's mean × share/b.
                 let scale = share as f32 / b as f32;
                 bf.da[nl - 1][..share * k].iter_mut().for_each(|g| *g *= scale);
-                self.backward_layers(rows, bf, sum, 0.0, opts)?;
+                self.backward_layers(0, rows, bf, sum, 0.0, opts)?;
                 Ok((loss * share as f64, right))
             };
             let r = local().unwrap_or_else(|e| {
@@ -1300,17 +1305,24 @@ impl Mlp {
 
     /// Backward, last layer first, from `∂L/∂logits` into the flat gradient,
     /// with the L2 term `l2·W` (when the optimizer does not add it) and the
-    /// L1 subgradient, then clipped by norm (`clip_norm`).
+    /// L1 subgradient, then clipped by norm (`clip_norm`). With `fused`
+    /// (sparse input, no L1, no clipping), the first layer's weights take
+    /// their step `rule` (state `st`) as their gradient's rows are summed,
+    /// and that gradient is not stored ([`Mlp::first_layer_step`]).
     fn backward(
-        &self,
+        &mut self,
         rows: &[usize],
         bf: &mut TrainBufs,
         cfg: &TrainConfig,
         l2: f32,
+        fused: Option<(&StepRule, &mut OptState)>,
         opts: &GemmOptions,
     ) -> Result<()> {
         let mut grad = std::mem::take(&mut bf.grad);
-        let done = self.backward_layers(rows, bf, &mut grad[..], l2, opts);
+        let mut done = self.backward_layers(usize::from(fused.is_some()), rows, bf, &mut grad[..], l2, opts);
+        if let (Ok(()), Some((rule, st))) = (&done, fused) {
+            done = self.first_layer_step(rows, bf, &mut grad, rule, st, opts);
+        }
         bf.grad = grad;
         done?;
         if cfg.l1 > 0.0 {
@@ -1331,8 +1343,36 @@ impl Mlp {
         Ok(())
     }
 
-    /// The layers' part of [`Mlp::backward`]: the gradient of the loss with
-    /// the L2 term `l2·W`, without L1 and clipping.
+    /// The first layer's backward pass from its `dA` with sparse input, its
+    /// biases' gradient into `grad` and its weights' optimizer step `rule`
+    /// (state `st`) fused in: each row of the weight gradient goes to the
+    /// step as soon as it is summed, while in cache, and is never stored
+    /// (`dense_backward_sparse_step`). The same bits as computing the
+    /// gradient into `grad` and stepping after, for any thread count.
+    fn first_layer_step(
+        &mut self,
+        rows: &[usize],
+        bf: &mut TrainBufs,
+        grad: &mut [f32],
+        rule: &StepRule,
+        st: &mut OptState,
+        opts: &GemmOptions,
+    ) -> Result<()> {
+        let (b, nl, l) = (rows.len(), self.layers.len(), self.layers[0]);
+        let shp = DenseShape { batch: b, n_in: self.n_inputs, n_out: l.units };
+        let act = if nl == 1 { Activation::Identity } else { l.activation };
+        let (w0, b0) = self.offsets[0];
+        let Some(xs) = &bf.sparse else { return Err(invalid("the fused first-layer step needs sparse input")) };
+        let nz = b * l.units;
+        let zad = (&bf.z[0][..nz], &bf.a[0][..nz], &bf.da[0][..nz]);
+        let (s1, s2) = (st.s1.get_mut(w0..b0).unwrap_or_default(), st.s2.get_mut(w0..b0).unwrap_or_default());
+        let (w, db) = (&mut self.params[w0..b0], &mut grad[b0..b0 + l.units]);
+        dense_backward_sparse_step(act, shp, xs, rows, zad, &mut bf.dz[..nz], db, rule, w, s1, s2, opts)
+    }
+
+    /// The layers' part of [`Mlp::backward`] for the layers
+    /// `from..` (last first): the gradient of the loss with the L2 term
+    /// `l2·W`, without L1 and clipping.
     ///
     /// The gradient goes to `grad`, each layer's values made final there
     /// as soon as they are written, last layer first; where `grad` asks for
@@ -1341,6 +1381,7 @@ impl Mlp {
     /// sparse input, within the GEMM bound with dense).
     fn backward_layers<G: GradSink + ?Sized>(
         &self,
+        from: usize,
         rows: &[usize],
         bf: &mut TrainBufs,
         grad: &mut G,
@@ -1348,7 +1389,7 @@ impl Mlp {
         opts: &GemmOptions,
     ) -> Result<()> {
         let (b, ni, nl) = (rows.len(), self.n_inputs, self.layers.len());
-        for i in (0..nl).rev() {
+        for i in (from..nl).rev() {
             let l = self.layers[i];
             let n_in = self.fan_in(i);
             let shp = DenseShape { batch: b, n_in, n_out: l.units };
@@ -1393,22 +1434,22 @@ impl Mlp {
         Ok(())
     }
 
-    /// The optimizer step: one fused pass over each layer's weights (with
-    /// the L2 term `l2·W`, unless the gradient has it) and one over its
-    /// biases (never penalised); Adam's step counter advances once per batch.
+    /// The optimizer step: one fused pass over each layer's weights with
+    /// `rule_w` (which adds the L2 term `l2·W`, unless the gradient has it)
+    /// and one over its biases with `rule_b` (never penalised), but for the
+    /// first layer's weights where `first_done` (their step was fused into
+    /// the backward pass); Adam's step counter advances once per batch.
     #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         x: Inputs<'_>,
         next: Option<&[usize]>,
         bf: &TrainBufs,
-        cfg: &TrainConfig,
         st: &mut OptState,
-        lr: f32,
-        l2: f32,
+        (rule_w, rule_b): (StepRule, StepRule),
+        first_done: bool,
         opts: &GemmOptions,
     ) -> Result<()> {
-        let (rule_w, rule_b) = (step_rule(cfg, lr, st.t + 1, l2)?, step_rule(cfg, lr, st.t + 1, 0.0)?);
         st.t += 1;
         if let Some(next) = next {
             // The next batch's inputs (see `prefetch_inputs` for when), while
@@ -1418,7 +1459,10 @@ impl Mlp {
         for i in 0..self.layers.len() {
             let (w0, b0) = self.offsets[i];
             let end = b0 + self.layers[i].units;
-            for (r, lo, hi) in [(rule_w, w0, b0), (rule_b, b0, end)] {
+            for (k, (r, lo, hi)) in [(rule_w, w0, b0), (rule_b, b0, end)].into_iter().enumerate() {
+                if first_done && i == 0 && k == 0 {
+                    continue;
+                }
                 let (s1, s2) = (st.s1.get_mut(lo..hi).unwrap_or_default(), st.s2.get_mut(lo..hi).unwrap_or_default());
                 r.apply(&mut self.params[lo..hi], &bf.grad[lo..hi], s1, s2, opts.par)?;
             }

@@ -440,6 +440,29 @@ impl StepRule {
         self.apply_named(w, g, ("s1", s1), ("s2", s2), &Options { isa: None, par })
     }
 
+    /// [`StepRule::apply`] on the instruction set and threads of `opts`.
+    #[cfg(test)]
+    pub(crate) fn apply_opts(
+        &self,
+        w: &mut [f32],
+        g: &[f32],
+        s1: &mut [f32],
+        s2: &mut [f32],
+        opts: &Options,
+    ) -> Result<()> {
+        self.apply_named(w, g, ("s1", s1), ("s2", s2), opts)
+    }
+
+    /// [`StepRule::apply`]'s update of one range on the caller's thread and
+    /// token, for a kernel that fuses the step into its own loop: the same
+    /// per-vector code, so the same bits. The state buffers are as long as
+    /// `w` where [`StepRule::state_buffers`] uses them (empty otherwise);
+    /// `g` is as long as `w` (both asserted).
+    #[inline(always)]
+    pub(crate) fn apply_with<S: Token>(&self, s: S, w: &mut [f32], g: &[f32], s1: &mut [f32], s2: &mut [f32]) {
+        Step { rule: self.0, w, g, s1, s2 }.with_token(s)
+    }
+
     /// [`StepRule::apply`] with the state buffers' names for the error messages.
     fn apply_named(
         &self,
