@@ -338,9 +338,11 @@ fn sparse_forward_in_halves_split_over_threads() {
     }
 }
 
-/// `Sᵀ_b·B` from the rows (each task a range of C's rows, accumulated in an
-/// aligned part of the scratch, with a cursor per row), exact on small
-/// integers, against the sum written out; a batch with a repeated row.
+/// `Sᵀ_b·B` from the rows (each task a range of C's rows: for batches of up
+/// to 64 rows summed in registers from a bitmask of each row's terms, for
+/// larger ones accumulated in an aligned part of the scratch, with a cursor
+/// per row), exact on small integers, against the sum written out; a batch
+/// with a repeated row.
 #[test]
 fn spmm_t_rows_split_over_threads() {
     let mut rng = Lcg(8);
@@ -359,6 +361,22 @@ fn spmm_t_rows_split_over_threads() {
     for threads in [1, 3] {
         let mut c = vec![f32::NAN; k * n];
         let bv = MatRef::row_major(&b, m, n, n).unwrap();
+        spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
+        assert_eq!(c, want);
+    }
+    // A batch of 65 rows (past the bitmask loop's 64: the block of
+    // accumulators in memory).
+    let rows: Vec<usize> = (0..65).map(|t| (t * 7) % nd).collect();
+    let b = rng.vec(65 * n);
+    let mut want = vec![0.0f32; k * n];
+    for p in 0..k {
+        for j in 0..n {
+            want[p * n + j] = rows.iter().enumerate().map(|(t, &r)| s[r * k + p] * b[t * n + j]).sum();
+        }
+    }
+    for threads in [1, 3] {
+        let mut c = vec![f32::NAN; k * n];
+        let bv = MatRef::row_major(&b, 65, n, n).unwrap();
         spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
         assert_eq!(c, want);
     }

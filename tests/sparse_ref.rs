@@ -437,7 +437,9 @@ fn spmm_rows_equals_spmm_on_the_gathered_rows_for_any_thread_count() {
 /// on the batch's transpose, on every ISA and thread count: odd shapes, 0 and
 /// 1, k past several blocks, n past 8 vectors and past the 1024-column panel,
 /// repeated and empty rows, an empty column, strided B and C, alpha 0 and
-/// not 1, beta; and it is within the bound of an f64 oracle.
+/// not 1, beta, batches up to 64 rows (the bitmask loop, up to its last
+/// bit) and past them (the block of accumulators); and it is within the
+/// bound of an f64 oracle.
 #[test]
 fn spmm_t_rows_has_the_bits_of_spmm_on_the_transpose() {
     let mut rng = Rng(0x7d3);
@@ -451,6 +453,8 @@ fn spmm_t_rows_has_the_bits_of_spmm_on_the_transpose() {
         (30, 90, 130, 37),
         (12, 40, 1030, 9),
         (200, 784, 100, 64),
+        (300, 90, 130, 70),
+        (100, 40, 1030, 65),
     ] {
         let mut x = rng.sparse(nd * k, 0.25);
         // Row 1 is empty, and so is column k / 2.

@@ -1113,11 +1113,32 @@ fn spmm_t_run<E: Epilogue<f32>, O: TOut>(
     let nnz: usize = rows.iter().map(|&r| s.ptr[r + 1] - s.ptr[r]).sum();
     let flops = 2 * nnz.max(k) * n;
     let nt = opts.par.threads().min((flops / super::driver::MIN_FLOPS_PER_THREAD).max(1)).min(k).max(1);
+    let np = n.min(PANEL).div_ceil(MAX_F32_LANES) * MAX_F32_LANES;
+    if m <= T_BITS_MAX_ROWS && job.b.cs == 1 && alpha != 0.0 {
+        // Each task's scratch: one padded row of a panel, then its rows'
+        // values of S_b (m each); a bitmask per row. Allocated fallibly,
+        // before any task writes C.
+        let per = k.div_ceil(nt);
+        let acc_len = np + MAX_F32_LANES + per * m;
+        return tasks_with_scratch(nt, acc_len, per, |t, acc, bits| {
+            let (r0, r1) = (k * t / nt, k * (t + 1) / nt);
+            let skip = acc.as_ptr().align_offset(64).min(MAX_F32_LANES);
+            let (row, xt) = acc[skip..].split_at_mut(np);
+            let mut j0 = 0;
+            while j0 < n {
+                let panel = job.panel(j0, PANEL.min(n - j0));
+                // SAFETY (of the kernel's accesses): as TRows' below; the
+                // task's rows r0..r1 are at most `per`.
+                isa.run(TBits { job: &panel, lo, r0, r1, row: &mut *row, xt: &mut *xt, bits: &mut *bits, out });
+                j0 += PANEL;
+            }
+        });
+    }
     // Each task's scratch: its block of C's rows (at least one padded row of
     // a panel), then a cursor per row of S_b; allocated fallibly, before any
     // task writes C.
     // (The block starts on a 64-byte line: MAX_F32_LANES floats more.)
-    let acc_len = T_BLOCK_FLOATS.max(n.min(PANEL).div_ceil(MAX_F32_LANES) * MAX_F32_LANES) + MAX_F32_LANES;
+    let acc_len = T_BLOCK_FLOATS.max(np) + MAX_F32_LANES;
     tasks_with_scratch(nt, acc_len, m, |t, acc, cur| {
         let (r0, r1) = (k * t / nt, k * (t + 1) / nt);
         // The block starts on a 64-byte line (split loads and stores of a
@@ -1168,6 +1189,136 @@ impl<K: RowSink> TOut for ToSink<'_, K> {
         // row i and the panel's columns are inside the call's product, and
         // the calling task owns row i (TRows' contract).
         unsafe { self.0.take_row(s, i, j.j0, a, j.n) }
+    }
+}
+
+/// Batches of at most this many rows (the bits of a `usize`) take
+/// [`TBits`]: each of C's rows summed in registers from the batch rows a
+/// bitmask names, instead of [`TRows`]' block of accumulators in memory.
+const T_BITS_MAX_ROWS: usize = usize::BITS as usize;
+
+/// Rows `r0..r1` of `S_bᵀ·B` for a batch of at most [`T_BITS_MAX_ROWS`]
+/// rows, B with unit column stride, `alpha ≠ 0`. First the task's part of
+/// `S_b`, transposed: for each of its rows (a column of S) the values of
+/// the batch rows (`xt`, m per row; only those with a nonzero are written)
+/// and a bitmask of which batch rows have one (`bits`). Then each row of C,
+/// a strip of up to [`STRIP`] vectors at a time, as a sum in registers over
+/// the set bits in increasing `t`, from zero: the operations and order of
+/// [`TRows`] (whose block starts at zero and adds each batch row's terms in
+/// turn), so the same bits; but each term loads only its row of B, where
+/// TRows also loads and stores the block's row (this CPU's loads bound both:
+/// BENCHMARKS.md).
+struct TBits<'a, 'b, E, O> {
+    job: &'b Job<'a, E>,
+    lo: usize,
+    r0: usize,
+    r1: usize,
+    /// One padded row of the panel, 64-byte aligned.
+    row: &'b mut [f32],
+    /// At least `(r1 − r0)·m` floats.
+    xt: &'b mut [f32],
+    /// At least `r1 − r0` words.
+    bits: &'b mut [usize],
+    out: &'b O,
+}
+
+impl<E: Epilogue<f32>, O: TOut> WithToken for TBits<'_, '_, E, O> {
+    type Output = ();
+    #[inline(always)]
+    fn with_token<S: Token>(self, s: S) {
+        let TBits { job: j, lo, r0, r1, row, xt, bits, out } = self;
+        let l = S::F32_LANES;
+        let sp = j.s;
+        let (n, m, nr) = (j.n, j.rows.map_or(0, |r| r.len()), r1 - r0);
+        debug_assert!(m <= T_BITS_MAX_ROWS && j.b.cs == 1 && j.alpha != 0.0);
+        debug_assert!(xt.len() >= nr * m && bits.len() >= nr && row.len() >= n.div_ceil(l) * l);
+        bits[..nr].fill(0);
+        let (base, end) = (lo + r0, lo + r1);
+        for t in 0..m {
+            let r = j.row(t);
+            let q = sp.ptr[r]..sp.ptr[r + 1];
+            let first = q.start + sp.idx[q.clone()].partition_point(|&p| (p as usize) < base);
+            for (&p, &v) in sp.idx[first..q.end].iter().zip(&sp.val[first..q.end]) {
+                let p = p as usize;
+                if p >= end {
+                    break;
+                }
+                // Each column of a row of S once (strictly increasing).
+                xt[(p - base) * m + t] = v;
+                bits[p - base] |= 1 << t;
+            }
+        }
+        let (nvec, tail) = (n.div_ceil(l), n % l);
+        let rp = row.as_mut_ptr();
+        for i in 0..nr {
+            let x = &xt[i * m..(i + 1) * m];
+            let mut v0 = 0;
+            while v0 < nvec {
+                let nv = (nvec - v0).min(STRIP);
+                let part = tail != 0 && v0 + nv == nvec;
+                let mt = if part { tail } else { l };
+                let bp = j.b.ptr.get().wrapping_add(v0 * l);
+                macro_rules! go {
+                    ($($n:literal)*) => {
+                        match (nv, part) {
+                            $(
+                                // SAFETY: for every set bit t (< m), vectors
+                                // v0 .. v0+nv of row t of B (of the last,
+                                // its first `mt` columns) are inside B;
+                                // `row` holds nvec whole vectors.
+                                ($n, false) => unsafe { bits_strip::<S, $n, false>(s, bits[i], x, bp, j.b.rs, mt, rp.add(v0 * l)) },
+                                // SAFETY: as above.
+                                ($n, true) => unsafe { bits_strip::<S, $n, true>(s, bits[i], x, bp, j.b.rs, mt, rp.add(v0 * l)) },
+                            )*
+                            _ => unreachable!("a strip has 1 to {STRIP} vectors"),
+                        }
+                    };
+                }
+                go!(1 2 3 4 5 6 7 8);
+                v0 += nv;
+            }
+            // SAFETY: `row` holds the n padded sums of row r0 + i of C,
+            // which is inside C and this task's.
+            unsafe { out.row(s, j, r0 + i, row.as_ptr()) };
+        }
+    }
+}
+
+/// `out[..MV vectors] = Σ_t x[t]·b[t·rs ..][..MV vectors]` over the set
+/// bits `t` of `bits`, in increasing `t`, from zero (the last vector of
+/// `b` only its first `m < lanes` columns with `TAIL`).
+///
+/// # Safety
+/// For every set bit `t`, `x[t]` exists and `b + t·rs` holds those
+/// columns; `out` holds `MV` whole vectors.
+#[inline(always)]
+unsafe fn bits_strip<S: Token, const MV: usize, const TAIL: bool>(
+    s: S,
+    mut bits: usize,
+    x: &[f32],
+    b: *const f32,
+    rs: isize,
+    m: usize,
+    out: *mut f32,
+) {
+    let l = S::F32_LANES;
+    let mut acc = [s.splat_f32s(0.0); MV];
+    while bits != 0 {
+        let t = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        let xv = s.splat_f32s(x[t]);
+        let br = b.wrapping_offset(t as isize * rs);
+        for (q, a) in acc.iter_mut().enumerate() {
+            // SAFETY: row t of B holds these columns (caller contract).
+            let bq = unsafe {
+                if TAIL && q == MV - 1 { f32::load_partial(s, br.add(q * l), m) } else { f32::load(s, br.add(q * l)) }
+            };
+            *a = s.mul_add_e_f32s(xv, bq, *a);
+        }
+    }
+    for (q, a) in acc.into_iter().enumerate() {
+        // SAFETY: `out` holds MV whole vectors (caller contract).
+        unsafe { f32::store(s, out.add(q * l), a) };
     }
 }
 

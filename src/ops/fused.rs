@@ -827,7 +827,8 @@ mod tests {
             StepRule::rmsprop(0.01, 0.9, 1e-8, 0.01),
         ]
         .map(|r| r.unwrap());
-        let shapes = [(1, 1, 1), (3, 7, 5), (32, 50, 17), (33, 300, 128), (5, 9, 1030)];
+        // Batches up to 64 rows and past them (spmm_t's two loops).
+        let shapes = [(1, 1, 1), (3, 7, 5), (32, 50, 17), (33, 300, 128), (5, 9, 1030), (70, 97, 40)];
         for isa in Isa::available() {
             for (t, &(batch, n_in, n_out)) in shapes.iter().enumerate() {
                 let shp = DenseShape { batch, n_in, n_out };
