@@ -16,10 +16,13 @@
 //!   scaled and written once. Work is split over rows of `C` only, so the
 //!   bits do not depend on the thread count.
 //! * `Sᵀ·B` for a mini-batch of rows of `S` ([`spmm_t_rows`], the weight
-//!   gradient of a sparse first layer) runs from the rows themselves: C's
-//!   rows in blocks, each row of `S` adding `v·B[t]` to the block's row of
-//!   each of its nonzeros, in increasing `t`: the bits of [`spmm`] on the
-//!   transpose, without building it.
+//!   gradient of a sparse first layer) runs from the rows themselves: for
+//!   batches of up to 64 rows each of C's rows is summed in registers over
+//!   the batch rows a bitmask names; for larger ones C's rows go in blocks,
+//!   each row of `S` adding `v·B[t]` to the block's row of each of its
+//!   nonzeros. Either way in increasing `t`: the bits of [`spmm`] on the
+//!   transpose, without building it. The trainer can take each finished row
+//!   of C for its optimizer step instead of storing it (`RowSink`).
 //! * Zeros of `S` are skipped, so `0·∞` and `0·NaN` from `B` are not formed
 //!   (a dense GEMM would give NaN there). NaN and ±∞ stored in `S` count as
 //!   nonzeros and propagate as in a dense product.
@@ -973,6 +976,11 @@ fn check_spmm(
 /// ([`SparseRows::transpose_rows_from`] and [`spmm`] give the same bits, at
 /// the cost of the transpose).
 ///
+/// For a batch of up to 64 rows (and B with unit column stride), each task
+/// first writes its range of `S_b`'s columns transposed: per column, the
+/// batch rows' values and a bitmask of the rows that have one; then each
+/// row of C is summed in registers, a strip of up to 8 vectors at a time,
+/// over the set bits, each term loading its row of B. For larger batches
 /// C's rows (S's columns) go in blocks of 64 KiB, accumulated in a buffer
 /// that stays in L2; for each block, each row `t` of `S_b` takes its nonzeros in
 /// the block's range of columns (a cursor per row), with row `t` of B held in
