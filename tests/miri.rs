@@ -349,36 +349,23 @@ fn spmm_t_rows_split_over_threads() {
     let (nd, k, n) = (10, 9, 5);
     let s: Vec<f32> = (0..nd * k).map(|i| if i % 3 == 1 { rng.int(-3, 3) as f32 } else { 0.0 }).collect();
     let sp = SparseRows::from_dense(&s, nd, k).unwrap();
-    let rows = [3usize, 0, 9, 3, 6, 1];
-    let m = rows.len();
-    let b = rng.vec(m * n);
-    let mut want = vec![0.0f32; k * n];
-    for p in 0..k {
-        for j in 0..n {
-            want[p * n + j] = rows.iter().enumerate().map(|(t, &r)| s[r * k + p] * b[t * n + j]).sum();
+    // A batch of 6 rows, one repeated; one of 65 (past the bitmask loop's
+    // 64: the block of accumulators in memory).
+    for rows in [vec![3usize, 0, 9, 3, 6, 1], (0..65).map(|t| (t * 7) % nd).collect()] {
+        let m = rows.len();
+        let b = rng.vec(m * n);
+        let mut want = vec![0.0f32; k * n];
+        for p in 0..k {
+            for j in 0..n {
+                want[p * n + j] = rows.iter().enumerate().map(|(t, &r)| s[r * k + p] * b[t * n + j]).sum();
+            }
         }
-    }
-    for threads in [1, 3] {
-        let mut c = vec![f32::NAN; k * n];
-        let bv = MatRef::row_major(&b, m, n, n).unwrap();
-        spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
-        assert_eq!(c, want);
-    }
-    // A batch of 65 rows (past the bitmask loop's 64: the block of
-    // accumulators in memory).
-    let rows: Vec<usize> = (0..65).map(|t| (t * 7) % nd).collect();
-    let b = rng.vec(65 * n);
-    let mut want = vec![0.0f32; k * n];
-    for p in 0..k {
-        for j in 0..n {
-            want[p * n + j] = rows.iter().enumerate().map(|(t, &r)| s[r * k + p] * b[t * n + j]).sum();
+        for threads in [1, 3] {
+            let mut c = vec![f32::NAN; k * n];
+            let bv = MatRef::row_major(&b, m, n, n).unwrap();
+            spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
+            assert_eq!(c, want, "batch of {m}, {threads} threads");
         }
-    }
-    for threads in [1, 3] {
-        let mut c = vec![f32::NAN; k * n];
-        let bv = MatRef::row_major(&b, 65, n, n).unwrap();
-        spmm_t_rows(1.0, &sp, &rows, bv, 0.0, MatMut::row_major(&mut c, k, n, n).unwrap(), &opts(threads)).unwrap();
-        assert_eq!(c, want);
     }
 }
 
@@ -483,22 +470,26 @@ fn trainer_end_to_end_tiny() {
 /// thread, on 3.
 #[test]
 fn trainer_fused_first_layer_step_over_threads() {
-    // Batches of 12 rows with 32 nonzeros in all: 192 flops in the weight
-    // gradient, 3 tasks under Miri (64 flops each at least). The weights
+    // Batches of 12 rows with 28 to 36 nonzeros: 168 to 216 flops in the
+    // weight gradient, 2 or 3 tasks under Miri (64 flops each at least); and
+    // one batch of 70 rows (the block loop hands its rows to the step). The weights
     // (48 bytes) stay below the forward product's split in halves, so the
     // dense and sparse sums agree.
-    let x: Vec<f32> = (0..24 * 4).map(|i| if i % 3 == 0 { 0.0 } else { ((i * 7) % 5) as f32 - 2.5 }).collect();
-    let y: Vec<u32> = (0..24).map(|i| (i % 3) as u32).collect();
-    let fit = |sparse: nnkern::nn::SparseInput, par: Par| {
-        let mut m = tiny_model();
-        let mut cfg = TrainConfig::default();
-        (cfg.max_iter, cfg.batch_size, cfg.n_iter_no_change, cfg.sparse_input, cfg.par) = (2, 12, 100, sparse, par);
-        m.fit(&x, 24, Targets::Labels(&y), &cfg, None, None).unwrap();
-        m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-    };
-    let dense = fit(nnkern::nn::SparseInput::Dense, Par::Seq);
-    assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Seq), dense);
-    assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Threads(3)), dense);
+    for (n, batch, epochs) in [(24usize, 12usize, 2usize), (80, 70, 1)] {
+        let x: Vec<f32> = (0..n * 4).map(|i| if i % 3 == 0 { 0.0 } else { ((i * 7) % 5) as f32 - 2.5 }).collect();
+        let y: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let fit = |sparse: nnkern::nn::SparseInput, par: Par| {
+            let mut m = tiny_model();
+            let mut cfg = TrainConfig::default();
+            (cfg.max_iter, cfg.batch_size, cfg.n_iter_no_change) = (epochs, batch, 100);
+            (cfg.sparse_input, cfg.par) = (sparse, par);
+            m.fit(&x, n, Targets::Labels(&y), &cfg, None, None).unwrap();
+            m.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let dense = fit(nnkern::nn::SparseInput::Dense, Par::Seq);
+        assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Seq), dense, "batch {batch}");
+        assert_eq!(fit(nnkern::nn::SparseInput::Sparse, Par::Threads(3)), dense, "batch {batch}, 3 threads");
+    }
 }
 
 /// The C entry points exist with the `capi` feature only (CI turns it on).

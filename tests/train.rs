@@ -485,22 +485,39 @@ fn same_bits_for_1_2_4_threads_at_mnist_shapes() {
     // The same pixels with four in five zeroed, as in MNIST: the sparse path.
     let xs: Vec<f32> = x.iter().enumerate().map(|(i, &v)| if (i * 40503) % 5 == 0 { v } else { 0.0 }).collect();
     for (x, mode) in [(&x, SparseInput::Dense), (&xs, SparseInput::Sparse)] {
-        same_bits_for_threads(x, n, d, mode);
+        same_bits_for_threads(x, n, d, mode, 256, Solver::Adam, &[relu(128)]);
     }
+    // Batches of at most 64 rows: the first layer's weight gradient summed
+    // in registers, the step fused into it; with a hidden layer, and
+    // without one (the first layer is the output layer), other rules.
+    same_bits_for_threads(&xs, n, d, SparseInput::Sparse, 32, Solver::Adam, &[relu(128)]);
+    same_bits_for_threads(&xs, n, d, SparseInput::Sparse, 32, Solver::Sgd, &[]);
+    same_bits_for_threads(&xs, n, d, SparseInput::Sparse, 64, Solver::RmsProp, &[relu(100)]);
 }
 
-fn same_bits_for_threads(x: &[f32], n: usize, d: usize, sparse_input: SparseInput) {
+fn same_bits_for_threads(
+    x: &[f32],
+    n: usize,
+    d: usize,
+    sparse_input: SparseInput,
+    batch_size: usize,
+    solver: Solver,
+    hidden: &[Layer],
+) {
     let y: Vec<u32> = (0..n).map(|i| (x[i * d + 100] * 7.0 + x[i * d + 500] * 3.0) as u32 % 10).collect();
     let mut base: Option<(Vec<f32>, Vec<f64>)> = None;
     for t in [1usize, 2, 4] {
-        let mut m = Mlp::new(d, &[relu(128)], 10, Task::MultiClass, 5).unwrap();
+        let mut m = Mlp::new(d, hidden, 10, Task::MultiClass, 5).unwrap();
 
         let cfg = TrainConfig {
-            batch_size: 256,
+            batch_size,
             max_iter: 2,
             random_state: 5,
             par: Par::Threads(t),
             sparse_input,
+            solver,
+            momentum: 0.9,
+            learning_rate_init: if solver == Solver::Sgd { 0.01 } else { 1e-3 },
             ..Default::default()
         };
         let h = m.fit(&x, n, Targets::Labels(&y), &cfg, None, None).unwrap();
@@ -863,6 +880,43 @@ fn sparse_inputs_train_like_dense_ones() {
     // Here (64 inputs, batch 32) both paths sum each product in one pass in
     // increasing k, and skipping exact zeros changes no sum: the same bits.
     assert!(md.params().iter().zip(ms.params()).all(|(a, b)| a.to_bits() == b.to_bits()));
+    // The sparse path steps the first layer's weights inside its backward
+    // pass (but with L1 or clipping, which need the whole gradient first);
+    // the dense path steps after: the same bits for every rule, with and
+    // without a hidden layer.
+    let cases: [(Solver, f32, Option<f32>, usize); 7] = [
+        (Solver::Sgd, 0.0, None, 1),
+        (Solver::Sgd, 0.0, None, 0),
+        (Solver::RmsProp, 0.0, None, 1),
+        (Solver::AdamW, 0.0, None, 1),
+        (Solver::Adam, 0.0, None, 0),
+        (Solver::Adam, 1e-4, None, 1),
+        (Solver::Adam, 0.0, Some(1.0), 1),
+    ];
+    for (solver, l1, clip_norm, nh) in cases {
+        let fit = |mode: SparseInput| {
+            let hidden = [relu(64)];
+            let mut m = Mlp::new(tr.d, &hidden[..nh], 10, Task::MultiClass, 0).unwrap();
+            let cfg = TrainConfig {
+                batch_size: 32,
+                max_iter: 3,
+                learning_rate_init: if solver == Solver::Sgd { 0.05 } else { 3e-3 },
+                momentum: 0.9,
+                solver,
+                l1,
+                clip_norm,
+                sparse_input: mode,
+                ..Default::default()
+            };
+            m.fit(&tr.x, tr.n, Targets::Labels(&ytr), &cfg, None, None).unwrap();
+            m
+        };
+        let (d, s) = (fit(SparseInput::Dense), fit(SparseInput::Sparse));
+        assert!(
+            d.params().iter().zip(s.params()).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{solver:?}, l1 {l1}, clip {clip_norm:?}, {nh} hidden: sparse and dense differ"
+        );
+    }
     // Auto: dense on the standardized digits (no zeros left), sparse on a
     // copy with 80% of the values zeroed.
     let density = |x: &[f32]| x.iter().filter(|v| **v != 0.0).count() as f64 / x.len() as f64;

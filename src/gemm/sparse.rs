@@ -457,7 +457,8 @@ impl SparseRows {
     /// indices out of range are skipped, nothing is read). Rows picked at
     /// random from a large data set come from memory, and their misses then
     /// overlap instead of being met one row at a time; the trainer asks for
-    /// the next mini-batch's rows during the optimizer step (in halves,
+    /// the next mini-batch's rows during the optimizer step (or, where the
+    /// first layer's step is fused into its backward pass, just before it; in halves,
     /// [`SparseRows::prefetch_rows_halves`]) where the data set's nonzeros
     /// exceed half of L3 ([`SparseRows::beyond_l3`]).
     pub fn prefetch_rows(&self, rows: &[usize]) {
@@ -770,8 +771,9 @@ const HALVES_B_BYTES: usize = if cfg!(miri) { 64 } else { 128 << 10 };
 /// place only where that sum rounds differently, within the same bound).
 /// That order lets two threads each read only one half of B's rows (the
 /// rows of a layer's weights whose gradient and optimizer update the same
-/// thread computes: [`spmm_t_rows`] and `optim` split there too, for two
-/// threads), instead of both reading all of B, which then moved between
+/// thread computes: [`spmm_t_rows`], and with it the trainer's fused step
+/// of the first layer, or else `optim`'s flat split, split there too, for
+/// two threads), instead of both reading all of B, which then moved between
 /// the cores' caches at every training step. One thread sums `s_lo` into C,
 /// then adds `s_hi` in the write-out; two or more put `s_hi` in scratch and
 /// add it in a second pass over C's rows: the same bits for any thread count.
@@ -976,7 +978,8 @@ fn check_spmm(
 /// ([`SparseRows::transpose_rows_from`] and [`spmm`] give the same bits, at
 /// the cost of the transpose).
 ///
-/// For a batch of up to 64 rows (and B with unit column stride), each task
+/// For a batch of up to 64 rows (with B of unit column stride and `alpha ≠
+/// 0`), each task
 /// first writes its range of `S_b`'s columns transposed: per column, the
 /// batch rows' values and a bitmask of the rows that have one; then each
 /// row of C is summed in registers, a strip of up to 8 vectors at a time,
@@ -1330,7 +1333,8 @@ unsafe fn bits_strip<S: Token, const MV: usize, const TAIL: bool>(
     }
 }
 
-/// Floats of [`spmm_t_rows`]'s block of C's rows: 64 KiB. Each visit of a
+/// Floats of [`spmm_t_rows`]'s block of C's rows (batches of more than
+/// [`T_BITS_MAX_ROWS`] rows): 64 KiB. Each visit of a
 /// row of `S_b` to a block costs a cursor scan and a load of its row of B,
 /// so blocks that fit L1 (16 KiB) are slower; from 48 KiB up to the whole
 /// of MNIST's 784×100 gradient (313 KiB) they take the same time (measured

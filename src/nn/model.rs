@@ -26,7 +26,8 @@ pub struct Layer {
 
 /// A multilayer perceptron. Parameters live in one flat buffer (`W₀, b₀, W₁,
 /// b₁, …`, each `W` row-major `n_in × n_out`), so an optimizer step is one
-/// pass. Prediction takes `&self`: many threads may predict concurrently, each
+/// pass (but for a sparse first layer's weights, whose step the trainer runs
+/// inside their backward pass). Prediction takes `&self`: many threads may predict concurrently, each
 /// with its own [`Workspace`].
 ///
 /// Names against scikit-learn's estimators: `predict` is

@@ -1123,7 +1123,8 @@ impl Mlp {
 
     /// Gather, forward, head (loss, ∂L/∂logits and accuracy), penalties,
     /// backward and optimizer step on the samples `rows` (`next`: the next
-    /// batch's, whose inputs are prefetched during the step, see
+    /// batch's, whose inputs are prefetched during the step, or before the
+    /// backward pass where that holds the first layer's step, see
     /// `prefetch_inputs`). Returns
     /// the batch loss and how many of its samples the forward pass
     /// classified right (0 for regression). Nothing is updated from a
@@ -1154,8 +1155,12 @@ impl Mlp {
         // inside the backward pass, row by row of their gradient, unless
         // L1 or clipping needs the whole gradient first.
         let fuse = bf.sparse.is_some() && cfg.l1 == 0.0 && cfg.clip_norm.is_none();
+        if let (true, Some(next)) = (fuse, next) {
+            // The next batch's inputs while the fused step runs (see `step`).
+            prefetch_inputs(x, bf, next, self.n_inputs, opts.par);
+        }
         self.backward(rows, bf, cfg, l2.in_grad, fuse.then_some((&rules.0, &mut *st)), opts)?;
-        self.step(x, next, bf, st, rules, fuse, opts)?;
+        self.step(x, if fuse { None } else { next }, bf, st, rules, fuse, opts)?;
         Ok((loss, right))
     }
 

@@ -650,13 +650,10 @@ pub(crate) fn dense_backward_sparse_step(
     s2: &mut [f32],
     opts: &GemmOptions,
 ) -> Result<()> {
-    let (_, nw, nz) = shp.sizes()?;
+    let (_, nw, _) = shp.sizes()?;
     let DenseShape { batch, n_in, n_out } = shp;
     check_rows("x", x, rows, batch, n_in)?;
     check_len("w", w.len(), nw)?;
-    check_len("da", da.len(), nz)?;
-    check_len("dz", dz.len(), nz)?;
-    check_len("db", db.len(), n_out)?;
     let used = rule.state_buffers();
     if used >= 1 {
         check_len("s1", s1.len(), nw)?;
@@ -664,16 +661,8 @@ pub(crate) fn dense_backward_sparse_step(
     if used >= 2 {
         check_len("s2", s2.len(), nw)?;
     }
-    let needs = act.backward_needs();
-    if needs.x {
-        check_len("z", z.len(), nz)?;
-    }
-    if needs.y {
-        check_len("a", a.len(), nz)?;
-    }
-    let z = if needs.x { z } else { &[][..] };
-    let a = if needs.y { a } else { &[][..] };
-    opts.resolve_isa()?.run(DzDb { act, rows: batch, cols: n_out, z, a, da, dz: &mut *dz, db });
+    // Checks the rest before it writes dZ and db.
+    dense_backward_dz(act, shp, z, a, da, dz, db, opts)?;
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
     let len = |b: &[f32], i: usize| if used > i { b.len() } else { 0 };
     let (l1, l2) = (len(s1, 0), len(s2, 1));
