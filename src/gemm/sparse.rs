@@ -1044,6 +1044,8 @@ pub(crate) fn spmm_t_epilogue<E: Epilogue<f32>>(
 /// gradient from the product's block while it is in cache, and never
 /// writes it to memory.
 pub(crate) trait RowSink: Sync {
+    /// The rows and columns it takes: the product's `k × n`.
+    fn dims(&self) -> (usize, usize);
     /// Takes row `i` of the product (`S_bᵀ·B`'s row `lo + i`), columns
     /// `j0 .. j0 + n`, from `g`.
     ///
@@ -1068,6 +1070,9 @@ pub(crate) fn spmm_t_into<K: RowSink>(
     sink: &K,
     opts: &GemmOptions,
 ) -> Result<()> {
+    if sink.dims() != (k, b.cols) {
+        return Err(shape(format!("spmm_t: the sink takes {:?}, the product is {k}×{}", sink.dims(), b.cols)));
+    }
     // No C: the job's C pointer is never dereferenced (`ToSink` writes
     // nothing through it).
     let c = Strided { ptr: MutPtr::null(), rs: 0, cs: 1 };

@@ -15,6 +15,8 @@ pub mod dist;
 #[cfg(not(feature = "mpi"))]
 #[path = "dist_off.rs"]
 mod dist;
+#[cfg(test)]
+mod fused_step_tests;
 pub mod inputs;
 pub mod io;
 pub mod model;

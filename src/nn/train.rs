@@ -11,8 +11,8 @@ use crate::error::{Error, Result, invalid};
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
 use crate::ops::fused::{
-    DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse_rows,
-    dense_backward_sparse_step, dense_forward, dense_forward_sparse, dense_weight_grad_rows,
+    DenseGrads, DenseShape, WeightGradInput, dense_backward, dense_backward_dz, dense_backward_sparse_into,
+    dense_backward_sparse_rows, dense_forward, dense_forward_sparse, dense_weight_grad_rows,
 };
 use crate::optim::{AdamParams, StepRule, add_l1, clip_grad_norm};
 use crate::par::Par;
@@ -1352,7 +1352,7 @@ impl Mlp {
     /// biases' gradient into `grad` and its weights' optimizer step `rule`
     /// (state `st`) fused in: each row of the weight gradient goes to the
     /// step as soon as it is summed, while in cache, and is never stored
-    /// (`dense_backward_sparse_step`). The same bits as computing the
+    /// (`optim::StepRows` through `dense_backward_sparse_into`). The same bits as computing the
     /// gradient into `grad` and stepping after, for any thread count.
     fn first_layer_step(
         &mut self,
@@ -1371,8 +1371,8 @@ impl Mlp {
         let nz = b * l.units;
         let zad = (&bf.z[0][..nz], &bf.a[0][..nz], &bf.da[0][..nz]);
         let (s1, s2) = (st.s1.get_mut(w0..b0).unwrap_or_default(), st.s2.get_mut(w0..b0).unwrap_or_default());
-        let (w, db) = (&mut self.params[w0..b0], &mut grad[b0..b0 + l.units]);
-        dense_backward_sparse_step(act, shp, xs, rows, zad, &mut bf.dz[..nz], db, rule, w, s1, s2, opts)
+        let sink = rule.rows(&mut self.params[w0..b0], s1, s2, l.units)?;
+        dense_backward_sparse_into(act, shp, xs, rows, zad, &mut bf.dz[..nz], &mut grad[b0..b0 + l.units], &sink, opts)
     }
 
     /// The layers' part of [`Mlp::backward`] for the layers

@@ -25,7 +25,6 @@ use crate::gemm::{
     Epilogue, GemmOptions, MatMut, MatRef, NoEpilogue, SparseRows, gemm_epilogue, gemm_with, spmm, spmm_epilogue,
     spmm_halves_epilogue, spmm_t_epilogue, spmm_t_into,
 };
-use crate::optim::StepRule;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Real;
 use crate::simd::{Token, WithToken};
@@ -623,20 +622,18 @@ pub(crate) fn dense_weight_grad_rows(
 }
 
 /// The first layer's backward pass with sparse input (the rows `rows` of
-/// `x`, as [`dense_backward_sparse_rows`] takes them) and its weights'
-/// optimizer step fused in: `dZ` and `db` as there, then each row of the
-/// weight gradient `dW = Xᵀ·dZ`, as soon as the sparse product has summed
-/// it, goes to `rule` with that row of `w` and of the state buffers `s1`,
-/// `s2` (as many as [`StepRule::state_buffers`] uses, `w`'s length each;
-/// unused ones are ignored). `dW` is never stored: a step reads and writes
-/// the weights and their state once, instead of also writing and reading
-/// back a gradient as large as the weights. The same bits as
-/// [`dense_backward_sparse_rows`] (with `l2 = 0`, no `dx`) followed by
-/// [`StepRule::apply`] on `w`, for any thread count (each task of the
-/// product updates the rows it sums). Every length is checked before
-/// anything is written.
+/// `x`, as [`dense_backward_sparse_rows`] takes them), its weight gradient
+/// handed to `sink` instead of stored: `dZ` and `db` as there, then each row
+/// of `dW = Xᵀ·dZ`, as soon as the sparse product has summed it, goes to
+/// `sink` (the trainer's optimizer step, `optim::StepRows`, which so reads
+/// and writes the weights and their state once, instead of also writing
+/// and reading back a gradient as large as the weights). The rows are
+/// those [`dense_backward_sparse_rows`] computes (with `l2 = 0`), bit for
+/// bit, for any thread count (each task of the product hands over the rows
+/// it sums). Every length, and the sink's shape (`n_in × n_out`), is
+/// checked before anything is written.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn dense_backward_sparse_step(
+pub(crate) fn dense_backward_sparse_into<K: RowSink>(
     act: Activation,
     shp: DenseShape,
     x: &SparseRows,
@@ -644,75 +641,18 @@ pub(crate) fn dense_backward_sparse_step(
     (z, a, da): (&[f32], &[f32], &[f32]),
     dz: &mut [f32],
     db: &mut [f32],
-    rule: &StepRule,
-    w: &mut [f32],
-    s1: &mut [f32],
-    s2: &mut [f32],
+    sink: &K,
     opts: &GemmOptions,
 ) -> Result<()> {
-    let (_, nw, _) = shp.sizes()?;
     let DenseShape { batch, n_in, n_out } = shp;
     check_rows("x", x, rows, batch, n_in)?;
-    check_len("w", w.len(), nw)?;
-    let used = rule.state_buffers();
-    if used >= 1 {
-        check_len("s1", s1.len(), nw)?;
-    }
-    if used >= 2 {
-        check_len("s2", s2.len(), nw)?;
+    if sink.dims() != (n_in, n_out) {
+        return Err(shape(format!("the weight gradient's sink is {:?}, the layer {n_in}×{n_out}", sink.dims())));
     }
     // Checks the rest before it writes dZ and db.
     dense_backward_dz(act, shp, z, a, da, dz, db, opts)?;
     let dzv = MatRef::row_major(dz, batch, n_out, n_out)?;
-    let len = |b: &[f32], i: usize| if used > i { b.len() } else { 0 };
-    let (l1, l2) = (len(s1, 0), len(s2, 1));
-    // Writable pointers from the exclusive borrows, not used again until
-    // the product's tasks have finished.
-    let sink = StepRows {
-        rule: *rule,
-        w: MutPtr::from_mut_slice(w),
-        s1: MutPtr::from_mut_slice(&mut s1[..l1]),
-        s2: MutPtr::from_mut_slice(&mut s2[..l2]),
-        state: (l1 > 0, l2 > 0),
-        ld: n_out,
-    };
-    spmm_t_into(x, rows, 0, n_in, dzv, &sink, opts)
-}
-
-/// The optimizer step on each finished row of the weight gradient
-/// ([`dense_backward_sparse_step`]).
-struct StepRows {
-    rule: StepRule,
-    /// `n_in × ld`, row-major; from `w`'s exclusive borrow.
-    w: MutPtr<f32>,
-    /// The state buffers, `w`'s shape, where `state` says they are used.
-    s1: MutPtr<f32>,
-    s2: MutPtr<f32>,
-    state: (bool, bool),
-    ld: usize,
-}
-
-impl RowSink for StepRows {
-    #[inline(always)]
-    unsafe fn take_row<S: Token>(&self, s: S, i: usize, j0: usize, g: *const f32, n: usize) {
-        let off = (i * self.ld + j0) as isize;
-        let at = |p: MutPtr<f32>, used: bool| if used { p.wrapping_offset(off) } else { p };
-        let (k1, k2) = (if self.state.0 { n } else { 0 }, if self.state.1 { n } else { 0 });
-        // SAFETY: row i, columns j0 .. j0 + n of the product are inside the
-        // n_in × ld weights (and of the used state buffers, of the same
-        // shape; unused ones give empty slices), and this task alone takes
-        // row i (RowSink's contract), so these slices alias nothing else
-        // while they live; `g` holds n values.
-        let (w, g, s1, s2) = unsafe {
-            (
-                self.w.wrapping_offset(off).slice_mut(n),
-                core::slice::from_raw_parts(g, n),
-                at(self.s1, self.state.0).slice_mut(k1),
-                at(self.s2, self.state.1).slice_mut(k2),
-            )
-        };
-        self.rule.apply_with(s, w, g, s1, s2);
-    }
+    spmm_t_into(x, rows, 0, n_in, dzv, sink, opts)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -795,138 +735,6 @@ mod tests {
                 if u < zeros { 0.0 } else { (2.0 * (u - zeros) / (1.0 - zeros) - 1.0) as f32 }
             })
             .collect()
-    }
-
-    /// The first layer's backward pass with the optimizer step fused in
-    /// (`dense_backward_sparse_step`) gives the bits of the backward pass
-    /// followed by the step, for every rule, on every ISA of the machine,
-    /// for odd shapes (one of a row over two column panels), on 1 to 4
-    /// threads; wrong lengths are refused with nothing written.
-    #[test]
-    fn fused_first_layer_step_equals_backward_then_step() {
-        use crate::optim::{AdamParams, StepRule};
-        use crate::par::Par;
-        let p = AdamParams { lr: 0.01, ..AdamParams::default() };
-        let rules = [
-            StepRule::sgd(0.1, 0.0, false, 0.01),
-            StepRule::sgd(0.1, 0.9, true, 0.0),
-            StepRule::sgd(0.1, 0.5, false, 0.03),
-            StepRule::adam(&p, 3, 0.02),
-            StepRule::adamw(&p, 2, 0.1),
-            StepRule::rmsprop(0.01, 0.9, 1e-8, 0.01),
-        ]
-        .map(|r| r.unwrap());
-        // Batches up to 64 rows and past them (spmm_t's two loops).
-        let shapes = [(1, 1, 1), (3, 7, 5), (32, 50, 17), (33, 300, 128), (5, 9, 1030), (70, 97, 40)];
-        for isa in Isa::available() {
-            for (t, &(batch, n_in, n_out)) in shapes.iter().enumerate() {
-                let shp = DenseShape { batch, n_in, n_out };
-                let seed = 100 + 10 * t as u64;
-                // The batch as rows of a larger data set, in another order.
-                let x = data(2 * batch * n_in, seed, 0.7);
-                let xs = SparseRows::from_dense(&x, 2 * batch, n_in).unwrap();
-                let rows: Vec<usize> = (0..batch).map(|r| if r % 2 == 0 { r } else { batch + r }).collect();
-                let w0 = data(n_in * n_out, seed + 1, 0.0);
-                let z = data(batch * n_out, seed + 2, 0.0);
-                let a = data(batch * n_out, seed + 3, 0.0);
-                let da = data(batch * n_out, seed + 4, 0.0);
-                let m0 = data(n_in * n_out, seed + 5, 0.0);
-                // Never negative; a few subnormal lanes (the estimates' IEEE fallback,
-                // lane by lane whatever the rows' alignment to the vectors).
-                let v0: Vec<f32> = data(n_in * n_out, seed + 6, 0.0)
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| if i % 37 == 5 { 1e-40 } else { v.abs() })
-                    .collect();
-                for (ri, rule) in rules.iter().enumerate() {
-                    let act = [Activation::Relu, Activation::Tanh, Activation::Identity][ri % 3];
-                    let k = rule.state_buffers();
-                    // RMSprop's mean square (its first buffer) is never negative.
-                    let ms = if ri == 5 { &v0 } else { &m0 };
-                    let state = |i: usize, v: &[f32]| if k > i { v.to_vec() } else { Vec::new() };
-                    for threads in [1, 2, 4] {
-                        let opts = GemmOptions { isa: Some(isa), par: Par::Threads(threads), ..GemmOptions::default() };
-                        // Unfused: the gradient, then the step.
-                        let (mut w, mut s1, mut s2) = (w0.clone(), state(0, ms), state(1, &v0));
-                        let (mut dw, mut db, mut dz) =
-                            (vec![0.0; n_in * n_out], vec![0.0; n_out], vec![0.0; batch * n_out]);
-                        let g = DenseGrads { dw: &mut dw, db: &mut db, dx: None, dz: &mut dz };
-                        dense_backward_sparse_rows(act, shp, &xs, &rows, &w0, &z, &a, &da, 0.0, g, &opts).unwrap();
-                        let o = crate::Options { isa: Some(isa), par: opts.par };
-                        rule.apply_opts(&mut w, &dw, &mut s1, &mut s2, &o).unwrap();
-                        // Fused.
-                        let (mut fw, mut f1, mut f2) = (w0.clone(), state(0, ms), state(1, &v0));
-                        let (mut fdb, mut fdz) = (vec![f32::NAN; n_out], vec![f32::NAN; batch * n_out]);
-                        let zad = (&z[..], &a[..], &da[..]);
-                        dense_backward_sparse_step(
-                            act, shp, &xs, &rows, zad, &mut fdz, &mut fdb, rule, &mut fw, &mut f1, &mut f2, &opts,
-                        )
-                        .unwrap();
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        let what = format!("{isa:?} {batch}x{n_in}x{n_out} rule {ri} threads {threads}");
-                        assert_eq!(bits(&fw), bits(&w), "w, {what}");
-                        assert_eq!(bits(&f1), bits(&s1), "s1, {what}");
-                        assert_eq!(bits(&f2), bits(&s2), "s2, {what}");
-                        assert_eq!(bits(&fdb), bits(&db), "db, {what}");
-                        assert_eq!(bits(&fdz), bits(&dz), "dz, {what}");
-                        assert!(fw != w0, "the step changed the weights, {what}");
-                    }
-                }
-            }
-        }
-        // Wrong lengths: an error, nothing written.
-        let (batch, n_in, n_out) = (3, 7, 5);
-        let shp = DenseShape { batch, n_in, n_out };
-        let x = data(batch * n_in, 1, 0.5);
-        let xs = SparseRows::from_dense(&x, batch, n_in).unwrap();
-        let rows = [2usize, 0, 1];
-        let zad = data(batch * n_out, 2, 0.0);
-        let rule = rules[3];
-        let opts = GemmOptions::default();
-        for bad in 0..5 {
-            let mut w = vec![1.0f32; n_in * n_out - usize::from(bad == 0)];
-            let mut s1 = vec![0.5f32; n_in * n_out - usize::from(bad == 1)];
-            let mut s2 = vec![0.25f32; n_in * n_out - usize::from(bad == 2)];
-            let mut dz = vec![2.0f32; batch * n_out - usize::from(bad == 3)];
-            let mut db = vec![3.0f32; n_out - usize::from(bad == 4)];
-            let zad = (&zad[..], &zad[..], &zad[..]);
-            let r = dense_backward_sparse_step(
-                Activation::Relu,
-                shp,
-                &xs,
-                &rows,
-                zad,
-                &mut dz,
-                &mut db,
-                &rule,
-                &mut w,
-                &mut s1,
-                &mut s2,
-                &opts,
-            );
-            assert!(r.is_err(), "bad length {bad} was accepted");
-            assert!(w.iter().all(|&v| v == 1.0) && s1.iter().all(|&v| v == 0.5) && s2.iter().all(|&v| v == 0.25));
-            assert!(dz.iter().all(|&v| v == 2.0) && db.iter().all(|&v| v == 3.0), "bad length {bad} wrote");
-        }
-        // A row out of the data set.
-        let (mut w, mut s1, mut s2) = (vec![1.0f32; n_in * n_out], vec![0.0; n_in * n_out], vec![0.0; n_in * n_out]);
-        let (mut dz, mut db) = (vec![0.0; batch * n_out], vec![0.0; n_out]);
-        let zad = (&zad[..], &zad[..], &zad[..]);
-        let r = dense_backward_sparse_step(
-            Activation::Relu,
-            shp,
-            &xs,
-            &[0, 1, 3],
-            zad,
-            &mut dz,
-            &mut db,
-            &rule,
-            &mut w,
-            &mut s1,
-            &mut s2,
-            &opts,
-        );
-        assert!(r.is_err() && w.iter().all(|&v| v == 1.0));
     }
 
     /// The weight gradient in pieces of rows (after `dense_backward_dz`)

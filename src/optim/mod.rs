@@ -23,7 +23,8 @@
 //! IEEE operations. See `simd::div_sqrt_plus` and `simd::div_sqrt_estimates_pay`.
 
 use crate::Options;
-use crate::error::{Error, Result, check_len, invalid};
+use crate::error::{Error, Result, check_len, invalid, shape};
+use crate::gemm::RowSink;
 use crate::par::Par;
 use crate::ptr::{ConstPtr, MutPtr};
 use crate::simd::Isa;
@@ -463,6 +464,44 @@ impl StepRule {
         Step { rule: self.0, w, g, s1, s2 }.with_token(s)
     }
 
+    /// A sink for a weight gradient computed a row at a time
+    /// (`gemm::spmm_t_into`): each row, as it is handed over, is applied
+    /// to that row of `w` (row-major, `ld` columns) and of the state buffers
+    /// (as many as [`StepRule::state_buffers`] uses, `w`'s length each;
+    /// unused ones are ignored) by [`StepRule::apply`]'s per-vector code:
+    /// the same bits as the whole gradient applied after. Checks the lengths.
+    pub(crate) fn rows<'a>(
+        &self,
+        w: &'a mut [f32],
+        s1: &'a mut [f32],
+        s2: &'a mut [f32],
+        ld: usize,
+    ) -> Result<StepRows<'a>> {
+        if ld == 0 || w.len() % ld != 0 {
+            return Err(shape(format!("weights of {} values in rows of {ld}", w.len())));
+        }
+        let used = self.state_buffers();
+        if used >= 1 {
+            check_len("s1", s1.len(), w.len())?;
+        }
+        if used >= 2 {
+            check_len("s2", s2.len(), w.len())?;
+        }
+        let (l1, l2) = (if used >= 1 { w.len() } else { 0 }, if used >= 2 { w.len() } else { 0 });
+        let rows = w.len() / ld;
+        // Writable pointers from the exclusive borrows, which the sink holds
+        // for its lifetime.
+        Ok(StepRows {
+            rule: *self,
+            w: MutPtr::from_mut_slice(w),
+            s1: MutPtr::from_mut_slice(&mut s1[..l1]),
+            s2: MutPtr::from_mut_slice(&mut s2[..l2]),
+            state: (l1 > 0, l2 > 0),
+            dims: (rows, ld),
+            _borrow: core::marker::PhantomData,
+        })
+    }
+
     /// [`StepRule::apply`] with the state buffers' names for the error messages.
     fn apply_named(
         &self,
@@ -488,6 +527,47 @@ impl StepRule {
         };
         run(self.0, w, g, s1, s2, isa, opts.par);
         Ok(())
+    }
+}
+
+/// The optimizer step on each finished row of a weight gradient
+/// ([`StepRule::rows`]): the trainer's first layer with sparse input.
+pub(crate) struct StepRows<'a> {
+    rule: StepRule,
+    /// `dims.0 × dims.1`, row-major; from `w`'s exclusive borrow.
+    w: MutPtr<f32>,
+    /// The state buffers, `w`'s shape, where `state` says they are used.
+    s1: MutPtr<f32>,
+    s2: MutPtr<f32>,
+    state: (bool, bool),
+    dims: (usize, usize),
+    _borrow: core::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl RowSink for StepRows<'_> {
+    fn dims(&self) -> (usize, usize) {
+        self.dims
+    }
+
+    #[inline(always)]
+    unsafe fn take_row<S: Token>(&self, s: S, i: usize, j0: usize, g: *const f32, n: usize) {
+        let off = (i * self.dims.1 + j0) as isize;
+        let at = |p: MutPtr<f32>, used: bool| if used { p.wrapping_offset(off) } else { p };
+        let (k1, k2) = (if self.state.0 { n } else { 0 }, if self.state.1 { n } else { 0 });
+        // SAFETY: row i, columns j0 .. j0 + n are inside the weights (the
+        // caller's product has the sink's dims, RowSink's contract), and
+        // inside the used state buffers, of the same shape (unused ones give
+        // empty slices); this task alone takes row i, so these slices alias
+        // nothing else while they live; `g` holds n values.
+        let (w, g, s1, s2) = unsafe {
+            (
+                self.w.wrapping_offset(off).slice_mut(n),
+                core::slice::from_raw_parts(g, n),
+                at(self.s1, self.state.0).slice_mut(k1),
+                at(self.s2, self.state.1).slice_mut(k2),
+            )
+        };
+        self.rule.apply_with(s, w, g, s1, s2);
     }
 }
 
