@@ -680,6 +680,32 @@ const SLICE_COPY_BYTES: usize = 64 << 10;
 /// Vectors of columns per register strip.
 const STRIP: usize = 8;
 
+/// Runs `$call` with the constants `$mv` (the strip's vectors, 1 to
+/// [`STRIP`]) and `$tail` (whether its last vector is partial) bound to
+/// `$nv` and `$part`: one monomorphised call per strip shape.
+macro_rules! by_strip {
+    ($nv:expr, $part:expr, |$mv:ident, $tail:ident| $call:expr) => {
+        by_strip!(@arms ($nv, $part), $mv, $tail, $call, 1 2 3 4 5 6 7 8)
+    };
+    (@arms $key:expr, $mv:ident, $tail:ident, $call:expr, $($n:literal)*) => {
+        match $key {
+            $(
+                ($n, false) => {
+                    const $mv: usize = $n;
+                    const $tail: bool = false;
+                    $call
+                }
+                ($n, true) => {
+                    const $mv: usize = $n;
+                    const $tail: bool = true;
+                    $call
+                }
+            )*
+            _ => unreachable!("a strip has 1 to {STRIP} vectors"),
+        }
+    };
+}
+
 /// [`spmm`] / [`spmm_rows`] with `epi` applied to each strip of C while in
 /// registers (`epi` in C's coordinates; it is called transposed: kernel rows
 /// are C's columns).
@@ -1274,23 +1300,20 @@ impl<E: Epilogue<f32>, O: TOut> WithToken for TBits<'_, '_, E, O> {
                 let part = tail != 0 && v0 + nv == nvec;
                 let mt = if part { tail } else { l };
                 let bp = j.b.ptr.get().wrapping_add(v0 * l);
-                macro_rules! go {
-                    ($($n:literal)*) => {
-                        match (nv, part) {
-                            $(
-                                // SAFETY: for every set bit t (< m), vectors
-                                // v0 .. v0+nv of row t of B (of the last,
-                                // its first `mt` columns) are inside B;
-                                // `row` holds nvec whole vectors.
-                                ($n, false) => unsafe { bits_strip::<S, $n, false>(s, bits[i], x, bp, j.b.rs, mt, rp.add(v0 * l)) },
-                                // SAFETY: as above.
-                                ($n, true) => unsafe { bits_strip::<S, $n, true>(s, bits[i], x, bp, j.b.rs, mt, rp.add(v0 * l)) },
-                            )*
-                            _ => unreachable!("a strip has 1 to {STRIP} vectors"),
-                        }
-                    };
-                }
-                go!(1 2 3 4 5 6 7 8);
+                // SAFETY: for every set bit t (< m), vectors v0 .. v0+nv of
+                // row t of B (of the last, its first `mt` columns) are inside
+                // B; `row` holds nvec whole vectors.
+                unsafe {
+                    by_strip!(nv, part, |MV, TAIL| bits_strip::<S, MV, TAIL>(
+                        s,
+                        bits[i],
+                        x,
+                        bp,
+                        j.b.rs,
+                        mt,
+                        rp.add(v0 * l)
+                    ))
+                };
                 v0 += nv;
             }
             // SAFETY: `row` holds the n padded sums of row r0 + i of C,
@@ -1418,23 +1441,22 @@ impl<E: Epilogue<f32>, O: TOut> WithToken for TRows<'_, '_, E, O> {
                     let nv = (nvec - v0).min(STRIP);
                     let part = tail != 0 && v0 + nv == nvec;
                     let mt = if part { tail } else { l };
-                    macro_rules! go {
-                        ($($n:literal)*) => {
-                            match (nv, part) {
-                                $(
-                                    // SAFETY: vectors v0 .. v0+nv of row t of B
-                                    // (of the last, its first `mt` columns) are
-                                    // inside B; every p is in base..end, so row
-                                    // p − base of the block (np floats) is inside.
-                                    ($n, false) => unsafe { t_strip::<S, $n, false>(s, brow.add(v0 * l), mt, ix, vs, ap.add(v0 * l), np, base) },
-                                    // SAFETY: as above.
-                                    ($n, true) => unsafe { t_strip::<S, $n, true>(s, brow.add(v0 * l), mt, ix, vs, ap.add(v0 * l), np, base) },
-                                )*
-                                _ => unreachable!("a strip has 1 to {STRIP} vectors"),
-                            }
-                        };
-                    }
-                    go!(1 2 3 4 5 6 7 8);
+                    // SAFETY: vectors v0 .. v0+nv of row t of B (of the last,
+                    // its first `mt` columns) are inside B; every p is in
+                    // base..end, so row p − base of the block (np floats) is
+                    // inside.
+                    unsafe {
+                        by_strip!(nv, part, |MV, TAIL| t_strip::<S, MV, TAIL>(
+                            s,
+                            brow.add(v0 * l),
+                            mt,
+                            ix,
+                            vs,
+                            ap.add(v0 * l),
+                            np,
+                            base
+                        ))
+                    };
                     v0 += nv;
                 }
             }
@@ -1764,22 +1786,9 @@ unsafe fn strips<S: Token, E, const FROM_ZERO: bool>(s: S, j: &Job<'_, E>, ix: &
         let nv = (nvec - v0).min(STRIP);
         let part = tail != 0 && v0 + nv == nvec;
         let m = if part { tail } else { l };
-        macro_rules! go {
-            ($($n:literal)*) => {
-                match (nv, part) {
-                    $(
-                        // SAFETY: vectors v0 .. v0+nv of rows ix of B (of the
-                        // last, its first `m` columns) and of the padded `a`
-                        // are inside.
-                        ($n, false) => unsafe { strip::<S, E, $n, false, FROM_ZERO>(s, j, v0 * l, m, ix, vs, a) },
-                        // SAFETY: as above.
-                        ($n, true) => unsafe { strip::<S, E, $n, true, FROM_ZERO>(s, j, v0 * l, m, ix, vs, a) },
-                    )*
-                    _ => unreachable!("a strip has 1 to {STRIP} vectors"),
-                }
-            };
-        }
-        go!(1 2 3 4 5 6 7 8);
+        // SAFETY: vectors v0 .. v0+nv of rows ix of B (of the last, its
+        // first `m` columns) and of the padded `a` are inside.
+        unsafe { by_strip!(nv, part, |MV, TAIL| strip::<S, E, MV, TAIL, FROM_ZERO>(s, j, v0 * l, m, ix, vs, a)) };
         v0 += nv;
     }
 }

@@ -4,25 +4,11 @@
 
 use crate::gemm::{GemmOptions, SparseRows};
 use crate::ops::act::Activation;
+use crate::ops::fused::tests::data;
 use crate::ops::fused::{DenseGrads, DenseShape, dense_backward_sparse_into, dense_backward_sparse_rows};
 use crate::optim::{AdamParams, StepRule};
 use crate::par::Par;
 use crate::simd::Isa;
-
-/// Values uniform in [-1, 1), each zero with probability `zeros` (a small
-/// xorshift: the test needs no crate).
-fn data(n: usize, seed: u64, zeros: f64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 11) as f64 / (1u64 << 53) as f64;
-            if u < zeros { 0.0 } else { (2.0 * (u - zeros) / (1.0 - zeros) - 1.0) as f32 }
-        })
-        .collect()
-}
 
 /// The first layer's backward pass with the optimizer step fused in
 /// (`dense_backward_sparse_into` with `StepRule::rows`) gives the bits of the backward pass

@@ -718,13 +718,13 @@ fn backward(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::simd::Isa;
 
     /// Values uniform in [-1, 1), each zero with probability `zeros` (a small
     /// xorshift: the test needs no crate).
-    fn data(n: usize, seed: u64, zeros: f64) -> Vec<f32> {
+    pub(crate) fn data(n: usize, seed: u64, zeros: f64) -> Vec<f32> {
         let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         (0..n)
             .map(|_| {
