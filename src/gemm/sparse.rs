@@ -1608,8 +1608,10 @@ impl<E> Job<'_, E> {
             return q;
         }
         let ix = &sp.idx[q.clone()];
+        // A half's outer end is the row's own (a search costs a chain of
+        // dependent loads, once per row and half).
         let at = |c: usize| q.start + ix.partition_point(|&p| (p as usize) < c);
-        at(lo)..at(hi)
+        (if lo == 0 { q.start } else { at(lo) })..(if hi >= sp.cols { q.end } else { at(hi) })
     }
 }
 
