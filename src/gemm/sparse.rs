@@ -1604,13 +1604,9 @@ impl<E> Job<'_, E> {
         let sp = self.s;
         let q = sp.ptr[r]..sp.ptr[r + 1];
         let (lo, hi) = self.kr;
-        if lo == 0 && hi == sp.cols {
-            return q;
-        }
-        let ix = &sp.idx[q.clone()];
-        // A half's outer end is the row's own (a search costs a chain of
-        // dependent loads, once per row and half).
-        let at = |c: usize| q.start + ix.partition_point(|&p| (p as usize) < c);
+        // An end at column 0 or k is the row's own (a search costs a chain
+        // of dependent loads, once per row and half); all columns, the row.
+        let at = |c: usize| q.start + sp.idx[q.clone()].partition_point(|&p| (p as usize) < c);
         (if lo == 0 { q.start } else { at(lo) })..(if hi >= sp.cols { q.end } else { at(hi) })
     }
 }
