@@ -83,6 +83,21 @@ impl<'a> Inputs<'a> {
         Ok(s)
     }
 
+    /// Whether the inputs take more than half of the last-level cache (or
+    /// its size is unknown): then rows picked at random come from memory and
+    /// are worth asking for ahead ([`Inputs::prefetch_rows`]). From a large
+    /// L3 they come fast enough that the prefetch loop, stalled on its
+    /// outstanding misses, costs more than it saves: MNIST's 188 MB of dense
+    /// rows on a Xeon with 480 MiB of L3, 8% of a batch-256 epoch
+    /// (BENCHMARKS.md, twenty-ninth session); the sparse path's rule
+    /// ([`SparseRows::beyond_l3`]).
+    pub(crate) fn beyond_l3(&self) -> bool {
+        match self {
+            Inputs::Dense { x, .. } => crate::sys::l3_cache_bytes().is_none_or(|l3| std::mem::size_of_val(*x) > l3 / 2),
+            Inputs::Sparse(s) => s.beyond_l3(),
+        }
+    }
+
     /// Starts fetching the inputs of `rows` into the caches (rows of
     /// `n_inputs` values; rows beyond the data are skipped): the trainer
     /// calls it for the next batch while a step's optimizer pass leaves the

@@ -455,17 +455,18 @@ fn step_rule(cfg: &TrainConfig, lr: f32, t: u64, l2: f32) -> Result<StepRule> {
     }
 }
 
-/// Starts fetching the inputs of the batch `rows` into the caches: the rows'
-/// nonzeros on the sparse path (`bf.sparse`, the trainer's copy; in halves,
-/// one per thread of the forward product, and only where they exceed half of
-/// L3: `bf.prefetch_sparse`), else the dense rows of `x` that the next
-/// gather copies.
+/// Starts fetching the inputs of the batch `rows` into the caches, only
+/// where they exceed half of L3 (`bf.prefetch`): the rows' nonzeros on the
+/// sparse path (`bf.sparse`, the trainer's copy; in halves, one per thread
+/// of the forward product), else the rows of `x` that the next gather copies.
 fn prefetch_inputs(x: Inputs<'_>, bf: &TrainBufs, rows: &[usize], n_inputs: usize, par: Par) {
+    if !bf.prefetch {
+        return;
+    }
     match &bf.sparse {
         // Each half of the rows' nonzeros to the core whose task of the
-        // forward product reads it; not where they all sit in L3.
-        Some(xs) if bf.prefetch_sparse => xs.prefetch_rows_halves(rows, par),
-        Some(_) => {}
+        // forward product reads it.
+        Some(xs) => xs.prefetch_rows_halves(rows, par),
         None => x.prefetch_rows(rows, n_inputs),
     }
 }
@@ -503,9 +504,10 @@ struct TrainBufs {
     /// The whole training set's nonzeros (sparse only): each batch's
     /// products read its rows there.
     sparse: Option<SparseRows>,
-    /// Whether the step prefetches the next batch's nonzeros: when they
-    /// exceed half of L3 ([`SparseRows::beyond_l3`]).
-    prefetch_sparse: bool,
+    /// Whether the step prefetches the next batch's inputs (its nonzeros on
+    /// the sparse path): when they exceed half of L3
+    /// ([`SparseRows::beyond_l3`], [`Inputs::beyond_l3`]).
+    prefetch: bool,
     /// The batch's labels, when the task's loss reads labels.
     yl: Vec<u32>,
     /// The batch's dense targets (a sigmoid output's labels as 0/1).
@@ -613,7 +615,7 @@ impl<'a> Plan<'a> {
         if !sparse {
             x.check_finite(ni)?;
         }
-        let bufs = m.train_buffers(batch, sparse.then_some(x))?;
+        let bufs = m.train_buffers(batch, x, sparse)?;
         let n_par = m.params.len();
         // The optimizer state this fit continues (warm start), and the
         // buffers it still lacks: as many as the solver's rule reads.
@@ -1093,12 +1095,12 @@ impl Mlp {
         Ok((loss, score))
     }
 
-    fn train_buffers(&self, batch: usize, sparse: Option<Inputs<'_>>) -> Result<TrainBufs> {
+    fn train_buffers(&self, batch: usize, x: Inputs<'_>, sparse: bool) -> Result<TrainBufs> {
         let k = self.n_outputs();
         let widest = self.layers.iter().map(|l| l.units).max().unwrap_or(1);
         // The whole training set's nonzeros, once per fit (each batch's
         // products then read its rows there, with nothing to allocate).
-        let sparse = sparse.map(|x| x.to_sparse(self.n_inputs)).transpose()?;
+        let sparse = if sparse { Some(x.to_sparse(self.n_inputs)?) } else { None };
         let what = "the training buffers";
         let per_layer = || -> Result<Vec<AlignedVec>> {
             self.layers.iter().map(|l| AlignedVec::try_zeros(batch * l.units, what)).collect()
@@ -1109,7 +1111,7 @@ impl Mlp {
             } else {
                 AlignedVec::try_zeros(batch * self.n_inputs, what)?
             },
-            prefetch_sparse: sparse.as_ref().is_some_and(SparseRows::beyond_l3),
+            prefetch: sparse.as_ref().map_or_else(|| x.beyond_l3(), SparseRows::beyond_l3),
             sparse,
             yl: crate::mem::try_vec(batch, 0, what)?,
             yd: crate::mem::try_vec(batch * k, 0.0, what)?,
