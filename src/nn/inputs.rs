@@ -145,3 +145,22 @@ fn check_sparse_finite(s: &SparseRows) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dense and sparse inputs follow one rule: a few bytes sit in any L3,
+    /// and an unknown L3 counts as too small (so the trainer prefetches).
+    #[test]
+    fn prefetch_pays_only_beyond_half_of_l3() {
+        let x = [0.0, 1.0, 2.0, 0.0];
+        let s = SparseRows::from_dense(&x, 2, 2).unwrap();
+        let unknown = crate::sys::l3_cache_bytes().is_none();
+        assert_eq!(Inputs::Dense { x: &x, n_samples: 2 }.beyond_l3(), unknown);
+        assert_eq!(Inputs::Sparse(&s).beyond_l3(), unknown);
+        // The dense prefetch skips rows beyond the data and reads nothing.
+        Inputs::Dense { x: &x, n_samples: 2 }.prefetch_rows(&[1, 2, usize::MAX, 0], 2);
+        Inputs::Sparse(&s).prefetch_rows(&[1, 2, usize::MAX, 0], 2);
+    }
+}
