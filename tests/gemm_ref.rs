@@ -180,6 +180,10 @@ fn mlp_cases<T: Elem>(isa: Isa) {
             (bs, 10, 128, false, false),  // forward layer 2
             (784, 128, bs, true, false),  // Xᵀ·dZ
             (bs, 128, 10, false, true),   // dZ·Wᵀ
+            // A wide row-major C: Aᵀ packed as B by transposes in registers
+            // on AVX-512 (panels of 12 columns, a last one of 8 at batch 32,
+            // 4 at 256; a k tail of 11).
+            (bs / 8 * 5, 600, 75, false, false),
         ] {
             let case =
                 Case { m, n, k, la: Layout::Row, lb: Layout::Row, lc: Layout::Row, ta, tb, alpha: 1.0, beta: 0.0 };

@@ -36,7 +36,7 @@ pub(crate) unsafe fn pack<T: Real>(
         let src = a.wrapping_offset(i0 as isize * rs);
         // SAFETY: in-range reads of A and writes of this panel.
         unsafe {
-            if rs == 1 && rows == mr && copy_rows(d, src, cs, kc, mr) {
+            if rs == 1 && rows == mr && copy_rows_with(isa, d, src, cs, kc, mr) {
                 // Whole panel copied by fixed-size moves.
             } else if rs == 1 {
                 pack_partial_contig(isa, d, src, cs, kc, rows, mr);
@@ -158,15 +158,18 @@ unsafe fn pack_partial_contig<T: Real>(
 
 /// Whether [`pack`] packs a row-major panel of `mr` rows by 16 × 16
 /// transposes in registers for an element of `lanes` lanes (f32 on
-/// AVX-512, x86-64 only); the driver's choice of orientation asks the same.
+/// AVX-512, x86-64 only; any `mr`, a last group of fewer than 16 rows
+/// stored masked); the driver's choice of orientation asks the same.
 pub(crate) fn transposes_rows(lanes: usize, mr: usize) -> bool {
-    cfg!(target_arch = "x86_64") && lanes == 16 && mr % 16 == 0
+    cfg!(target_arch = "x86_64") && lanes == 16 && mr > 0
 }
 
 /// Packs the `rows ≤ mr` rows of `kc` contiguous elements each (`rs`
 /// apart) into one zero-padded `mr × kc` panel, 16 rows × 16 columns at a
-/// time by [`crate::simd::load_rows_as_cols`]; `false`, writing nothing, where
-/// [`transposes_rows`] says no for this ISA and element.
+/// time by [`crate::simd::load_rows_as_cols`] (a last group of `mr mod 16`
+/// rows: the 12 columns of a B panel whose columns are contiguous, Aᵀ of a
+/// row-major `A·B` computed as `Cᵀ = Bᵀ·Aᵀ`); `false`, writing nothing,
+/// where [`transposes_rows`] says no for this ISA and element.
 ///
 /// # Safety
 /// Each `src + r·rs .. + kc` (`r < rows`) must be readable, `dst` valid for
@@ -199,11 +202,12 @@ unsafe fn pack_rows_t<T: Real>(
             for p0 in (0..kc).step_by(16) {
                 let w = (kc - p0).min(16);
                 for g in (0..mr).step_by(16) {
-                    let n = rows.saturating_sub(g).min(16);
+                    let height = (mr - g).min(16);
+                    let n = rows.saturating_sub(g).min(height);
                     // SAFETY: rows g .. g+n of the panel's source are readable
-                    // (kc values each, so p0 .. p0+w); the 16 slots g .. g+16
-                    // of each of the panel columns p0 .. p0+w (mr apart) are
-                    // writable.
+                    // (kc values each, so p0 .. p0+w); the `height` slots g ..
+                    // g+height of each of the panel columns p0 .. p0+w (mr
+                    // apart) are writable.
                     let done = unsafe {
                         crate::simd::load_rows_as_cols::<S, T>(
                             src.wrapping_offset(g as isize * rs + p0 as isize),
@@ -212,6 +216,7 @@ unsafe fn pack_rows_t<T: Real>(
                             w,
                             dst.add(p0 * mr + g),
                             mr,
+                            height,
                         )
                     };
                     if !done {
@@ -224,6 +229,39 @@ unsafe fn pack_rows_t<T: Real>(
         }
     }
     isa.run(Op { dst, src, rs, rows, kc, mr })
+}
+
+/// [`copy_rows`] compiled with `isa`'s target features, so that its
+/// fixed-size moves are that ISA's widest vectors (outside them, a panel row
+/// of 32 f32 moves as eight 16-byte halves: 1024³ spent 6% of its time in
+/// that copy).
+///
+/// # Safety
+/// As [`copy_rows`].
+unsafe fn copy_rows_with<T: Copy>(
+    isa: Isa,
+    dst: *mut T,
+    src: *const T,
+    stride: isize,
+    count: usize,
+    len: usize,
+) -> bool {
+    struct Op<T> {
+        dst: *mut T,
+        src: *const T,
+        stride: isize,
+        count: usize,
+        len: usize,
+    }
+    impl<T: Copy> WithToken for Op<T> {
+        type Output = bool;
+        #[inline(always)]
+        fn with_token<S: Token>(self, _s: S) -> bool {
+            // SAFETY: forwarded contract.
+            unsafe { copy_rows(self.dst, self.src, self.stride, self.count, self.len) }
+        }
+    }
+    isa.run(Op { dst, src, stride, count, len })
 }
 
 /// Copies `len` contiguous elements from each of `count` source rows (`stride`

@@ -314,16 +314,17 @@ pub(crate) unsafe fn store_cols_as_rows<S: Token, V: Copy, E>(cols: &[V], rows: 
     false
 }
 
-/// Packs `rows ≤ 16` rows of `n ≤ 16` values (row `r` at `src + r·rs`)
-/// as `n` columns of 16 values, column `j` at `dst + j·dst_cs`, zero below
-/// row `rows`: masked loads (plain ones for a whole 16 × 16 tile), a
-/// transpose in registers and whole-vector stores. `false`, writing
-/// nothing, where no native path applies (f32 on AVX-512 only).
+/// Packs `rows ≤ height` rows of `n ≤ 16` values (row `r` at `src + r·rs`)
+/// as `n` columns of `height ≤ 16` values, column `j` at `dst + j·dst_cs`,
+/// zero below row `rows`: masked loads (plain ones for a whole 16 × 16
+/// tile), a transpose in registers and one store per column (masked below
+/// 16 values). `false`, writing nothing, where no native path applies (f32
+/// on AVX-512 only).
 ///
 /// # Safety
-/// The `n` values of each row `r < rows` at `src + r·rs` are readable; 16
-/// values at each `dst + j·dst_cs` (`j < n`) are writable; the caller holds
-/// a token of type `S`.
+/// The `n` values of each row `r < rows` at `src + r·rs` are readable;
+/// `height` values at each `dst + j·dst_cs` (`j < n`) are writable; the
+/// caller holds a token of type `S`.
 #[inline(always)]
 pub(crate) unsafe fn load_rows_as_cols<S: Token, E>(
     src: *const E,
@@ -332,16 +333,17 @@ pub(crate) unsafe fn load_rows_as_cols<S: Token, E>(
     n: usize,
     dst: *mut E,
     dst_cs: usize,
+    height: usize,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if S::AVX512F && core::mem::size_of::<E>() == 4 && n <= 16 && rows <= 16 {
+    if S::AVX512F && core::mem::size_of::<E>() == 4 && n <= 16 && rows <= height && height <= 16 {
         // SAFETY: `S`'s token exists only once AVX-512F was detected; `E` is
         // a 4-byte element (f32: the only 4-byte `Real`); the rest is the
         // caller's contract.
-        unsafe { x86::load_rows_as_cols_avx512(src as *const f32, rs, rows, n, dst as *mut f32, dst_cs) };
+        unsafe { x86::load_rows_as_cols_avx512(src as *const f32, rs, rows, n, dst as *mut f32, dst_cs, height) };
         return true;
     }
-    let _ = (src, rs, rows, n, dst, dst_cs);
+    let _ = (src, rs, rows, n, dst, dst_cs, height);
     false
 }
 
@@ -658,53 +660,62 @@ mod tests {
         }
     }
 
-    /// [`load_rows_as_cols`] on AVX-512 (where the CPU has it): every row
-    /// count and column count 0 to 16, rows packed and apart, against the
-    /// element-by-element transpose: lanes of rows past `rows` are zero,
-    /// columns past `n` untouched. Other tokens must decline.
+    /// [`load_rows_as_cols`] on AVX-512 (where the CPU has it): columns of
+    /// 16, 12 and 1 values, every row count up to that height and column
+    /// count 0 to 16, rows packed and apart, against the element-by-element
+    /// transpose: lanes of rows past `rows` are zero, columns past `n` and
+    /// slots past the height untouched. Other tokens must decline.
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn rows_load_as_columns() {
         // SAFETY: a declining path reads and writes nothing.
         assert!(!unsafe {
-            load_rows_as_cols::<pulp::x86::V3, f32>(core::ptr::null(), 1, 1, 1, core::ptr::null_mut(), 16)
+            load_rows_as_cols::<pulp::x86::V3, f32>(core::ptr::null(), 1, 1, 1, core::ptr::null_mut(), 16, 16)
         });
         if pulp::x86::V4::try_new().is_none() {
             println!("skipped the AVX-512 transposing load: this CPU lacks AVX-512");
             return;
         }
-        for n in 0..=16usize {
-            for rows in 0..=16usize {
-                for rs in [n, n + 3] {
-                    // Exactly the rows' extent (a read past a row's n values
-                    // lands in lanes never stored, so only the PROT_NONE test
-                    // in tests/gemm_ref.rs would see one).
-                    let len = if rows == 0 { 0 } else { (rows - 1) * rs + n };
-                    let src: Vec<f32> = (0..len).map(|x| x as f32 + 0.25).collect();
-                    let mut dst = vec![-1.0f32; 16 * 17];
-                    // SAFETY: the V4 token exists; row r's n values at r·rs
-                    // lie inside `src`; column j's 16 slots at j·17 inside `dst`.
-                    let done = unsafe {
-                        load_rows_as_cols::<pulp::x86::V4, f32>(
-                            src.as_ptr(),
-                            rs as isize,
-                            rows,
-                            n,
-                            dst.as_mut_ptr(),
-                            17,
-                        )
-                    };
-                    assert!(done);
-                    for j in 0..16 {
-                        for r in 0..17 {
-                            let want = if j >= n || r == 16 {
-                                -1.0
-                            } else if r < rows {
-                                src[r * rs + j]
-                            } else {
-                                0.0
-                            };
-                            assert_eq!(dst[j * 17 + r], want, "n={n} rows={rows} rs={rs} column {j} row {r}");
+        for height in [16usize, 12, 1] {
+            for n in 0..=16usize {
+                for rows in 0..=height {
+                    for rs in [n, n + 3] {
+                        // Exactly the rows' extent (a read past a row's n values
+                        // lands in lanes never stored, so only the PROT_NONE test
+                        // in tests/gemm_ref.rs would see one).
+                        let len = if rows == 0 { 0 } else { (rows - 1) * rs + n };
+                        let src: Vec<f32> = (0..len).map(|x| x as f32 + 0.25).collect();
+                        let mut dst = vec![-1.0f32; 16 * 17];
+                        // SAFETY: the V4 token exists; row r's n values at r·rs
+                        // lie inside `src`; column j's `height` slots at j·17
+                        // inside `dst`.
+                        let done = unsafe {
+                            load_rows_as_cols::<pulp::x86::V4, f32>(
+                                src.as_ptr(),
+                                rs as isize,
+                                rows,
+                                n,
+                                dst.as_mut_ptr(),
+                                17,
+                                height,
+                            )
+                        };
+                        assert!(done);
+                        for j in 0..16 {
+                            for r in 0..17 {
+                                let want = if j >= n || r >= height {
+                                    -1.0
+                                } else if r < rows {
+                                    src[r * rs + j]
+                                } else {
+                                    0.0
+                                };
+                                assert_eq!(
+                                    dst[j * 17 + r],
+                                    want,
+                                    "height={height} n={n} rows={rows} rs={rs} column {j} row {r}"
+                                );
+                            }
                         }
                     }
                 }

@@ -298,17 +298,19 @@ pub(crate) unsafe fn store_cols_as_rows_avx512(cols: &[__m512; 16], n: usize, ro
     }
 }
 
-/// The transpose of [`store_cols_as_rows_avx512`]: reads `rows ≤ 16` rows
-/// of `n ≤ 16` values (row `r` at `src + r·rs`, by masked loads, which
+/// The transpose of [`store_cols_as_rows_avx512`]: reads `rows ≤ height`
+/// rows of `n ≤ 16` values (row `r` at `src + r·rs`, by masked loads, which
 /// read nothing past the `n` values, or plain ones for a whole 16 × 16
-/// tile) and writes column `j < n` as one vector of 16 values at `dst +
-/// j·dst_cs`, zero in the lanes of rows `rows..16` (16 columns of a GEMM
-/// panel of 16 rows packed from a row-major A).
+/// tile) and writes column `j < n` as `height ≤ 16` values at `dst +
+/// j·dst_cs` (a masked store below 16), zero in the lanes of rows
+/// `rows..height` (16 columns of a GEMM panel of `height` rows packed from
+/// a row-major operand: 16 rows of an A panel, or the 12 columns of a B
+/// panel whose columns are contiguous).
 ///
 /// # Safety
-/// AVX-512F is available; `n`, `rows ≤ 16`; the `n` values of each row
-/// `r < rows` at `src + r·rs` are readable; 16 values at each `dst +
-/// j·dst_cs` (`j < n`) are writable.
+/// AVX-512F is available; `rows ≤ height ≤ 16`, `n ≤ 16`; the `n` values of
+/// each row `r < rows` at `src + r·rs` are readable; `height` values at each
+/// `dst + j·dst_cs` (`j < n`) are writable.
 #[inline(always)]
 pub(crate) unsafe fn load_rows_as_cols_avx512(
     src: *const f32,
@@ -317,11 +319,12 @@ pub(crate) unsafe fn load_rows_as_cols_avx512(
     n: usize,
     dst: *mut f32,
     dst_cs: usize,
+    height: usize,
 ) {
-    debug_assert!(n <= 16 && rows <= 16);
+    debug_assert!(n <= 16 && rows <= height && height <= 16);
     // SAFETY: AVX-512F is available (caller contract); the masked loads read
-    // the first `n` values of rows `r < rows` only; the stores write 16
-    // values at `dst + j·dst_cs` for `j < n`.
+    // the first `n` values of rows `r < rows` only; the stores write
+    // `height` values at `dst + j·dst_cs` for `j < n`.
     unsafe {
         if rows == 16 && n == 16 {
             // A whole tile: plain loads and stores, every loop of a constant
@@ -345,11 +348,12 @@ pub(crate) unsafe fn load_rows_as_cols_avx512(
             *v = _mm512_maskz_loadu_ps(m, src.wrapping_offset(i as isize * rs));
         }
         let out = transpose16(&r);
+        let keep: __mmask16 = if height >= 16 { !0 } else { (1u16 << height) - 1 };
         for (j, &col) in out.iter().enumerate() {
             if j >= n {
                 break;
             }
-            _mm512_storeu_ps(dst.add(j * dst_cs), col);
+            _mm512_mask_storeu_ps(dst.add(j * dst_cs), keep, col);
         }
     }
 }
