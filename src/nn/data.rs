@@ -2,7 +2,7 @@
 //! not), standardisation and min-max scaling fitted on training data, one-hot
 //! encoding and seeded splits.
 
-use crate::error::{Error, Result, invalid};
+use crate::error::{Error, Result, invalid, overflow};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -39,6 +39,11 @@ impl Dataset {
     }
 
     /// The rows `idx`, in that order.
+    ///
+    /// # Panics
+    ///
+    /// If an index is not below `self.n` (as slice indexing does), or the
+    /// fields disagree (`self.x` shorter than `n × d` or `self.y` than `n`).
     pub fn take(&self, idx: &[usize]) -> Dataset {
         let mut x = Vec::with_capacity(idx.len() * self.d);
         for &i in idx {
@@ -67,17 +72,23 @@ impl Dataset {
         h
     }
 
-    /// A seeded shuffle split: `(train, test)` with `round(test_fraction·n)` test rows.
+    /// A seeded shuffle split: `(train, test)` with `round(test_fraction·n)` test rows
+    /// (at least one each; errors as [`train_test_split`]).
     pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
         let (a, b) = train_test_split(self.n, test_fraction, seed)?;
         Ok((self.take(&a), self.take(&b)))
     }
 }
 
-/// Seeded shuffle split of `0..n` into `(train, test)` index lists.
+/// Seeded shuffle split of `0..n` into `(train, test)` index lists, each
+/// holding at least one index. Errors unless `test_fraction` is in (0, 1)
+/// and `n ≥ 2` (one sample to train on and one to test).
 pub fn train_test_split(n: usize, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(invalid(format!("test fraction {test_fraction} must be in (0, 1)")));
+    }
+    if n < 2 {
+        return Err(invalid(format!("cannot split {n} samples into a training and a test set: at least 2 are needed")));
     }
     let mut idx: Vec<usize> = (0..n).collect();
     idx.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -287,7 +298,8 @@ pub struct Scaler {
 }
 
 impl Scaler {
-    /// Standardisation: zero mean, unit variance (constant features: scale 1).
+    /// Standardisation: zero mean, unit variance (constant features: scale 1;
+    /// so too a feature whose spread is so small that 1/σ overflows f32).
     pub fn standard(x: &[f32], d: usize) -> Scaler {
         let n = if d == 0 { 0 } else { x.len() / d };
         let mut shift = vec![0.0; d];
@@ -296,12 +308,15 @@ impl Scaler {
             let mean = (0..n).map(|i| x[i * d + j] as f64).sum::<f64>() / n.max(1) as f64;
             let var = (0..n).map(|i| (x[i * d + j] as f64 - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
             shift[j] = mean as f32;
-            scale[j] = if var > 0.0 { (1.0 / var.sqrt()) as f32 } else { 1.0 };
+            // A σ below f32's range (e.g. [0, 1e-39]) gives 1/σ = +inf: constant.
+            let s = (1.0 / var.sqrt()) as f32;
+            scale[j] = if var > 0.0 && s.is_finite() { s } else { 1.0 };
         }
         Scaler { shift, scale }
     }
 
-    /// Min-max scaling to [0, 1] (constant features: scale 1).
+    /// Min-max scaling to [0, 1] (constant features: scale 1; so too a
+    /// feature whose range is so small, subnormal, that 1/range overflows f32).
     pub fn min_max(x: &[f32], d: usize) -> Scaler {
         let n = if d == 0 { 0 } else { x.len() / d };
         let mut shift = vec![0.0; d];
@@ -314,7 +329,9 @@ impl Scaler {
             }
             if n > 0 {
                 shift[j] = lo;
-                scale[j] = if hi > lo { 1.0 / (hi - lo) } else { 1.0 };
+                // A subnormal range gives 1/range = +inf: constant.
+                let s = 1.0 / (hi - lo);
+                scale[j] = if hi > lo && s.is_finite() { s } else { 1.0 };
             }
         }
         Scaler { shift, scale }
@@ -331,9 +348,15 @@ impl Scaler {
     }
 }
 
-/// One-hot rows (`labels.len() × k`); labels ≥ k are an error.
+/// One-hot rows (`labels.len() × k`); labels ≥ k are an error, a size
+/// that overflows is [`Error::Overflow`] and one that cannot be allocated
+/// [`Error::OutOfMemory`].
 pub fn one_hot(labels: &[u32], k: usize) -> Result<Vec<f32>> {
-    let mut out = vec![0.0; labels.len() * k];
+    let len = labels
+        .len()
+        .checked_mul(k)
+        .ok_or_else(|| overflow(format!("one-hot rows: {} labels × {k} classes overflows", labels.len())))?;
+    let mut out = crate::mem::try_vec(len, 0.0f32, "the one-hot rows")?;
     for (i, &l) in labels.iter().enumerate() {
         if l as usize >= k {
             return Err(invalid(format!("label {l} at row {i} is not below {k}")));
@@ -341,4 +364,56 @@ pub fn one_hot(labels: &[u32], k: usize) -> Result<Vec<f32>> {
         out[i * k + l as usize] = 1.0;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_test_split_needs_two_samples() {
+        for n in [0, 1] {
+            let e = train_test_split(n, 0.5, 3).unwrap_err();
+            assert!(matches!(&e, Error::InvalidArgument(m) if m.contains("at least 2")), "n = {n}: {e}");
+        }
+        let (a, b) = train_test_split(2, 0.5, 3).unwrap();
+        assert_eq!((a.len(), b.len()), (1, 1));
+        let one = Dataset { x: vec![1.0], y: vec![0.0], n: 1, d: 1 };
+        assert!(one.split(0.2, 0).is_err());
+    }
+
+    #[test]
+    fn scalers_treat_an_overflowing_scale_as_constant() {
+        // σ = 5e-40: 1/σ overflows f32.
+        let s = Scaler::standard(&[0.0, 1e-39], 1);
+        assert_eq!(s.scale, [1.0]);
+        // A subnormal range: 1/range overflows f32.
+        let m = Scaler::min_max(&[0.0, 1e-39], 1);
+        assert_eq!(m.scale, [1.0]);
+        let mut x = [0.0f32, 1e-39];
+        s.transform(&mut x);
+        assert!(x.iter().all(|v| v.is_finite()), "{x:?}");
+        // Normal data keeps its scales (the same expressions as before).
+        let s = Scaler::standard(&[1.0, 3.0], 1);
+        assert_eq!((s.shift[0], s.scale[0]), (2.0, 1.0));
+        let m = Scaler::min_max(&[1.0, 5.0], 1);
+        assert_eq!((m.shift[0], m.scale[0]), (1.0, 0.25));
+        assert_eq!(Scaler::standard(&[2.0, 2.0], 1).scale, [1.0]);
+    }
+
+    #[test]
+    fn one_hot_sizes_are_checked() {
+        assert!(matches!(one_hot(&[0, 0], usize::MAX / 2 + 1), Err(Error::Overflow(_))));
+        assert!(matches!(one_hot(&[0], 1 << 60), Err(Error::OutOfMemory { .. })));
+        assert_eq!(one_hot(&[1, 0], 2).unwrap(), [0.0, 1.0, 1.0, 0.0]);
+        assert!(one_hot(&[], 3).unwrap().is_empty());
+    }
+
+    #[test]
+    #[should_panic]
+    fn take_panics_on_an_index_out_of_range_as_documented() {
+        let ds = Dataset { x: vec![1.0, 2.0], y: vec![0.0, 1.0], n: 2, d: 1 };
+        assert_eq!(ds.take(&[1]).x, [2.0]);
+        let _ = ds.take(&[2]);
+    }
 }

@@ -160,6 +160,11 @@ impl Mlp {
     }
     /// `(W, b)` of layer `i` (`W` row-major `n_in × n_out`), like scikit-learn's
     /// `coefs_[i]`, `intercepts_[i]`.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is not below `self.layers().len()` (as slice indexing does;
+    /// [`Mlp::set_layer_params`] returns an error instead).
     pub fn layer_params(&self, i: usize) -> (&[f32], &[f32]) {
         let (w, b) = self.offsets[i];
         (&self.params[w..b], &self.params[b..b + self.layers[i].units])
@@ -289,7 +294,13 @@ impl Mlp {
     /// `n_samples × n_outputs` targets encoded as f32). For multi-label
     /// targets, subset accuracy (scikit-learn's): a sample counts as correct
     /// only when every one of its labels is (output ≥ 0.5 ⇔ target ≥ 0.5).
+    ///
+    /// The targets are checked as [`Mlp::evaluate`] checks them, with the
+    /// same errors (a label not below the classes, a non-finite or, for
+    /// multi-label, out-of-[0, 1] target, the wrong count), and so is the
+    /// sample count: zero samples are [`Error::InvalidArgument`].
     pub fn score(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<f64> {
+        self.check_eval_targets(y, n_samples)?;
         let p = self.predict_proba(x, n_samples)?;
         self.task.score(&p, self.n_outputs(), y)
     }
@@ -370,4 +381,53 @@ pub(crate) fn check_finite_rows(x: &[f32], width: usize) -> Result<()> {
 /// and sparse inputs alike).
 pub(crate) fn non_finite_input(r: usize, c: usize, v: f32) -> Error {
     Error::NonFinite(format!("x[{r}][{c}] = {v} is not finite"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `score` checks targets and sample counts as `evaluate` does, with the
+    /// same errors.
+    #[test]
+    fn score_checks_targets_as_evaluate_does() {
+        let m = Mlp::new(2, &[], 3, Task::MultiClass, 1).unwrap();
+        let x = [0.5f32, -0.5, 1.0, 2.0];
+        let bad = Targets::Labels(&[0, 3]);
+        let e = m.score(&x, 2, &bad).unwrap_err();
+        assert!(matches!(&e, Error::InvalidArgument(s) if s.contains("label 3 of sample 1")), "{e}");
+        assert_eq!(Some(e), m.evaluate(&x, 2, &bad).err());
+        let short = Targets::Labels(&[0]);
+        assert_eq!(m.score(&x, 2, &short).err(), m.evaluate(&x, 2, &short).err());
+        assert!(m.score(&x, 2, &Targets::Labels(&[0, 2])).is_ok());
+
+        let r = Mlp::new(2, &[], 1, Task::Regression, 1).unwrap();
+        let nan = Targets::Dense(&[1.0, f32::NAN]);
+        let e = r.score(&x, 2, &nan).unwrap_err();
+        assert!(matches!(e, Error::NonFinite(_)), "{e}");
+        assert_eq!(Some(e), r.evaluate(&x, 2, &nan).err());
+
+        let l = Mlp::new(2, &[], 2, Task::MultiLabel, 1).unwrap();
+        let out = Targets::Dense(&[0.0, 1.0, 2.0, 0.0]);
+        let e = l.score(&x, 2, &out).unwrap_err();
+        assert_eq!(Some(e), l.evaluate(&x, 2, &out).err());
+    }
+
+    #[test]
+    fn score_and_evaluate_refuse_zero_samples() {
+        let m = Mlp::new(2, &[], 3, Task::MultiClass, 1).unwrap();
+        let e = m.score(&[], 0, &Targets::Labels(&[])).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+        assert_eq!(Some(e), m.evaluate(&[], 0, &Targets::Labels(&[])).err());
+        let r = Mlp::new(2, &[], 1, Task::Regression, 1).unwrap();
+        assert!(matches!(r.score(&[], 0, &Targets::Dense(&[])), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    #[should_panic]
+    fn layer_params_panics_on_a_layer_out_of_range_as_documented() {
+        let m = Mlp::new(2, &[], 3, Task::MultiClass, 1).unwrap();
+        assert_eq!(m.layer_params(0).1.len(), 3);
+        let _ = m.layer_params(1);
+    }
 }

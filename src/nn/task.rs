@@ -24,7 +24,8 @@ pub enum Task {
 pub enum Targets<'a> {
     /// Class labels `0..K` (multi-class; binary with one sigmoid output: 0/1).
     Labels(&'a [u32]),
-    /// Dense targets, `n_samples × n_outputs` (regression values, multi-label 0/1).
+    /// Dense targets, `n_samples × n_outputs`: regression values (finite), or
+    /// multi-label targets in [0, 1] (0/1, or soft labels between).
     Dense(&'a [f32]),
 }
 
@@ -101,12 +102,15 @@ impl Task {
     }
 
     /// Checks that `y` holds valid targets of `n` samples for a network of
-    /// `k` outputs (labels in range, dense values finite).
+    /// `k` outputs (labels in range, dense values finite, multi-label dense
+    /// values in [0, 1]).
     pub(crate) fn check_targets(self, k: usize, y: &Targets<'_>, n: usize) -> Result<()> {
         match (self, y) {
             (Task::MultiClass, Targets::Labels(l)) | (Task::MultiLabel, Targets::Labels(l)) => {
                 if self == Task::MultiLabel && k != 1 {
-                    return Err(invalid("labels need a single sigmoid output; use dense 0/1 targets for multi-label"));
+                    return Err(invalid(
+                        "labels need a single sigmoid output; use dense targets in [0, 1] for multi-label",
+                    ));
                 }
                 if l.len() != n {
                     return Err(shape(format!("{} labels for {n} samples", l.len())));
@@ -122,6 +126,12 @@ impl Task {
                 }
                 if let Some(i) = crate::simd::reduce::first_non_finite(t) {
                     return Err(Error::NonFinite(format!("target {i} is not finite")));
+                }
+                // Log-loss reads probabilities: a target outside [0, 1] is no label.
+                if self == Task::MultiLabel
+                    && let Some((i, &v)) = t.iter().enumerate().find(|&(_, &v)| !(0.0..=1.0).contains(&v))
+                {
+                    return Err(invalid(format!("multi-label target {i} is {v}, outside [0, 1]")));
                 }
             }
             (Task::MultiClass, Targets::Dense(_)) => return Err(invalid("a multi-class model trains on labels")),
@@ -303,7 +313,24 @@ fn bce(p: f64, t: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::argmax;
+    use super::{Error, Targets, Task, argmax};
+
+    /// Multi-label dense targets are probabilities: [0, 1], soft labels
+    /// allowed, anything outside refused naming its index and value.
+    #[test]
+    fn multi_label_targets_must_be_in_0_1() {
+        let ok = [0.0f32, 1.0, 0.25, -0.0];
+        assert!(Task::MultiLabel.check_targets(2, &Targets::Dense(&ok), 2).is_ok());
+        for (bad, what) in [([0.0f32, 1.0, 2.0, 0.0], "target 2 is 2"), ([0.0, -0.5, 1.0, 0.0], "target 1 is -0.5")] {
+            let e = Task::MultiLabel.check_targets(2, &Targets::Dense(&bad), 2).unwrap_err();
+            assert!(matches!(&e, Error::InvalidArgument(m) if m.contains(what) && m.contains("[0, 1]")), "{e}");
+        }
+        // Regression targets keep any finite value.
+        assert!(Task::Regression.check_targets(2, &Targets::Dense(&[2.0, -0.5, 9.0, 0.0]), 2).is_ok());
+        // Non-finite values are still non-finite errors first.
+        let nan = [f32::NAN, 2.0];
+        assert!(matches!(Task::MultiLabel.check_targets(1, &Targets::Dense(&nan), 2), Err(Error::NonFinite(_))));
+    }
 
     /// The first maximum, as a plain scan with a branch finds it: ties go to
     /// the first, NaN never wins (nor loses to anything after a NaN first).

@@ -429,7 +429,8 @@ impl FitObserver for EpochFn<'_, '_> {
     }
 }
 
-/// Validation data given explicitly.
+/// Validation data given explicitly (at least one sample: `n = 0` is
+/// [`Error::InvalidArgument`]; pass `None` for no validation).
 #[derive(Debug, Clone, Copy)]
 pub struct Validation<'a> {
     /// Samples, `n × n_inputs`.
@@ -584,6 +585,9 @@ impl<'a> Plan<'a> {
         if let Some(v) = &val {
             m.check_input(v.x, v.n)?;
             m.check_targets(&v.y, v.n)?;
+            if v.n == 0 {
+                return Err(invalid("the validation data has no samples (n = 0); pass None for no validation"));
+            }
         }
         if val.is_none() && cfg.early_stopping && n_samples < 2 {
             return Err(invalid(format!(
@@ -810,6 +814,17 @@ struct EpochTotals {
 impl Mlp {
     pub(crate) fn check_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
         self.task.check_targets(self.n_outputs(), y, n)
+    }
+
+    /// The checks of [`Mlp::evaluate`] and [`Mlp::score`] before they
+    /// predict: the targets `y` of `n` samples ([`Mlp::check_targets`]),
+    /// then at least one sample (a score of nothing is no score).
+    pub(crate) fn check_eval_targets(&self, y: &Targets<'_>, n: usize) -> Result<()> {
+        self.check_targets(y, n)?;
+        if n == 0 {
+            return Err(invalid("no samples to evaluate: n_samples is 0"));
+        }
+        Ok(())
     }
 
     /// Trains on `n_samples` rows of `x` (`n_samples × n_inputs`, finite) with
@@ -1060,13 +1075,15 @@ impl Mlp {
     /// Mean loss (without penalty) and score (accuracy, or R² for regression)
     /// on labelled data.
     /// Subnormals are flushed, as by [`Mlp::predict_proba`].
+    /// Targets are checked as `fit` checks them; zero samples are
+    /// [`Error::InvalidArgument`].
     pub fn evaluate(&self, x: &[f32], n_samples: usize, y: &Targets<'_>) -> Result<(f64, f64)> {
         self.evaluate_mode(x, n_samples, y, true)
     }
 
     /// [`Mlp::evaluate`] flushing subnormals or not (`fit` follows its config).
     fn evaluate_mode(&self, x: &[f32], n_samples: usize, y: &Targets<'_>, flush: bool) -> Result<(f64, f64)> {
-        self.check_targets(y, n_samples)?;
+        self.check_eval_targets(y, n_samples)?;
         let mut ws = Workspace::new(self, 256).with_flush_denormals(flush);
         let n_out = n_samples
             .checked_mul(self.n_outputs())
@@ -1531,4 +1548,24 @@ fn gather(x: Inputs<'_>, y: &Targets<'_>, idx: &[usize], ni: usize, k: usize) ->
         )?),
     };
     Ok((xv, yv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_refuses_empty_validation_data() {
+        let mut m = Mlp::new(2, &[], 2, Task::MultiClass, 1).unwrap();
+        let before = m.clone();
+        let (x, y) = ([0.0f32, 1.0, 1.0, 0.0, 0.5, 0.5, 1.0, 1.0], [0u32, 1, 0, 1]);
+        let cfg = TrainConfig { max_iter: 3, early_stopping: true, ..Default::default() };
+        let val = Validation { x: &[], n: 0, y: Targets::Labels(&[]) };
+        let e = m.fit(&x, 4, Targets::Labels(&y), &cfg, Some(val), None).unwrap_err();
+        assert!(matches!(&e, Error::InvalidArgument(s) if s.contains("no samples")), "{e}");
+        assert_eq!(m, before, "a refused fit changes nothing");
+        // One validation sample is enough.
+        let val = Validation { x: &x[..2], n: 1, y: Targets::Labels(&y[..1]) };
+        m.fit(&x, 4, Targets::Labels(&y), &cfg, Some(val), None).unwrap();
+    }
 }
