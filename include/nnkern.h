@@ -620,7 +620,8 @@ int32_t nnk_mlp_fit_classifier_csr(struct nnk_mlp *m,
  * scores into `validation_scores`, each up to `cap` values (either may be
  * NULL; sizes are in the summary: ask first, then call again).
  * `NNK_ERR_INVALID_ARG` when the model has no fit yet (new, loaded, or
- * its last fit failed).
+ * its last fit ran and failed; a fit refused for its input changes
+ * nothing, the history included).
  *
  * Undefined behaviour unless:
  * `m` a live model; `summary` NULL or writable; each array NULL or
@@ -634,8 +635,9 @@ int32_t nnk_mlp_fit_history(const struct nnk_mlp *m,
 
 /**
  * Trains a regressor (identity output) or multi-label model (sigmoid
- * outputs, 0/1 targets) on dense targets `y` (`n_samples × n_targets`,
- * `n_targets` = output units).
+ * outputs, targets in [0, 1], others refused with `NNK_ERR_INVALID_ARG`)
+ * on dense targets `y` (`n_samples × n_targets`, `n_targets` = output
+ * units).
  *
  * Undefined behaviour unless:
  * As `nnk_mlp_fit_classifier`.
@@ -1059,7 +1061,8 @@ int32_t nnk_train_config_set_distributed(struct nnk_train_config *c, uint32_t on
 
 /**
  * Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
- * `n_iter_no_change` and `tol`; the best weights are restored.
+ * `n_iter_no_change` and `tol`; the best weights are restored. With
+ * `enable` 0, `validation_fraction` is not read (the config keeps its own).
  *
  * Undefined behaviour unless:
  * `c` is a live config.

@@ -1040,6 +1040,10 @@ fn sparse_rows_train_like_the_dense_rows() {
     assert!(SparseRows::from_csr(n, d, &indptr[..n], &indices, &data).is_err(), "short indptr");
     assert!(SparseRows::from_csr(usize::MAX, d, &indptr, &indices, &data).is_err(), "rows + 1 overflows");
     assert!(SparseRows::from_csr(n, d, &indptr, &indices, &data[1..]).is_err(), "short data");
+    // An offset past nnz in the middle (then decreasing back to nnz): an
+    // error, not a slice out of range.
+    let e = SparseRows::from_csr(2, d, &[0, 2, 1], &[0], &[1.0]).unwrap_err();
+    assert!(e.to_string().contains("beyond nnz"), "{e}");
     let mut bad = indices.clone();
     bad.swap(0, 1);
     assert!(SparseRows::from_csr(n, d, &indptr, &bad, &data).is_err(), "unsorted");

@@ -62,7 +62,7 @@ fn install_quiet_hook() {
         std::panic::set_hook(Box::new(move |info| {
             if IN_BOUNDARY.with(|b| b.get()) {
                 let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-                PANIC_AT.with(|p| *p.borrow_mut() = at);
+                let _ = PANIC_AT.try_with(|p| *p.borrow_mut() = at);
             } else {
                 prev(info)
             }
@@ -70,13 +70,18 @@ fn install_quiet_hook() {
     });
 }
 
+// The thread-locals with destructors (`LAST_ERROR`, `PANIC_AT`) are reached
+// through `try_with`: a call made while the thread's locals are being torn
+// down (from another local's destructor) then loses its message instead of
+// panicking in an `extern "C"` function, which would abort.
+
 fn set_last_error(msg: &str) {
     let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = c);
 }
 
 fn clear_last_error() {
-    LAST_ERROR.with(|e| {
+    let _ = LAST_ERROR.try_with(|e| {
         let mut e = e.borrow_mut();
         if !e.as_bytes().is_empty() {
             *e = CString::default();
@@ -106,7 +111,7 @@ pub(crate) fn boundary(f: impl FnOnce() -> crate::Result<()>) -> i32 {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            let at = PANIC_AT.with(|p| std::mem::take(&mut *p.borrow_mut()));
+            let at = PANIC_AT.try_with(|p| std::mem::take(&mut *p.borrow_mut())).unwrap_or_default();
             let e = Error::Panic(format!("{what}{at}"));
             set_last_error(&e.to_string());
             e.code()
@@ -146,6 +151,25 @@ pub(crate) fn check_ptr<T>(p: *const T, len: usize, name: &str) -> crate::Result
     Ok(())
 }
 
+/// Checks an out-parameter the callee writes one `T` through: NULL
+/// (`NNK_ERR_NULL_POINTER`) and misalignment (`NNK_ERR_INVALID_ARG`) are
+/// errors, so that writing `*p` is never a misaligned store.
+pub(crate) fn check_out<T>(p: *mut T, name: &str) -> crate::Result<()> {
+    if p.is_null() {
+        return Err(Error::NullPointer(format!("'{name}' is NULL")));
+    }
+    check_ptr(p as *const T, 1, name)
+}
+
+/// Checks an optional out-parameter: `false` for NULL (nothing to write),
+/// `true` for an aligned pointer; misalignment is an error.
+pub(crate) fn check_opt_out<T>(p: *mut T, name: &str) -> crate::Result<bool> {
+    if p.is_null() {
+        return Ok(false);
+    }
+    check_ptr(p as *const T, 1, name).map(|()| true)
+}
+
 /// A read-only slice of `len` elements from C, checked by [`check_ptr`]
 /// (NULL only with `len == 0`): the one way the FFI turns a pointer it reads
 /// into a slice.
@@ -170,14 +194,16 @@ pub(crate) unsafe fn slice_out<'a, T>(p: *mut T, len: usize, name: &str) -> crat
     Ok(if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(p, len) } })
 }
 
-/// Whether two element ranges overlap in memory.
+/// Whether two element ranges overlap in memory (ranges past the end of the
+/// address space are cut at its end: callers check each range with
+/// [`check_ptr`] too).
 pub(crate) fn overlaps<T, U>(a: *const T, alen: usize, b: *const U, blen: usize) -> bool {
     if alen == 0 || blen == 0 {
         return false;
     }
     let (a0, b0) = (a as usize, b as usize);
-    let a1 = a0 + alen * std::mem::size_of::<T>();
-    let b1 = b0 + blen * std::mem::size_of::<U>();
+    let a1 = a0.saturating_add(alen.saturating_mul(std::mem::size_of::<T>()));
+    let b1 = b0.saturating_add(blen.saturating_mul(std::mem::size_of::<U>()));
     a0 < b1 && b0 < a1
 }
 
@@ -186,7 +212,7 @@ pub(crate) fn overlaps<T, U>(a: *const T, alen: usize, b: *const U, blen: usize)
 /// nnkern call on this thread; copy it to keep it.
 #[unsafe(no_mangle)]
 pub extern "C" fn nnk_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.try_with(|e| e.borrow().as_ptr()).unwrap_or(c"".as_ptr())
 }
 
 /// Copies the last error message (NUL-terminated, truncated to `cap - 1` bytes)
@@ -196,19 +222,28 @@ pub extern "C" fn nnk_last_error_message() -> *const c_char {
 /// Undefined behaviour unless: `buf` is valid for `cap` bytes of writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_last_error(buf: *mut c_char, cap: usize) -> usize {
-    LAST_ERROR.with(|e| {
-        let e = e.borrow();
-        let bytes = e.as_bytes();
-        if !buf.is_null() && cap > 0 {
-            let n = bytes.len().min(cap - 1);
-            // SAFETY: the caller guarantees `cap` writable bytes at `buf`; n < cap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, buf, n);
-                *buf.add(n) = 0;
+    LAST_ERROR
+        .try_with(|e| {
+            let e = e.borrow();
+            let bytes = e.as_bytes();
+            if !buf.is_null() && cap > 0 {
+                let n = bytes.len().min(cap - 1);
+                // SAFETY: the caller guarantees `cap` writable bytes at `buf`; n < cap.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr() as *const c_char, buf, n);
+                    *buf.add(n) = 0;
+                }
             }
-        }
-        bytes.len()
-    })
+            bytes.len()
+        })
+        .unwrap_or_else(|_| {
+            // The thread's locals are gone: no message.
+            if !buf.is_null() && cap > 0 {
+                // SAFETY: the caller guarantees `cap` ≥ 1 writable bytes at `buf`.
+                unsafe { *buf = 0 };
+            }
+            0
+        })
 }
 
 /// A static description of a status code (`"ok"`, `"invalid argument"`, ...;

@@ -10,7 +10,7 @@
 // The C names are the type names (one grep finds both sides).
 #![allow(non_camel_case_types)]
 
-use super::{boundary, check_ptr, flag, slice_in};
+use super::{boundary, check_out, check_ptr, flag, slice_in};
 use crate::error::{Error, Result};
 use crate::nn::{
     EpochRecord, FitObserver, History, Inputs, Layer, Mlp, Schedule, Solver, SparseInput, Targets, Task, TrainConfig,
@@ -190,9 +190,7 @@ pub unsafe extern "C" fn nnk_mlp_new(
     out: *mut *mut nnk_mlp,
 ) -> i32 {
     boundary(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
+        check_out(out, "out")?;
         if n_layers == 0 {
             return Err(Error::InvalidArgument("n_layers must be ≥ 1 (the output layer)".into()));
         }
@@ -245,9 +243,7 @@ pub unsafe extern "C" fn nnk_mlp_free(m: *mut nnk_mlp) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_new(out: *mut *mut nnk_train_config) -> i32 {
     boundary(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
+        check_out(out, "out")?;
         let c = Box::new(nnk_train_config {
             cfg: TrainConfig::default(),
             callback: None,
@@ -273,11 +269,24 @@ pub unsafe extern "C" fn nnk_train_config_free(c: *mut nnk_train_config) {
     }
 }
 
+/// `v` as the f32 the config stores, checked after the conversion (a
+/// positive value that rounds to 0 is refused where 0 is).
 fn pos_f32(v: f64, name: &str, allow_zero: bool) -> Result<f32> {
-    if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) || v > f32::MAX as f64 {
+    let f = v as f32;
+    if !v.is_finite() || v < 0.0 || (!allow_zero && f == 0.0) || v > f32::MAX as f64 {
         return Err(Error::InvalidArgument(format!("{name} = {v} is out of range")));
     }
-    Ok(v as f32)
+    Ok(f)
+}
+
+/// `v` as the f32 the config stores, in `[0, 1)` after the conversion (a
+/// value just below 1 rounds to 1.0f32 and is refused).
+fn unit_f32(v: f64, name: &str) -> Result<f32> {
+    let f = v as f32;
+    if !(v.is_finite() && (0.0..1.0).contains(&f)) {
+        return Err(Error::InvalidArgument(format!("{name} = {v} must be in [0, 1) (as f32)")));
+    }
+    Ok(f)
 }
 
 /// Epochs (`max_iter`, ≥ 1; default 200).
@@ -391,11 +400,9 @@ pub unsafe extern "C" fn nnk_train_config_set_seed(c: *mut nnk_train_config, see
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_train_config_set_momentum(c: *mut nnk_train_config, momentum: f64, nesterov: u32) -> i32 {
     with_config(c, |c| {
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::InvalidArgument(format!("momentum {momentum} must be in [0, 1)")));
-        }
+        let momentum = unit_f32(momentum, "momentum")?;
         c.cfg.nesterovs_momentum = flag(nesterov, "nesterov")?;
-        c.cfg.momentum = momentum as f32;
+        c.cfg.momentum = momentum;
         Ok(())
     })
 }
@@ -422,7 +429,8 @@ pub unsafe extern "C" fn nnk_train_config_set_schedule(c: *mut nnk_train_config,
 }
 
 /// Early stopping on a held-out `validation_fraction` (enable: 0 or 1) with
-/// `n_iter_no_change` and `tol`; the best weights are restored.
+/// `n_iter_no_change` and `tol`; the best weights are restored. With
+/// `enable` 0, `validation_fraction` is not read (the config keeps its own).
 ///
 /// Undefined behaviour unless:
 /// `c` is a live config.
@@ -436,12 +444,18 @@ pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
 ) -> i32 {
     with_config(c, |c| {
         let on = flag(enable, "enable")?;
-        if on && !(validation_fraction > 0.0 && validation_fraction < 1.0) {
-            return Err(Error::InvalidArgument("validation_fraction must be in (0, 1)".into()));
+        let fraction = validation_fraction as f32;
+        if on && !(validation_fraction.is_finite() && fraction > 0.0 && fraction < 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "validation_fraction = {validation_fraction} must be in (0, 1) (as f32)"
+            )));
         }
-        c.cfg.tol = pos_f32(tol, "tol", true)?;
+        let tol = pos_f32(tol, "tol", true)?;
+        c.cfg.tol = tol;
         c.cfg.early_stopping = on;
-        c.cfg.validation_fraction = validation_fraction as f32;
+        if on {
+            c.cfg.validation_fraction = fraction;
+        }
         c.cfg.n_iter_no_change = n_iter_no_change.max(1);
         Ok(())
     })
@@ -465,13 +479,17 @@ fn set_in(
     set: impl FnOnce(&mut nnk_train_config, f32),
 ) -> i32 {
     with_config(c, |c| {
-        let above = if lo_in { v >= lo } else { v > lo };
-        let below = if hi_in { v <= hi } else { v < hi };
+        // Checked as the f32 the config stores: 1 − 1e-12 rounds to 1.0f32,
+        // 1e-50 to 0.
+        let f = v as f32;
+        let fv = f as f64;
+        let above = if lo_in { fv >= lo } else { fv > lo };
+        let below = if hi_in { fv <= hi } else { fv < hi };
         if !(v.is_finite() && above && below) {
             let (l, h) = (if lo_in { '[' } else { '(' }, if hi_in { ']' } else { ')' });
-            return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h}")));
+            return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h} (as f32)")));
         }
-        set(c, v as f32);
+        set(c, f);
         Ok(())
     })
 }
@@ -796,8 +814,12 @@ pub struct nnk_csr {
 /// The nonzeros of a C CSR matrix, checked (pointers, lengths, offsets,
 /// indices) and copied into the library's own form.
 fn csr_rows(x: *const nnk_csr) -> Result<crate::gemm::SparseRows> {
-    // SAFETY: NULL or a valid nnk_csr (caller contract).
-    let x = unsafe { x.as_ref() }.ok_or_else(|| null("x"))?;
+    if x.is_null() {
+        return Err(null("x"));
+    }
+    check_ptr(x, 1, "x")?;
+    // SAFETY: non-NULL and aligned (checked), a valid nnk_csr (caller contract).
+    let x = unsafe { &*x };
     let np = x.n_rows.checked_add(1).ok_or_else(|| Error::Overflow("n_rows + 1 overflows".into()))?;
     // SAFETY: the caller passes n_rows + 1 offsets and nnz indices and values.
     let (ptr, ix, v) = unsafe {
@@ -857,9 +879,25 @@ enum CTargets {
     Dense(*const f32, usize),
 }
 
+/// Whether a fit's error is one `Mlp::fit` returns before it changes any
+/// weight (bad input, a size that overflows or cannot be allocated).
+fn refused_before_training(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidArgument(_)
+            | Error::NullPointer(_)
+            | Error::ShapeMismatch(_)
+            | Error::Overflow(_)
+            | Error::NonFinite(_)
+            | Error::Unsupported(_)
+            | Error::OutOfMemory { .. }
+    )
+}
+
 /// A fit from C: checks the handles and the inputs, runs `fit` (or
 /// `partial_fit` when `partial`) with the config's callback, and keeps the
-/// history on the handle (None after a failed fit).
+/// history on the handle: the new one after a successful fit, none after a
+/// fit that ran and failed, the old one after a call refused for its input.
 fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: CTargets, partial: bool) -> i32 {
     boundary(|| {
         // SAFETY: non-NULL configs come from `nnk_train_config_new`.
@@ -903,9 +941,21 @@ fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: 
             } else {
                 &c.cfg
             };
-            *history = None;
-            *history = Some(model.fit_inputs(inputs, y, cfg, None, &mut observer)?);
-            Ok(())
+            match model.fit_inputs(inputs, y, cfg, None, &mut observer) {
+                Ok(h) => {
+                    *history = Some(h);
+                    Ok(())
+                }
+                Err(e) => {
+                    // Input refused before any weight changed: the model, and
+                    // so its last fit's history, stay as they were. A fit that
+                    // ran and failed (diverged) leaves no history.
+                    if !refused_before_training(&e) {
+                        *history = None;
+                    }
+                    Err(e)
+                }
+            }
         })
     })
 }
@@ -932,8 +982,9 @@ pub unsafe extern "C" fn nnk_mlp_fit_classifier(
 }
 
 /// Trains a regressor (identity output) or multi-label model (sigmoid
-/// outputs, 0/1 targets) on dense targets `y` (`n_samples × n_targets`,
-/// `n_targets` = output units).
+/// outputs, targets in [0, 1], others refused with `NNK_ERR_INVALID_ARG`)
+/// on dense targets `y` (`n_samples × n_targets`, `n_targets` = output
+/// units).
 ///
 /// Undefined behaviour unless:
 /// As `nnk_mlp_fit_classifier`.
@@ -1147,9 +1198,7 @@ pub unsafe extern "C" fn nnk_mlp_save(m: *const nnk_mlp, path: *const c_char) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_load(path: *const c_char, out: *mut *mut nnk_mlp) -> i32 {
     boundary(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
+        check_out(out, "out")?;
         let model = Mlp::load(path_of(path)?)?;
         // SAFETY: non-NULL, writable.
         unsafe { *out = nnk_mlp::boxed(model) };

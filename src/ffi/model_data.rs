@@ -3,8 +3,8 @@
 //! needs to hold a model as its own data (scikit-learn's `coefs_`,
 //! `intercepts_`, `loss_curve_`, pickling).
 
-use super::model::{nnk_mlp, null, with_model, with_model_mut};
-use super::{boundary, check_ptr, slice_in};
+use super::model::{nnk_mlp, with_model, with_model_mut};
+use super::{boundary, check_opt_out, check_out, check_ptr, slice_in};
 use crate::error::{Error, Result};
 use crate::nn::Mlp;
 
@@ -34,18 +34,21 @@ pub unsafe extern "C" fn nnk_mlp_layer(
     activation: *mut u32,
 ) -> i32 {
     boundary(|| {
+        let (w_in, w_out, w_act) =
+            (check_opt_out(n_in, "n_in")?, check_opt_out(n_out, "n_out")?, check_opt_out(activation, "activation")?);
         with_model(m, |h| {
             let (fan_in, l) = layer(h.model(), i)?;
-            // SAFETY: each is NULL or writable (caller contract).
+            // SAFETY: each written one is non-NULL and aligned (checked
+            // above) and writable (caller contract).
             unsafe {
-                if let Some(p) = n_in.as_mut() {
-                    *p = fan_in;
+                if w_in {
+                    *n_in = fan_in;
                 }
-                if let Some(p) = n_out.as_mut() {
-                    *p = l.units;
+                if w_out {
+                    *n_out = l.units;
                 }
-                if let Some(p) = activation.as_mut() {
-                    *p = l.activation.code();
+                if w_act {
+                    *activation = l.activation.code();
                 }
             }
             Ok(())
@@ -141,9 +144,7 @@ fn exact(got: usize, need: usize, name: &str) -> Result<()> {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_to_bytes(m: *const nnk_mlp, buf: *mut u8, cap: usize, len: *mut usize) -> i32 {
     boundary(|| {
-        if len.is_null() {
-            return Err(null("len"));
-        }
+        check_out(len, "len")?;
         with_model(m, |h| {
             let bytes = h.model().to_bytes();
             // SAFETY: non-NULL, writable (caller contract).
@@ -171,9 +172,7 @@ pub unsafe extern "C" fn nnk_mlp_to_bytes(m: *const nnk_mlp, buf: *mut u8, cap: 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nnk_mlp_from_bytes(buf: *const u8, len: usize, out: *mut *mut nnk_mlp) -> i32 {
     boundary(|| {
-        if out.is_null() {
-            return Err(null("out"));
-        }
+        check_out(out, "out")?;
         // SAFETY: the caller passes `len` readable bytes.
         let bytes = unsafe { slice_in(buf, len, "buf")? };
         let model = Mlp::from_bytes(bytes)?;
@@ -220,7 +219,8 @@ pub struct nnk_fit_summary {
 /// scores into `validation_scores`, each up to `cap` values (either may be
 /// NULL; sizes are in the summary: ask first, then call again).
 /// `NNK_ERR_INVALID_ARG` when the model has no fit yet (new, loaded, or
-/// its last fit failed).
+/// its last fit ran and failed; a fit refused for its input changes
+/// nothing, the history included).
 ///
 /// Undefined behaviour unless:
 /// `m` a live model; `summary` NULL or writable; each array NULL or
@@ -243,16 +243,22 @@ pub unsafe extern "C" fn nnk_mlp_fit_history(
             let scores: Vec<f64> = hist.epochs.iter().filter_map(|e| e.val_score).collect();
             let best_score = scores.iter().copied().fold(f64::NAN, f64::max);
             let early = hist.restored_epoch.is_some();
-            for (p, v) in [(loss_curve, &losses), (validation_scores, &scores)] {
+            // Every pointer checked before anything is written.
+            let arrays = [(loss_curve, &losses, "loss_curve"), (validation_scores, &scores, "validation_scores")];
+            for &(p, v, name) in &arrays {
                 if !p.is_null() {
-                    let n = v.len().min(cap);
-                    check_ptr(p as *const f64, n, "history array")?;
-                    // SAFETY: checked: writable for `cap` ≥ n doubles (caller contract).
-                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, n) };
+                    check_ptr(p as *const f64, v.len().min(cap), name)?;
                 }
             }
-            // SAFETY: NULL or writable (caller contract).
-            if let Some(s) = unsafe { summary.as_mut() } {
+            let write_summary = check_opt_out(summary, "summary")?;
+            for (p, v, _) in arrays {
+                if !p.is_null() {
+                    // SAFETY: checked: writable for `cap` ≥ n doubles (caller contract).
+                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len().min(cap)) };
+                }
+            }
+            // SAFETY: non-NULL and aligned (checked above), writable (caller contract).
+            if let Some(s) = write_summary.then(|| unsafe { &mut *summary }) {
                 *s = nnk_fit_summary {
                     n_iter: losses.len(),
                     n_validation_scores: scores.len(),

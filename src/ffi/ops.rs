@@ -32,6 +32,12 @@ pub const NNK_ACT_GELU: u32 = 8;
 pub const NNK_ACT_LOG_SOFTMAX: u32 = 9;
 
 fn no_overlap(outs: &[(*const f32, usize, &str)], ins: &[(*const f32, usize, &str)]) -> Result<()> {
+    // Each range first checked on its own (NULL, alignment, an extent past
+    // isize::MAX bytes or the address space), so that the comparisons below
+    // see real ranges.
+    for &(p, l, name) in outs.iter().chain(ins) {
+        check_ptr(p, l, name)?;
+    }
     for (i, &(o, ol, on)) in outs.iter().enumerate() {
         for &(p, pl, pn) in ins.iter().chain(&outs[i + 1..]) {
             if overlaps(o, ol, p, pl) {
@@ -57,7 +63,7 @@ unsafe fn vmath(x: *const f32, y: *mut f32, n: usize, f: fn(&[f32], &mut [f32]) 
         if x == y as *const f32 {
             // SAFETY: checked; in place is one exclusive slice, read through a copy.
             let v = unsafe { std::slice::from_raw_parts_mut(y, n) };
-            let tmp = v.to_vec();
+            let tmp = crate::mem::try_to_vec(v, "a copy of the input")?;
             return f(&tmp, v);
         }
         if overlaps(x, n, y, n) {
@@ -164,7 +170,7 @@ pub unsafe extern "C" fn nnk_activation_forward(act: u32, rows: usize, cols: usi
         }
         let tmp;
         let xs = if x == y as *const f32 {
-            tmp = xs.to_vec();
+            tmp = crate::mem::try_to_vec(xs, "a copy of the input")?;
             &tmp[..]
         } else {
             xs
@@ -300,6 +306,10 @@ pub unsafe extern "C" fn nnk_dense_backward(
             let dxs = if dx.is_null() { None } else { Some(slice_out(dx, nx, "dx")?) };
             DZ_SCRATCH.with(|cell| {
                 let mut scratch = cell.borrow_mut();
+                if scratch.len() < nz {
+                    let more = nz - scratch.len();
+                    crate::mem::try_reserve(&mut scratch, more, "the pre-activation gradient")?;
+                }
                 scratch.resize(nz, 0.0);
                 let g = DenseGrads { dw: dws, db: dbs, dx: dxs, dz: &mut scratch[..] };
                 dense_backward(

@@ -151,8 +151,8 @@ impl SparseRows {
     /// with their `data`. Explicit zeros (±0) are dropped, as
     /// [`SparseRows::from_dense`] drops them, so the same matrix gives the
     /// same nonzeros either way. Refused: `indptr` of a length other than
-    /// `rows + 1`, not starting at 0, decreasing, or not ending at
-    /// `indices.len()`; `data` of another length than `indices`; a column
+    /// `rows + 1`, not starting at 0, decreasing, beyond `indices.len()` or
+    /// not ending there; `data` of another length than `indices`; a column
     /// index `≥ cols`, out of order or repeated; `cols` beyond `u32::MAX`.
     pub fn from_csr(rows: usize, cols: usize, indptr: &[usize], indices: &[u32], data: &[f32]) -> Result<SparseRows> {
         if rows.checked_add(1) != Some(indptr.len()) || indptr[0] != 0 || indptr[rows] != indices.len() {
@@ -172,6 +172,9 @@ impl SparseRows {
             let (a, b) = (indptr[r], indptr[r + 1]);
             if a > b {
                 return Err(invalid(format!("indptr decreases at row {r}: {a} > {b}")));
+            }
+            if b > indices.len() {
+                return Err(invalid(format!("indptr[{}] = {b} is beyond nnz = {}", r + 1, indices.len())));
             }
             let ix = &indices[a..b];
             if let Some(&c) = ix.iter().find(|&&c| c as usize >= cols) {

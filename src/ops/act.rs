@@ -508,6 +508,10 @@ impl WithToken for Fwd<'_> {
     fn with_token<S: Token>(self, s: S) {
         let Fwd { act, rows, cols, x, y } = self;
         if act.is_rowwise() {
+            // Rows of no columns: nothing to do (and `rows` may be anything).
+            if cols == 0 {
+                return;
+            }
             for r in 0..rows {
                 let (xp, yp) = (x[r * cols..].as_ptr(), y[r * cols..].as_mut_ptr());
                 // SAFETY: row r has `cols` elements in both (lengths checked by the caller).

@@ -378,6 +378,10 @@ impl WithToken for RowSoftmax<'_> {
     type Output = ();
     #[inline(always)]
     fn with_token<S: Token>(self, s: S) {
+        // Rows of no columns: nothing to do (and `rows` may be anything).
+        if self.cols == 0 {
+            return;
+        }
         for r in 0..self.rows {
             let p = self.y[r * self.cols..].as_mut_ptr();
             // SAFETY: row r holds `cols` elements; in place is allowed.
