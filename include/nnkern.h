@@ -767,7 +767,7 @@ int32_t nnk_mlp_new(size_t n_inputs,
  * (scikit-learn's `partial_fit`): `nnk_mlp_fit_classifier` with the config's
  * epochs taken as 1, warm start on and early stopping off. The first call on
  * a fresh model starts the optimizer afresh. Its history replaces the last
- * fit's.
+ * fit's once it runs (a call refused for its input changes nothing).
  *
  * Undefined behaviour unless:
  * As `nnk_mlp_fit_classifier`.

@@ -283,7 +283,7 @@ fn pos_f32(v: f64, name: &str, allow_zero: bool) -> Result<f32> {
 /// value just below 1 rounds to 1.0f32 and is refused).
 fn unit_f32(v: f64, name: &str) -> Result<f32> {
     let f = v as f32;
-    if !(v.is_finite() && (0.0..1.0).contains(&f)) {
+    if !(v.is_finite() && v >= 0.0 && (0.0..1.0).contains(&f)) {
         return Err(Error::InvalidArgument(format!("{name} = {v} must be in [0, 1) (as f32)")));
     }
     Ok(f)
@@ -483,8 +483,9 @@ fn set_in(
         // 1e-50 to 0.
         let f = v as f32;
         let fv = f as f64;
-        let above = if lo_in { fv >= lo } else { fv > lo };
-        let below = if hi_in { fv <= hi } else { fv < hi };
+        // Both the value given and the one stored (−1e-50 rounds to −0.0).
+        let above = if lo_in { v >= lo && fv >= lo } else { v > lo && fv > lo };
+        let below = if hi_in { v <= hi && fv <= hi } else { v < hi && fv < hi };
         if !(v.is_finite() && above && below) {
             let (l, h) = (if lo_in { '[' } else { '(' }, if hi_in { ']' } else { ')' });
             return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h} (as f32)")));
@@ -941,6 +942,7 @@ fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: 
             } else {
                 &c.cfg
             };
+            let before = (model.optimizer_steps(), model.samples_seen());
             match model.fit_inputs(inputs, y, cfg, None, &mut observer) {
                 Ok(h) => {
                     *history = Some(h);
@@ -949,8 +951,10 @@ fn fit_common(m: *mut nnk_mlp, c: *const nnk_train_config, x: CInputs, targets: 
                 Err(e) => {
                     // Input refused before any weight changed: the model, and
                     // so its last fit's history, stay as they were. A fit that
-                    // ran and failed (diverged) leaves no history.
-                    if !refused_before_training(&e) {
+                    // ran and failed (diverged, or any error after a step)
+                    // leaves no history.
+                    let stepped = (model.optimizer_steps(), model.samples_seen()) != before;
+                    if stepped || !refused_before_training(&e) {
                         *history = None;
                     }
                     Err(e)
@@ -1005,7 +1009,7 @@ pub unsafe extern "C" fn nnk_mlp_fit_regressor(
 /// (scikit-learn's `partial_fit`): `nnk_mlp_fit_classifier` with the config's
 /// epochs taken as 1, warm start on and early stopping off. The first call on
 /// a fresh model starts the optimizer afresh. Its history replaces the last
-/// fit's.
+/// fit's once it runs (a call refused for its input changes nothing).
 ///
 /// Undefined behaviour unless:
 /// As `nnk_mlp_fit_classifier`.

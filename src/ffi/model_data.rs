@@ -252,9 +252,12 @@ pub unsafe extern "C" fn nnk_mlp_fit_history(
             }
             let write_summary = check_opt_out(summary, "summary")?;
             for (p, v, _) in arrays {
-                if !p.is_null() {
-                    // SAFETY: checked: writable for `cap` ≥ n doubles (caller contract).
-                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, v.len().min(cap)) };
+                let n = v.len().min(cap);
+                // Nothing to copy: `p` may be anything (even misaligned).
+                if !p.is_null() && n > 0 {
+                    // SAFETY: non-NULL and aligned for n > 0 doubles (checked
+                    // above); writable for `cap` ≥ n doubles (caller contract).
+                    unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), p, n) };
                 }
             }
             // SAFETY: non-NULL and aligned (checked above), writable (caller contract).

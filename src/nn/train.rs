@@ -585,9 +585,6 @@ impl<'a> Plan<'a> {
         if let Some(v) = &val {
             m.check_input(v.x, v.n)?;
             m.check_targets(&v.y, v.n)?;
-            if v.n == 0 {
-                return Err(invalid("the validation data has no samples (n = 0); pass None for no validation"));
-            }
         }
         if val.is_none() && cfg.early_stopping && n_samples < 2 {
             return Err(invalid(format!(
@@ -896,6 +893,11 @@ impl Mlp {
         let t_fit = Instant::now();
         // Collective over the communicator when distributed (None on one rank).
         let mut dist = Dist::join(cfg)?;
+        // Empty validation data scores nothing. Across ranks, a rank's empty
+        // part only weighs 0 in the average (`Shard::Local`).
+        if dist.is_none() && val.as_ref().is_some_and(|v| v.n == 0) {
+            return Err(invalid("the validation data has no samples (n = 0); pass None for no validation"));
+        }
         let _mode = FlushDenormals::new(cfg.flush_denormals);
         let n_samples = x.n_samples();
         let plan = cfg.validate().and_then(|()| Plan::new(self, x, &y, cfg, val));

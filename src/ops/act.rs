@@ -577,6 +577,10 @@ impl WithToken for Bwd<'_> {
         let xp = x.map_or(core::ptr::null(), |v| v.as_ptr());
         let yp = y.map_or(core::ptr::null(), |v| v.as_ptr());
         if act.is_rowwise() {
+            // Rows of no columns: nothing to do (and `rows` may be anything).
+            if cols == 0 {
+                return;
+            }
             for r in 0..rows {
                 let o = r * cols;
                 // SAFETY: row r has `cols` elements in every buffer (checked by the caller).

@@ -410,6 +410,10 @@ impl WithToken for DzDb<'_> {
         let zero = s.splat_f32s(0.0);
         if act.is_rowwise() {
             db.fill(0.0);
+            // Rows of no columns: nothing to do (and `rows` may be anything).
+            if cols == 0 {
+                return;
+            }
             for r in 0..rows {
                 let o = r * cols;
                 // SAFETY: row r holds `cols` elements in a, da and dz.
