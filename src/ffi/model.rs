@@ -284,7 +284,7 @@ fn pos_f32(v: f64, name: &str, allow_zero: bool) -> Result<f32> {
 fn unit_f32(v: f64, name: &str) -> Result<f32> {
     let f = v as f32;
     if !(v.is_finite() && v >= 0.0 && (0.0..1.0).contains(&f)) {
-        return Err(Error::InvalidArgument(format!("{name} = {v} must be in [0, 1) (as f32)")));
+        return Err(Error::InvalidArgument(format!("{name} {v} must be in [0, 1)")));
     }
     Ok(f)
 }
@@ -446,9 +446,7 @@ pub unsafe extern "C" fn nnk_train_config_set_early_stopping(
         let on = flag(enable, "enable")?;
         let fraction = validation_fraction as f32;
         if on && !(validation_fraction.is_finite() && fraction > 0.0 && fraction < 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "validation_fraction = {validation_fraction} must be in (0, 1) (as f32)"
-            )));
+            return Err(Error::InvalidArgument("validation_fraction must be in (0, 1)".into()));
         }
         let tol = pos_f32(tol, "tol", true)?;
         c.cfg.tol = tol;
@@ -488,7 +486,7 @@ fn set_in(
         let below = if hi_in { v <= hi && fv <= hi } else { v < hi && fv < hi };
         if !(v.is_finite() && above && below) {
             let (l, h) = (if lo_in { '[' } else { '(' }, if hi_in { ']' } else { ')' });
-            return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h} (as f32)")));
+            return Err(Error::InvalidArgument(format!("{name} = {v} must be in {l}{lo}, {hi}{h}")));
         }
         set(c, f);
         Ok(())
