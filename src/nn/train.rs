@@ -430,7 +430,9 @@ impl FitObserver for EpochFn<'_, '_> {
 }
 
 /// Validation data given explicitly (at least one sample: `n = 0` is
-/// [`Error::InvalidArgument`]; pass `None` for no validation).
+/// [`Error::InvalidArgument`]; pass `None` for no validation). In a
+/// distributed fit over several ranks a rank's part may be empty: it weighs
+/// 0 in the ranks' averaged score.
 #[derive(Debug, Clone, Copy)]
 pub struct Validation<'a> {
     /// Samples, `n × n_inputs`.
